@@ -1,0 +1,5 @@
+//! placeholder
+pub mod decode;
+pub mod encode;
+pub mod nvpair;
+pub mod record;

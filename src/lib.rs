@@ -1,0 +1,19 @@
+//! fcgi-gateway: an HTTP server that serves PHP (and any FastCGI app) through php-fpm.
+//!
+//! Module map (see DESIGN.md):
+//! - `config`   — CLI + TOML config, defaults, validation (no sockets).
+//! - `server`   — listeners, hyper connections, limits, graceful drain; `respond` maps errors to statuses.
+//! - `route`    — path normalisation and safety checks; decides Script / NotFound / BadRequest.
+//! - `cgi`      — HTTP request → CGI params; CGI response head → HTTP head.
+//! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
+//! - `upstream` — `unix:`/`tcp:` addresses, dialing, one connection's drive, the connection pool.
+//! - `shutdown` — signals and the drain deadline.
+
+pub mod cgi;
+pub mod config;
+pub mod fastcgi;
+pub mod route;
+pub mod server;
+pub mod shutdown;
+pub mod upstream;
+
