@@ -17,3 +17,4 @@ pub mod server;
 pub mod shutdown;
 pub mod upstream;
 
+pub use server::run;

@@ -1,1 +1,535 @@
-//! placeholder
+//! HTTP request → ordered CGI/1.1 params (RFC 3875 §4.1, plus the extra
+//! variables php-fpm expects, following nginx's `fastcgi_params`).
+//!
+//! The order is fixed so that the FastCGI PARAMS stream is byte-for-byte
+//! reproducible, which keeps golden tests stable.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, Method, Uri, Version};
+
+use crate::route::Script;
+
+/// The address of one end of the client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    /// HTTP served on a unix socket (behind another proxy): no IP or port.
+    Unix,
+}
+
+/// The parts of an HTTP request that CGI params are derived from.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    pub method: &'a Method,
+    /// As the client sent it; REQUEST_URI is its path-and-query, undecoded.
+    pub uri: &'a Uri,
+    pub version: Version,
+    pub headers: &'a HeaderMap,
+    /// `"http"` or `"https"`.
+    pub scheme: &'a str,
+    /// The true body length to announce; `None` means no body.
+    pub content_length: Option<u64>,
+    pub remote: Endpoint,
+    pub local: Endpoint,
+    /// Already chosen by the caller.
+    pub server_name: &'a str,
+}
+
+const SERVER_SOFTWARE: &str = concat!("fcgi-gateway/", env!("CARGO_PKG_VERSION"));
+
+/// Hands out `Bytes` carved from one shared buffer, so a whole request's
+/// values cost about one allocation instead of one each.
+struct Arena(BytesMut);
+
+impl Arena {
+    fn take(&mut self) -> Bytes {
+        self.0.split().freeze()
+    }
+
+    fn copy(&mut self, b: &[u8]) -> Bytes {
+        if b.is_empty() {
+            // Bytes::new() does not allocate nor touch the arena.
+            return Bytes::new();
+        }
+        self.0.extend_from_slice(b);
+        self.take()
+    }
+
+    fn display(&mut self, v: impl std::fmt::Display) -> Bytes {
+        // Writing into BytesMut cannot fail; it grows as needed.
+        let _ = write!(self.0, "{v}");
+        self.take()
+    }
+}
+
+/// Builds the CGI params for one request, in the fixed order documented in
+/// the module. `extra` (the config's `[params]`) overrides an emitted param
+/// in place or is appended at the end.
+pub fn build_params(
+    req: &RequestInfo<'_>,
+    script: &Script,
+    document_root: &Path,
+    extra: &[(String, String)],
+) -> Vec<(Bytes, Bytes)> {
+    let script_filename = script.script_filename.as_os_str().as_bytes();
+    let root = document_root.as_os_str().as_bytes();
+    let path_info = script
+        .path_info
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(str::as_bytes);
+    let request_uri = request_uri(req.uri);
+    let query = req.uri.query().unwrap_or("");
+
+    // Reserve enough up front that the arena normally never reallocates
+    // (a reallocation would only cost speed, not correctness).
+    let header_bytes: usize = req
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 8)
+        .sum();
+    let capacity = header_bytes
+        + script_filename.len()
+        + query.len()
+        + req.method.as_str().len()
+        + request_uri.len()
+        + script.script_name.len()
+        + script.document_uri.len()
+        + root.len()
+        + req.scheme.len()
+        + req.server_name.len()
+        + path_info.map_or(0, |p| p.len() * 2 + root.len())
+        + 128; // addresses, ports, content length
+    let mut arena = Arena(BytesMut::with_capacity(capacity));
+    let mut out: Vec<(Bytes, Bytes)> =
+        Vec::with_capacity(21 + req.headers.keys_len() + extra.len());
+
+    let content_type = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map_or(&[][..], |v| v.as_bytes());
+    let content_length = match req.content_length {
+        Some(n) => arena.display(n),
+        None => Bytes::new(),
+    };
+
+    let st = Bytes::from_static;
+    out.push((st(b"SCRIPT_FILENAME"), arena.copy(script_filename)));
+    out.push((st(b"QUERY_STRING"), arena.copy(query.as_bytes())));
+    out.push((
+        st(b"REQUEST_METHOD"),
+        arena.copy(req.method.as_str().as_bytes()),
+    ));
+    out.push((st(b"CONTENT_TYPE"), arena.copy(content_type)));
+    out.push((st(b"CONTENT_LENGTH"), content_length));
+    out.push((
+        st(b"SCRIPT_NAME"),
+        arena.copy(script.script_name.as_bytes()),
+    ));
+    out.push((st(b"REQUEST_URI"), arena.copy(request_uri.as_bytes())));
+    out.push((
+        st(b"DOCUMENT_URI"),
+        arena.copy(script.document_uri.as_bytes()),
+    ));
+    out.push((st(b"DOCUMENT_ROOT"), arena.copy(root)));
+    out.push((st(b"SERVER_PROTOCOL"), st(protocol(req.version))));
+    out.push((st(b"REQUEST_SCHEME"), scheme(&mut arena, req.scheme)));
+    out.push((st(b"GATEWAY_INTERFACE"), st(b"CGI/1.1")));
+    out.push((st(b"SERVER_SOFTWARE"), st(SERVER_SOFTWARE.as_bytes())));
+    let (addr, port) = endpoint(&mut arena, req.remote);
+    out.push((st(b"REMOTE_ADDR"), addr));
+    out.push((st(b"REMOTE_PORT"), port));
+    let (addr, port) = endpoint(&mut arena, req.local);
+    out.push((st(b"SERVER_ADDR"), addr));
+    out.push((st(b"SERVER_PORT"), port));
+    out.push((st(b"SERVER_NAME"), arena.copy(req.server_name.as_bytes())));
+    // php-cgi refuses to run without it when built with force-cgi-redirect.
+    out.push((st(b"REDIRECT_STATUS"), st(b"200")));
+
+    if let Some(pi) = path_info {
+        out.push((st(b"PATH_INFO"), arena.copy(pi)));
+        // Avoid "//" when the root is configured with a trailing slash.
+        let base = root.strip_suffix(b"/").unwrap_or(root);
+        arena.0.extend_from_slice(base);
+        arena.0.extend_from_slice(pi);
+        out.push((st(b"PATH_TRANSLATED"), arena.take()));
+    }
+
+    push_http_headers(&mut arena, &mut out, req.headers);
+
+    for (name, value) in extra {
+        let value = Bytes::copy_from_slice(value.as_bytes());
+        match out.iter_mut().find(|(n, _)| n[..] == *name.as_bytes()) {
+            Some(slot) => slot.1 = value,
+            None => out.push((Bytes::copy_from_slice(name.as_bytes()), value)),
+        }
+    }
+    out
+}
+
+/// The request target's path-and-query as sent; for absolute-form targets
+/// the scheme and authority are dropped, and an empty path becomes "/".
+fn request_uri(uri: &Uri) -> std::borrow::Cow<'_, str> {
+    let pq = uri.path_and_query().map_or("", |pq| pq.as_str());
+    if pq.is_empty() || pq.starts_with('?') {
+        std::borrow::Cow::Owned(format!("/{pq}"))
+    } else {
+        std::borrow::Cow::Borrowed(pq)
+    }
+}
+
+fn protocol(v: Version) -> &'static [u8] {
+    match v {
+        Version::HTTP_09 => b"HTTP/0.9",
+        Version::HTTP_10 => b"HTTP/1.0",
+        Version::HTTP_2 => b"HTTP/2.0",
+        Version::HTTP_3 => b"HTTP/3.0",
+        // `Version` is open-ended; 1.1 is the only remaining real value.
+        _ => b"HTTP/1.1",
+    }
+}
+
+fn scheme(arena: &mut Arena, s: &str) -> Bytes {
+    match s {
+        "http" => Bytes::from_static(b"http"),
+        "https" => Bytes::from_static(b"https"),
+        other => arena.copy(other.as_bytes()),
+    }
+}
+
+/// (ADDR, PORT) for one end; unix sockets get "unix:" and an empty port as in nginx.
+fn endpoint(arena: &mut Arena, ep: Endpoint) -> (Bytes, Bytes) {
+    match ep {
+        Endpoint::Tcp(sa) => {
+            let ip = match sa.ip() {
+                // Dual-stack listeners report IPv4 peers as ::ffff:a.b.c.d;
+                // apps (and allow-lists) expect the plain IPv4 form.
+                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(v6),
+                },
+                v4 => v4,
+            };
+            (arena.display(ip), arena.display(sa.port()))
+        }
+        Endpoint::Unix => (Bytes::from_static(b"unix:"), Bytes::new()),
+    }
+}
+
+/// Names that must never become HTTP_* params.
+fn skip_header(name: &HeaderName) -> bool {
+    let s = name.as_str();
+    // '_' and '.' would map onto the same HTTP_* name as a dashed header
+    // (X_Forwarded_For vs X-Forwarded-For) and so could spoof proxy-set values.
+    *name == header::CONTENT_TYPE
+        || *name == header::CONTENT_LENGTH
+        || s == "proxy" // httpoxy, CVE-2016-5385
+        || s.bytes().any(|b| b == b'_' || b == b'.')
+}
+
+fn push_http_headers(arena: &mut Arena, out: &mut Vec<(Bytes, Bytes)>, headers: &HeaderMap) {
+    let mut names: Vec<&HeaderName> = headers.keys().filter(|n| !skip_header(n)).collect();
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+
+    for name in names {
+        arena.0.extend_from_slice(b"HTTP_");
+        arena.0.extend(name.as_str().bytes().map(|b| match b {
+            b'-' => b'_',
+            other => other.to_ascii_uppercase(),
+        }));
+        let param = arena.take();
+
+        // HTTP/2 sends each cookie pair as its own header; PHP parses "; ".
+        let sep: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+        for (i, v) in headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                arena.0.extend_from_slice(sep);
+            }
+            arena.0.extend_from_slice(v.as_bytes());
+        }
+        out.push((param, arena.take()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use std::path::PathBuf;
+
+    fn script(path_info: Option<&str>) -> Script {
+        Script {
+            script_filename: PathBuf::from("/srv/www/index.php"),
+            script_name: "/index.php".into(),
+            path_info: path_info.map(Into::into),
+            document_uri: format!("/index.php{}", path_info.unwrap_or("")),
+        }
+    }
+
+    fn tcp(s: &str) -> Endpoint {
+        Endpoint::Tcp(s.parse().unwrap())
+    }
+
+    struct Req {
+        method: Method,
+        uri: Uri,
+        version: Version,
+        headers: HeaderMap,
+        content_length: Option<u64>,
+        remote: Endpoint,
+        local: Endpoint,
+    }
+
+    impl Req {
+        fn get(uri: &str) -> Self {
+            Req {
+                method: Method::GET,
+                uri: uri.parse().unwrap(),
+                version: Version::HTTP_11,
+                headers: HeaderMap::new(),
+                content_length: None,
+                remote: tcp("192.0.2.7:51234"),
+                local: tcp("10.0.0.1:8080"),
+            }
+        }
+
+        fn header(mut self, name: &str, value: &[u8]) -> Self {
+            self.headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+            self
+        }
+
+        fn build(&self, script: &Script, extra: &[(String, String)]) -> Vec<(String, Vec<u8>)> {
+            let info = RequestInfo {
+                method: &self.method,
+                uri: &self.uri,
+                version: self.version,
+                headers: &self.headers,
+                scheme: "http",
+                content_length: self.content_length,
+                remote: self.remote,
+                local: self.local,
+                server_name: "example.test",
+            };
+            build_params(&info, script, Path::new("/srv/www"), extra)
+                .into_iter()
+                .map(|(n, v)| (String::from_utf8(n.to_vec()).unwrap(), v.to_vec()))
+                .collect()
+        }
+    }
+
+    fn get<'a>(params: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn names(params: &[(String, Vec<u8>)]) -> Vec<&str> {
+        params.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn golden_get_with_query_and_headers() {
+        let req = Req::get("/index.php?a=1&b=%20x")
+            .header("user-agent", b"curl/8")
+            .header("host", b"example.test");
+        let got = req.build(&script(None), &[]);
+        let software = format!("fcgi-gateway/{}", env!("CARGO_PKG_VERSION"));
+        let want: Vec<(&str, &str)> = vec![
+            ("SCRIPT_FILENAME", "/srv/www/index.php"),
+            ("QUERY_STRING", "a=1&b=%20x"),
+            ("REQUEST_METHOD", "GET"),
+            ("CONTENT_TYPE", ""),
+            ("CONTENT_LENGTH", ""),
+            ("SCRIPT_NAME", "/index.php"),
+            ("REQUEST_URI", "/index.php?a=1&b=%20x"),
+            ("DOCUMENT_URI", "/index.php"),
+            ("DOCUMENT_ROOT", "/srv/www"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("REQUEST_SCHEME", "http"),
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("SERVER_SOFTWARE", &software),
+            ("REMOTE_ADDR", "192.0.2.7"),
+            ("REMOTE_PORT", "51234"),
+            ("SERVER_ADDR", "10.0.0.1"),
+            ("SERVER_PORT", "8080"),
+            ("SERVER_NAME", "example.test"),
+            ("REDIRECT_STATUS", "200"),
+            ("HTTP_HOST", "example.test"),
+            ("HTTP_USER_AGENT", "curl/8"),
+        ];
+        let want: Vec<(String, Vec<u8>)> = want
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn path_info_only_when_present() {
+        let req = Req::get("/index.php/a/b");
+        let with = req.build(&script(Some("/a/b")), &[]);
+        assert_eq!(get(&with, "PATH_INFO"), Some(&b"/a/b"[..]));
+        assert_eq!(get(&with, "PATH_TRANSLATED"), Some(&b"/srv/www/a/b"[..]));
+        assert_eq!(get(&with, "DOCUMENT_URI"), Some(&b"/index.php/a/b"[..]));
+        let n = names(&with);
+        let pos = n.iter().position(|&x| x == "PATH_INFO").unwrap();
+        assert_eq!(n[pos - 1], "REDIRECT_STATUS");
+        assert_eq!(n[pos + 1], "PATH_TRANSLATED");
+
+        for pi in [None, Some("")] {
+            let without = req.build(&script(pi), &[]);
+            assert_eq!(get(&without, "PATH_INFO"), None);
+            assert_eq!(get(&without, "PATH_TRANSLATED"), None);
+        }
+    }
+
+    #[test]
+    fn repeated_header_joined_with_comma() {
+        let req = Req::get("/")
+            .header("accept", b"text/html")
+            .header("accept", b"*/*");
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "HTTP_ACCEPT"), Some(&b"text/html, */*"[..]));
+    }
+
+    #[test]
+    fn cookies_joined_with_semicolon() {
+        let req = Req::get("/")
+            .header("cookie", b"a=1")
+            .header("cookie", b"b=2");
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));
+    }
+
+    #[test]
+    fn underscore_and_dot_headers_dropped() {
+        let req = Req::get("/")
+            .header("x-forwarded-for", b"1.2.3.4")
+            .header("x_forwarded_for", b"6.6.6.6")
+            .header("x.forwarded.for", b"7.7.7.7");
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "HTTP_X_FORWARDED_FOR"), Some(&b"1.2.3.4"[..]));
+        let count = names(&p).iter().filter(|n| n.starts_with("HTTP_")).count();
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn proxy_and_content_headers_not_forwarded_as_http() {
+        let mut req = Req::get("/")
+            .header("proxy", b"http://evil:1")
+            .header("content-type", b"application/json")
+            .header("content-length", b"12");
+        req.method = Method::POST;
+        req.content_length = Some(12);
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "HTTP_PROXY"), None);
+        assert_eq!(get(&p, "HTTP_CONTENT_TYPE"), None);
+        assert_eq!(get(&p, "HTTP_CONTENT_LENGTH"), None);
+        assert_eq!(get(&p, "CONTENT_TYPE"), Some(&b"application/json"[..]));
+        assert_eq!(get(&p, "CONTENT_LENGTH"), Some(&b"12"[..]));
+        assert_eq!(get(&p, "REQUEST_METHOD"), Some(&b"POST"[..]));
+    }
+
+    #[test]
+    fn content_length_empty_without_body() {
+        let req = Req::get("/");
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "CONTENT_LENGTH"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn obs_text_value_preserved() {
+        let req = Req::get("/").header("x-name", b"caf\xe9 \x80\xff");
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "HTTP_X_NAME"), Some(&b"caf\xe9 \x80\xff"[..]));
+    }
+
+    #[test]
+    fn unix_endpoints() {
+        let mut req = Req::get("/");
+        req.remote = Endpoint::Unix;
+        req.local = Endpoint::Unix;
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "REMOTE_ADDR"), Some(&b"unix:"[..]));
+        assert_eq!(get(&p, "REMOTE_PORT"), Some(&b""[..]));
+        assert_eq!(get(&p, "SERVER_ADDR"), Some(&b"unix:"[..]));
+        assert_eq!(get(&p, "SERVER_PORT"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn ipv6_and_mapped_addresses() {
+        let mut req = Req::get("/");
+        req.remote = tcp("[2001:db8::1]:443");
+        req.local = tcp("[::ffff:192.0.2.1]:80");
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "REMOTE_ADDR"), Some(&b"2001:db8::1"[..]));
+        assert_eq!(get(&p, "REMOTE_PORT"), Some(&b"443"[..]));
+        assert_eq!(get(&p, "SERVER_ADDR"), Some(&b"192.0.2.1"[..]));
+        assert_eq!(get(&p, "SERVER_PORT"), Some(&b"80"[..]));
+    }
+
+    #[test]
+    fn extra_params_override_and_append() {
+        let req = Req::get("/").header("host", b"a");
+        let extra = vec![
+            ("X_APP_ENV".to_owned(), "prod".to_owned()),
+            ("SERVER_NAME".to_owned(), "override.test".to_owned()),
+            ("HTTP_HOST".to_owned(), "b".to_owned()),
+            ("PHP_VALUE".to_owned(), "memory_limit=1G".to_owned()),
+        ];
+        let p = req.build(&script(None), &extra);
+        let n = names(&p);
+        assert_eq!(n[17], "SERVER_NAME");
+        assert_eq!(p[17].1, b"override.test");
+        assert_eq!(get(&p, "HTTP_HOST"), Some(&b"b"[..]));
+        assert_eq!(n[n.len() - 2..], ["X_APP_ENV", "PHP_VALUE"]);
+        assert_eq!(n.iter().filter(|&&x| x == "SERVER_NAME").count(), 1);
+    }
+
+    #[test]
+    fn absolute_form_uri() {
+        let req = Req::get("http://example.test:8080/p/x.php?q=1");
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "REQUEST_URI"), Some(&b"/p/x.php?q=1"[..]));
+        assert_eq!(get(&p, "QUERY_STRING"), Some(&b"q=1"[..]));
+
+        let bare = Req::get("http://example.test");
+        let p = bare.build(&script(None), &[]);
+        assert_eq!(get(&p, "REQUEST_URI"), Some(&b"/"[..]));
+        assert_eq!(get(&p, "QUERY_STRING"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn protocol_versions() {
+        for (v, s) in [
+            (Version::HTTP_09, "HTTP/0.9"),
+            (Version::HTTP_10, "HTTP/1.0"),
+            (Version::HTTP_11, "HTTP/1.1"),
+            (Version::HTTP_2, "HTTP/2.0"),
+            (Version::HTTP_3, "HTTP/3.0"),
+        ] {
+            let mut req = Req::get("/");
+            req.version = v;
+            let p = req.build(&script(None), &[]);
+            assert_eq!(get(&p, "SERVER_PROTOCOL"), Some(s.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn non_utf8_paths_passed_as_bytes() {
+        use std::ffi::OsStr;
+        let mut s = script(None);
+        s.script_filename = PathBuf::from(OsStr::from_bytes(b"/srv/www/\xff.php"));
+        let p = Req::get("/").build(&s, &[]);
+        assert_eq!(get(&p, "SCRIPT_FILENAME"), Some(&b"/srv/www/\xff.php"[..]));
+    }
+}

@@ -1,1 +1,322 @@
-//! placeholder
+//! The HTTP side: listeners (TCP and unix), hyper connections with their
+//! limits and timeouts, graceful drain, the per-request handler, and
+//! `respond`, the one place where errors become HTTP statuses.
+
+mod access_log;
+mod body;
+mod handler;
+pub mod respond;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::cgi::params::Endpoint;
+use crate::config::{Config, ListenAddr};
+use crate::route::RouteConfig;
+use crate::upstream::{Pool, PoolSettings};
+
+pub use body::GatewayBody;
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
+}
+
+impl Listener {
+    /// How to reach it, for logs: `127.0.0.1:8080` or `unix:/path`.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => a.to_string(),
+                Err(_) => "tcp:?".to_owned(),
+            },
+            Listener::Unix { path, .. } => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds every configured address. A stale unix socket file (nobody
+/// listening) is replaced; a live one is an error.
+pub async fn bind(addrs: &[ListenAddr]) -> Result<Vec<Listener>, ServeError> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let err = |source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        };
+        match addr {
+            ListenAddr::Tcp(sa) => {
+                out.push(Listener::Tcp(TcpListener::bind(sa).await.map_err(err)?))
+            }
+            ListenAddr::Unix(path) => {
+                if path.exists() && tokio::net::UnixStream::connect(path).await.is_err() {
+                    let _ = std::fs::remove_file(path);
+                }
+                let listener = UnixListener::bind(path).map_err(err)?;
+                out.push(Listener::Unix {
+                    listener,
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Per-process state shared by every request.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub route: RouteConfig,
+    pub pool: Pool,
+    pub extra_params: Vec<(String, String)>,
+    pub server_name: Option<String>,
+    pub max_body_size: u64,
+}
+
+/// Serves HTTP on `listeners` until `shutdown` completes, then stops
+/// accepting and lets in-flight requests finish within the grace period.
+pub async fn run(
+    config: Config,
+    listeners: Vec<Listener>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let pool = Pool::new(PoolSettings {
+        addr: config.upstream.clone(),
+        max_conns: config.max_upstream_conns,
+        max_idle: config.max_upstream_conns,
+        connect_timeout: config.connect_timeout,
+        acquire_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(30),
+        read_timeout: config.read_timeout,
+    });
+    let state = Arc::new(AppState {
+        route: RouteConfig {
+            root: config.root.clone(),
+            index: config.index.clone(),
+            front_controller: config.front_controller.clone(),
+        },
+        pool,
+        extra_params: config.params.clone(),
+        server_name: config.server_name.clone(),
+        max_body_size: config.max_body_size,
+    });
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Each connection task holds a clone; when all are gone, the drain is over.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let conn_permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        tracing::info!(listen = %listener.describe(), upstream = %config.upstream, root = %config.root.display(), "serving");
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener,
+            state.clone(),
+            builder.clone(),
+            stop_rx.clone(),
+            alive_tx.clone(),
+            conn_permits.clone(),
+        )));
+    }
+    drop(alive_tx);
+
+    shutdown.await;
+    tracing::info!(grace = ?config.grace_period, "shutting down: no new connections, draining in-flight requests");
+    let _ = stop_tx.send(true);
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+    match tokio::time::timeout(config.grace_period, alive_rx.recv()).await {
+        Ok(_) => tracing::info!("drained; bye"),
+        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: Listener,
+    state: Arc<AppState>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+    permits: Arc<Semaphore>,
+) {
+    loop {
+        // A permit first, so a flood of connections waits in the kernel backlog.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let accepted = tokio::select! {
+            a = accept(&listener) => a,
+            _ = stop.changed() => return,
+        };
+        let (io, remote, local) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        let builder = builder.clone();
+        let mut stop = stop.clone();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let _alive = alive;
+            let _permit = permit;
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        handler::handle(state, remote, local, req).await,
+                    )
+                }
+            });
+            let conn = builder.serve_connection(io, service);
+            tokio::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(error = %e, "client connection ended with an error");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "client connection ended with an error while draining");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Either kind of accepted stream, as hyper IO.
+type ClientIo = TokioIo<ClientStream>;
+
+async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, Endpoint, Endpoint)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (s, peer) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            let local = s.local_addr()?;
+            Ok((
+                TokioIo::new(ClientStream::Tcp(s)),
+                Endpoint::Tcp(peer),
+                Endpoint::Tcp(local),
+            ))
+        }
+        Listener::Unix { listener, .. } => {
+            let (s, _) = listener.accept().await?;
+            Ok((
+                TokioIo::new(ClientStream::Unix(s)),
+                Endpoint::Unix,
+                Endpoint::Unix,
+            ))
+        }
+    }
+}
+
+mod client_stream {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::{TcpStream, UnixStream};
+
+    /// An accepted client connection over TCP or a unix socket.
+    pub enum ClientStream {
+        Tcp(TcpStream),
+        Unix(UnixStream),
+    }
+
+    impl AsyncRead for ClientStream {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                ClientStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+                ClientStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            }
+        }
+    }
+
+    impl AsyncWrite for ClientStream {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            match self.get_mut() {
+                ClientStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+                ClientStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            }
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            match self.get_mut() {
+                ClientStream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+                ClientStream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            }
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                ClientStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+                ClientStream::Unix(s) => Pin::new(s).poll_flush(cx),
+            }
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                ClientStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+                ClientStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            }
+        }
+    }
+}
+use client_stream::ClientStream;

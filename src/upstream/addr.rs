@@ -9,7 +9,10 @@ use std::str::FromStr;
 pub enum UpstreamAddr {
     Unix(PathBuf),
     /// Host name or IP literal (IPv6 in brackets) and port; resolved at connect time.
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -114,7 +117,9 @@ mod tests {
             })
         );
         assert_eq!(
-            "tcp:[::1]:9000".parse::<UpstreamAddr>().map(|a| a.to_string()),
+            "tcp:[::1]:9000"
+                .parse::<UpstreamAddr>()
+                .map(|a| a.to_string()),
             Ok("tcp:[::1]:9000".to_owned())
         );
     }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. The tests start their own php-fpm, so install it
+# first when it is missing (Debian/Ubuntu; needs root or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_fpm() {
+    [[ -n "${PHP_FPM_BIN:-}" ]] || compgen -c php-fpm >/dev/null 2>&1 || ls /usr/sbin/php-fpm* >/dev/null 2>&1
+}
+if ! have_fpm; then
+    echo "php-fpm not found; installing it with apt-get" >&2
+    sudo_cmd=""
+    [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq php-fpm >/dev/null
+fi
+cargo test "$@"

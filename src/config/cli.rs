@@ -1,0 +1,146 @@
+//! The command line.
+//!
+//! Flags that take a value with its own syntax (addresses, durations, sizes,
+//! counts) are kept as text and parsed by `load`, so a bad flag and a bad file
+//! key produce the same message, named after where the value came from.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fcgi-gateway",
+    version,
+    about = "An HTTP server that serves PHP (and any FastCGI app) through php-fpm"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once at startup, so the unboxed `ServeArgs` costs nothing and keeps
+// `Command::Serve(args)` plain to match on.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTP, forwarding script requests to the FastCGI upstream.
+    Serve(ServeArgs),
+    /// Read and fully validate a config file, then exit (0 if valid).
+    CheckConfig {
+        #[arg(value_name = "FILE", help = "The TOML config file to check")]
+        file: PathBuf,
+    },
+}
+
+/// Every field is optional so that a flag, when given, overrides the file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    #[arg(
+        long,
+        value_name = "FILE",
+        help = "TOML config file; flags given on the command line override its values"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help = "Address to accept HTTP on: 127.0.0.1:8080, [::1]:8080 or unix:/path/to.sock; \
+                repeat for several [default: 127.0.0.1:8080]"
+    )]
+    pub listen: Vec<String>,
+
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help = "FastCGI server (php-fpm) address: unix:/path/to.sock or tcp:host:port"
+    )]
+    pub upstream: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "DIR",
+        help = "Document root; scripts are looked up below it (relative to the current directory)"
+    )]
+    pub root: Option<PathBuf>,
+
+    #[arg(
+        long,
+        value_name = "NAME",
+        help = "File name tried when a directory is requested; repeat for several, tried in order \
+                [default: index.php]"
+    )]
+    pub index: Vec<String>,
+
+    #[arg(
+        long,
+        value_name = "PATH",
+        help = "Script that handles requests matching no file, e.g. /index.php"
+    )]
+    pub front_controller: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "NAME",
+        help = "Server name passed to scripts as SERVER_NAME"
+    )]
+    pub server_name: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "BYTES",
+        help = "Largest request body accepted, in bytes or with k/M/G suffix [default: 16M]"
+    )]
+    pub max_body_size: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "DUR",
+        help = "Time allowed to connect to the upstream, e.g. 5s or 500ms [default: 5s]"
+    )]
+    pub connect_timeout: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "DUR",
+        help = "Longest wait for data from the upstream before answering 504 [default: 60s]"
+    )]
+    pub read_timeout: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "DUR",
+        help = "Time a client has to send its request head [default: 10s]"
+    )]
+    pub header_timeout: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "DUR",
+        help = "On shutdown, how long in-flight requests may finish [default: 10s]"
+    )]
+    pub grace_period: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "N",
+        help = "Most connections open to the upstream at once [default: 8]"
+    )]
+    pub max_upstream_conns: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "N",
+        help = "Most client connections served at once [default: 4096]"
+    )]
+    pub max_connections: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        help = "Log level (error, warn, info, debug, trace) or a filter such as \
+                info,fcgi_gateway=debug [default: info]"
+    )]
+    pub log_level: Option<String>,
+}

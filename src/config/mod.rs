@@ -1,0 +1,309 @@
+//! Configuration: the command line, the TOML file, defaults and validation.
+//!
+//! The only I/O here is reading the config file and canonicalizing the
+//! document root; no sockets are opened and nothing is spawned.
+//!
+//! Values are gathered into a `Layer` per source (file, flags), each value
+//! parsed and checked as it is read so an error can name its flag or key.
+//! The flag layer is put over the file layer, then defaults fill the gaps.
+
+mod cli;
+mod file;
+#[cfg(test)]
+mod tests;
+mod values;
+
+pub use cli::{Cli, Command, ServeArgs};
+pub use values::{parse_duration, parse_size, ListenAddr};
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::upstream::UpstreamAddr;
+use values::{
+    check_front_controller, check_index, check_log_level, check_server_name, check_timeout,
+    parse_count,
+};
+
+const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_UPSTREAM_CONNS: usize = 8;
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+const DEFAULT_LOG_LEVEL: &str = "info";
+const DEFAULT_INDEX: &str = "index.php";
+
+fn default_listen() -> ListenAddr {
+    ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+/// The fully resolved and validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Addresses to accept HTTP on; never empty.
+    pub listen: Vec<ListenAddr>,
+    pub upstream: UpstreamAddr,
+    /// Canonical path of an existing directory.
+    pub root: PathBuf,
+    /// Plain file names tried in order for a directory request; may be empty
+    /// only if the file says `index = []`.
+    pub index: Vec<String>,
+    /// URL path starting with `/`.
+    pub front_controller: Option<String>,
+    pub server_name: Option<String>,
+    pub max_body_size: u64,
+    pub connect_timeout: Duration,
+    /// No data from the upstream for this long → 504.
+    pub read_timeout: Duration,
+    /// The client must send its request head within this.
+    pub header_timeout: Duration,
+    pub grace_period: Duration,
+    /// At least 1.
+    pub max_upstream_conns: usize,
+    /// At least 1.
+    pub max_connections: usize,
+    /// A level or a filter directive; non-empty, trimmed.
+    pub log_level: String,
+    /// Extra FastCGI params from the file's `[params]` table, in file order.
+    pub params: Vec<(String, String)>,
+}
+
+/// Why the configuration was rejected. `Display` is a single line naming
+/// the flag, file key or path at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    // The io error is rendered in the message rather than exposed as
+    // `source`, so error-chain printers do not repeat it.
+    #[error("cannot read config file {}: {}", path.display(), io_reason(error))]
+    Read { path: PathBuf, error: io::Error },
+
+    #[error("{}: TOML syntax error{}: {message}", path.display(), at(*position))]
+    Syntax {
+        path: PathBuf,
+        /// 1-based line and column, when the parser reported a location.
+        position: Option<(usize, usize)>,
+        message: String,
+    },
+
+    #[error(
+        "{}: unknown key `{key}` (expected one of: {})",
+        path.display(),
+        file::KEYS.join(", ")
+    )]
+    UnknownKey { path: PathBuf, key: String },
+
+    #[error("{}: key `{key}`: {message}", path.display())]
+    FileValue {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+
+    #[error("{flag}: {message}")]
+    Flag { flag: &'static str, message: String },
+
+    #[error("missing upstream: give --upstream or `upstream` in the config file")]
+    MissingUpstream,
+
+    #[error("missing root: give --root or `root` in the config file")]
+    MissingRoot,
+
+    #[error("root `{}`: {reason}", path.display())]
+    Root { path: PathBuf, reason: String },
+}
+
+/// io::Error's Display ends in " (os error N)", which is noise to a user.
+fn io_reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_owned(),
+        _ => text,
+    }
+}
+
+fn at(position: Option<(usize, usize)>) -> String {
+    match position {
+        Some((line, column)) => format!(" at line {line}, column {column}"),
+        None => String::new(),
+    }
+}
+
+/// The values one source provided; `None` means "not given here".
+#[derive(Debug, Default)]
+struct Layer {
+    listen: Option<Vec<ListenAddr>>,
+    upstream: Option<UpstreamAddr>,
+    /// Already joined onto the config file's directory when it came from one.
+    root: Option<PathBuf>,
+    index: Option<Vec<String>>,
+    front_controller: Option<String>,
+    server_name: Option<String>,
+    max_body_size: Option<u64>,
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    header_timeout: Option<Duration>,
+    grace_period: Option<Duration>,
+    max_upstream_conns: Option<usize>,
+    max_connections: Option<usize>,
+    log_level: Option<String>,
+    params: Option<Vec<(String, String)>>,
+}
+
+impl Layer {
+    /// Values from `self` win; `lower` fills what `self` lacks.
+    fn over(self, lower: Layer) -> Layer {
+        Layer {
+            listen: self.listen.or(lower.listen),
+            upstream: self.upstream.or(lower.upstream),
+            root: self.root.or(lower.root),
+            index: self.index.or(lower.index),
+            front_controller: self.front_controller.or(lower.front_controller),
+            server_name: self.server_name.or(lower.server_name),
+            max_body_size: self.max_body_size.or(lower.max_body_size),
+            connect_timeout: self.connect_timeout.or(lower.connect_timeout),
+            read_timeout: self.read_timeout.or(lower.read_timeout),
+            header_timeout: self.header_timeout.or(lower.header_timeout),
+            grace_period: self.grace_period.or(lower.grace_period),
+            max_upstream_conns: self.max_upstream_conns.or(lower.max_upstream_conns),
+            max_connections: self.max_connections.or(lower.max_connections),
+            log_level: self.log_level.or(lower.log_level),
+            params: self.params.or(lower.params),
+        }
+    }
+}
+
+/// Builds the config for `serve`: the file named by `--config` (if any),
+/// overridden by the flags given, then defaults and validation.
+pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+    let file = match &args.config {
+        Some(path) => file::read(path)?,
+        None => Layer::default(),
+    };
+    let flags = flag_layer(args)?;
+    finish(flags.over(file))
+}
+
+/// Builds the config from a file alone, as `serve --config FILE` with no
+/// other flags would; used by `check-config`.
+pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
+    finish(file::read(path)?)
+}
+
+fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
+    fn flag<T>(
+        name: &'static str,
+        value: &Option<String>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        value
+            .as_deref()
+            .map(|v| {
+                parse(v).map_err(|message| ConfigError::Flag {
+                    flag: name,
+                    message,
+                })
+            })
+            .transpose()
+    }
+    // Repeated flags: absent when not given at all, so the file's list stays.
+    fn flags<T>(
+        name: &'static str,
+        values: &[String],
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Vec<T>>, ConfigError> {
+        if values.is_empty() {
+            return Ok(None);
+        }
+        values
+            .iter()
+            .map(|v| {
+                parse(v).map_err(|message| ConfigError::Flag {
+                    flag: name,
+                    message,
+                })
+            })
+            .collect::<Result<Vec<T>, _>>()
+            .map(Some)
+    }
+    let duration = |d: &str| parse_duration(d).and_then(check_timeout);
+
+    Ok(Layer {
+        listen: flags("--listen", &args.listen, str::parse)?,
+        upstream: flag("--upstream", &args.upstream, |s| {
+            s.parse::<UpstreamAddr>().map_err(|e| e.to_string())
+        })?,
+        // Relative to the current directory: canonicalization resolves it so.
+        root: args.root.clone(),
+        index: flags("--index", &args.index, check_index)?,
+        front_controller: flag(
+            "--front-controller",
+            &args.front_controller,
+            check_front_controller,
+        )?,
+        server_name: flag("--server-name", &args.server_name, check_server_name)?,
+        max_body_size: flag("--max-body-size", &args.max_body_size, parse_size)?,
+        connect_timeout: flag("--connect-timeout", &args.connect_timeout, duration)?,
+        read_timeout: flag("--read-timeout", &args.read_timeout, duration)?,
+        header_timeout: flag("--header-timeout", &args.header_timeout, duration)?,
+        grace_period: flag("--grace-period", &args.grace_period, parse_duration)?,
+        max_upstream_conns: flag(
+            "--max-upstream-conns",
+            &args.max_upstream_conns,
+            parse_count,
+        )?,
+        max_connections: flag("--max-connections", &args.max_connections, parse_count)?,
+        log_level: flag("--log-level", &args.log_level, check_log_level)?,
+        params: None,
+    })
+}
+
+fn finish(layer: Layer) -> Result<Config, ConfigError> {
+    let upstream = layer.upstream.ok_or(ConfigError::MissingUpstream)?;
+    let root = resolve_root(layer.root.ok_or(ConfigError::MissingRoot)?)?;
+    Ok(Config {
+        listen: layer.listen.unwrap_or_else(|| vec![default_listen()]),
+        upstream,
+        root,
+        index: layer
+            .index
+            .unwrap_or_else(|| vec![DEFAULT_INDEX.to_owned()]),
+        front_controller: layer.front_controller,
+        server_name: layer.server_name,
+        max_body_size: layer.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE),
+        connect_timeout: layer.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        read_timeout: layer.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
+        header_timeout: layer.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+        grace_period: layer.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
+        max_upstream_conns: layer
+            .max_upstream_conns
+            .unwrap_or(DEFAULT_MAX_UPSTREAM_CONNS),
+        max_connections: layer.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        log_level: layer
+            .log_level
+            .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
+        params: layer.params.unwrap_or_default(),
+    })
+}
+
+/// Canonicalized so later containment checks compare real paths.
+fn resolve_root(path: PathBuf) -> Result<PathBuf, ConfigError> {
+    let fail = |reason: &str| ConfigError::Root {
+        path: path.clone(),
+        reason: reason.to_owned(),
+    };
+    if path.as_os_str().is_empty() {
+        return Err(fail("the path is empty"));
+    }
+    let canonical = std::fs::canonicalize(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => fail("no such directory"),
+        _ => fail(&io_reason(&e)),
+    })?;
+    if !canonical.is_dir() {
+        return Err(fail("not a directory"));
+    }
+    Ok(canonical)
+}

@@ -1,0 +1,167 @@
+//! The response body type: a short fixed body (error pages) or the
+//! application's STDOUT streamed through as records arrive. STDERR that
+//! arrives mid-body is logged, never sent.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::mpsc;
+
+use super::access_log::AccessLog;
+use crate::upstream::Output;
+
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which request STDERR lines belong to.
+#[derive(Debug, Clone)]
+pub struct StderrContext {
+    pub request_id: u64,
+    pub script: Arc<str>,
+}
+
+pub struct GatewayBody {
+    kind: Kind,
+    log: Option<AccessLog>,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream {
+        first: Option<Bytes>,
+        rx: mpsc::Receiver<Output>,
+        ctx: StderrContext,
+    },
+}
+
+impl std::fmt::Debug for GatewayBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Full(_) => f.write_str("GatewayBody::Full"),
+            Kind::Upstream { .. } => f.write_str("GatewayBody::Upstream"),
+        }
+    }
+}
+
+impl GatewayBody {
+    pub fn full(data: Bytes) -> Self {
+        GatewayBody {
+            kind: Kind::Full(Some(data)),
+            log: None,
+        }
+    }
+
+    pub fn empty() -> Self {
+        GatewayBody {
+            kind: Kind::Full(None),
+            log: None,
+        }
+    }
+
+    pub fn upstream(first: Bytes, rx: mpsc::Receiver<Output>, ctx: StderrContext) -> Self {
+        GatewayBody {
+            kind: Kind::Upstream {
+                first: (!first.is_empty()).then_some(first),
+                rx,
+                ctx,
+            },
+            log: None,
+        }
+    }
+
+    /// Attaches the access-log record, finished when the body ends or drops.
+    pub fn with_log(mut self, mut log: AccessLog, status: u16) -> Self {
+        log.status = status;
+        if let Kind::Full(None) = self.kind {
+            log.completed = true;
+        }
+        self.log = Some(log);
+        self
+    }
+
+    fn count(&mut self, n: usize) {
+        if let Some(log) = self.log.as_mut() {
+            log.bytes += n as u64;
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            log.completed = true;
+        }
+    }
+}
+
+pub fn log_stderr(ctx: &StderrContext, data: &[u8]) {
+    for line in String::from_utf8_lossy(data).lines() {
+        let line = line.trim_end();
+        if !line.is_empty() {
+            tracing::warn!(request_id = ctx.request_id, script = %ctx.script, "php stderr: {line}");
+        }
+    }
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Full(data) => Ok(data.take()),
+            Kind::Upstream { first, rx, ctx } => {
+                if let Some(data) = first.take() {
+                    Ok(Some(data))
+                } else {
+                    loop {
+                        match rx.poll_recv(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(None) => break Ok(None),
+                            Poll::Ready(Some(Output::Stdout(data))) => {
+                                if !data.is_empty() {
+                                    break Ok(Some(data));
+                                }
+                            }
+                            Poll::Ready(Some(Output::Stderr(data))) => log_stderr(ctx, &data),
+                            Poll::Ready(Some(Output::Failed(e))) => {
+                                tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "upstream failed mid-response; aborting the response");
+                                break Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match polled {
+            Ok(Some(data)) => {
+                this.count(data.len());
+                if matches!(this.kind, Kind::Full(_)) {
+                    this.done();
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Ok(None) => {
+                this.done();
+                Poll::Ready(None)
+            }
+            Err(e) => Poll::Ready(Some(Err(Box::new(e)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.kind, Kind::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Upstream { .. } => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! One HTTP request: route it, prepare the body (stream, inline or spool),
+//! build CGI params, hand it to the upstream, and turn the CGI head into
+//! the HTTP response while the body streams through.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::mpsc;
+
+use super::access_log::AccessLog;
+use super::body::{log_stderr, GatewayBody, StderrContext};
+use super::respond;
+use super::AppState;
+use crate::cgi::params::{build_params, Endpoint, RequestInfo};
+use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
+use crate::fastcgi::{self, RecordType, Role};
+use crate::route::{self, Route, Script};
+use crate::upstream::{self, conn::REQUEST_ID, FcgiRequest, Output, RequestBody, Spool};
+
+/// Bodies up to this size are read whole and sent with the request head in one write.
+const INLINE_BODY_LIMIT: u64 = 64 * 1024;
+/// Responses buffered between php-fpm and a slow client, in records (≤ 64 KiB each).
+const RESPONSE_CHANNEL_DEPTH: usize = 8;
+
+static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) async fn handle(
+    state: Arc<AppState>,
+    remote: Endpoint,
+    local: Endpoint,
+    req: Request<Incoming>,
+) -> Response<GatewayBody> {
+    let start = Instant::now();
+    let log = AccessLog::new(start, remote, req.method().clone(), req.uri().clone());
+    let (resp, upstream_time) = route_and_forward(&state, remote, local, req).await;
+    let status = resp.status().as_u16();
+    let (parts, body) = resp.into_parts();
+    let mut log = log;
+    log.upstream_time = upstream_time;
+    Response::from_parts(parts, body.with_log(log, status))
+}
+
+async fn route_and_forward(
+    state: &AppState,
+    remote: Endpoint,
+    local: Endpoint,
+    req: Request<Incoming>,
+) -> (Response<GatewayBody>, Option<std::time::Duration>) {
+    let script = match route::resolve(&state.route, req.uri().path()) {
+        Route::Script(script) => script,
+        Route::NotFound => return (respond::not_found(), None),
+        Route::BadRequest(why) => return (respond::bad_request(why), None),
+    };
+
+    let (parts, body) = req.into_parts();
+    let declared_length = parts.headers.get(header::CONTENT_LENGTH).is_some();
+    let prepared = match prepare_body(body, declared_length, state.max_body_size).await {
+        Ok(p) => p,
+        Err(resp) => return (resp, None),
+    };
+
+    let server_name = choose_server_name(state, &parts, local);
+    let info = RequestInfo {
+        method: &parts.method,
+        uri: &parts.uri,
+        version: parts.version,
+        headers: &parts.headers,
+        scheme: "http",
+        content_length: prepared.content_length,
+        remote,
+        local,
+        server_name: &server_name,
+    };
+    let params = build_params(&info, &script, &state.route.root, &state.extra_params);
+
+    let mut head = BytesMut::with_capacity(1024 + prepared.inline.len());
+    fastcgi::encode_begin_request(&mut head, REQUEST_ID, Role::Responder, true);
+    fastcgi::encode_params(&mut head, REQUEST_ID, &params);
+    let body = match prepared.body {
+        RequestBody::Empty => {
+            fastcgi::encode_stream(&mut head, RecordType::Stdin, REQUEST_ID, &prepared.inline);
+            fastcgi::encode_stream_end(&mut head, RecordType::Stdin, REQUEST_ID);
+            RequestBody::Empty
+        }
+        other => other,
+    };
+
+    let upstream_start = Instant::now();
+    let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_DEPTH);
+    tokio::spawn(upstream::forward(
+        state.pool.clone(),
+        FcgiRequest {
+            head: head.freeze(),
+            body,
+        },
+        tx,
+    ));
+    let ctx = StderrContext {
+        request_id: NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed),
+        script: script_label(&script),
+    };
+    let resp = read_head(rx, ctx, &parts.method).await;
+    (resp, Some(upstream_start.elapsed()))
+}
+
+struct PreparedBody {
+    /// CONTENT_LENGTH to announce.
+    content_length: Option<u64>,
+    /// A small body already read whole, sent along with the head.
+    inline: Bytes,
+    body: RequestBody,
+}
+
+/// Decides how the request body travels: small ones inline with the head,
+/// large ones with a Content-Length streamed, unknown lengths spooled first.
+async fn prepare_body(
+    body: Incoming,
+    declared_length: bool,
+    max_body_size: u64,
+) -> Result<PreparedBody, Response<GatewayBody>> {
+    let empty = PreparedBody {
+        content_length: declared_length.then_some(0),
+        inline: Bytes::new(),
+        body: RequestBody::Empty,
+    };
+    if body.is_end_stream() {
+        return Ok(empty);
+    }
+    match body.size_hint().exact() {
+        Some(len) if len > max_body_size => Err(respond::too_large()),
+        Some(0) => Ok(empty),
+        Some(len) if len <= INLINE_BODY_LIMIT => match body.collect().await {
+            Ok(collected) => {
+                let data = collected.to_bytes();
+                Ok(PreparedBody {
+                    content_length: Some(data.len() as u64),
+                    inline: data,
+                    body: RequestBody::Empty,
+                })
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "client body read failed");
+                Err(respond::bad_request("the request body could not be read"))
+            }
+        },
+        Some(len) => Ok(PreparedBody {
+            content_length: Some(len),
+            inline: Bytes::new(),
+            body: RequestBody::Stream(body.map_err(|e| e.into()).boxed()),
+        }),
+        // Unknown length (chunked, HTTP/2 without content-length): php-fpm
+        // needs the true length, so read it all first.
+        None => match Spool::read_from(body, max_body_size).await {
+            Ok(spool) => {
+                let len = spool.len();
+                if len == 0 {
+                    return Ok(PreparedBody {
+                        content_length: Some(0),
+                        ..empty
+                    });
+                }
+                Ok(PreparedBody {
+                    content_length: Some(len),
+                    inline: Bytes::new(),
+                    body: RequestBody::Spooled(spool),
+                })
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "request body refused");
+                Err(respond::spool_error(&e))
+            }
+        },
+    }
+}
+
+/// Waits for the CGI head (logging STDERR meanwhile), then returns the
+/// response whose body streams the rest of STDOUT.
+async fn read_head(
+    mut rx: mpsc::Receiver<Output>,
+    ctx: StderrContext,
+    method: &Method,
+) -> Response<GatewayBody> {
+    let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
+    let (head, first) = loop {
+        match rx.recv().await {
+            Some(Output::Stdout(data)) => match parser.push(data) {
+                Ok(Some(done)) => break done,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "bad CGI response head from the application");
+                    return respond::head_error(&e);
+                }
+            },
+            Some(Output::Stderr(data)) => log_stderr(&ctx, &data),
+            Some(Output::Failed(e)) => {
+                let status = respond::upstream_status(&e);
+                if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::BAD_REQUEST {
+                    tracing::warn!(request_id = ctx.request_id, script = %ctx.script, error = %e, "upstream request failed");
+                } else {
+                    tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "upstream request failed");
+                }
+                return respond::upstream_error(&e);
+            }
+            None => match parser.finish() {
+                Ok(done) => break done,
+                Err(e) => {
+                    tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "the application ended without a complete CGI head");
+                    return respond::head_error(&e);
+                }
+            },
+        }
+    };
+    build_response(head, first, rx, ctx, method)
+}
+
+fn build_response(
+    head: CgiHead,
+    first: Bytes,
+    rx: mpsc::Receiver<Output>,
+    ctx: StderrContext,
+    method: &Method,
+) -> Response<GatewayBody> {
+    let bodiless = method == Method::HEAD
+        || head.status == StatusCode::NO_CONTENT
+        || head.status == StatusCode::NOT_MODIFIED
+        || head.status.is_informational();
+    let body = if bodiless {
+        // Read the rest so the connection can be reused; nothing is sent.
+        tokio::spawn(drain(rx, ctx));
+        GatewayBody::empty()
+    } else {
+        GatewayBody::upstream(first, rx, ctx)
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    let headers = resp.headers_mut();
+    headers.reserve(head.headers.len());
+    for (name, value) in head.headers {
+        headers.append(name, value);
+    }
+    resp
+}
+
+async fn drain(mut rx: mpsc::Receiver<Output>, ctx: StderrContext) {
+    while let Some(out) = rx.recv().await {
+        match out {
+            Output::Stdout(_) => {}
+            Output::Stderr(data) => log_stderr(&ctx, &data),
+            Output::Failed(e) => {
+                tracing::warn!(request_id = ctx.request_id, error = %e, "upstream failed after a bodiless response head");
+            }
+        }
+    }
+}
+
+fn script_label(script: &Script) -> Arc<str> {
+    Arc::from(script.script_name.as_str())
+}
+
+/// SERVER_NAME: the configured name, else the Host the client asked for
+/// (without port), else the local address.
+fn choose_server_name(state: &AppState, parts: &http::request::Parts, local: Endpoint) -> String {
+    if let Some(name) = &state.server_name {
+        return name.clone();
+    }
+    let host = parts.uri.host().map(str::to_owned).or_else(|| {
+        let h = parts.headers.get(header::HOST)?.to_str().ok()?;
+        Some(strip_port(h).to_owned())
+    });
+    match host {
+        Some(h) if !h.is_empty() => h,
+        _ => match local {
+            Endpoint::Tcp(a) => a.ip().to_string(),
+            Endpoint::Unix => "localhost".to_owned(),
+        },
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn host_port_is_stripped() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+}

@@ -1,0 +1,366 @@
+//! One FastCGI connection to the upstream: dialing `unix:`/`tcp:` with a
+//! connect timeout, and driving one request/response exchange over it.
+//! This is the only place that does upstream socket I/O.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::mpsc;
+
+use super::body::RequestBody;
+use super::{UpstreamAddr, UpstreamError};
+use crate::fastcgi::{self, DecodeError, Event, ProtocolStatus, RecordType, ResponseDecoder};
+
+/// The request id we use on every connection: php-fpm does not multiplex.
+pub const REQUEST_ID: u16 = 1;
+
+/// How many response bytes we read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A connected stream to the upstream.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A FastCGI connection plus what the pool needs to know about it.
+#[derive(Debug)]
+pub struct Conn {
+    pub(crate) stream: Stream,
+    /// How many exchanges completed on it; 0 = fresh.
+    pub(crate) uses: u64,
+    pub(crate) idle_since: Instant,
+}
+
+impl Conn {
+    pub fn is_reused(&self) -> bool {
+        self.uses > 0
+    }
+
+    /// True when the peer closed (EOF), reset, or sent unexpected bytes while
+    /// the connection sat idle. A non-blocking peek: one syscall, no waiting.
+    pub fn is_stale(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let res = match &self.stream {
+            Stream::Tcp(s) => s.try_read(&mut probe),
+            Stream::Unix(s) => s.try_read(&mut probe),
+        };
+        match res {
+            // Readable with no request outstanding: EOF (0) or stray bytes.
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        }
+    }
+}
+
+/// Opens a new connection within `timeout`.
+pub async fn dial(addr: &UpstreamAddr, timeout: Duration) -> Result<Conn, UpstreamError> {
+    let connect = async {
+        match addr {
+            UpstreamAddr::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+            UpstreamAddr::Tcp { host, port } => {
+                let s = TcpStream::connect((host.as_str(), *port)).await?;
+                // Our request head is one coalesced write; never hold it back.
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(stream)) => Ok(Conn {
+            stream,
+            uses: 0,
+            idle_since: Instant::now(),
+        }),
+        Ok(Err(source)) => Err(UpstreamError::Connect {
+            addr: addr.to_string(),
+            source,
+        }),
+        Err(_) => Err(UpstreamError::ConnectTimeout {
+            addr: addr.to_string(),
+            after: timeout,
+        }),
+    }
+}
+
+/// What the exchange sends to the HTTP side, in order.
+#[derive(Debug)]
+pub enum Output {
+    Stdout(Bytes),
+    Stderr(Bytes),
+    /// The exchange failed; nothing follows.
+    Failed(UpstreamError),
+}
+
+/// How an exchange ended, for the pool.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// END_REQUEST seen and the whole request was sent: the connection may be reused.
+    Reusable,
+    /// Anything else: close it.
+    Close,
+}
+
+/// Why an exchange stopped before END_REQUEST, with whether any response byte
+/// had arrived (a failure before the first byte on a reused connection is safe to retry).
+#[derive(Debug)]
+pub struct ExchangeFailure {
+    pub error: UpstreamError,
+    pub got_response_bytes: bool,
+    /// The request body was (partly) consumed and cannot be sent again.
+    pub body_consumed: bool,
+}
+
+/// Timeouts that apply to one exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeTimeouts {
+    /// No data from the upstream for this long → 504 (counts from the end of the request body).
+    pub read: Duration,
+}
+
+/// Sends one request (`head` = BEGIN_REQUEST + PARAMS [+ a small whole STDIN]
+/// already encoded; `body` = the rest of STDIN, if any) and forwards the
+/// response to `out` as it arrives. Returns when END_REQUEST was read, the
+/// receiver went away (client gone), or something failed.
+pub async fn exchange(
+    conn: &mut Conn,
+    head: Bytes,
+    body: &mut RequestBody,
+    out: &mpsc::Sender<Output>,
+    timeouts: ExchangeTimeouts,
+) -> Result<Outcome, ExchangeFailure> {
+    let (mut reader, mut writer) = split(&mut conn.stream);
+    let fail = |error, got, consumed| ExchangeFailure {
+        error,
+        got_response_bytes: got,
+        body_consumed: consumed,
+    };
+
+    if let Err(e) = writer.write_all(&head).await {
+        return Err(fail(UpstreamError::Write(e), false, false));
+    }
+
+    let mut body_done = body.is_empty();
+    let mut body_consumed = false;
+    let mut body_fut = std::pin::pin!(async {
+        if body.is_empty() {
+            return Ok(());
+        }
+        send_body(&mut writer, body).await
+    });
+
+    let mut decoder = ResponseDecoder::new(REQUEST_ID);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut got_bytes = false;
+    let mut deadline = tokio::time::Instant::now() + timeouts.read;
+    loop {
+        // Decode everything already buffered before reading again.
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(Event::Stdout(data))) => {
+                    if out.send(Output::Stdout(data)).await.is_err() {
+                        return Err(fail(UpstreamError::ClientGone, true, body_consumed));
+                    }
+                }
+                Ok(Some(Event::Stderr(data))) => {
+                    if out.send(Output::Stderr(data)).await.is_err() {
+                        return Err(fail(UpstreamError::ClientGone, true, body_consumed));
+                    }
+                }
+                Ok(Some(Event::EndRequest {
+                    protocol_status, ..
+                })) => {
+                    return match protocol_status {
+                        ProtocolStatus::RequestComplete => {
+                            // Unsent STDIN or trailing bytes would corrupt the next exchange.
+                            if body_done && buf.is_empty() {
+                                Ok(Outcome::Reusable)
+                            } else {
+                                Ok(Outcome::Close)
+                            }
+                        }
+                        other => Err(fail(
+                            UpstreamError::Refused(other),
+                            got_bytes,
+                            body_consumed,
+                        )),
+                    };
+                }
+                Ok(Some(Event::GetValuesResult(_) | Event::UnknownType(_))) => {}
+                Ok(None) => break,
+                Err(e) => return Err(fail(UpstreamError::Protocol(e), got_bytes, body_consumed)),
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            res = &mut body_fut, if !body_done => {
+                body_done = true;
+                body_consumed = true;
+                if let Err(e) = res {
+                    return Err(fail(e, got_bytes, true));
+                }
+                // The read timeout counts from the moment php-fpm has the whole request.
+                deadline = tokio::time::Instant::now() + timeouts.read;
+            }
+            res = reader.read_buf(&mut buf) => {
+                match res {
+                    Ok(0) => {
+                        let error = match decoder.finish(&buf) {
+                            Err(DecodeError::Truncated) | Ok(()) => UpstreamError::Closed,
+                            Err(e) => UpstreamError::Protocol(e),
+                        };
+                        return Err(fail(error, got_bytes, body_consumed || !body_done));
+                    }
+                    Ok(_) => {
+                        reader.rearm_quickack();
+                        got_bytes = true;
+                        deadline = tokio::time::Instant::now() + timeouts.read;
+                    }
+                    Err(e) => {
+                        return Err(fail(UpstreamError::Read(e), got_bytes, body_consumed || !body_done));
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if body_done => {
+                let error = if got_bytes {
+                    UpstreamError::ReadTimeout { after: timeouts.read }
+                } else {
+                    UpstreamError::HeadTimeout { after: timeouts.read }
+                };
+                return Err(fail(error, got_bytes, body_consumed));
+            }
+        }
+    }
+}
+
+/// Streams the request body as STDIN records, then the empty terminator.
+async fn send_body<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    body: &mut RequestBody,
+) -> Result<(), UpstreamError> {
+    let mut frame = BytesMut::with_capacity(fastcgi::record::HEADER_LEN * 2 + READ_CHUNK);
+    while let Some(chunk) = body.next_chunk().await? {
+        // Records carry at most 65535 bytes; split big chunks without copying them.
+        for piece in chunk.chunks(fastcgi::record::MAX_CONTENT_LEN) {
+            let (header, padding) =
+                fastcgi::stream_record_header(RecordType::Stdin, REQUEST_ID, piece.len() as u16);
+            frame.clear();
+            frame.extend_from_slice(&header);
+            if piece.len() <= 16 * 1024 {
+                frame.extend_from_slice(piece);
+                frame.extend_from_slice(&fastcgi::PADDING[..padding]);
+                writer
+                    .write_all(&frame)
+                    .await
+                    .map_err(UpstreamError::Write)?;
+            } else {
+                writer
+                    .write_all(&frame)
+                    .await
+                    .map_err(UpstreamError::Write)?;
+                writer
+                    .write_all(piece)
+                    .await
+                    .map_err(UpstreamError::Write)?;
+                writer
+                    .write_all(&fastcgi::PADDING[..padding])
+                    .await
+                    .map_err(UpstreamError::Write)?;
+            }
+        }
+    }
+    frame.clear();
+    fastcgi::encode_stream_end(&mut frame, RecordType::Stdin, REQUEST_ID);
+    writer
+        .write_all(&frame)
+        .await
+        .map_err(UpstreamError::Write)?;
+    Ok(())
+}
+
+// --- borrowed read/write halves over either stream kind ---
+
+enum ReadHalf<'a> {
+    Tcp(tokio::net::tcp::ReadHalf<'a>),
+    Unix(tokio::net::unix::ReadHalf<'a>),
+}
+
+enum WriteHalf<'a> {
+    Tcp(tokio::net::tcp::WriteHalf<'a>),
+    Unix(tokio::net::unix::WriteHalf<'a>),
+}
+
+impl ReadHalf<'_> {
+    /// php-fpm writes big responses in pieces without TCP_NODELAY; if we delay
+    /// our ACKs, its Nagle waits ~40 ms per response. Linux clears QUICKACK
+    /// after a while, so it is re-armed after every read.
+    fn rearm_quickack(&self) {
+        if let ReadHalf::Tcp(r) = self {
+            let tcp: &TcpStream = r.as_ref();
+            let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
+        }
+    }
+}
+
+fn split(stream: &mut Stream) -> (ReadHalf<'_>, WriteHalf<'_>) {
+    match stream {
+        Stream::Tcp(s) => {
+            let (r, w) = s.split();
+            (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+        }
+        Stream::Unix(s) => {
+            let (r, w) = s.split();
+            (ReadHalf::Unix(r), WriteHalf::Unix(w))
+        }
+    }
+}
+
+impl AsyncRead for ReadHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Unix(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Unix(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_flush(cx),
+            WriteHalf::Unix(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Unix(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The release binary as users meet it: exit codes, one-line errors,
+//! `check-config`, serving on a unix socket, graceful SIGTERM.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::php_fpm::{fixtures_dir, PhpFpm};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fcgi-gateway"))
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().expect("run fcgi-gateway");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_arguments_exit_2_with_one_line() {
+    let root = fixtures_dir().display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["serve", "--upstream", "http://x", "--root", &root],
+            "http://x",
+        ),
+        (
+            vec![
+                "serve",
+                "--upstream",
+                "tcp:127.0.0.1:99999",
+                "--root",
+                &root,
+            ],
+            "99999",
+        ),
+        (
+            vec![
+                "serve",
+                "--upstream",
+                "unix:/tmp/x.sock",
+                "--root",
+                "/no/such/dir",
+            ],
+            "/no/such/dir",
+        ),
+        (
+            vec![
+                "serve",
+                "--upstream",
+                "unix:/tmp/x.sock",
+                "--root",
+                &root,
+                "--read-timeout",
+                "5x",
+            ],
+            "5x",
+        ),
+        (vec!["serve", "--root", &root], "upstream"),
+        (
+            vec![
+                "serve",
+                "--upstream",
+                "unix:/tmp/x.sock",
+                "--root",
+                &root,
+                "--listen",
+                "nonsense",
+            ],
+            "nonsense",
+        ),
+    ];
+    for (args, culprit) in cases {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(culprit),
+            "{args:?}: error does not name {culprit}: {err}"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn check_config_names_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fixtures_dir().display().to_string();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!("upstream = \"tcp:127.0.0.1:9000\"\nroot = \"{root}\"\nread-timeout = \"2m\"\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check-config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("upstream = \"tcp:127.0.0.1:9000\"\nroot = \"{root}\"\nlisen = \"127.0.0.1:1\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("lisen"), "{err}");
+    assert!(err.contains("bad.toml"), "{err}");
+
+    let bad_value = dir.path().join("bad_value.toml");
+    std::fs::write(
+        &bad_value,
+        format!(
+            "upstream = \"tcp:127.0.0.1:9000\"\nroot = \"{root}\"\nconnect-timeout = \"soon\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", bad_value.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("connect-timeout") && err.contains("bad_value.toml"),
+        "{err}"
+    );
+}
+
+fn http_over_unix(path: &std::path::Path, request: &str) -> String {
+    let mut s = UnixStream::connect(path).expect("connect to the gateway's unix socket");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn serves_on_a_unix_socket_and_drains_on_sigterm() {
+    let fpm = PhpFpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("gw.sock");
+    let mut child = bin()
+        .args([
+            "serve",
+            "--listen",
+            &format!("unix:{}", sock.display()),
+            "--upstream",
+            &format!("tcp:{}", fpm.tcp_addr),
+            "--root",
+            &fixtures_dir().display().to_string(),
+            "--grace-period",
+            "5s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = http_over_unix(
+        &sock,
+        "GET /env.php HTTP/1.1\r\nHost: app.local\r\nConnection: close\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"REMOTE_ADDR\":\"unix:\""), "{out}");
+
+    // A slow request in flight when SIGTERM arrives still completes.
+    let sock2 = sock.clone();
+    let slow = std::thread::spawn(move || {
+        http_over_unix(
+            &sock2,
+            "GET /slow.php?ms=700 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) takes two integers and touches none of our memory; the PID
+    // is our own child, not yet waited for, so it cannot name another process.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let slow_out = slow.join().unwrap();
+    assert!(slow_out.starts_with("HTTP/1.1 200"), "{slow_out}");
+    assert!(slow_out.contains("slept 700"), "{slow_out}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("GET /env.php"), "access log line: {log}");
+}

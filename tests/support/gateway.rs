@@ -1,0 +1,163 @@
+//! Starts the gateway in-process (`fcgi_gateway::run`) on 127.0.0.1:0 with
+//! the real CLI parser, and a small HTTP/1.1 client for tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use fcgi_gateway::config::{self, Cli, Command};
+use fcgi_gateway::server::Listener;
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// `args` are `serve` flags (e.g. `--upstream`, `--root`); `--listen` is ignored:
+    /// the gateway gets a fresh 127.0.0.1:0 listener.
+    pub async fn start(args: &[&str]) -> Gateway {
+        let mut argv = vec!["fcgi-gateway", "serve"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(&argv).expect("test gateway flags parse");
+        let Command::Serve(serve) = cli.command else {
+            panic!("not a serve command")
+        };
+        let config = config::load(&serve).expect("test gateway config is valid");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stop_rx.await;
+            };
+            fcgi_gateway::run(config, vec![Listener::Tcp(listener)], shutdown)
+                .await
+                .expect("gateway ran");
+        });
+        Gateway {
+            addr,
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Starts the graceful shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A whole response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+}
+
+/// Sends one request over a fresh HTTP/1.1 connection (hyper client) and
+/// reads the whole response.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    let resp = send(addr, method, path, headers, body).await;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("read response body").to_bytes();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path, &[], Bytes::new()).await
+}
+
+/// Sends a request and returns the response with its body still streaming.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> http::Response<hyper::body::Incoming> {
+    let stream = TcpStream::connect(addr).await.expect("connect to gateway");
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("http handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body)).expect("valid request");
+    sender
+        .send_request(req)
+        .await
+        .expect("response from gateway")
+}
+
+/// Writes raw bytes and reads until the server closes or `timeout` passes.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(timeout, stream.read_to_end(&mut out)).await;
+    out
+}

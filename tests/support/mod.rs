@@ -1,0 +1,71 @@
+//! Shared integration-test harness.
+//!
+//! Include it from a test file with `mod support;` (or
+//! `#[path = "support/mod.rs"] mod support;`). Each test binary uses only part
+//! of it, hence the blanket `allow`s below.
+//!
+//! * [`php_fpm`] runs a real php-fpm (one unix-socket pool, one TCP pool) in a
+//!   temporary directory and stops it by PID.
+//! * [`fake_fcgi`] is a scripted FastCGI server for faults php-fpm cannot
+//!   produce on demand (malformed records, wrong request ids, early close...).
+//! * The helpers here describe what the PHP fixtures produce, so tests can
+//!   compute expected bodies without duplicating magic constants.
+#![allow(dead_code, unused_imports)]
+
+pub mod fake_fcgi;
+pub mod gateway;
+pub mod php_fpm;
+
+pub use fake_fcgi::{FakeFcgi, Script, Step};
+pub use php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
+
+/// The 64-byte pattern `fixtures/php/big.php` repeats. Byte `i` of its body is
+/// `BIG_PATTERN[i % 64]`.
+pub const BIG_PATTERN: &[u8; 64] =
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
+
+/// Default body size of `big.php` when no `?size=` is given.
+pub const BIG_DEFAULT_SIZE: usize = 5_000_000;
+
+/// The exact body `big.php?size=<size>` sends.
+pub fn big_body(size: usize) -> Vec<u8> {
+    BIG_PATTERN.iter().copied().cycle().take(size).collect()
+}
+
+/// Absolute path of `<crate>/fixtures/demo`.
+pub fn demo_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("demo")
+}
+
+/// Split a raw CGI response (as found in FastCGI STDOUT) into its header
+/// lines `(name, value)` and body. Accepts `\r\n\r\n` or `\n\n` as separator.
+/// Panics with the (lossy) response text if there is no separator.
+pub fn split_cgi_response(stdout: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+    let (head, body) = if let Some(i) = find(stdout, b"\r\n\r\n") {
+        (&stdout[..i], &stdout[i + 4..])
+    } else if let Some(i) = find(stdout, b"\n\n") {
+        (&stdout[..i], &stdout[i + 2..])
+    } else {
+        panic!(
+            "CGI response has no header/body separator; response was:\n{}",
+            String::from_utf8_lossy(stdout)
+        );
+    };
+    let headers = String::from_utf8_lossy(head)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| match line.split_once(':') {
+            Some((name, value)) => (name.trim().to_string(), value.trim().to_string()),
+            None => panic!("malformed CGI header line {line:?}"),
+        })
+        .collect();
+    (headers, body.to_vec())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
