@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hello-world PHP through fcgi-gateway vs nginx (upstream keepalive +
-# fastcgi_keep_conn on), both in front of ONE php-fpm with a unix and a tcp
-# pool (pm = static, 4 children each), driven by wrk. Rounds are interleaved
+# fastcgi_keep_conn on), both in front of ONE php-fpm master with one pool
+# per server and socket type (pm = static, 4 children each), driven by wrk. Rounds are interleaved
 # so machine noise hits every cell; prints req/s per round and the median.
 #
 #   bash scripts/bench-vs-nginx.sh [ROUNDS] [DURATION] [CONNECTIONS] [PATH]
@@ -17,6 +17,7 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 
 cargo build --release --quiet
 dir="$(mktemp -d /tmp/fcgi-bench.XXXXXX)"
+chmod 755 "$dir"  # nginx workers run as an unprivileged user and must reach the sockets
 root="$PWD/fixtures/php"
 pids=()
 cleanup() {
@@ -31,23 +32,21 @@ fpm_port=$(free_port); ngx_unix=$(free_port); ngx_tcp=$(free_port); gw_unix=$(fr
 
 user=""; as_root=()
 if [[ $(id -u) -eq 0 ]]; then user=$'user = root\ngroup = root'; as_root=(-R); fi
-cat > "$dir/fpm.conf" <<CONF
-[global]
-pid = $dir/fpm.pid
-error_log = $dir/fpm.log
-daemonize = no
-[unix]
-$user
-listen = $dir/fpm.sock
-listen.mode = 0666
-pm = static
-pm.max_children = 4
-[tcp]
-$user
-listen = 127.0.0.1:$fpm_port
-pm = static
-pm.max_children = 4
-CONF
+# One php-fpm master, one pool per (server, socket type): a kept-alive idle
+# connection pins its worker, so servers sharing a pool would starve each other.
+fpm_port_gw=$(free_port)
+{
+    printf '[global]\npid = %s/fpm.pid\nerror_log = %s/fpm.log\ndaemonize = no\n' "$dir" "$dir"
+    for pool in nginx-unix gateway-unix nginx-tcp gateway-tcp; do
+        case $pool in
+            nginx-unix) listen="$dir/nginx.sock" ;;
+            gateway-unix) listen="$dir/gateway.sock" ;;
+            nginx-tcp) listen="127.0.0.1:$fpm_port" ;;
+            gateway-tcp) listen="127.0.0.1:$fpm_port_gw" ;;
+        esac
+        printf '[%s]\n%s\nlisten = %s\nlisten.mode = 0666\npm = static\npm.max_children = 4\n' "$pool" "$user" "$listen"
+    done
+} > "$dir/fpm.conf"
 "$fpm" "${as_root[@]}" -F -y "$dir/fpm.conf" & pids+=($!)
 
 cat > "$dir/nginx.conf" <<CONF
@@ -58,8 +57,8 @@ error_log $dir/nginx-error.log;
 events { worker_connections 1024; }
 http {
     access_log off;
-    upstream fpm_unix { server unix:$dir/fpm.sock; keepalive 8; }
-    upstream fpm_tcp { server 127.0.0.1:$fpm_port; keepalive 8; }
+    upstream fpm_unix { server unix:$dir/nginx.sock; keepalive 4; }
+    upstream fpm_tcp { server 127.0.0.1:$fpm_port; keepalive 4; }
     server {
         listen 127.0.0.1:$ngx_unix; root $root;
         location ~ \.php$ { include /etc/nginx/fastcgi.conf; fastcgi_keep_conn on; fastcgi_pass fpm_unix; }
@@ -73,10 +72,10 @@ CONF
 "$nginx_bin" -c "$dir/nginx.conf" -e "$dir/nginx-error.log" & pids+=($!)
 
 # The gateway logs one access line per request; keep it off the benchmark's critical path.
-./target/release/fcgi-gateway serve --listen 127.0.0.1:$gw_unix --upstream "unix:$dir/fpm.sock" \
-    --root "$root" --log-level warn & pids+=($!)
-./target/release/fcgi-gateway serve --listen 127.0.0.1:$gw_tcp --upstream "tcp:127.0.0.1:$fpm_port" \
-    --root "$root" --log-level warn & pids+=($!)
+./target/release/fcgi-gateway serve --listen 127.0.0.1:$gw_unix --upstream "unix:$dir/gateway.sock" \
+    --root "$root" --log-level warn --max-upstream-conns 4 & pids+=($!)
+./target/release/fcgi-gateway serve --listen 127.0.0.1:$gw_tcp --upstream "tcp:127.0.0.1:$fpm_port_gw" \
+    --root "$root" --log-level warn --max-upstream-conns 4 & pids+=($!)
 
 for port in $ngx_unix $ngx_tcp $gw_unix $gw_tcp; do
     for _ in $(seq 1 100); do
@@ -107,4 +106,5 @@ for s in unix tcp; do
     n=$(median "${results[nginx-$s]}"); g=$(median "${results[gateway-$s]}")
     printf '%-8s %14s %14s %8.2f\n' "$s" "$n" "$g" "$(awk -v g="$g" -v n="$n" 'BEGIN {print g/n}')"
 done
+cat "$dir/nginx-error.log" | tail -3
 echo "(wrk -t2 -c$conns -d$duration $path, median of $rounds interleaved rounds, php-fpm static 4 children per pool)"

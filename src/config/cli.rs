@@ -143,4 +143,41 @@ pub struct ServeArgs {
                 info,fcgi_gateway=debug [default: info]"
     )]
     pub log_level: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "PATH",
+        help = "php-fpm's pm.status_path (e.g. /status): read at start and every 30s to size \
+                the upstream pool to php-fpm's `max children`"
+    )]
+    pub fpm_status_path: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "N",
+        help = "Most idle upstream connections kept open; 0 = a fresh connection per request \
+                [default: the pool size]"
+    )]
+    pub max_idle_conns: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "N",
+        help = "Requests that may wait for a free upstream connection; more get 503 [default: 1024]"
+    )]
+    pub queue_length: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "DUR",
+        help = "How long a request may wait for a free upstream connection before 503 [default: 5s]"
+    )]
+    pub acquire_timeout: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "DUR",
+        help = "Idle upstream connections are closed after this, freeing php-fpm workers [default: 30s]"
+    )]
+    pub idle_timeout: Option<String>,
 }

@@ -11,7 +11,7 @@ use toml::{Table, Value};
 
 use super::values::{
     check_count, check_front_controller, check_index, check_log_level, check_server_name,
-    check_timeout, parse_duration, parse_size, ListenAddr,
+    check_status_path, check_timeout, parse_duration, parse_size, ListenAddr,
 };
 use super::{ConfigError, Layer};
 use crate::upstream::UpstreamAddr;
@@ -33,6 +33,11 @@ pub(super) const KEYS: &[&str] = &[
     "max-connections",
     "log-level",
     "params",
+    "fpm-status-path",
+    "max-idle-conns",
+    "queue-length",
+    "acquire-timeout",
+    "idle-timeout",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -98,6 +103,14 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                 layer.log_level = Some(level.map_err(bad)?);
             }
             "params" => layer.params = Some(params(path, value)?),
+            "fpm-status-path" => {
+                let path = string(value).and_then(check_status_path);
+                layer.fpm_status_path = Some(path.map_err(bad)?);
+            }
+            "max-idle-conns" => layer.max_idle_conns = Some(count_or_zero(value).map_err(bad)?),
+            "queue-length" => layer.queue_length = Some(count_or_zero(value).map_err(bad)?),
+            "acquire-timeout" => layer.acquire_timeout = Some(timeout()?),
+            "idle-timeout" => layer.idle_timeout = Some(timeout()?),
             _ => {
                 return Err(ConfigError::UnknownKey {
                     path: path.to_owned(),
@@ -175,6 +188,13 @@ fn listen(value: &Value) -> Result<Vec<ListenAddr>, String> {
 
 fn duration(value: &Value) -> Result<std::time::Duration, String> {
     string(value).and_then(parse_duration)
+}
+
+fn count_or_zero(value: &Value) -> Result<usize, String> {
+    match value {
+        Value::Integer(n) => usize::try_from(*n).map_err(|_| "must not be negative".to_owned()),
+        _ => Err(found("an integer", value)),
+    }
 }
 
 fn count(value: &Value) -> Result<usize, String> {

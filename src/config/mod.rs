@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use crate::upstream::UpstreamAddr;
 use values::{
-    check_front_controller, check_index, check_log_level, check_server_name, check_timeout,
-    parse_count,
+    check_front_controller, check_index, check_log_level, check_server_name, check_status_path,
+    check_timeout, parse_count, parse_count_or_zero,
 };
 
 const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
@@ -34,6 +34,9 @@ const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_UPSTREAM_CONNS: usize = 8;
 const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+const DEFAULT_QUEUE_LENGTH: usize = 1024;
+const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_LOG_LEVEL: &str = "info";
 const DEFAULT_INDEX: &str = "index.php";
 
@@ -70,6 +73,17 @@ pub struct Config {
     pub log_level: String,
     /// Extra FastCGI params from the file's `[params]` table, in file order.
     pub params: Vec<(String, String)>,
+    /// php-fpm's status page path, to size the pool from `max children`.
+    pub fpm_status_path: Option<String>,
+    /// True when the pool size comes from the status page (a status path was
+    /// given and `max-upstream-conns` was not).
+    pub size_from_fpm_status: bool,
+    /// Most idle upstream connections; 0 disables reuse.
+    pub max_idle_conns: usize,
+    /// Requests that may wait for a connection at once.
+    pub queue_length: usize,
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -151,6 +165,11 @@ struct Layer {
     max_connections: Option<usize>,
     log_level: Option<String>,
     params: Option<Vec<(String, String)>>,
+    fpm_status_path: Option<String>,
+    max_idle_conns: Option<usize>,
+    queue_length: Option<usize>,
+    acquire_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 impl Layer {
@@ -172,6 +191,11 @@ impl Layer {
             max_connections: self.max_connections.or(lower.max_connections),
             log_level: self.log_level.or(lower.log_level),
             params: self.params.or(lower.params),
+            fpm_status_path: self.fpm_status_path.or(lower.fpm_status_path),
+            max_idle_conns: self.max_idle_conns.or(lower.max_idle_conns),
+            queue_length: self.queue_length.or(lower.queue_length),
+            acquire_timeout: self.acquire_timeout.or(lower.acquire_timeout),
+            idle_timeout: self.idle_timeout.or(lower.idle_timeout),
         }
     }
 }
@@ -258,11 +282,29 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         max_connections: flag("--max-connections", &args.max_connections, parse_count)?,
         log_level: flag("--log-level", &args.log_level, check_log_level)?,
         params: None,
+        fpm_status_path: flag(
+            "--fpm-status-path",
+            &args.fpm_status_path,
+            check_status_path,
+        )?,
+        max_idle_conns: flag(
+            "--max-idle-conns",
+            &args.max_idle_conns,
+            parse_count_or_zero,
+        )?,
+        queue_length: flag("--queue-length", &args.queue_length, parse_count_or_zero)?,
+        acquire_timeout: flag("--acquire-timeout", &args.acquire_timeout, duration)?,
+        idle_timeout: flag("--idle-timeout", &args.idle_timeout, duration)?,
     })
 }
 
 fn finish(layer: Layer) -> Result<Config, ConfigError> {
     let upstream = layer.upstream.ok_or(ConfigError::MissingUpstream)?;
+    let size_from_fpm_status =
+        layer.fpm_status_path.is_some() && layer.max_upstream_conns.is_none();
+    let max_upstream_conns = layer
+        .max_upstream_conns
+        .unwrap_or(DEFAULT_MAX_UPSTREAM_CONNS);
     let root = resolve_root(layer.root.ok_or(ConfigError::MissingRoot)?)?;
     Ok(Config {
         listen: layer.listen.unwrap_or_else(|| vec![default_listen()]),
@@ -278,14 +320,21 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         read_timeout: layer.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
         header_timeout: layer.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
         grace_period: layer.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
-        max_upstream_conns: layer
-            .max_upstream_conns
-            .unwrap_or(DEFAULT_MAX_UPSTREAM_CONNS),
+        max_upstream_conns,
         max_connections: layer.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         log_level: layer
             .log_level
             .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
         params: layer.params.unwrap_or_default(),
+        fpm_status_path: layer.fpm_status_path,
+        size_from_fpm_status,
+        // Idle connections beyond the pool size could never be used.
+        max_idle_conns: layer
+            .max_idle_conns
+            .map_or(max_upstream_conns, |n| n.min(max_upstream_conns)),
+        queue_length: layer.queue_length.unwrap_or(DEFAULT_QUEUE_LENGTH),
+        acquire_timeout: layer.acquire_timeout.unwrap_or(DEFAULT_ACQUIRE_TIMEOUT),
+        idle_timeout: layer.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
     })
 }
 

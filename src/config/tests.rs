@@ -78,6 +78,12 @@ fn defaults_applied() {
             max_connections: 4096,
             log_level: "info".to_owned(),
             params: vec![],
+            fpm_status_path: None,
+            size_from_fpm_status: false,
+            max_idle_conns: 8,
+            queue_length: 1024,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -101,6 +107,11 @@ grace-period = "0s"
 max-upstream-conns = 2
 max-connections = 100
 log-level = "info,fcgi_gateway=debug"
+fpm-status-path = "/status"
+max-idle-conns = 0
+queue-length = 16
+acquire-timeout = "200ms"
+idle-timeout = "1m"
 
 [params]
 APP_ENV = "prod"
@@ -132,6 +143,13 @@ APP_ENV = "prod"
             max_connections: 100,
             log_level: "info,fcgi_gateway=debug".to_owned(),
             params: vec![("APP_ENV".to_owned(), "prod".to_owned())],
+            fpm_status_path: Some("/status".to_owned()),
+            // max-upstream-conns was given, so the status page only reports.
+            size_from_fpm_status: false,
+            max_idle_conns: 0,
+            queue_length: 16,
+            acquire_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(60),
         }
     );
 }
@@ -247,7 +265,8 @@ fn unknown_key_names_key_and_file() {
     let expected = format!(
         "{}: unknown key `lisen` (expected one of: listen, upstream, root, index, \
          front-controller, server-name, max-body-size, connect-timeout, read-timeout, \
-         header-timeout, grace-period, max-upstream-conns, max-connections, log-level, params)",
+         header-timeout, grace-period, max-upstream-conns, max-connections, log-level, params, \
+         fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout)",
         fx.file().display()
     );
     assert_eq!(text, expected);

@@ -129,6 +129,23 @@ pub(crate) fn parse_count(s: &str) -> Result<usize, String> {
     check_count(n)
 }
 
+pub(crate) fn parse_count_or_zero(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number"))
+}
+
+/// The status page is requested as a script path, like php-fpm's own
+/// `pm.status_path`.
+pub(crate) fn check_status_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') || path.contains(['?', '#', '\0']) {
+        return Err(format!(
+            "`{path}` must be a URL path starting with `/` (e.g. /status)"
+        ));
+    }
+    Ok(path.to_owned())
+}
+
 pub(crate) fn check_count(n: usize) -> Result<usize, String> {
     if n == 0 {
         return Err("must be at least 1".to_owned());

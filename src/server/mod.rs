@@ -103,26 +103,107 @@ pub async fn run(
     listeners: Vec<Listener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let pool = Pool::new(PoolSettings {
-        addr: config.upstream.clone(),
-        max_conns: config.max_upstream_conns,
-        max_idle: config.max_upstream_conns,
-        connect_timeout: config.connect_timeout,
-        acquire_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-        read_timeout: config.read_timeout,
+    Server::new(config).run(listeners, shutdown).await
+}
+
+/// A configured server, before it runs; its pool can be watched (tests, metrics).
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    pub fn new(config: Config) -> Server {
+        let pool = Pool::new(PoolSettings {
+            addr: config.upstream.clone(),
+            max_conns: config.max_upstream_conns,
+            max_idle: config.max_idle_conns,
+            queue_length: config.queue_length,
+            connect_timeout: config.connect_timeout,
+            acquire_timeout: config.acquire_timeout,
+            idle_timeout: config.idle_timeout,
+            read_timeout: config.read_timeout,
+        });
+        let state = Arc::new(AppState {
+            route: RouteConfig {
+                root: config.root.clone(),
+                index: config.index.clone(),
+                front_controller: config.front_controller.clone(),
+            },
+            pool,
+            extra_params: config.params.clone(),
+            server_name: config.server_name.clone(),
+            max_body_size: config.max_body_size,
+        });
+        Server { config, state }
+    }
+
+    pub fn pool(&self) -> Pool {
+        self.state.pool.clone()
+    }
+
+    pub async fn run(
+        self,
+        listeners: Vec<Listener>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        serve(self.config, self.state, listeners, shutdown).await
+    }
+}
+
+/// How often php-fpm's status page is read again to follow its size.
+const STATUS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Logs the pool size and why; with a status path, follows php-fpm's size.
+fn size_pool(config: &Config, pool: &Pool) {
+    let Some(path) = config.fpm_status_path.clone() else {
+        tracing::info!(upstream = %config.upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
+        return;
+    };
+    let follow = config.size_from_fpm_status;
+    if !follow {
+        tracing::info!(upstream = %config.upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
+    }
+    let pool = pool.clone();
+    let upstream = config.upstream.clone();
+    tokio::spawn(async move {
+        loop {
+            match crate::upstream::fpm_status::fetch(&pool, &path).await {
+                Ok(status) => {
+                    tracing::debug!(%upstream, ?status, "php-fpm status");
+                    if status.listen_queue > 0 {
+                        tracing::warn!(%upstream, listen_queue = status.listen_queue, max_children_reached = status.max_children_reached, "php-fpm has connections waiting in its listen queue");
+                    }
+                    if follow && status.max_children > 0 {
+                        pool.resize(
+                            status.max_children as usize,
+                            &format!(
+                                "php-fpm status page {path} reports {} children",
+                                status.max_children
+                            ),
+                        );
+                    } else if follow {
+                        tracing::info!(%upstream, size = pool.snapshot().size, "php-fpm's status page does not state its max children (dynamic pool?); keeping max-upstream-conns");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%upstream, path = %path, error = %e, size = pool.snapshot().size, "cannot read php-fpm's status page; keeping the current pool size");
+                }
+            }
+            tokio::time::sleep(STATUS_REFRESH).await;
+        }
     });
-    let state = Arc::new(AppState {
-        route: RouteConfig {
-            root: config.root.clone(),
-            index: config.index.clone(),
-            front_controller: config.front_controller.clone(),
-        },
-        pool,
-        extra_params: config.params.clone(),
-        server_name: config.server_name.clone(),
-        max_body_size: config.max_body_size,
-    });
+}
+
+async fn serve(
+    config: Config,
+    state: Arc<AppState>,
+    listeners: Vec<Listener>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    state.pool.spawn_reaper();
+    size_pool(&config, &state.pool);
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

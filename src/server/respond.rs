@@ -16,6 +16,7 @@ pub fn upstream_status(err: &UpstreamError) -> StatusCode {
         | UpstreamError::HeadTimeout { .. }
         | UpstreamError::ReadTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         UpstreamError::AcquireTimeout { .. }
+        | UpstreamError::QueueFull { .. }
         | UpstreamError::Refused(ProtocolStatus::Overloaded) => StatusCode::SERVICE_UNAVAILABLE,
         UpstreamError::ClientBody(_) => StatusCode::BAD_REQUEST,
         UpstreamError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -41,7 +42,7 @@ pub fn upstream_error(err: &UpstreamError) -> Response<GatewayBody> {
         UpstreamError::ReadTimeout { .. } => {
             "Gateway Timeout: read-timeout (php-fpm stopped sending)\n"
         }
-        UpstreamError::AcquireTimeout { .. } => {
+        UpstreamError::AcquireTimeout { .. } | UpstreamError::QueueFull { .. } => {
             "Service Unavailable: all upstream connections are busy\n"
         }
         UpstreamError::Refused(ProtocolStatus::Overloaded) => {

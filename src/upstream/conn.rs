@@ -13,6 +13,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
 
 use super::body::RequestBody;
+use super::pool::Lease;
 use super::{UpstreamAddr, UpstreamError};
 use crate::fastcgi::{self, DecodeError, Event, ProtocolStatus, RecordType, ResponseDecoder};
 
@@ -130,12 +131,14 @@ pub struct ExchangeTimeouts {
 /// response to `out` as it arrives. Returns when END_REQUEST was read, the
 /// receiver went away (client gone), or something failed.
 pub async fn exchange(
-    conn: &mut Conn,
+    lease: &mut Lease,
     head: Bytes,
     body: &mut RequestBody,
     out: &mpsc::Sender<Output>,
     timeouts: ExchangeTimeouts,
 ) -> Result<Outcome, ExchangeFailure> {
+    lease.request_sent();
+    let (conn, first_byte) = lease.parts();
     let (mut reader, mut writer) = split(&mut conn.stream);
     let fail = |error, got, consumed| ExchangeFailure {
         error,
@@ -223,6 +226,9 @@ pub async fn exchange(
                     }
                     Ok(_) => {
                         reader.rearm_quickack();
+                        if !got_bytes {
+                            first_byte.first_byte();
+                        }
                         got_bytes = true;
                         deadline = tokio::time::Instant::now() + timeouts.read;
                     }
@@ -230,6 +236,11 @@ pub async fn exchange(
                         return Err(fail(UpstreamError::Read(e), got_bytes, body_consumed || !body_done));
                     }
                 }
+            }
+            // The client went away: close now so the worker sees the abort and
+            // the slot frees at once, not at the script's next output.
+            _ = out.closed() => {
+                return Err(fail(UpstreamError::ClientGone, got_bytes, true));
             }
             _ = tokio::time::sleep_until(deadline), if body_done => {
                 let error = if got_bytes {

@@ -5,6 +5,7 @@
 pub mod addr;
 pub mod body;
 pub mod conn;
+pub mod fpm_status;
 pub mod pool;
 
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 pub use addr::UpstreamAddr;
 pub use body::{RequestBody, Spool, SpoolError};
 pub use conn::{ExchangeTimeouts, Output};
-pub use pool::{Pool, PoolSettings, PoolStats};
+pub use pool::{Pool, PoolSettings, PoolSnapshot, PoolStats};
 
 use crate::fastcgi::{DecodeError, ProtocolStatus};
 
@@ -33,6 +34,8 @@ pub enum UpstreamError {
     ConnectTimeout { addr: String, after: Duration },
     #[error("acquire-timeout: no upstream connection free within {after:?}")]
     AcquireTimeout { after: Duration },
+    #[error("queue-length: {length} requests already wait for an upstream connection")]
+    QueueFull { length: usize },
     #[error("writing the request to the upstream failed: {0}")]
     Write(#[source] std::io::Error),
     #[error("reading the response from the upstream failed: {0}")]
@@ -79,7 +82,7 @@ pub async fn forward(pool: Pool, mut request: FcgiRequest, out: mpsc::Sender<Out
         };
         let reused = lease.conn().is_reused();
         let result = conn::exchange(
-            lease.conn(),
+            &mut lease,
             request.head.clone(),
             &mut request.body,
             &out,
