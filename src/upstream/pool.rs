@@ -103,8 +103,24 @@ struct PoolInner {
     /// Fresh connections whose request went out but no byte came back yet.
     fresh_awaiting_first_byte: AtomicUsize,
     backoff: Mutex<Backoff>,
+    learning: Mutex<CapacityWindow>,
     stats: PoolStats,
 }
+
+/// Evidence about php-fpm's real capacity, gathered over a window of releases.
+#[derive(Debug, Default)]
+struct CapacityWindow {
+    releases: u32,
+    closed_for_waiter: u32,
+    /// Most connections known to hold a worker at once (busy and past their
+    /// first byte, or reused) seen in this window.
+    peak_served: usize,
+    /// Requests queued for a connection at some release in this window.
+    saw_waiters: bool,
+}
+
+/// Releases per capacity-learning window.
+const LEARN_WINDOW: u32 = 64;
 
 /// A cheap handle; clones share one pool.
 #[derive(Debug, Clone)]
@@ -143,6 +159,7 @@ impl Pool {
                     until: None,
                     next_delay: BACKOFF_MIN,
                 }),
+                learning: Mutex::new(CapacityWindow::default()),
                 stats: PoolStats::default(),
                 settings,
             }),
@@ -409,7 +426,9 @@ impl Lease {
             pool.stats.closed_after_use.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if pool.fresh_awaiting_first_byte.load(Ordering::Acquire) > 0 {
+        let awaiting = pool.fresh_awaiting_first_byte.load(Ordering::Acquire);
+        learn_capacity(&pool, awaiting);
+        if awaiting > 0 {
             // Our idle connection would pin the worker that connection needs.
             pool.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
             return;
@@ -424,6 +443,59 @@ impl Lease {
         };
         // `guard` and `_permit` drop here, after the connection is back, so
         // the next waiter finds it idle instead of dialing.
+    }
+}
+
+/// When most connections coming back had to be closed because fresh ones
+/// sat in php-fpm's backlog, the pool is larger than php-fpm's worker count:
+/// shrink it to the most connections php-fpm was seen serving at once.
+fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize) {
+    let busy = pool.busy.load(Ordering::Acquire);
+    let served = busy.saturating_sub(awaiting).max(1);
+    let verdict: (bool, bool, usize) = {
+        let Ok(mut w) = pool.learning.lock() else {
+            return;
+        };
+        w.releases += 1;
+        if awaiting > 0 {
+            w.closed_for_waiter += 1;
+        }
+        w.peak_served = w.peak_served.max(served);
+        w.saw_waiters |= pool.waiting.load(Ordering::Relaxed) > 0;
+        if w.releases < LEARN_WINDOW {
+            return;
+        }
+        let shrink = w.closed_for_waiter * 2 > w.releases;
+        let grow = w.closed_for_waiter == 0 && w.saw_waiters;
+        let peak = w.peak_served;
+        *w = CapacityWindow::default();
+        (shrink, grow, peak)
+    };
+    let size = pool.size.load(Ordering::Acquire);
+    let floor = (pool.settings.max_conns / 2).max(1);
+    let handle = Pool {
+        inner: pool.clone(),
+    };
+    match verdict {
+        // Step down, not straight to the peak: worker restarts (pm.max_requests)
+        // make a moment look smaller than php-fpm really is.
+        // Never below half the configured size: a freshly respawned worker also
+        // delays first bytes, and closing for it breeds more fresh connections.
+        (true, _, peak) if size > floor => {
+            let target = peak.max(size - (size / 4).max(1)).max(floor);
+            handle.resize(
+                target,
+                &format!("learned: fresh connections kept waiting in php-fpm's backlog (it served {peak} at once at most)"),
+            );
+        }
+        // Demand and no backlog seen: try one more, up to the configured size.
+        (false, true, _) if size < pool.settings.max_conns => {
+            handle.resize(
+                size + 1,
+                "no backlog seen under load; probing one more connection",
+            );
+        }
+        _ => {}
     }
 }
 

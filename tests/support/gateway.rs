@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The upstream pool, for its counters.
+    pub pool: fcgi_gateway::upstream::Pool,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -37,16 +39,20 @@ impl Gateway {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = fcgi_gateway::server::Server::new(config);
+        let pool = server.pool();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stop_rx.await;
             };
-            fcgi_gateway::run(config, vec![Listener::Tcp(listener)], shutdown)
+            server
+                .run(vec![Listener::Tcp(listener)], shutdown)
                 .await
                 .expect("gateway ran");
         });
         Gateway {
             addr,
+            pool,
             stop: Some(stop_tx),
             task: Some(task),
         }

@@ -1,0 +1,378 @@
+//! The upstream pool against real php-fpm (and the fake server for faults):
+//! worker recycling, restarts, pinned workers, saturation, idle reaping,
+//! retries, sizing from php-fpm's status page.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use support::fake_fcgi::{FakeFcgi, Script, Step};
+use support::gateway::{self, Gateway};
+use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
+
+fn upstreams(fpm: &PhpFpm) -> Vec<String> {
+    vec![
+        format!("unix:{}", fpm.unix_socket.display()),
+        format!("tcp:{}", fpm.tcp_addr),
+    ]
+}
+
+async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
+    let root = fixtures_dir().display().to_string();
+    let mut args = vec!["--upstream", upstream, "--root", root.as_str()];
+    args.extend_from_slice(extra);
+    Gateway::start(&args).await
+}
+
+/// Sends `total` GETs of `path` with `concurrency` clients; returns the statuses.
+async fn load(
+    addr: std::net::SocketAddr,
+    path: &str,
+    total: usize,
+    concurrency: usize,
+) -> Vec<u16> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let next = next.clone();
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                statuses.push(gateway::get(addr, &path).await.status);
+            }
+            statuses
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_recycling_never_fails_a_request() {
+    let fpm = PhpFpm::start_with(PhpFpmOptions {
+        children: 4,
+        max_requests: 3,
+        ..Default::default()
+    });
+    for upstream in upstreams(&fpm) {
+        let gw = gateway_for(&upstream, &[]).await;
+        let statuses = load(gw.addr, "/hello.php", 5000, 16).await;
+        let failed = statuses.iter().filter(|s| **s != 200).count();
+        let snap = gw.pool.snapshot();
+        assert_eq!(
+            failed, 0,
+            "{upstream}: {failed} of 5000 failed; pool {snap:?}"
+        );
+        assert_eq!(statuses.len(), 5000);
+        // php-fpm closed connections as workers recycled; the pool saw it.
+        assert!(
+            snap.stale_dropped + snap.retries > 0,
+            "{upstream}: recycled connections were never detected: {snap:?}"
+        );
+        // 8 pool connections against 4 workers: the pool learned to shrink
+        // instead of parking requests in php-fpm's backlog.
+        assert!(
+            snap.size < 8,
+            "{upstream}: pool did not learn php-fpm's capacity: {snap:?}"
+        );
+        eprintln!("{upstream}: {snap:?}");
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_fpm_restart_recovers_without_gateway_restart() {
+    let mut fpm = PhpFpm::start();
+    let ups = upstreams(&fpm);
+    let gw_unix = gateway_for(&ups[0], &[]).await;
+    let gw_tcp = gateway_for(&ups[1], &[]).await;
+    for gw in [&gw_unix, &gw_tcp] {
+        assert_eq!(gateway::get(gw.addr, "/hello.php").await.status, 200);
+    }
+    // Load runs across the restart.
+    let addrs = [gw_unix.addr, gw_tcp.addr];
+    let background = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        let end = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < end {
+            for addr in addrs {
+                statuses.push(gateway::get(addr, "/hello.php").await.status);
+            }
+        }
+        statuses
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::task::block_in_place(|| fpm.restart());
+    let during = background.await.unwrap();
+    assert!(
+        during.iter().all(|s| *s == 200 || *s == 502),
+        "only 502 while php-fpm is down: {during:?}"
+    );
+    // Back to full service by itself (connect back-off is at most 1 s).
+    for gw in [&gw_unix, &gw_tcp] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if gateway::get(gw.addr, "/hello.php").await.status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no recovery after restart");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let statuses = load(gw.addr, "/hello.php", 200, 8).await;
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    }
+    gw_unix.shutdown().await;
+    gw_tcp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_workers_do_not_deadlock() {
+    // More pool connections than php-fpm workers: a new connection waits in
+    // php-fpm's backlog while our idle connections would pin the workers.
+    let fpm = PhpFpm::start_with(PhpFpmOptions {
+        children: 2,
+        ..Default::default()
+    });
+    for upstream in upstreams(&fpm) {
+        let gw = gateway_for(
+            &upstream,
+            &["--max-upstream-conns", "8", "--read-timeout", "5s"],
+        )
+        .await;
+        let started = Instant::now();
+        let statuses = load(gw.addr, "/slow.php?ms=300", 12, 12).await;
+        let took = started.elapsed();
+        assert_eq!(
+            statuses,
+            vec![200; 12],
+            "{upstream}: {:?}",
+            gw.pool.snapshot()
+        );
+        // 12 requests × 300 ms on 2 workers is 1.8 s of work; a pinned request
+        // would wait for the 5 s read-timeout.
+        assert!(took < Duration::from_secs(5), "{upstream}: took {took:?}");
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturation_gives_503_with_retry_after() {
+    let fpm = PhpFpm::start();
+    for upstream in upstreams(&fpm) {
+        let gw = gateway_for(
+            &upstream,
+            &["--max-upstream-conns", "2", "--acquire-timeout", "200ms"],
+        )
+        .await;
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let addr = gw.addr;
+            tasks.push(tokio::spawn(async move {
+                gateway::get(addr, "/slow.php?ms=500").await
+            }));
+        }
+        let mut ok = 0;
+        let mut unavailable = 0;
+        for t in tasks {
+            let r = tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .expect("every request is answered, no hang")
+                .unwrap();
+            match r.status {
+                200 => ok += 1,
+                503 => {
+                    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+                    unavailable += 1;
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert!(ok >= 2, "{upstream}: {ok} ok");
+        assert!(unavailable > 0, "{upstream}: no 503");
+        assert_eq!(ok + unavailable, 20);
+        assert!(gw.pool.snapshot().saturated >= unavailable as u64);
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_is_503_at_once() {
+    let fpm = PhpFpm::start();
+    let upstream = format!("unix:{}", fpm.unix_socket.display());
+    let gw = gateway_for(
+        &upstream,
+        &["--max-upstream-conns", "1", "--queue-length", "0"],
+    )
+    .await;
+    let addr = gw.addr;
+    let slow = tokio::spawn(async move { gateway::get(addr, "/slow.php?ms=800").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = gateway::get(gw.addr, "/hello.php").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(slow.await.unwrap().status, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_reaped() {
+    let fpm = PhpFpm::start();
+    for upstream in upstreams(&fpm) {
+        let gw = gateway_for(&upstream, &["--idle-timeout", "300ms"]).await;
+        assert_eq!(gateway::get(gw.addr, "/hello.php").await.status, 200);
+        assert_eq!(gw.pool.snapshot().idle, 1, "{upstream}");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let snap = gw.pool.snapshot();
+        assert_eq!(snap.idle, 0, "{upstream}: {snap:?}");
+        assert_eq!(snap.open, 0, "{upstream}: {snap:?}");
+        assert!(snap.idle_reaped >= 1);
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reuse_with_max_idle_zero() {
+    let fake = FakeFcgi::start(vec![Script::ok("x")]).await;
+    let upstream = format!("unix:{}", fake.unix_socket.display());
+    let gw = gateway_for(&upstream, &["--max-idle-conns", "0"]).await;
+    for _ in 0..3 {
+        assert_eq!(gateway::get(gw.addr, "/hello.php").await.text(), "x");
+    }
+    assert_eq!(fake.connections_seen(), 3);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_gone_mid_stream_closes_the_upstream_connection() {
+    let fpm = PhpFpm::start();
+    for upstream in upstreams(&fpm) {
+        let gw = gateway_for(&upstream, &[]).await;
+        {
+            let resp = gateway::send(
+                gw.addr,
+                "GET",
+                "/stream.php?n=20&delay_ms=100",
+                &[],
+                Bytes::new(),
+            )
+            .await;
+            assert_eq!(resp.status(), 200);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let snap = gw.pool.snapshot();
+        assert_eq!(
+            snap.idle, 0,
+            "{upstream}: the abandoned connection must not be idled: {snap:?}"
+        );
+        assert_eq!(
+            snap.busy, 0,
+            "{upstream}: its slot is free at once: {snap:?}"
+        );
+        assert_eq!(gateway::get(gw.addr, "/hello.php").await.status, 200);
+        gw.shutdown().await;
+    }
+}
+
+fn end() -> Step {
+    Step::End {
+        app_status: 0,
+        protocol_status: 0,
+    }
+}
+
+#[tokio::test]
+async fn reused_connection_closed_by_server_is_retried() {
+    let ok = Script::ok("first");
+    // The server reads the second request on the kept connection, then closes it.
+    let close = Script {
+        steps: vec![Step::Close],
+    };
+    let fake = FakeFcgi::start(vec![ok, close, Script::ok("retried")]).await;
+    let upstream = format!("tcp:{}", fake.tcp_addr);
+    let gw = gateway_for(&upstream, &[]).await;
+    assert_eq!(gateway::get(gw.addr, "/hello.php").await.text(), "first");
+    let r = gateway::get(gw.addr, "/hello.php").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "retried");
+    assert_eq!(gw.pool.snapshot().retries, 1);
+    assert_eq!(fake.connections_seen(), 2);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn fresh_connection_closed_is_502_not_retried() {
+    let fake = FakeFcgi::start(vec![
+        Script {
+            steps: vec![Step::Close],
+        },
+        Script::ok("never"),
+    ])
+    .await;
+    let upstream = format!("unix:{}", fake.unix_socket.display());
+    let gw = gateway_for(&upstream, &[]).await;
+    let r = gateway::get(gw.addr, "/hello.php").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(fake.requests_seen(), 1);
+    assert_eq!(gw.pool.snapshot().retries, 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn close_after_end_request_is_harmless() {
+    let ok_then_close = Script {
+        steps: vec![
+            Step::Stdout(b"Content-Type: text/plain\r\n\r\none".to_vec()),
+            end(),
+            Step::Close,
+        ],
+    };
+    let fake = FakeFcgi::start(vec![ok_then_close, Script::ok("two")]).await;
+    let upstream = format!("unix:{}", fake.unix_socket.display());
+    let gw = gateway_for(&upstream, &[]).await;
+    assert_eq!(gateway::get(gw.addr, "/hello.php").await.text(), "one");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = gateway::get(gw.addr, "/hello.php").await;
+    assert_eq!(r.text(), "two");
+    let snap = gw.pool.snapshot();
+    assert!(snap.stale_dropped + snap.retries >= 1, "{snap:?}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_size_follows_php_fpm_status_page() {
+    let fpm = PhpFpm::start_with(PhpFpmOptions {
+        children: 3,
+        status_path: Some("/status".into()),
+        ..Default::default()
+    });
+    for upstream in upstreams(&fpm) {
+        let gw = gateway_for(&upstream, &["--fpm-status-path", "/status"]).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gw.pool.snapshot().size != 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{upstream}: pool not sized from the status page: {:?}",
+                gw.pool.snapshot()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(gateway::get(gw.addr, "/hello.php").await.status, 200);
+        gw.shutdown().await;
+
+        // An explicit --max-upstream-conns wins over the status page.
+        let gw = gateway_for(
+            &upstream,
+            &["--fpm-status-path", "/status", "--max-upstream-conns", "5"],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(gw.pool.snapshot().size, 5);
+        gw.shutdown().await;
+    }
+}
