@@ -196,6 +196,10 @@ fn serves_on_a_unix_socket_and_drains_on_sigterm() {
     assert!(slow_out.contains("slept 700"), "{slow_out}");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+    assert!(
+        !sock.exists(),
+        "the listening socket file is removed on exit"
+    );
     let mut log = String::new();
     child
         .stderr

@@ -236,3 +236,29 @@ async fn params_and_body_reach_the_upstream() {
     assert_eq!(fake.last_stdin(), b"the body");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn slow_request_head_is_cut_off_by_header_timeout() {
+    let fake = FakeFcgi::start(vec![Script::ok("ok")]).await;
+    let upstream = format!("unix:{}", fake.unix_socket.display());
+    let gw = gateway_for(&upstream, &["--header-timeout", "300ms"]).await;
+    let started = std::time::Instant::now();
+    // The head never ends; the gateway must close the connection, not wait forever.
+    let out = gateway::raw(
+        gw.addr,
+        b"GET /hello.php HTTP/1.1\r\nHost: x\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "connection held for {took:?}"
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 408"), "{out}");
+    assert_eq!(fake.requests_seen(), 0);
+    // A prompt client is unaffected.
+    assert_eq!(gateway::get(gw.addr, "/hello.php").await.text(), "ok");
+    gw.shutdown().await;
+}

@@ -219,6 +219,13 @@ async fn serve(
     let conn_permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
 
     let mut accept_tasks = Vec::new();
+    let socket_files: Vec<PathBuf> = listeners
+        .iter()
+        .filter_map(|l| match l {
+            Listener::Unix { path, .. } => Some(path.clone()),
+            Listener::Tcp(_) => None,
+        })
+        .collect();
     for listener in listeners {
         tracing::info!(listen = %listener.describe(), upstream = %config.upstream, root = %config.root.display(), "serving");
         accept_tasks.push(tokio::spawn(accept_loop(
@@ -241,6 +248,10 @@ async fn serve(
     match tokio::time::timeout(config.grace_period, alive_rx.recv()).await {
         Ok(_) => tracing::info!("drained; bye"),
         Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    // Our sockets, our files: a later start would otherwise find them stale.
+    for path in socket_files {
+        let _ = std::fs::remove_file(path);
     }
     Ok(())
 }
