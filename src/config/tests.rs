@@ -66,7 +66,7 @@ fn defaults_applied() {
             listen: vec!["127.0.0.1:8080".parse().unwrap()],
             upstream: UpstreamAddr::Unix("/run/php/fpm.sock".into()),
             root: fx.www(),
-            index: vec!["index.php".to_owned()],
+            index: vec!["index.php".to_owned(), "index.html".to_owned()],
             front_controller: None,
             server_name: None,
             max_body_size: 16 * 1024 * 1024,
@@ -78,6 +78,10 @@ fn defaults_applied() {
             max_connections: 4096,
             log_level: "info".to_owned(),
             params: vec![],
+            php_only_front_controller: false,
+            never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
+            follow_symlinks_outside_root: false,
+            cache_control: vec![],
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -132,6 +136,10 @@ APP_ENV = "prod"
             max_connections: 100,
             log_level: "info,fcgi_gateway=debug".to_owned(),
             params: vec![("APP_ENV".to_owned(), "prod".to_owned())],
+            php_only_front_controller: false,
+            never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
+            follow_symlinks_outside_root: false,
+            cache_control: vec![],
         }
     );
 }
@@ -247,7 +255,8 @@ fn unknown_key_names_key_and_file() {
     let expected = format!(
         "{}: unknown key `lisen` (expected one of: listen, upstream, root, index, \
          front-controller, server-name, max-body-size, connect-timeout, read-timeout, \
-         header-timeout, grace-period, max-upstream-conns, max-connections, log-level, params)",
+         header-timeout, grace-period, max-upstream-conns, max-connections, log-level, params, \
+         php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control)",
         fx.file().display()
     );
     assert_eq!(text, expected);
