@@ -3,7 +3,8 @@
 //! Module map (see DESIGN.md):
 //! - `config`   — CLI + TOML config, defaults, validation (no sockets).
 //! - `server`   — listeners, hyper connections, limits, graceful drain; `respond` maps errors to statuses.
-//! - `route`    — path normalisation and safety checks; decides Script / NotFound / BadRequest.
+//! - `route`    — path normalisation and safety checks; decides Script / Static / Redirect / NotFound / BadRequest.
+//! - `static_files` — GET/HEAD of files route chose: type, ETag/304, Range, precompressed siblings.
 //! - `cgi`      — HTTP request → CGI params; CGI response head → HTTP head.
 //! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
 //! - `upstream` — `unix:`/`tcp:` addresses, dialing, one connection's drive, the connection pool.
@@ -15,6 +16,7 @@ pub mod fastcgi;
 pub mod route;
 pub mod server;
 pub mod shutdown;
+pub mod static_files;
 pub mod upstream;
 
 pub use server::run;

@@ -225,7 +225,12 @@ async fn php_fpm_error_log_arrives_as_fastcgi_stderr() {
             fpm.log()
         );
     }
-    // fcgi.logging = 1 also puts it in php-fpm's own log.
+    // fcgi.logging = 1 also puts it in php-fpm's own log. The master writes
+    // that log after relaying the worker's pipe, so under load it can lag.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !fpm.log().contains("fixture stderr line") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(
         fpm.log().contains("fixture stderr line"),
         "php-fpm log:\n{}",

@@ -83,3 +83,46 @@ async fn stdout_and_stderr_interleaved_stderr_only_logged() {
     // One access-log line per request.
     assert_eq!(logs.matches("\"GET /hello.php\" 200").count(), 2, "{logs}");
 }
+
+/// Static files, HEAD, redirects and refusals are answered without php-fpm
+/// but still get their access-log line, with the bytes actually sent.
+#[tokio::test(flavor = "current_thread")]
+async fn static_answers_are_access_logged() {
+    let (_guard, logs) = capture_logs();
+    let site = support::site::Site::new();
+    let css_len = site.bytes("css/app.css").len();
+    let big: Vec<u8> = vec![b'x'; 300 * 1024];
+    std::fs::write(site.root.join("big.txt"), &big).unwrap();
+    // Nothing listens here: none of these requests may need the upstream.
+    let dead = format!("unix:{}", site.root.join("no.sock").display());
+    let gw = Gateway::start(&["--upstream", &dead, "--root", &site.root_arg()]).await;
+    assert_eq!(gateway::get(gw.addr, "/css/app.css").await.status, 200);
+    assert_eq!(
+        gateway::get(gw.addr, "/big.txt").await.body.len(),
+        big.len()
+    );
+    let r = gateway::request(gw.addr, "HEAD", "/css/app.css", &[], bytes::Bytes::new()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(gateway::get(gw.addr, "/docs").await.status, 301);
+    assert_eq!(gateway::get(gw.addr, "/.env").await.status, 404);
+    gw.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let line = |needle: &str| {
+        logs.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no access line with {needle:?}: {logs}"))
+            .to_owned()
+    };
+    let css = line("\"GET /css/app.css\" 200");
+    assert!(css.contains(&format!(" 200 {css_len} ")), "{css}");
+    let big_line = line("\"GET /big.txt\" 200");
+    assert!(
+        big_line.contains(&format!(" 200 {} ", big.len())),
+        "{big_line}"
+    );
+    assert!(line("\"HEAD /css/app.css\" 200").contains(" 200 0 "));
+    line("\"GET /docs\" 301");
+    line("\"GET /.env\" 404");
+    assert!(!logs.contains("aborted"), "{logs}");
+}

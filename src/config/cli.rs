@@ -68,8 +68,8 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "NAME",
-        help = "File name tried when a directory is requested; repeat for several, tried in order \
-                [default: index.php]"
+        help = "File name tried when a directory is requested; repeat for several, tried in order; \
+                a PHP one runs, another is sent as a file [default: index.php index.html]"
     )]
     pub index: Vec<String>,
 
@@ -180,4 +180,32 @@ pub struct ServeArgs {
         help = "Idle upstream connections are closed after this, freeing php-fpm workers [default: 30s]"
     )]
     pub idle_timeout: Option<String>,
+
+    #[arg(
+        long,
+        help = "Run no PHP but the front controller: any other .php is 404 (needs --front-controller)"
+    )]
+    pub php_only_front_controller: bool,
+
+    #[arg(
+        long,
+        value_name = "EXT",
+        help = "Extension never sent as a static file (404 instead); repeat for several. \
+                .php is always refused [default: php phtml phar inc]"
+    )]
+    pub never_serve_ext: Vec<String>,
+
+    #[arg(
+        long,
+        help = "Serve and run files reached through symlinks that lead out of the root"
+    )]
+    pub follow_symlinks_outside_root: bool,
+
+    #[arg(
+        long,
+        value_name = "EXT=VALUE",
+        help = "Cache-Control for static files with this extension, e.g. css=max-age=3600; \
+                repeat for several"
+    )]
+    pub cache_control: Vec<String>,
 }

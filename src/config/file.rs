@@ -1,5 +1,6 @@
 //! The TOML config file. Keys are the flag names without the leading dashes,
-//! plus a `[params]` table of extra FastCGI params.
+//! plus a `[params]` table of extra FastCGI params and a `[cache-control]`
+//! table (extension → Cache-Control value for static files).
 //!
 //! The file is parsed to a generic table and walked by hand (rather than
 //! through a serde struct) so every error can name the file and the key, and
@@ -10,8 +11,9 @@ use std::path::Path;
 use toml::{Table, Value};
 
 use super::values::{
-    check_count, check_front_controller, check_index, check_log_level, check_server_name,
-    check_status_path, check_timeout, parse_duration, parse_size, ListenAddr,
+    check_cache_control, check_count, check_ext, check_front_controller, check_index,
+    check_log_level, check_server_name, check_status_path, check_timeout, parse_duration,
+    parse_size, ListenAddr,
 };
 use super::{ConfigError, Layer};
 use crate::upstream::UpstreamAddr;
@@ -38,6 +40,10 @@ pub(super) const KEYS: &[&str] = &[
     "queue-length",
     "acquire-timeout",
     "idle-timeout",
+    "php-only-front-controller",
+    "never-serve-ext",
+    "follow-symlinks-outside-root",
+    "cache-control",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -111,6 +117,18 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
             "queue-length" => layer.queue_length = Some(count_or_zero(value).map_err(bad)?),
             "acquire-timeout" => layer.acquire_timeout = Some(timeout()?),
             "idle-timeout" => layer.idle_timeout = Some(timeout()?),
+            "php-only-front-controller" => {
+                layer.php_only_front_controller = Some(boolean(value).map_err(bad)?);
+            }
+            "never-serve-ext" => {
+                let exts =
+                    string_list(value).and_then(|exts| exts.into_iter().map(check_ext).collect());
+                layer.never_serve_ext = Some(exts.map_err(bad)?);
+            }
+            "follow-symlinks-outside-root" => {
+                layer.follow_symlinks_outside_root = Some(boolean(value).map_err(bad)?);
+            }
+            "cache-control" => layer.cache_control = Some(cache_control(path, value)?),
             _ => {
                 return Err(ConfigError::UnknownKey {
                     path: path.to_owned(),
@@ -213,6 +231,33 @@ fn size(value: &Value) -> Result<u64, String> {
         Value::String(s) => parse_size(s),
         _ => Err(found("an integer or a string such as \"16M\"", value)),
     }
+}
+
+fn boolean(value: &Value) -> Result<bool, String> {
+    value.as_bool().ok_or_else(|| found("true or false", value))
+}
+
+/// `[cache-control]`: extension → Cache-Control value, e.g. `css = "max-age=3600"`.
+fn cache_control(path: &Path, value: &Value) -> Result<Vec<(String, String)>, ConfigError> {
+    let bad = |key: String, message: String| ConfigError::FileValue {
+        path: path.to_owned(),
+        key,
+        message,
+    };
+    let Value::Table(table) = value else {
+        return Err(bad("cache-control".to_owned(), found("a table", value)));
+    };
+    table
+        .iter()
+        .map(|(ext, value)| {
+            let key = || format!("cache-control.{ext}");
+            let ext = check_ext(ext).map_err(|m| bad(key(), m))?;
+            let value = string(value)
+                .and_then(check_cache_control)
+                .map_err(|m| bad(key(), m))?;
+            Ok((ext, value))
+        })
+        .collect()
 }
 
 fn params(path: &Path, value: &Value) -> Result<Vec<(String, String)>, ConfigError> {

@@ -11,6 +11,8 @@ mod cli;
 mod file;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_static;
 mod values;
 
 pub use cli::{Cli, Command, ServeArgs};
@@ -23,8 +25,8 @@ use std::time::Duration;
 
 use crate::upstream::UpstreamAddr;
 use values::{
-    check_front_controller, check_index, check_log_level, check_server_name, check_status_path,
-    check_timeout, parse_count, parse_count_or_zero,
+    check_ext, check_front_controller, check_index, check_log_level, check_server_name,
+    check_status_path, check_timeout, parse_cache_control_flag, parse_count, parse_count_or_zero,
 };
 
 const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
@@ -38,7 +40,7 @@ const DEFAULT_QUEUE_LENGTH: usize = 1024;
 const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_LOG_LEVEL: &str = "info";
-const DEFAULT_INDEX: &str = "index.php";
+const DEFAULT_INDEX: &[&str] = &["index.php", "index.html"];
 
 fn default_listen() -> ListenAddr {
     ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))
@@ -84,6 +86,14 @@ pub struct Config {
     pub queue_length: usize,
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Only the front controller runs; requires `front_controller`.
+    pub php_only_front_controller: bool,
+    /// Lowercase extensions without the dot, never sent as static files.
+    pub never_serve_ext: Vec<String>,
+    /// Serve and run files whose real location is outside the root.
+    pub follow_symlinks_outside_root: bool,
+    /// (lowercase extension, Cache-Control value) for static files.
+    pub cache_control: Vec<(String, String)>,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -128,6 +138,12 @@ pub enum ConfigError {
 
     #[error("root `{}`: {reason}", path.display())]
     Root { path: PathBuf, reason: String },
+
+    #[error(
+        "php-only-front-controller needs a front controller: give --front-controller or \
+         `front-controller` in the config file"
+    )]
+    PhpOnlyWithoutFrontController,
 }
 
 /// io::Error's Display ends in " (os error N)", which is noise to a user.
@@ -170,6 +186,10 @@ struct Layer {
     queue_length: Option<usize>,
     acquire_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
+    php_only_front_controller: Option<bool>,
+    never_serve_ext: Option<Vec<String>>,
+    follow_symlinks_outside_root: Option<bool>,
+    cache_control: Option<Vec<(String, String)>>,
 }
 
 impl Layer {
@@ -196,6 +216,14 @@ impl Layer {
             queue_length: self.queue_length.or(lower.queue_length),
             acquire_timeout: self.acquire_timeout.or(lower.acquire_timeout),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
+            php_only_front_controller: self
+                .php_only_front_controller
+                .or(lower.php_only_front_controller),
+            never_serve_ext: self.never_serve_ext.or(lower.never_serve_ext),
+            follow_symlinks_outside_root: self
+                .follow_symlinks_outside_root
+                .or(lower.follow_symlinks_outside_root),
+            cache_control: self.cache_control.or(lower.cache_control),
         }
     }
 }
@@ -295,6 +323,15 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         queue_length: flag("--queue-length", &args.queue_length, parse_count_or_zero)?,
         acquire_timeout: flag("--acquire-timeout", &args.acquire_timeout, duration)?,
         idle_timeout: flag("--idle-timeout", &args.idle_timeout, duration)?,
+        // A boolean flag can only switch on; absent leaves the file's value.
+        php_only_front_controller: args.php_only_front_controller.then_some(true),
+        never_serve_ext: flags("--never-serve-ext", &args.never_serve_ext, check_ext)?,
+        follow_symlinks_outside_root: args.follow_symlinks_outside_root.then_some(true),
+        cache_control: flags(
+            "--cache-control",
+            &args.cache_control,
+            parse_cache_control_flag,
+        )?,
     })
 }
 
@@ -306,13 +343,17 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         .max_upstream_conns
         .unwrap_or(DEFAULT_MAX_UPSTREAM_CONNS);
     let root = resolve_root(layer.root.ok_or(ConfigError::MissingRoot)?)?;
+    let php_only_front_controller = layer.php_only_front_controller.unwrap_or(false);
+    if php_only_front_controller && layer.front_controller.is_none() {
+        return Err(ConfigError::PhpOnlyWithoutFrontController);
+    }
     Ok(Config {
         listen: layer.listen.unwrap_or_else(|| vec![default_listen()]),
         upstream,
         root,
         index: layer
             .index
-            .unwrap_or_else(|| vec![DEFAULT_INDEX.to_owned()]),
+            .unwrap_or_else(|| DEFAULT_INDEX.iter().map(|s| (*s).to_owned()).collect()),
         front_controller: layer.front_controller,
         server_name: layer.server_name,
         max_body_size: layer.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE),
@@ -335,6 +376,15 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         queue_length: layer.queue_length.unwrap_or(DEFAULT_QUEUE_LENGTH),
         acquire_timeout: layer.acquire_timeout.unwrap_or(DEFAULT_ACQUIRE_TIMEOUT),
         idle_timeout: layer.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        php_only_front_controller,
+        never_serve_ext: layer.never_serve_ext.unwrap_or_else(|| {
+            crate::route::DEFAULT_NEVER_SERVE_EXT
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        }),
+        follow_symlinks_outside_root: layer.follow_symlinks_outside_root.unwrap_or(false),
+        cache_control: layer.cache_control.unwrap_or_default(),
     })
 }
 

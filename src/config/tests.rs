@@ -66,7 +66,7 @@ fn defaults_applied() {
             listen: vec!["127.0.0.1:8080".parse().unwrap()],
             upstream: UpstreamAddr::Unix("/run/php/fpm.sock".into()),
             root: fx.www(),
-            index: vec!["index.php".to_owned()],
+            index: vec!["index.php".to_owned(), "index.html".to_owned()],
             front_controller: None,
             server_name: None,
             max_body_size: 16 * 1024 * 1024,
@@ -84,6 +84,10 @@ fn defaults_applied() {
             queue_length: 1024,
             acquire_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            php_only_front_controller: false,
+            never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
+            follow_symlinks_outside_root: false,
+            cache_control: vec![],
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -150,6 +154,10 @@ APP_ENV = "prod"
             queue_length: 16,
             acquire_timeout: Duration::from_millis(200),
             idle_timeout: Duration::from_secs(60),
+            php_only_front_controller: false,
+            never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
+            follow_symlinks_outside_root: false,
+            cache_control: vec![],
         }
     );
 }
@@ -266,7 +274,8 @@ fn unknown_key_names_key_and_file() {
         "{}: unknown key `lisen` (expected one of: listen, upstream, root, index, \
          front-controller, server-name, max-body-size, connect-timeout, read-timeout, \
          header-timeout, grace-period, max-upstream-conns, max-connections, log-level, params, \
-         fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout)",
+         fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
+         php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control)",
         fx.file().display()
     );
     assert_eq!(text, expected);

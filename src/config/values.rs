@@ -180,6 +180,41 @@ pub(crate) fn check_front_controller(path: &str) -> Result<String, String> {
     Ok(path.to_owned())
 }
 
+/// A file extension, given with or without its dot; stored lowercase without it.
+/// A dot inside would never match (extensions are what follows the last dot).
+pub(crate) fn check_ext(ext: &str) -> Result<String, String> {
+    let bare = ext.strip_prefix('.').unwrap_or(ext);
+    if bare.is_empty()
+        || bare
+            .bytes()
+            .any(|b| matches!(b, b'.' | b'/' | b'\\' | b'\0') || b.is_ascii_whitespace())
+    {
+        return Err(format!(
+            "`{ext}` must be a file extension such as `inc` or `.inc`"
+        ));
+    }
+    Ok(bare.to_ascii_lowercase())
+}
+
+/// A Cache-Control value must be a valid, non-empty header value.
+pub(crate) fn check_cache_control(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() || http::HeaderValue::from_str(value).is_err() {
+        return Err(format!(
+            "{value:?} is not a Cache-Control value (e.g. \"max-age=3600\")"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// `--cache-control EXT=VALUE`, e.g. `css=max-age=3600` (the value may hold `=`).
+pub(crate) fn parse_cache_control_flag(s: &str) -> Result<(String, String), String> {
+    let Some((ext, value)) = s.split_once('=') else {
+        return Err(format!("`{s}`: expected EXT=VALUE, e.g. css=max-age=3600"));
+    };
+    Ok((check_ext(ext)?, check_cache_control(value)?))
+}
+
 pub(crate) fn check_server_name(name: &str) -> Result<String, String> {
     if name.trim().is_empty() {
         return Err("must not be empty".to_owned());
@@ -322,6 +357,22 @@ mod tests {
         assert!(check_front_controller("/index.php").is_ok());
         assert!(check_server_name(" ").is_err());
         assert!(check_log_level(" ").is_err());
+        assert_eq!(check_ext(".INC"), Ok("inc".to_owned()));
+        assert_eq!(check_ext("phtml"), Ok("phtml".to_owned()));
+        for bad in ["", ".", "tar.gz", "a/b", "a b", ".."] {
+            assert!(check_ext(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            parse_cache_control_flag("CSS=public, max-age=60"),
+            Ok(("css".to_owned(), "public, max-age=60".to_owned()))
+        );
+        assert_eq!(
+            parse_cache_control_flag("js=a=b"),
+            Ok(("js".to_owned(), "a=b".to_owned()))
+        );
+        for bad in ["css", "=max-age=1", "css=", "css=a\u{7f}b"] {
+            assert!(parse_cache_control_flag(bad).is_err(), "{bad:?} accepted");
+        }
         assert_eq!(check_log_level(" debug "), Ok("debug".to_owned()));
     }
 }

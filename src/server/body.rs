@@ -1,6 +1,7 @@
-//! The response body type: a short fixed body (error pages) or the
-//! application's STDOUT streamed through as records arrive. STDERR that
-//! arrives mid-body is logged, never sent.
+//! The response body type: a short fixed body (error pages), the
+//! application's STDOUT streamed through as records arrive, or any other
+//! body boxed (a static file read from disk). STDERR that arrives mid-body
+//! is logged, never sent.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
 use tokio::sync::mpsc;
 
 use super::access_log::AccessLog;
@@ -34,6 +36,8 @@ enum Kind {
         rx: mpsc::Receiver<Output>,
         ctx: StderrContext,
     },
+    /// Send but not Sync: a file body holds a tokio `File`, and hyper needs only Send.
+    Boxed(UnsyncBoxBody<Bytes, BodyError>),
 }
 
 impl std::fmt::Debug for GatewayBody {
@@ -41,6 +45,7 @@ impl std::fmt::Debug for GatewayBody {
         match &self.kind {
             Kind::Full(_) => f.write_str("GatewayBody::Full"),
             Kind::Upstream { .. } => f.write_str("GatewayBody::Upstream"),
+            Kind::Boxed(_) => f.write_str("GatewayBody::Boxed"),
         }
     }
 }
@@ -71,10 +76,21 @@ impl GatewayBody {
         }
     }
 
+    /// Any other body, e.g. a file streamed from disk.
+    pub fn boxed<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = BodyError> + Send + 'static,
+    {
+        GatewayBody {
+            kind: Kind::Boxed(UnsyncBoxBody::new(body)),
+            log: None,
+        }
+    }
+
     /// Attaches the access-log record, finished when the body ends or drops.
     pub fn with_log(mut self, mut log: AccessLog, status: u16) -> Self {
         log.status = status;
-        if let Kind::Full(None) = self.kind {
+        if self.is_end_stream() {
             log.completed = true;
         }
         self.log = Some(log);
@@ -114,6 +130,18 @@ impl Body for GatewayBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(data) => Ok(data.take()),
+            Kind::Boxed(body) => match std::task::ready!(Pin::new(body).poll_frame(cx)) {
+                // Only data frames reach here: our boxed bodies send no trailers.
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => Ok(Some(data)),
+                    Err(_) => Ok(None),
+                },
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "response body failed mid-stream; aborting the response");
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => Ok(None),
+            },
             Kind::Upstream { first, rx, ctx } => {
                 if let Some(data) = first.take() {
                     Ok(Some(data))
@@ -140,7 +168,9 @@ impl Body for GatewayBody {
         match polled {
             Ok(Some(data)) => {
                 this.count(data.len());
-                if matches!(this.kind, Kind::Full(_)) {
+                // hyper may stop polling once the body says it has ended,
+                // so the log learns completion from the frame that ends it.
+                if this.is_end_stream() {
                     this.done();
                 }
                 Poll::Ready(Some(Ok(Frame::data(data))))
@@ -154,7 +184,11 @@ impl Body for GatewayBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.kind, Kind::Full(None))
+        match &self.kind {
+            Kind::Full(data) => data.is_none(),
+            Kind::Upstream { .. } => false,
+            Kind::Boxed(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -162,6 +196,7 @@ impl Body for GatewayBody {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream { .. } => SizeHint::default(),
+            Kind::Boxed(body) => body.size_hint(),
         }
     }
 }

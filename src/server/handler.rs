@@ -1,6 +1,7 @@
-//! One HTTP request: route it, prepare the body (stream, inline or spool),
-//! build CGI params, hand it to the upstream, and turn the CGI head into
-//! the HTTP response while the body streams through.
+//! One HTTP request: route it (static files and redirects are answered
+//! here), prepare the body (stream, inline or spool), build CGI params, hand
+//! it to the upstream, and turn the CGI head into the HTTP response while
+//! the body streams through.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::cgi::params::{build_params, Endpoint, RequestInfo};
 use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::fastcgi::{self, RecordType, Role};
 use crate::route::{self, Route, Script};
+use crate::static_files;
 use crate::upstream::{self, conn::REQUEST_ID, FcgiRequest, Output, RequestBody, Spool};
 
 /// Bodies up to this size are read whole and sent with the request head in one write.
@@ -52,8 +54,21 @@ async fn route_and_forward(
     local: Endpoint,
     req: Request<Incoming>,
 ) -> (Response<GatewayBody>, Option<std::time::Duration>) {
-    let script = match route::resolve(&state.route, req.uri().path()) {
+    let script = match route::resolve(&state.route, req.uri().path(), req.uri().query()) {
         Route::Script(script) => script,
+        Route::Static { path } => {
+            let served =
+                static_files::serve(&state.static_files, &path, req.method(), req.headers()).await;
+            let resp = served.unwrap_or_else(|e| {
+                // Wrong methods and files gone since routing are the client's business.
+                if let static_files::StaticError::Io { .. } = e {
+                    tracing::warn!(error = %e, "static file not served");
+                }
+                respond::static_error(&e)
+            });
+            return (resp, None);
+        }
+        Route::Redirect(location) => return (respond::redirect(&location), None),
         Route::NotFound => return (respond::not_found(), None),
         Route::BadRequest(why) => return (respond::bad_request(why), None),
     };

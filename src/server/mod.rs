@@ -21,8 +21,10 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::cgi::params::Endpoint;
 use crate::config::{Config, ListenAddr};
 use crate::route::RouteConfig;
+use crate::static_files::StaticConfig;
 use crate::upstream::{Pool, PoolSettings};
 
+pub use body::BodyError;
 pub use body::GatewayBody;
 
 /// A bound listening socket.
@@ -94,6 +96,7 @@ pub(crate) struct AppState {
     pub extra_params: Vec<(String, String)>,
     pub server_name: Option<String>,
     pub max_body_size: u64,
+    pub static_files: StaticConfig,
 }
 
 /// Serves HTTP on `listeners` until `shutdown` completes, then stops
@@ -130,11 +133,15 @@ impl Server {
                 root: config.root.clone(),
                 index: config.index.clone(),
                 front_controller: config.front_controller.clone(),
+                php_only_front_controller: config.php_only_front_controller,
+                never_serve_ext: config.never_serve_ext.clone(),
+                follow_symlinks_outside_root: config.follow_symlinks_outside_root,
             },
             pool,
             extra_params: config.params.clone(),
             server_name: config.server_name.clone(),
             max_body_size: config.max_body_size,
+            static_files: StaticConfig::new(&config.cache_control),
         });
         Server { config, state }
     }

@@ -6,6 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use super::body::GatewayBody;
 use crate::cgi::response::HeadError;
 use crate::fastcgi::ProtocolStatus;
+use crate::static_files::StaticError;
 use crate::upstream::{SpoolError, UpstreamError};
 
 /// Status for an upstream failure: unreachable or bad output → 502,
@@ -84,6 +85,39 @@ pub fn not_found() -> Response<GatewayBody> {
     plain(StatusCode::NOT_FOUND, "Not Found\n")
 }
 
+/// 301 to `location` (a path and query `route` built and encoded); a value
+/// that cannot be a header is refused rather than sent broken.
+pub fn redirect(location: &str) -> Response<GatewayBody> {
+    let Ok(value) = HeaderValue::from_str(location) else {
+        return bad_request("the redirect target is not a valid header value");
+    };
+    let mut resp = plain(StatusCode::MOVED_PERMANENTLY, "Moved Permanently\n");
+    resp.headers_mut().insert(header::LOCATION, value);
+    resp
+}
+
+/// Static-file failures: wrong method → 405, gone → 404, EACCES → 403, else 500.
+pub fn static_error(err: &StaticError) -> Response<GatewayBody> {
+    match err {
+        StaticError::MethodNotAllowed => {
+            let mut resp = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed: a static file answers GET and HEAD only\n",
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            resp
+        }
+        StaticError::NotAFile { .. } => not_found(),
+        StaticError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            plain(StatusCode::FORBIDDEN, "Forbidden\n")
+        }
+        StaticError::Io { .. } => {
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+        }
+    }
+}
+
 pub fn bad_request(why: &str) -> Response<GatewayBody> {
     plain(StatusCode::BAD_REQUEST, &format!("Bad Request: {why}\n"))
 }
@@ -159,6 +193,36 @@ mod tests {
             upstream_status(&UpstreamError::Closed),
             StatusCode::BAD_GATEWAY
         );
+        let resp = static_error(&StaticError::MethodNotAllowed);
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            resp.headers().get(header::ALLOW).map(|v| v.as_bytes()),
+            Some(&b"GET, HEAD"[..])
+        );
+        let denied = StaticError::Io {
+            path: "x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(static_error(&denied).status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            static_error(&StaticError::NotAFile { path: "x".into() }).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            static_error(&StaticError::Io {
+                path: "x".into(),
+                source: io()
+            })
+            .status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let resp = redirect("/docs/?a=1");
+        assert_eq!(resp.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(
+            resp.headers().get(header::LOCATION).map(|v| v.as_bytes()),
+            Some(&b"/docs/?a=1"[..])
+        );
+        assert_eq!(redirect("/a\nb").status(), StatusCode::BAD_REQUEST);
         let resp = upstream_error(&UpstreamError::AcquireTimeout {
             after: Duration::ZERO,
         });

@@ -15,6 +15,7 @@
 pub mod fake_fcgi;
 pub mod gateway;
 pub mod php_fpm;
+pub mod site;
 
 pub use fake_fcgi::{FakeFcgi, Script, Step};
 pub use php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};

@@ -1,0 +1,220 @@
+//! Tests for the routing and static-file settings: `php-only-front-controller`,
+//! `never-serve-ext`, `follow-symlinks-outside-root` and `cache-control`.
+
+use std::fs;
+
+use clap::Parser;
+
+use super::*;
+
+fn serve_args(argv: &[&str]) -> ServeArgs {
+    let mut full = vec!["fcgi-gateway", "serve"];
+    full.extend_from_slice(argv);
+    match Cli::try_parse_from(full).unwrap().command {
+        Command::Serve(args) => args,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+/// A temp dir with `gateway.toml` = a minimal config plus `extra`.
+fn file_with(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("www")).unwrap();
+    let path = dir.path().join("gateway.toml");
+    fs::write(
+        &path,
+        format!("upstream = \"unix:/run/php/fpm.sock\"\nroot = \"www\"\n{extra}"),
+    )
+    .unwrap();
+    (dir, path)
+}
+
+fn message(result: Result<Config, ConfigError>) -> String {
+    let text = result.unwrap_err().to_string();
+    assert!(!text.contains('\n'), "multi-line error: {text}");
+    text
+}
+
+#[test]
+fn routing_and_static_keys_are_read() {
+    let (_dir, path) = file_with(
+        r#"front-controller = "/index.php"
+php-only-front-controller = true
+never-serve-ext = [".INC", "bak"]
+follow-symlinks-outside-root = true
+
+[cache-control]
+css = "max-age=3600"
+".JS" = "public, max-age=60"
+"#,
+    );
+    let config = check_file(&path).unwrap();
+    assert!(config.php_only_front_controller);
+    assert_eq!(config.never_serve_ext, ["inc", "bak"]);
+    assert!(config.follow_symlinks_outside_root);
+    assert_eq!(
+        config.cache_control,
+        vec![
+            ("css".to_owned(), "max-age=3600".to_owned()),
+            ("js".to_owned(), "public, max-age=60".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn routing_and_static_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let config = load(&serve_args(&[
+        "--upstream",
+        "unix:/x",
+        "--root",
+        root,
+        "--front-controller",
+        "/index.php",
+        "--php-only-front-controller",
+        "--never-serve-ext",
+        "inc",
+        "--never-serve-ext",
+        ".Sql",
+        "--follow-symlinks-outside-root",
+        "--cache-control",
+        "css=max-age=3600",
+        "--cache-control",
+        "woff2=public, max-age=31536000, immutable",
+    ]))
+    .unwrap();
+    assert!(config.php_only_front_controller);
+    assert_eq!(config.never_serve_ext, ["inc", "sql"]);
+    assert!(config.follow_symlinks_outside_root);
+    assert_eq!(
+        config.cache_control,
+        vec![
+            ("css".to_owned(), "max-age=3600".to_owned()),
+            (
+                "woff2".to_owned(),
+                "public, max-age=31536000, immutable".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn flags_override_the_file_lists_and_leave_its_booleans() {
+    let (dir, path) = file_with(
+        "front-controller = \"/index.php\"\nphp-only-front-controller = true\n\
+         never-serve-ext = [\"inc\"]\n[cache-control]\ncss = \"no-cache\"\n",
+    );
+    let mut args = serve_args(&[
+        "--never-serve-ext",
+        "sql",
+        "--cache-control",
+        "js=max-age=1",
+    ]);
+    args.config = Some(path);
+    let config = load(&args).unwrap();
+    assert_eq!(config.never_serve_ext, ["sql"]);
+    assert_eq!(
+        config.cache_control,
+        vec![("js".to_owned(), "max-age=1".to_owned())]
+    );
+    // An absent boolean flag does not switch the file's `true` off.
+    assert!(config.php_only_front_controller);
+    drop(dir);
+}
+
+#[test]
+fn php_only_needs_a_front_controller() {
+    let expected = "php-only-front-controller needs a front controller: give \
+                    --front-controller or `front-controller` in the config file";
+    let (_dir, path) = file_with("php-only-front-controller = true\n");
+    assert_eq!(message(check_file(&path)), expected);
+    let dir = tempfile::tempdir().unwrap();
+    let args = serve_args(&[
+        "--upstream",
+        "unix:/x",
+        "--root",
+        dir.path().to_str().unwrap(),
+        "--php-only-front-controller",
+    ]);
+    assert_eq!(message(load(&args)), expected);
+}
+
+#[test]
+fn bad_routing_and_static_values() {
+    let cases = [
+        (
+            "php-only-front-controller = \"yes\"",
+            "php-only-front-controller",
+            "expected true or false, found string",
+        ),
+        (
+            "follow-symlinks-outside-root = 1",
+            "follow-symlinks-outside-root",
+            "expected true or false, found integer",
+        ),
+        (
+            "never-serve-ext = [\"tar.gz\"]",
+            "never-serve-ext",
+            "must be a file extension",
+        ),
+        (
+            "never-serve-ext = [\"\"]",
+            "never-serve-ext",
+            "must be a file extension",
+        ),
+        (
+            "never-serve-ext = 3",
+            "never-serve-ext",
+            "expected a string or an array of strings",
+        ),
+        (
+            "cache-control = \"max-age=1\"",
+            "cache-control",
+            "expected a table, found string",
+        ),
+        (
+            "[cache-control]\ncss = 3600",
+            "cache-control.css",
+            "expected a string, found integer",
+        ),
+        (
+            "[cache-control]\ncss = \"\"",
+            "cache-control.css",
+            "is not a Cache-Control value",
+        ),
+        (
+            "[cache-control]\n\"a/b\" = \"no-cache\"",
+            "cache-control.a/b",
+            "must be a file extension",
+        ),
+    ];
+    for (extra, key, needle) in cases {
+        let (_dir, path) = file_with(&format!("{extra}\n"));
+        let text = message(check_file(&path));
+        let prefix = format!("{}: key `{key}`: ", path.display());
+        assert!(text.starts_with(&prefix), "{extra}: {text}");
+        assert!(text.contains(needle), "{extra}: {text}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    for (argv, needle) in [
+        (
+            ["--never-serve-ext", "a/b"],
+            "--never-serve-ext: `a/b` must be a file extension",
+        ),
+        (
+            ["--cache-control", "css"],
+            "--cache-control: `css`: expected EXT=VALUE",
+        ),
+        (
+            ["--cache-control", "=max-age=1"],
+            "--cache-control: `` must be a file extension",
+        ),
+    ] {
+        let mut full = vec!["--upstream", "unix:/x", "--root", root];
+        full.extend_from_slice(&argv);
+        let text = message(load(&serve_args(&full)));
+        assert!(text.starts_with(needle), "{argv:?}: {text}");
+    }
+}

@@ -1,0 +1,263 @@
+//! Routing: decides what answers a request path — a PHP script, a static
+//! file, a redirect to the directory's slash form, 404 or 400 — the way
+//! nginx's usual PHP server block does (`try_files $uri $uri/ /index.php`).
+//! Looks at the file system (stat) but does no network I/O and serves no bytes.
+
+mod path;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_safety;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use path::{
+    first_php_segment_end, has_extension, has_hidden_segment, is_php_name, is_plain_segment,
+    normalise, percent_decode, slash_location, WELL_KNOWN,
+};
+
+/// Extensions refused as static files by default: PHP source in its usual
+/// spellings. Only `.php` is ever executed.
+pub const DEFAULT_NEVER_SERVE_EXT: &[&str] = &["php", "phtml", "phar", "inc"];
+
+/// What `route` needs to know; built once from the config.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Canonical document root (absolute, symlinks resolved).
+    pub root: PathBuf,
+    /// Index file names tried for a directory, in order (default `["index.php", "index.html"]`).
+    pub index: Vec<String>,
+    /// URI path of the front controller, e.g. `/index.php`.
+    pub front_controller: Option<String>,
+    /// Only the front controller may run; any other `.php` is 404.
+    pub php_only_front_controller: bool,
+    /// Extensions (lowercase, without the dot) never sent as static files;
+    /// `php` is refused whether listed or not.
+    pub never_serve_ext: Vec<String>,
+    /// Serve and run files whose real location is outside the root (through a symlink).
+    pub follow_symlinks_outside_root: bool,
+}
+
+/// A PHP script chosen for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// Absolute file name under the root (SCRIPT_FILENAME).
+    pub script_filename: PathBuf,
+    /// URI path of the script, decoded and normalised, e.g. `/app/index.php` (SCRIPT_NAME).
+    pub script_name: String,
+    /// Decoded path after the script name, e.g. `/extra/path` (PATH_INFO), if any.
+    pub path_info: Option<String>,
+    /// Decoded, normalised request path (DOCUMENT_URI): script_name + path_info,
+    /// or for a front-controller fallback the front controller's path.
+    pub document_uri: String,
+}
+
+/// The routing decision for one request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Script(Script),
+    /// An existing regular file, not PHP, allowed to be sent as it is.
+    Static {
+        /// The file under the root (as named by the request, not symlink-resolved).
+        path: PathBuf,
+    },
+    /// 301 to this `Location` (path and query): a directory asked for without its slash.
+    Redirect(String),
+    /// Nothing to serve: 404 without contacting the upstream.
+    NotFound,
+    /// The path is malformed or dangerous (NUL, CR/LF, bad escapes, escapes the root): 400.
+    BadRequest(&'static str),
+}
+
+/// Decides what serves `raw_path` (the request-target's path as sent:
+/// percent-encoded) with `query` (as sent, without the '?').
+///
+/// Order: normalise (or `BadRequest`); hidden segments → `NotFound`; the first
+/// `.php` segment splits SCRIPT_NAME / PATH_INFO and must be an existing
+/// script (else `NotFound`, never a later segment); an existing file is
+/// static; a directory redirects to its slash form or tries the index names;
+/// anything that names nothing falls back to the front controller.
+pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route {
+    let path = match percent_decode(raw_path).and_then(|decoded| normalise(&decoded)) {
+        Ok(path) => path,
+        Err(why) => return Route::BadRequest(why),
+    };
+    if has_hidden_segment(&path) {
+        return Route::NotFound;
+    }
+    if let Some(end) = first_php_segment_end(&path) {
+        return php_script(cfg, path, end);
+    }
+
+    let trailing_slash = path.ends_with('/');
+    let rel = path[1..].trim_end_matches('/');
+    // Refused by name, existing or not, so no spelling of a source file is served.
+    if !trailing_slash && is_never_served(cfg, rel.rsplit('/').next().unwrap_or(rel)) {
+        return Route::NotFound;
+    }
+    let target = under_root(&cfg.root, rel);
+    match fs::metadata(&target) {
+        Ok(meta) if meta.is_dir() => {
+            if !is_allowed_location(cfg, &target) {
+                return Route::NotFound;
+            }
+            if !trailing_slash {
+                return Route::Redirect(slash_location(&path, query));
+            }
+            if let Some(route) = index_route(cfg, &target, rel) {
+                return route;
+            }
+        }
+        Ok(meta) if meta.is_file() && !trailing_slash => return static_file(cfg, target),
+        // Sockets, FIFOs and devices are never served (reading a FIFO would block).
+        Ok(_) if !trailing_slash => return Route::NotFound,
+        // Missing, ENOTDIR (a file with a trailing slash), EACCES...: the path
+        // names nothing we may serve.
+        _ => {}
+    }
+    front_controller(cfg)
+}
+
+/// Route for a path whose segment ending at `end` is the script.
+fn php_script(cfg: &RouteConfig, path: String, end: usize) -> Route {
+    let script_name = &path[..end];
+    if cfg.php_only_front_controller && cfg.front_controller.as_deref() != Some(script_name) {
+        return Route::NotFound;
+    }
+    let file = under_root(&cfg.root, &path[1..end]);
+    // nginx's `try_files $fastcgi_script_name =404`: a missing script is a 404
+    // even with a front controller, so `/uploads/evil.jpg/x.php` cannot run anything.
+    if !is_script_file(cfg, &file) {
+        return Route::NotFound;
+    }
+    let script_name = script_name.to_owned();
+    let path_info = (end < path.len()).then(|| path[end..].to_owned());
+    Route::Script(Script {
+        script_filename: file,
+        script_name,
+        path_info,
+        document_uri: path,
+    })
+}
+
+/// The first usable index file of the directory `dir` (URI path `/` + `rel`):
+/// a PHP one runs, any other is static.
+fn index_route(cfg: &RouteConfig, dir: &Path, rel: &str) -> Option<Route> {
+    for name in &cfg.index {
+        // A name with a separator or dot segment would escape the directory.
+        if !is_plain_segment(name) || name.starts_with('.') {
+            continue;
+        }
+        let file = dir.join(name);
+        if !is_php_name(name) {
+            if is_never_served(cfg, name) || !fs::metadata(&file).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            match static_file(cfg, file) {
+                route @ Route::Static { .. } => return Some(route),
+                _ => continue,
+            }
+        }
+        let mut script_name = String::with_capacity(rel.len() + name.len() + 2);
+        script_name.push('/');
+        if !rel.is_empty() {
+            script_name.push_str(rel);
+            script_name.push('/');
+        }
+        script_name.push_str(name);
+        let allowed = !cfg.php_only_front_controller
+            || cfg.front_controller.as_deref() == Some(script_name.as_str());
+        if allowed && is_script_file(cfg, &file) {
+            return Some(Route::Script(Script {
+                script_filename: file,
+                document_uri: script_name.clone(),
+                script_name,
+                path_info: None,
+            }));
+        }
+    }
+    None
+}
+
+/// The front-controller fallback, or `NotFound` without one (or if it is missing).
+fn front_controller(cfg: &RouteConfig) -> Route {
+    let Some(fc) = cfg.front_controller.as_deref() else {
+        return Route::NotFound;
+    };
+    // The config should have validated it; re-check cheaply so a bad value can
+    // never point outside the root.
+    let Some(rel) = fc.strip_prefix('/') else {
+        return Route::NotFound;
+    };
+    if !rel.split('/').all(is_plain_segment) {
+        return Route::NotFound;
+    }
+    let file = under_root(&cfg.root, rel);
+    if !is_script_file(cfg, &file) {
+        return Route::NotFound;
+    }
+    Route::Script(Script {
+        script_filename: file,
+        script_name: fc.to_owned(),
+        path_info: None,
+        document_uri: fc.to_owned(),
+    })
+}
+
+/// A regular file the request named, if nothing about where it really lives
+/// forbids sending it: a symlink may not lead out of the root (unless
+/// allowed), nor to a hidden or never-served file (`notes.txt` → `config.php`).
+fn static_file(cfg: &RouteConfig, file: PathBuf) -> Route {
+    let Ok(real) = fs::canonicalize(&file) else {
+        return Route::NotFound;
+    };
+    let real_name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let hidden = match real.strip_prefix(&cfg.root) {
+        Ok(inside) => inside.components().enumerate().any(|(i, c)| {
+            let name = c.as_os_str().as_encoded_bytes();
+            name.starts_with(b".") && !(i == 0 && name == WELL_KNOWN.as_bytes())
+        }),
+        Err(_) if cfg.follow_symlinks_outside_root => real_name.starts_with('.'),
+        Err(_) => return Route::NotFound,
+    };
+    if hidden || real_name.is_empty() || is_never_served(cfg, real_name) {
+        return Route::NotFound;
+    }
+    Route::Static { path: file }
+}
+
+/// Whether a file name's extension forbids sending it as a static file.
+fn is_never_served(cfg: &RouteConfig, name: &str) -> bool {
+    is_php_name(name)
+        || cfg
+            .never_serve_ext
+            .iter()
+            .any(|ext| has_extension(name, ext))
+}
+
+/// `root` + `rel` in one allocation. `rel` is relative (no leading '/'),
+/// otherwise `push` would replace the root.
+fn under_root(root: &Path, rel: &str) -> PathBuf {
+    debug_assert!(!rel.starts_with('/'));
+    let mut path = PathBuf::with_capacity(root.as_os_str().len() + 1 + rel.len());
+    path.push(root);
+    if !rel.is_empty() {
+        path.push(rel);
+    }
+    path
+}
+
+/// A regular file whose real location is allowed (see `is_allowed_location`).
+///
+/// `metadata` first: it is one stat and settles the common 404 cheaply.
+fn is_script_file(cfg: &RouteConfig, file: &Path) -> bool {
+    fs::metadata(file).is_ok_and(|meta| meta.is_file()) && is_allowed_location(cfg, file)
+}
+
+/// Inside the root once symlinks (of the file or any parent) are resolved,
+/// unless following them out of it is allowed.
+fn is_allowed_location(cfg: &RouteConfig, path: &Path) -> bool {
+    cfg.follow_symlinks_outside_root
+        || fs::canonicalize(path).is_ok_and(|real| real.starts_with(&cfg.root))
+}

@@ -1,0 +1,270 @@
+//! GET/HEAD of the files `route` chose: content type, precompressed
+//! siblings, ETag/Last-Modified and 304, single byte ranges, per-extension
+//! Cache-Control, and a body streamed from disk. Decides nothing about what
+//! may be served; that is `route`'s job.
+
+mod file_body;
+mod negotiate;
+mod range;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use tokio::fs::File;
+use tokio::io::AsyncSeekExt;
+
+use crate::server::GatewayBody;
+use file_body::FileBody;
+use negotiate::{accepted_weight, Encoding, Validators};
+use range::RangeRequest;
+
+/// Static-file settings, built once from the config.
+#[derive(Debug, Clone, Default)]
+pub struct StaticConfig {
+    /// Lowercase extension (no dot) → Cache-Control value.
+    cache_control: HashMap<String, HeaderValue>,
+}
+
+impl StaticConfig {
+    /// `cache_control`: (extension, Cache-Control value) pairs, as validated by
+    /// the config; an extension may carry a leading dot.
+    pub fn new(cache_control: &[(String, String)]) -> Self {
+        let cache_control = cache_control
+            .iter()
+            .filter_map(|(ext, value)| {
+                let ext = ext.trim_start_matches('.').to_ascii_lowercase();
+                match HeaderValue::from_str(value) {
+                    Ok(v) => Some((ext, v)),
+                    Err(_) => {
+                        tracing::warn!(%ext, "ignoring a Cache-Control value that is not a valid header value");
+                        None
+                    }
+                }
+            })
+            .collect();
+        StaticConfig { cache_control }
+    }
+
+    fn cache_control_for(&self, path: &Path) -> Option<&HeaderValue> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        self.cache_control.get(&ext)
+    }
+}
+
+/// Why a static file could not be sent; `server::respond` turns it into a status.
+#[derive(Debug, thiserror::Error)]
+pub enum StaticError {
+    /// Only GET and HEAD read a file: 405 with `Allow: GET, HEAD`.
+    #[error("method not allowed for a static file")]
+    MethodNotAllowed,
+    /// Gone or no longer a regular file since routing: 404.
+    #[error("{} is not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Answers a GET or HEAD for `path`, a regular file that routing allowed.
+pub async fn serve(
+    cfg: &StaticConfig,
+    path: &Path,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response<GatewayBody>, StaticError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(StaticError::MethodNotAllowed);
+    }
+    let (variant, has_variants) = choose_variant(path, headers).await;
+    let (file, meta, encoding) = match variant {
+        Some((enc, sibling)) => match open_file(&sibling).await {
+            Ok((file, meta)) => (file, meta, Some(enc)),
+            // Vanished since the check: fall back to the file itself.
+            Err(_) => open_plain(path).await?,
+        },
+        None => open_plain(path).await?,
+    };
+    let len = meta.len();
+    let validators = Validators::new(len, meta.modified().ok(), encoding);
+
+    let mut resp = Response::new(GatewayBody::empty());
+    let h = resp.headers_mut();
+    put(h, header::ETAG, &validators.etag);
+    if let Some(date) = validators.last_modified() {
+        put(h, header::LAST_MODIFIED, &date);
+    }
+    if let Some(value) = cfg.cache_control_for(path) {
+        h.insert(header::CACHE_CONTROL, value.clone());
+    }
+    if has_variants {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    if validators.not_modified(headers) {
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(resp);
+    }
+
+    h.insert(header::CONTENT_TYPE, content_type(path));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(enc) = encoding {
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(enc.token()),
+        );
+    }
+
+    // Ranges belong to GET; a HEAD answers as the plain GET would.
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(value) if method == Method::GET && validators.range_applies(headers) => {
+            range::parse(value, len)
+        }
+        _ => RangeRequest::Full,
+    };
+    let (start, count) = match range {
+        RangeRequest::Full => (0, len),
+        RangeRequest::Part { start, end } => {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            put(
+                resp.headers_mut(),
+                header::CONTENT_RANGE,
+                &format!("bytes {start}-{end}/{len}"),
+            );
+            (start, end - start + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            let h = resp.headers_mut();
+            put(h, header::CONTENT_RANGE, &format!("bytes */{len}"));
+            h.remove(header::CONTENT_TYPE);
+            h.remove(header::CONTENT_ENCODING);
+            return Ok(resp);
+        }
+    };
+    put(
+        resp.headers_mut(),
+        header::CONTENT_LENGTH,
+        &count.to_string(),
+    );
+    if method == Method::HEAD || count == 0 {
+        return Ok(resp);
+    }
+    let mut file = file;
+    if start > 0 {
+        file.seek(io::SeekFrom::Start(start))
+            .await
+            .map_err(|source| StaticError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+    }
+    *resp.body_mut() = GatewayBody::boxed(FileBody::new(file, count));
+    Ok(resp)
+}
+
+/// The precompressed sibling to send, if the client accepts one that exists,
+/// and whether any exists at all (then responses vary by Accept-Encoding).
+///
+/// A sibling must be a plain regular file: a symlink is ignored, so a link
+/// cannot route around what `route` allowed for the file itself.
+async fn choose_variant(path: &Path, headers: &HeaderMap) -> (Option<(Encoding, PathBuf)>, bool) {
+    let mut best: Option<(u16, Encoding, PathBuf)> = None;
+    let mut any = false;
+    for enc in Encoding::ALL {
+        let sibling = sibling_path(path, enc);
+        let exists = tokio::fs::symlink_metadata(&sibling)
+            .await
+            .is_ok_and(|m| m.file_type().is_file());
+        if !exists {
+            continue;
+        }
+        any = true;
+        let weight = accepted_weight(headers, enc);
+        // Strictly greater: on a tie the earlier (preferred) encoding stays.
+        if weight > 0 && best.as_ref().is_none_or(|(w, _, _)| weight > *w) {
+            best = Some((weight, enc, sibling));
+        }
+    }
+    (best.map(|(_, enc, p)| (enc, p)), any)
+}
+
+fn sibling_path(path: &Path, enc: Encoding) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(enc.suffix());
+    PathBuf::from(name)
+}
+
+async fn open_plain(
+    path: &Path,
+) -> Result<(File, std::fs::Metadata, Option<Encoding>), StaticError> {
+    let (file, meta) = open_file(path).await?;
+    Ok((file, meta, None))
+}
+
+/// Opens and checks the file through its descriptor, so what is sent is
+/// what was checked even if the name changes meanwhile.
+async fn open_file(path: &Path) -> Result<(File, std::fs::Metadata), StaticError> {
+    let io_err = |source: io::Error| match source.kind() {
+        io::ErrorKind::NotFound => StaticError::NotAFile {
+            path: path.to_owned(),
+        },
+        _ => StaticError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    };
+    // O_NONBLOCK: opening a FIFO swapped in after routing must not hang.
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .await
+        .map_err(io_err)?;
+    let meta = file.metadata().await.map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(StaticError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    Ok((file, meta))
+}
+
+/// From the extension; text types are declared UTF-8 (browsers would
+/// otherwise guess, and the usual web tooling writes UTF-8).
+fn content_type(path: &Path) -> HeaderValue {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let textual = mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            mime.essence_str(),
+            "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
+        )
+        || mime
+            .suffix()
+            .is_some_and(|s| s == mime_guess::mime::JSON || s == mime_guess::mime::XML);
+    let value = if textual && mime.get_param("charset").is_none() {
+        format!("{}; charset=utf-8", mime.essence_str())
+    } else {
+        mime.to_string()
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+/// Inserts a value we formatted ourselves (digits, quotes, dates); such a
+/// value is always a valid header, but a failure must not panic.
+fn put(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests;
