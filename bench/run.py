@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""The benchmark suite: fcgi-gateway vs nginx on the same php-fpm.
+
+One php-fpm master with one pool per (server, socket type) -- pm = static,
+4 children each, because a kept-alive idle connection pins its worker and
+servers sharing a pool would starve each other. nginx is tuned the way people
+tune it (upstream keepalive, fastcgi_keep_conn on); fcgi-gateway runs with its
+defaults plus --max-upstream-conns 4. wrk drives every cell; cells run
+interleaved in rounds so machine noise hits every server alike; the medians
+of the rounds are reported.
+
+Recorded per cell: requests/s, p50/p99 latency, failed and non-2xx counts,
+the server's CPU microseconds per request (utime+stime of all its processes,
+from /proc) and its peak RSS.
+
+    python3 bench/run.py [--rounds 3] [--duration 3] [--scenarios hello,...]
+                         [--concurrency 1,32,256] [--out bench/results]
+
+Needs php-fpm, nginx, wrk (apt-get install php8.2-fpm nginx wrk) and a
+release build (cargo build --release; the script runs it).
+"""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+SCENARIOS = {
+    # name: (path, wrk lua script or None, description)
+    "hello": ("/hello.php", None, "hello-world PHP"),
+    "64k": ("/big.php?size=65536", None, "64 KiB PHP response"),
+    "post1m": ("/echo_post.php", "post1m.lua", "1 MiB POST"),
+    "front": ("/blog/some/article?page=2", None, "front-controller route"),
+    "static4k": ("/static4k.css", None, "4 KiB static file"),
+}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def find_php_fpm():
+    if os.environ.get("PHP_FPM_BIN"):
+        return os.environ["PHP_FPM_BIN"]
+    for name in ["php-fpm"] + sorted(glob.glob("/usr/sbin/php-fpm*"), reverse=True):
+        path = shutil.which(name) or (name if os.path.exists(name) else None)
+        if path:
+            return path
+    sys.exit("php-fpm not found: apt-get install php8.2-fpm")
+
+
+def proc_tree(pid):
+    """pid and all its descendants."""
+    out = [pid]
+    for p in list(out):
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        out.extend(kids)
+        for k in kids:
+            out.extend(proc_tree(k)[1:])
+    return sorted(set(out))
+
+
+def cpu_ticks(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total
+
+
+def rss_peak_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
+            total += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return total
+
+
+def parse_wrk(text):
+    def dur(s):
+        m = re.match(r"([\d.]+)(us|ms|s|m)", s)
+        if not m:
+            return None
+        v, u = float(m.group(1)), m.group(2)
+        return v * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[u]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+    total = re.search(r"(\d+) requests in", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50_ms": dur(p50.group(1)) if p50 else None,
+        "p99_ms": dur(p99.group(1)) if p99 else None,
+        "requests": int(total.group(1)) if total else 0,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=3, help="seconds per cell")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--concurrency", default="1,32,256")
+    ap.add_argument("--sockets", default="unix,tcp")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    args = ap.parse_args()
+    scenarios = args.scenarios.split(",")
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    sockets = args.sockets.split(",")
+    for tool in ("nginx", "wrk"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            sys.exit(f"{tool} not found: apt-get install {tool}")
+
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    gateway_bin = os.path.join(ROOT, "target", "release", "fcgi-gateway")
+    work = tempfile.mkdtemp(prefix="fcgi-bench.")
+    os.chmod(work, 0o755)  # nginx workers run unprivileged and must reach the sockets
+    docroot = os.path.join(work, "www")
+    shutil.copytree(os.path.join(ROOT, "fixtures", "php"), docroot)
+    with open(os.path.join(docroot, "static4k.css"), "w") as f:
+        f.write(("body { margin: 0; padding: 0; color: #333; }\n" * 100)[:4096])
+    with open(os.path.join(work, "post1m.lua"), "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = string.rep("x", 1048576)\n'
+                'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+    os.chmod(docroot, 0o755)
+
+    procs = []
+
+    def start(cmd, **kw):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        procs.append(p)
+        return p
+
+    try:
+        as_root = os.geteuid() == 0
+        user = "user = root\ngroup = root\n" if as_root else ""
+        ports = {}
+        conf = [f"[global]\npid = {work}/fpm.pid\nerror_log = {work}/fpm.log\ndaemonize = no\n"]
+        upstream = {}
+        for server in ("nginx", "gateway"):
+            for sock in sockets:
+                name = f"{server}-{sock}"
+                if sock == "unix":
+                    listen = f"{work}/{name}.sock"
+                    upstream[name] = listen
+                else:
+                    port = free_port()
+                    listen = f"127.0.0.1:{port}"
+                    upstream[name] = listen
+                conf.append(f"[{name}]\n{user}listen = {listen}\nlisten.mode = 0666\n"
+                            "pm = static\npm.max_children = 4\n"
+                            "php_admin_value[post_max_size] = 0\n")
+        with open(f"{work}/fpm.conf", "w") as f:
+            f.write("\n".join(conf))
+        fpm_cmd = [find_php_fpm(), "-F", "-y", f"{work}/fpm.conf"] + (["-R"] if as_root else [])
+        start(fpm_cmd)
+
+        servers = {}
+        nginx_servers = []
+        for sock in sockets:
+            port = free_port()
+            up = upstream[f"nginx-{sock}"]
+            target = f"unix:{up}" if sock == "unix" else up
+            nginx_servers.append(f"""
+    upstream fpm_{sock} {{ server {target}; keepalive 4; }}
+    server {{
+        listen 127.0.0.1:{port}; root {docroot};
+        location / {{ try_files $uri $uri/ /index.php?$query_string; }}
+        location ~ \\.php$ {{
+            try_files $fastcgi_script_name =404;
+            include /etc/nginx/fastcgi.conf;
+            fastcgi_keep_conn on; fastcgi_pass fpm_{sock};
+            client_max_body_size 16m;
+        }}
+    }}""")
+            servers[f"nginx-{sock}"] = port
+        with open(f"{work}/nginx.conf", "w") as f:
+            f.write(f"""daemon off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    include /etc/nginx/mime.types;
+    client_body_buffer_size 1m;
+    {''.join(nginx_servers)}
+}}
+""")
+        nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+        nginx = start([nginx_bin, "-c", f"{work}/nginx.conf", "-e", f"{work}/nginx-error.log"])
+        gateways = {}
+        for sock in sockets:
+            port = free_port()
+            up = upstream[f"gateway-{sock}"]
+            addr = f"unix:{up}" if sock == "unix" else f"tcp:{up}"
+            gateways[f"gateway-{sock}"] = start([
+                gateway_bin, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", addr,
+                "--root", docroot, "--front-controller", "/index.php",
+                "--max-upstream-conns", "4", "--log-level", "warn"])
+            servers[f"gateway-{sock}"] = port
+
+        for name, port in servers.items():
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/hello.php", timeout=1).read()
+                    break
+                except Exception:
+                    time.sleep(0.1)
+            else:
+                sys.exit(f"{name} did not come up")
+
+        def pids_of(name):
+            p = nginx if name.startswith("nginx") else gateways[name]
+            return proc_tree(p.pid)
+
+        cells = [(sc, c, sock) for sc in scenarios for c in concurrency for sock in sockets]
+        results = {}
+        for r in range(args.rounds):
+            for sc, c, sock in cells:
+                path, lua, _ = SCENARIOS[sc]
+                for server in ("nginx", "gateway"):
+                    name = f"{server}-{sock}"
+                    pids = pids_of(name)
+                    cmd = ["wrk", f"-t{min(2, c)}", f"-c{c}", f"-d{args.duration}s", "--latency"]
+                    if lua:
+                        cmd += ["-s", f"{work}/{lua}"]
+                    cmd.append(f"http://127.0.0.1:{servers[name]}{path}")
+                    before = cpu_ticks(pids)
+                    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
+                    after = cpu_ticks(pids)
+                    m = parse_wrk(out)
+                    m["cpu_us_per_req"] = ((after - before) / CLK_TCK * 1e6 / m["requests"]) if m["requests"] else None
+                    m["rss_peak_kib"] = rss_peak_kib(pids)
+                    results.setdefault((sc, c, sock, server), []).append(m)
+                    print(f"round {r + 1} {sc:9} c={c:<4} {name:13} {m['rps']:10.0f} req/s "
+                          f"p99 {m['p99_ms']} ms  cpu/req {m['cpu_us_per_req'] and round(m['cpu_us_per_req'], 1)} us  "
+                          f"errors {m['non2xx'] + m['socket_errors']}", flush=True)
+    finally:
+        for p in reversed(procs):
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=10)
+            except Exception:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def med(vals):
+        vals = [v for v in vals if v is not None]
+        return statistics.median(vals) if vals else None
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    machine = f"{platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}"
+    rows = []
+    for sc, c, sock in cells:
+        row = {"scenario": sc, "concurrency": c, "socket": sock}
+        for server in ("nginx", "gateway"):
+            runs = results[(sc, c, sock, server)]
+            row[server] = {k: med([x[k] for x in runs]) for k in runs[0]}
+            row[server]["failed_total"] = sum(x["non2xx"] + x["socket_errors"] for x in runs)
+        n, g = row["nginx"]["rps"], row["gateway"]["rps"]
+        row["rps_ratio"] = g / n if n else None
+        rows.append(row)
+
+    os.makedirs(args.out, exist_ok=True)
+    doc = {"commit": commit, "date": stamp, "machine": machine, "rounds": args.rounds,
+           "duration_s": args.duration, "rows": rows}
+    base = os.path.join(args.out, f"{stamp[:10]}-{commit}")
+    with open(base + ".json", "w") as f:
+        json.dump(doc, f, indent=2)
+
+    def fmt(v, nd=0):
+        return "-" if v is None else f"{v:.{nd}f}"
+
+    lines = [f"# fcgi-gateway vs nginx, commit {commit}, {stamp}", "",
+             f"Machine: {machine}. php-fpm static 4 children per pool; wrk {args.duration}s per cell; "
+             f"median of {args.rounds} interleaved rounds. CPU = server's own CPU per request.", "",
+             "| scenario | c | socket | nginx req/s | gateway req/s | ratio | nginx p50/p99 ms | gateway p50/p99 ms "
+             "| nginx cpu µs/req | gateway cpu µs/req | failed (n/g) | peak RSS KiB (n/g) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        n, g = row["nginx"], row["gateway"]
+        lines.append(
+            f"| {row['scenario']} | {row['concurrency']} | {row['socket']} | {fmt(n['rps'])} | {fmt(g['rps'])} "
+            f"| {fmt(row['rps_ratio'], 2)} | {fmt(n['p50_ms'], 2)}/{fmt(n['p99_ms'], 2)} "
+            f"| {fmt(g['p50_ms'], 2)}/{fmt(g['p99_ms'], 2)} | {fmt(n['cpu_us_per_req'], 1)} "
+            f"| {fmt(g['cpu_us_per_req'], 1)} | {n['failed_total']}/{g['failed_total']} "
+            f"| {fmt(n['rss_peak_kib'])}/{fmt(g['rss_peak_kib'])} |")
+    table = "\n".join(lines) + "\n"
+    with open(base + ".md", "w") as f:
+        f.write(table)
+    shutil.copyfile(base + ".md", os.path.join(args.out, "latest.md"))
+    print()
+    print(table)
+    print(f"written: {base}.md and {base}.json")
+
+
+if __name__ == "__main__":
+    main()
