@@ -10,10 +10,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use tokio::sync::mpsc;
 
 use super::access_log::AccessLog;
-use crate::upstream::Output;
+use crate::upstream::{Output, UpstreamResponse};
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,7 +32,7 @@ enum Kind {
     Full(Option<Bytes>),
     Upstream {
         first: Option<Bytes>,
-        rx: mpsc::Receiver<Output>,
+        rx: UpstreamResponse,
         ctx: StderrContext,
     },
     /// Send but not Sync: a file body holds a tokio `File`, and hyper needs only Send.
@@ -65,7 +64,7 @@ impl GatewayBody {
         }
     }
 
-    pub fn upstream(first: Bytes, rx: mpsc::Receiver<Output>, ctx: StderrContext) -> Self {
+    pub fn upstream(first: Bytes, rx: UpstreamResponse, ctx: StderrContext) -> Self {
         GatewayBody {
             kind: Kind::Upstream {
                 first: (!first.is_empty()).then_some(first),

@@ -12,7 +12,6 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::mpsc;
 
 use super::access_log::AccessLog;
 use super::body::{log_stderr, GatewayBody, StderrContext};
@@ -23,12 +22,12 @@ use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::fastcgi::{self, RecordType, Role};
 use crate::route::{self, Route, Script};
 use crate::static_files;
-use crate::upstream::{self, conn::REQUEST_ID, FcgiRequest, Output, RequestBody, Spool};
+use crate::upstream::{
+    self, conn::REQUEST_ID, FcgiRequest, Output, RequestBody, Spool, UpstreamResponse,
+};
 
 /// Bodies up to this size are read whole and sent with the request head in one write.
 const INLINE_BODY_LIMIT: u64 = 64 * 1024;
-/// Responses buffered between php-fpm and a slow client, in records (≤ 64 KiB each).
-const RESPONSE_CHANNEL_DEPTH: usize = 8;
 
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -107,15 +106,13 @@ async fn route_and_forward(
     };
 
     let upstream_start = Instant::now();
-    let (tx, rx) = mpsc::channel(RESPONSE_CHANNEL_DEPTH);
-    tokio::spawn(upstream::forward(
+    let rx = upstream::start(
         state.pool.clone(),
         FcgiRequest {
             head: head.freeze(),
             body,
         },
-        tx,
-    ));
+    );
     let ctx = StderrContext {
         request_id: NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed),
         script: script_label(&script),
@@ -197,7 +194,7 @@ async fn prepare_body(
 /// Waits for the CGI head (logging STDERR meanwhile), then returns the
 /// response whose body streams the rest of STDOUT.
 async fn read_head(
-    mut rx: mpsc::Receiver<Output>,
+    mut rx: UpstreamResponse,
     ctx: StderrContext,
     method: &Method,
 ) -> Response<GatewayBody> {
@@ -237,7 +234,7 @@ async fn read_head(
 fn build_response(
     head: CgiHead,
     first: Bytes,
-    rx: mpsc::Receiver<Output>,
+    rx: UpstreamResponse,
     ctx: StderrContext,
     method: &Method,
 ) -> Response<GatewayBody> {
@@ -262,7 +259,7 @@ fn build_response(
     resp
 }
 
-async fn drain(mut rx: mpsc::Receiver<Output>, ctx: StderrContext) {
+async fn drain(mut rx: UpstreamResponse, ctx: StderrContext) {
     while let Some(out) = rx.recv().await {
         match out {
             Output::Stdout(_) => {}

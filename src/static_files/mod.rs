@@ -13,9 +13,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
-use tokio::fs::File;
 use std::io::{Read, Seek};
 use std::os::unix::fs::OpenOptionsExt;
+use tokio::fs::File;
 
 /// Files up to this size are read whole and sent as one buffer.
 const SMALL_FILE: u64 = 256 * 1024;

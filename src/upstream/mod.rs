@@ -118,3 +118,59 @@ pub async fn forward(pool: Pool, mut request: FcgiRequest, out: mpsc::Sender<Out
         }
     }
 }
+
+/// How many response records may wait between php-fpm and a slow client.
+const RESPONSE_QUEUE_DEPTH: usize = 8;
+
+/// A request on its way through the pool, driven by whoever reads its
+/// output: no task of its own, so no cross-thread hand-off per request.
+/// Dropping it abandons the exchange (the connection is closed, not reused).
+pub struct UpstreamResponse {
+    rx: mpsc::Receiver<Output>,
+    driver: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl std::fmt::Debug for UpstreamResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamResponse")
+            .field("running", &self.driver.is_some())
+            .finish()
+    }
+}
+
+/// Starts `request` through `pool`; nothing happens until it is polled.
+pub fn start(pool: Pool, request: FcgiRequest) -> UpstreamResponse {
+    let (tx, rx) = mpsc::channel(RESPONSE_QUEUE_DEPTH);
+    UpstreamResponse {
+        rx,
+        driver: Some(Box::pin(forward(pool, request, tx))),
+    }
+}
+
+impl UpstreamResponse {
+    /// The next piece of output, driving the exchange while none is queued.
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Output>> {
+        use std::task::Poll;
+        loop {
+            if let Poll::Ready(item) = self.rx.poll_recv(cx) {
+                return Poll::Ready(item);
+            }
+            let Some(driver) = self.driver.as_mut() else {
+                // Finished: the sender is gone, so the queue already said None.
+                return Poll::Ready(None);
+            };
+            match driver.as_mut().poll(cx) {
+                // The exchange dropped its sender; what it queued is still there.
+                Poll::Ready(()) => self.driver = None,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> Option<Output> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
