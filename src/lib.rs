@@ -9,7 +9,9 @@
 //! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
 //! - `upstream` — `unix:`/`tcp:` addresses, dialing, one connection's drive, the connection pool.
 //! - `shutdown` — signals and the drain deadline.
+//! - `bench`    — the `bench` subcommand: php-fpm latency/throughput per upstream; off the serving path.
 
+pub mod bench;
 pub mod cgi;
 pub mod config;
 pub mod fastcgi;

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench(args) => fcgi_gateway::bench::run(args),
     }
 }
 

@@ -31,6 +31,8 @@ pub enum Command {
         #[arg(value_name = "FILE", help = "The TOML config file to check")]
         file: PathBuf,
     },
+    /// Measure php-fpm over FastCGI on each upstream (e.g. unix vs tcp).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Every field is optional so that a flag, when given, overrides the file.

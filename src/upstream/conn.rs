@@ -13,7 +13,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
 
 use super::body::RequestBody;
-use super::pool::Lease;
+use super::pool::{Lease, LeaseGuard};
 use super::{UpstreamAddr, UpstreamError};
 use crate::fastcgi::{self, DecodeError, Event, ProtocolStatus, RecordType, ResponseDecoder};
 
@@ -131,6 +131,18 @@ pub struct ExchangeTimeouts {
 /// response to `out` as it arrives. Returns when END_REQUEST was read, the
 /// receiver went away (client gone), or something failed.
 pub async fn exchange(
+    conn: &mut Conn,
+    head: Bytes,
+    body: &mut RequestBody,
+    out: &mpsc::Sender<Output>,
+    timeouts: ExchangeTimeouts,
+) -> Result<Outcome, ExchangeFailure> {
+    exchange_with(conn, None, head, body, out, timeouts).await
+}
+
+/// `exchange` on a pooled connection, telling the pool when the request went
+/// out and when the first byte came back (the backlog signal).
+pub(crate) async fn exchange_leased(
     lease: &mut Lease,
     head: Bytes,
     body: &mut RequestBody,
@@ -138,7 +150,18 @@ pub async fn exchange(
     timeouts: ExchangeTimeouts,
 ) -> Result<Outcome, ExchangeFailure> {
     lease.request_sent();
-    let (conn, first_byte) = lease.parts();
+    let (conn, guard) = lease.parts();
+    exchange_with(conn, Some(guard), head, body, out, timeouts).await
+}
+
+async fn exchange_with(
+    conn: &mut Conn,
+    mut first_byte: Option<&mut LeaseGuard>,
+    head: Bytes,
+    body: &mut RequestBody,
+    out: &mpsc::Sender<Output>,
+    timeouts: ExchangeTimeouts,
+) -> Result<Outcome, ExchangeFailure> {
     let (mut reader, mut writer) = split(&mut conn.stream);
     let fail = |error, got, consumed| ExchangeFailure {
         error,
@@ -227,7 +250,9 @@ pub async fn exchange(
                     Ok(_) => {
                         reader.rearm_quickack();
                         if !got_bytes {
-                            first_byte.first_byte();
+                            if let Some(guard) = first_byte.as_deref_mut() {
+                                guard.first_byte();
+                            }
                         }
                         got_bytes = true;
                         deadline = tokio::time::Instant::now() + timeouts.read;

@@ -81,7 +81,7 @@ pub async fn forward(pool: Pool, mut request: FcgiRequest, out: mpsc::Sender<Out
             }
         };
         let reused = lease.conn().is_reused();
-        let result = conn::exchange(
+        let result = conn::exchange_leased(
             &mut lease,
             request.head.clone(),
             &mut request.body,

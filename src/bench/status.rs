@@ -1,0 +1,146 @@
+//! php-fpm's status page (`pm.status_path`), read over FastCGI like any
+//! script: `listen queue` (connections waiting for a worker right now) and
+//! `max children reached` (how often the pool wanted more workers than
+//! `pm.max_children`; a counter since php-fpm started). Its process counts
+//! are not used: php-fpm miscounts them once connections are kept alive
+//! (seen here: "max active processes" 19032 in a pool of 4).
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::request::status_request;
+use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
+use crate::upstream::conn::{self, ExchangeTimeouts, Output};
+use crate::upstream::{RequestBody, UpstreamAddr};
+
+/// The status page is small; anything bigger is not it.
+const MAX_STATUS_BYTES: usize = 256 * 1024;
+
+/// The fields the bench reports.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct FpmStatus {
+    pub listen_queue: u64,
+    pub max_listen_queue: u64,
+    /// The backlog size (`listen.backlog` capped by the kernel); 0 where
+    /// php-fpm cannot read it (unix sockets on Linux).
+    pub listen_queue_len: u64,
+    pub max_children_reached: u64,
+}
+
+/// Fetches and parses the status page of the pool behind `addr`.
+pub async fn fetch(
+    addr: &UpstreamAddr,
+    path: &str,
+    connect_timeout: Duration,
+    timeout: Duration,
+) -> Result<FpmStatus, String> {
+    let mut conn = conn::dial(addr, connect_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut body = RequestBody::Empty;
+    // Collect concurrently: a page bigger than the channel must not stall the exchange.
+    let collect = async {
+        let mut stdout = BytesMut::new();
+        while let Some(out) = rx.recv().await {
+            if let Output::Stdout(data) = out {
+                if stdout.len() + data.len() > MAX_STATUS_BYTES {
+                    return Err(format!("status page larger than {MAX_STATUS_BYTES} bytes"));
+                }
+                stdout.extend_from_slice(&data);
+            }
+        }
+        Ok(stdout)
+    };
+    let (outcome, stdout) = tokio::join!(
+        async {
+            let timeouts = ExchangeTimeouts { read: timeout };
+            let r = conn::exchange(&mut conn, status_request(path), &mut body, &tx, timeouts).await;
+            // Ends the collector.
+            drop(tx);
+            r
+        },
+        collect
+    );
+    outcome.map_err(|f| f.error.to_string())?;
+    parse_response(&stdout?)
+}
+
+/// Splits the CGI head off and reads the JSON body.
+fn parse_response(stdout: &[u8]) -> Result<FpmStatus, String> {
+    let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
+    let (head, body) = match parser.push(bytes::Bytes::copy_from_slice(stdout)) {
+        Ok(Some(done)) => done,
+        Ok(None) => return Err("the status page ended inside its CGI head".to_owned()),
+        Err(e) => return Err(format!("bad CGI head: {e}")),
+    };
+    if head.status.as_u16() >= 300 {
+        return Err(format!(
+            "php-fpm answered {} (is pm.status_path set to this path?): {}",
+            head.status,
+            String::from_utf8_lossy(&body).trim()
+        ));
+    }
+    parse_json(&body)
+}
+
+fn parse_json(body: &[u8]) -> Result<FpmStatus, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not php-fpm's JSON status ({e}): {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        )
+    })?;
+    let field = |name: &str| -> Result<u64, String> {
+        value
+            .get(name)
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| format!("the status page has no numeric {name:?}"))
+    };
+    Ok(FpmStatus {
+        listen_queue: field("listen queue")?,
+        max_listen_queue: field("max listen queue")?,
+        listen_queue_len: field("listen queue len")?,
+        max_children_reached: field("max children reached")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &[u8] =
+        b"Content-type: application/json\r\nExpires: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n\
+        {\"pool\":\"www\",\"process manager\":\"static\",\"start time\":1,\"start since\":2,\
+        \"accepted conn\":10,\"listen queue\":3,\"max listen queue\":7,\"listen queue len\":511,\
+        \"idle processes\":1,\"active processes\":3,\"total processes\":4,\
+        \"max active processes\":4,\"max children reached\":2,\"slow requests\":0}";
+
+    #[test]
+    fn parses_the_json_page() {
+        let s = parse_response(PAGE).unwrap();
+        assert_eq!(
+            s,
+            FpmStatus {
+                listen_queue: 3,
+                max_listen_queue: 7,
+                listen_queue_len: 511,
+                max_children_reached: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn explains_a_missing_status_page() {
+        let e = parse_response(
+            b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found.\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("404") && e.contains("pm.status_path"), "{e}");
+        let e = parse_response(b"Content-type: text/plain\r\n\r\npool: www\n").unwrap_err();
+        assert!(e.contains("JSON"), "{e}");
+    }
+}
