@@ -209,8 +209,12 @@ fn front_controller(cfg: &RouteConfig) -> Route {
 /// forbids sending it: a symlink may not lead out of the root (unless
 /// allowed), nor to a hidden or never-served file (`notes.txt` → `config.php`).
 fn static_file(cfg: &RouteConfig, file: PathBuf) -> Route {
-    let Ok(real) = fs::canonicalize(&file) else {
-        return Route::NotFound;
+    let real = match plain_path_metadata(&cfg.root, &file) {
+        Some(meta) if meta.is_file() => file.clone(),
+        _ => match fs::canonicalize(&file) {
+            Ok(real) => real,
+            Err(_) => return Route::NotFound,
+        },
     };
     let real_name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let hidden = match real.strip_prefix(&cfg.root) {
@@ -252,7 +256,31 @@ fn under_root(root: &Path, rel: &str) -> PathBuf {
 ///
 /// `metadata` first: it is one stat and settles the common 404 cheaply.
 fn is_script_file(cfg: &RouteConfig, file: &Path) -> bool {
+    if let Some(meta) = plain_path_metadata(&cfg.root, file) {
+        return meta.is_file();
+    }
     fs::metadata(file).is_ok_and(|meta| meta.is_file()) && is_allowed_location(cfg, file)
+}
+
+/// The metadata of `path` when no component below the (canonical) root is a
+/// symlink: then `path` is its own real path, found with one lstat per level
+/// below the root instead of realpath's readlink for every component of the
+/// whole path. None when something is a symlink or missing (callers fall
+/// back to the full check).
+fn plain_path_metadata(root: &Path, path: &Path) -> Option<fs::Metadata> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut current = PathBuf::with_capacity(path.as_os_str().len());
+    current.push(root);
+    let mut last = None;
+    for component in rel.components() {
+        current.push(component);
+        let meta = fs::symlink_metadata(&current).ok()?;
+        if meta.file_type().is_symlink() {
+            return None;
+        }
+        last = Some(meta);
+    }
+    last
 }
 
 /// Inside the root once symlinks (of the file or any parent) are resolved,
