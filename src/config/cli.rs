@@ -208,4 +208,26 @@ pub struct ServeArgs {
                 repeat for several"
     )]
     pub cache_control: Vec<String>,
+
+    #[arg(
+        long,
+        value_name = "BYTES",
+        help = "Longest request target (path and query) accepted; longer gets 414 [default: 8k]"
+    )]
+    pub max_uri_length: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "BYTES",
+        help = "Largest request header block accepted (request line excluded); larger gets 431 \
+                [default: 32k]"
+    )]
+    pub max_header_size: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "N",
+        help = "Most request header lines accepted; more get 431 [default: 100]"
+    )]
+    pub max_headers: Option<String>,
 }

@@ -11,9 +11,9 @@ use std::path::Path;
 use toml::{Table, Value};
 
 use super::values::{
-    check_cache_control, check_count, check_ext, check_front_controller, check_index,
-    check_log_level, check_server_name, check_status_path, check_timeout, parse_duration,
-    parse_size, ListenAddr,
+    check_cache_control, check_count, check_ext, check_front_controller, check_head_limit,
+    check_index, check_log_level, check_server_name, check_status_path, check_timeout,
+    check_uri_limit, parse_duration, parse_size, ListenAddr,
 };
 use super::{ConfigError, Layer};
 use crate::upstream::UpstreamAddr;
@@ -44,6 +44,9 @@ pub(super) const KEYS: &[&str] = &[
     "never-serve-ext",
     "follow-symlinks-outside-root",
     "cache-control",
+    "max-uri-length",
+    "max-header-size",
+    "max-headers",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -129,6 +132,15 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                 layer.follow_symlinks_outside_root = Some(boolean(value).map_err(bad)?);
             }
             "cache-control" => layer.cache_control = Some(cache_control(path, value)?),
+            "max-uri-length" => {
+                let n = size(value).and_then(check_uri_limit);
+                layer.max_uri_length = Some(n.map_err(bad)?);
+            }
+            "max-header-size" => {
+                let n = size(value).and_then(check_head_limit);
+                layer.max_header_size = Some(n.map_err(bad)?);
+            }
+            "max-headers" => layer.max_headers = Some(count(value).map_err(bad)?),
             _ => {
                 return Err(ConfigError::UnknownKey {
                     path: path.to_owned(),

@@ -12,10 +12,13 @@ mod file;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_gateway;
+#[cfg(test)]
 mod tests_static;
 mod values;
 
 pub use cli::{Cli, Command, ServeArgs};
+pub(crate) use values::MAX_URI_LENGTH_CEILING;
 pub use values::{parse_duration, parse_size, ListenAddr};
 
 use std::io;
@@ -27,6 +30,7 @@ use crate::upstream::UpstreamAddr;
 use values::{
     check_ext, check_front_controller, check_index, check_log_level, check_server_name,
     check_status_path, check_timeout, parse_cache_control_flag, parse_count, parse_count_or_zero,
+    parse_head_limit, parse_uri_limit,
 };
 
 const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
@@ -41,6 +45,9 @@ const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_LOG_LEVEL: &str = "info";
 const DEFAULT_INDEX: &[&str] = &["index.php", "index.html"];
+const DEFAULT_MAX_URI_LENGTH: usize = 8 * 1024;
+const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
+const DEFAULT_MAX_HEADERS: usize = 100;
 
 fn default_listen() -> ListenAddr {
     ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))
@@ -94,6 +101,12 @@ pub struct Config {
     pub follow_symlinks_outside_root: bool,
     /// (lowercase extension, Cache-Control value) for static files.
     pub cache_control: Vec<(String, String)>,
+    /// Longest request target (path and query) in bytes; longer → 414.
+    pub max_uri_length: usize,
+    /// Largest header block (request line excluded) in bytes; larger → 431.
+    pub max_header_size: usize,
+    /// Most request header lines; more → 431.
+    pub max_headers: usize,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -190,6 +203,9 @@ struct Layer {
     never_serve_ext: Option<Vec<String>>,
     follow_symlinks_outside_root: Option<bool>,
     cache_control: Option<Vec<(String, String)>>,
+    max_uri_length: Option<usize>,
+    max_header_size: Option<usize>,
+    max_headers: Option<usize>,
 }
 
 impl Layer {
@@ -224,6 +240,9 @@ impl Layer {
                 .follow_symlinks_outside_root
                 .or(lower.follow_symlinks_outside_root),
             cache_control: self.cache_control.or(lower.cache_control),
+            max_uri_length: self.max_uri_length.or(lower.max_uri_length),
+            max_header_size: self.max_header_size.or(lower.max_header_size),
+            max_headers: self.max_headers.or(lower.max_headers),
         }
     }
 }
@@ -332,6 +351,9 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
             &args.cache_control,
             parse_cache_control_flag,
         )?,
+        max_uri_length: flag("--max-uri-length", &args.max_uri_length, parse_uri_limit)?,
+        max_header_size: flag("--max-header-size", &args.max_header_size, parse_head_limit)?,
+        max_headers: flag("--max-headers", &args.max_headers, parse_count)?,
     })
 }
 
@@ -385,6 +407,9 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         }),
         follow_symlinks_outside_root: layer.follow_symlinks_outside_root.unwrap_or(false),
         cache_control: layer.cache_control.unwrap_or_default(),
+        max_uri_length: layer.max_uri_length.unwrap_or(DEFAULT_MAX_URI_LENGTH),
+        max_header_size: layer.max_header_size.unwrap_or(DEFAULT_MAX_HEADER_SIZE),
+        max_headers: layer.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
     })
 }
 

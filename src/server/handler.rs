@@ -40,7 +40,10 @@ pub(crate) async fn handle(
 ) -> Response<GatewayBody> {
     let start = Instant::now();
     let log = AccessLog::new(start, remote, req.method().clone(), req.uri().clone());
-    let (resp, upstream_time) = route_and_forward(&state, remote, local, req).await;
+    let (resp, upstream_time) = match state.limits.check(&req) {
+        Ok(()) => route_and_forward(&state, remote, local, req).await,
+        Err(exceeded) => (respond::head_too_large(exceeded), None),
+    };
     let status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
     let mut log = log;

@@ -5,6 +5,7 @@
 mod access_log;
 mod body;
 mod handler;
+mod limits;
 pub mod respond;
 
 use std::future::Future;
@@ -23,6 +24,7 @@ use crate::config::{Config, ListenAddr};
 use crate::route::RouteConfig;
 use crate::static_files::StaticConfig;
 use crate::upstream::{Pool, PoolSettings};
+use limits::HeadLimits;
 
 pub use body::BodyError;
 pub use body::GatewayBody;
@@ -97,6 +99,7 @@ pub(crate) struct AppState {
     pub server_name: Option<String>,
     pub max_body_size: u64,
     pub static_files: StaticConfig,
+    pub limits: HeadLimits,
 }
 
 /// Serves HTTP on `listeners` until `shutdown` completes, then stops
@@ -142,6 +145,11 @@ impl Server {
             server_name: config.server_name.clone(),
             max_body_size: config.max_body_size,
             static_files: StaticConfig::new(&config.cache_control),
+            limits: HeadLimits {
+                max_uri_length: config.max_uri_length,
+                max_header_size: config.max_header_size,
+                max_headers: config.max_headers,
+            },
         });
         Server { config, state }
     }
@@ -217,7 +225,12 @@ async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_buf_size(state.limits.http1_buffer())
+        .max_headers(state.limits.max_headers);
+    builder
+        .http2()
+        .max_header_list_size(state.limits.http2_header_list());
     let builder = Arc::new(builder);
 
     let (stop_tx, stop_rx) = watch::channel(false);

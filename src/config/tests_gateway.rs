@@ -1,0 +1,82 @@
+//! Tests for the request-limit, proxy and PHP-response settings:
+//! `max-uri-length`, `max-header-size`, `max-headers` and those after them.
+
+use std::fs;
+
+use clap::Parser;
+
+use super::*;
+
+fn serve_args(argv: &[&str]) -> ServeArgs {
+    let mut full = vec!["fcgi-gateway", "serve"];
+    full.extend_from_slice(argv);
+    match Cli::try_parse_from(full).unwrap().command {
+        Command::Serve(args) => args,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+/// A temp dir with `gateway.toml` = a minimal config plus `extra`.
+fn file_with(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("www")).unwrap();
+    let path = dir.path().join("gateway.toml");
+    fs::write(
+        &path,
+        format!("upstream = \"unix:/run/php/fpm.sock\"\nroot = \"www\"\n{extra}"),
+    )
+    .unwrap();
+    (dir, path)
+}
+
+fn flags(extra: &[&str]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap().to_owned();
+    let mut argv = vec!["--upstream", "unix:/x", "--root", root.as_str()];
+    argv.extend_from_slice(extra);
+    load(&serve_args(&argv))
+}
+
+fn message(result: Result<Config, ConfigError>) -> String {
+    let text = result.unwrap_err().to_string();
+    assert!(!text.contains('\n'), "multi-line error: {text}");
+    text
+}
+
+#[test]
+fn limit_keys_and_flags_are_read() {
+    let (_dir, path) =
+        file_with("max-uri-length = \"4k\"\nmax-header-size = 2048\nmax-headers = 20\n");
+    let config = check_file(&path).unwrap();
+    assert_eq!(config.max_uri_length, 4096);
+    assert_eq!(config.max_header_size, 2048);
+    assert_eq!(config.max_headers, 20);
+
+    let config = flags(&[
+        "--max-uri-length",
+        "100",
+        "--max-header-size",
+        "1M",
+        "--max-headers",
+        "7",
+    ])
+    .unwrap();
+    assert_eq!(config.max_uri_length, 100);
+    assert_eq!(config.max_header_size, 1 << 20);
+    assert_eq!(config.max_headers, 7);
+}
+
+#[test]
+fn limits_out_of_range_are_refused() {
+    let text = message(flags(&["--max-uri-length", "70000"]));
+    assert!(text.starts_with("--max-uri-length: "), "{text}");
+    assert!(text.contains("65534"), "{text}");
+    assert!(message(flags(&["--max-uri-length", "0"])).contains("between 1"));
+    assert!(message(flags(&["--max-header-size", "2M"])).starts_with("--max-header-size: "));
+    assert!(message(flags(&["--max-header-size", "0"])).contains("between 1"));
+    assert!(message(flags(&["--max-headers", "0"])).starts_with("--max-headers: "));
+    let (_dir, path) = file_with("max-headers = 0\n");
+    assert!(message(check_file(&path)).contains("key `max-headers`"));
+    let (_dir, path) = file_with("max-uri-length = \"1G\"\n");
+    assert!(message(check_file(&path)).contains("key `max-uri-length`"));
+}
