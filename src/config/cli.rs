@@ -230,4 +230,21 @@ pub struct ServeArgs {
         help = "Most request header lines accepted; more get 431 [default: 100]"
     )]
     pub max_headers: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "CIDR",
+        help = "A reverse proxy whose X-Forwarded-For/-Proto (see --real-ip-header) are believed: \
+                a network such as 10.0.0.0/8, an IP, or unix (clients of unix-socket listeners); \
+                repeat for several"
+    )]
+    pub trusted_proxy: Vec<String>,
+
+    #[arg(
+        long,
+        value_name = "HEADER",
+        help = "Where trusted proxies put the client: x-forwarded-for (with X-Forwarded-Proto) \
+                or forwarded (RFC 7239 for= and proto=) [default: x-forwarded-for]"
+    )]
+    pub real_ip_header: Option<String>,
 }

@@ -47,6 +47,8 @@ pub(super) const KEYS: &[&str] = &[
     "max-uri-length",
     "max-header-size",
     "max-headers",
+    "trusted-proxy",
+    "real-ip-header",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -141,6 +143,15 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                 layer.max_header_size = Some(n.map_err(bad)?);
             }
             "max-headers" => layer.max_headers = Some(count(value).map_err(bad)?),
+            "trusted-proxy" => {
+                let proxies =
+                    string_list(value).and_then(|list| list.into_iter().map(str::parse).collect());
+                layer.trusted_proxies = Some(proxies.map_err(bad)?);
+            }
+            "real-ip-header" => {
+                let header = string(value).and_then(str::parse);
+                layer.real_ip_header = Some(header.map_err(bad)?);
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     path: path.to_owned(),

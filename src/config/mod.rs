@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::server::forwarded::{RealIpHeader, TrustedProxy};
 use crate::upstream::UpstreamAddr;
 use values::{
     check_ext, check_front_controller, check_index, check_log_level, check_server_name,
@@ -107,6 +108,9 @@ pub struct Config {
     pub max_header_size: usize,
     /// Most request header lines; more → 431.
     pub max_headers: usize,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<TrustedProxy>,
+    pub real_ip_header: RealIpHeader,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -206,6 +210,8 @@ struct Layer {
     max_uri_length: Option<usize>,
     max_header_size: Option<usize>,
     max_headers: Option<usize>,
+    trusted_proxies: Option<Vec<TrustedProxy>>,
+    real_ip_header: Option<RealIpHeader>,
 }
 
 impl Layer {
@@ -243,6 +249,8 @@ impl Layer {
             max_uri_length: self.max_uri_length.or(lower.max_uri_length),
             max_header_size: self.max_header_size.or(lower.max_header_size),
             max_headers: self.max_headers.or(lower.max_headers),
+            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
+            real_ip_header: self.real_ip_header.or(lower.real_ip_header),
         }
     }
 }
@@ -354,6 +362,8 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         max_uri_length: flag("--max-uri-length", &args.max_uri_length, parse_uri_limit)?,
         max_header_size: flag("--max-header-size", &args.max_header_size, parse_head_limit)?,
         max_headers: flag("--max-headers", &args.max_headers, parse_count)?,
+        trusted_proxies: flags("--trusted-proxy", &args.trusted_proxy, str::parse)?,
+        real_ip_header: flag("--real-ip-header", &args.real_ip_header, str::parse)?,
     })
 }
 
@@ -410,6 +420,8 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         max_uri_length: layer.max_uri_length.unwrap_or(DEFAULT_MAX_URI_LENGTH),
         max_header_size: layer.max_header_size.unwrap_or(DEFAULT_MAX_HEADER_SIZE),
         max_headers: layer.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
+        trusted_proxies: layer.trusted_proxies.unwrap_or_default(),
+        real_ip_header: layer.real_ip_header.unwrap_or_default(),
     })
 }
 

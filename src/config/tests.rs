@@ -91,6 +91,8 @@ fn defaults_applied() {
             max_uri_length: 8 * 1024,
             max_header_size: 32 * 1024,
             max_headers: 100,
+            trusted_proxies: vec![],
+            real_ip_header: RealIpHeader::XForwardedFor,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -164,6 +166,8 @@ APP_ENV = "prod"
             max_uri_length: 8 * 1024,
             max_header_size: 32 * 1024,
             max_headers: 100,
+            trusted_proxies: vec![],
+            real_ip_header: RealIpHeader::XForwardedFor,
         }
     );
 }
@@ -282,7 +286,7 @@ fn unknown_key_names_key_and_file() {
          header-timeout, grace-period, max-upstream-conns, max-connections, log-level, params, \
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
-         max-uri-length, max-header-size, max-headers)",
+         max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header)",
         fx.file().display()
     );
     assert_eq!(text, expected);

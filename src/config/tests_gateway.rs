@@ -80,3 +80,42 @@ fn limits_out_of_range_are_refused() {
     let (_dir, path) = file_with("max-uri-length = \"1G\"\n");
     assert!(message(check_file(&path)).contains("key `max-uri-length`"));
 }
+
+#[test]
+fn proxy_keys_and_flags_are_read() {
+    let (_dir, path) = file_with(
+        "trusted-proxy = [\"10.0.0.0/8\", \"::1\", \"unix\"]\nreal-ip-header = \"forwarded\"\n",
+    );
+    let config = check_file(&path).unwrap();
+    let shown: Vec<String> = config
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "::1/128", "unix"]);
+    assert_eq!(config.real_ip_header, RealIpHeader::Forwarded);
+    let (_dir, path) = file_with("trusted-proxy = \"127.0.0.1\"\n");
+    assert_eq!(check_file(&path).unwrap().trusted_proxies.len(), 1);
+
+    let config = flags(&[
+        "--trusted-proxy",
+        "192.168.0.0/16",
+        "--trusted-proxy",
+        "fd00::/8",
+        "--real-ip-header",
+        "X-Forwarded-For",
+    ])
+    .unwrap();
+    assert_eq!(config.trusted_proxies.len(), 2);
+    assert_eq!(config.real_ip_header, RealIpHeader::XForwardedFor);
+}
+
+#[test]
+fn bad_proxy_values_name_the_flag_or_key() {
+    let text = message(flags(&["--trusted-proxy", "10.0.0.0/40"]));
+    assert!(text.starts_with("--trusted-proxy: `10.0.0.0/40`"), "{text}");
+    let text = message(flags(&["--real-ip-header", "x-real-ip"]));
+    assert!(text.starts_with("--real-ip-header: "), "{text}");
+    let (_dir, path) = file_with("trusted-proxy = [\"lb.example\"]\n");
+    assert!(message(check_file(&path)).contains("key `trusted-proxy`"));
+}

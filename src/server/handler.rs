@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::access_log::AccessLog;
 use super::body::{log_stderr, GatewayBody, StderrContext};
+use super::forwarded::Client;
 use super::respond;
 use super::AppState;
 use crate::cgi::params::{build_params, Endpoint, RequestInfo};
@@ -39,9 +40,15 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<GatewayBody> {
     let start = Instant::now();
-    let log = AccessLog::new(start, remote, req.method().clone(), req.uri().clone());
+    let client = state.forwarding.resolve(remote, req.headers());
+    let log = AccessLog::new(
+        start,
+        client.remote,
+        req.method().clone(),
+        req.uri().clone(),
+    );
     let (resp, upstream_time) = match state.limits.check(&req) {
-        Ok(()) => route_and_forward(&state, remote, local, req).await,
+        Ok(()) => route_and_forward(&state, client, local, req).await,
         Err(exceeded) => (respond::head_too_large(exceeded), None),
     };
     let status = resp.status().as_u16();
@@ -53,7 +60,7 @@ pub(crate) async fn handle(
 
 async fn route_and_forward(
     state: &AppState,
-    remote: Endpoint,
+    client: Client,
     local: Endpoint,
     req: Request<Incoming>,
 ) -> (Response<GatewayBody>, Option<std::time::Duration>) {
@@ -89,9 +96,9 @@ async fn route_and_forward(
         uri: &parts.uri,
         version: parts.version,
         headers: &parts.headers,
-        scheme: "http",
+        scheme: if client.https { "https" } else { "http" },
         content_length: prepared.content_length,
-        remote,
+        remote: client.remote,
         local,
         server_name: &server_name,
     };
@@ -295,6 +302,7 @@ fn choose_server_name(state: &AppState, parts: &http::request::Parts, local: End
         Some(h) if !h.is_empty() => h,
         _ => match local {
             Endpoint::Tcp(a) => a.ip().to_string(),
+            Endpoint::Forwarded { ip, .. } => ip.to_string(),
             Endpoint::Unix => "localhost".to_owned(),
         },
     }

@@ -4,6 +4,7 @@
 
 mod access_log;
 mod body;
+pub mod forwarded;
 mod handler;
 mod limits;
 pub mod respond;
@@ -24,6 +25,7 @@ use crate::config::{Config, ListenAddr};
 use crate::route::RouteConfig;
 use crate::static_files::StaticConfig;
 use crate::upstream::{Pool, PoolSettings};
+use forwarded::Forwarding;
 use limits::HeadLimits;
 
 pub use body::BodyError;
@@ -100,6 +102,7 @@ pub(crate) struct AppState {
     pub max_body_size: u64,
     pub static_files: StaticConfig,
     pub limits: HeadLimits,
+    pub forwarding: Forwarding,
 }
 
 /// Serves HTTP on `listeners` until `shutdown` completes, then stops
@@ -149,6 +152,10 @@ impl Server {
                 max_uri_length: config.max_uri_length,
                 max_header_size: config.max_header_size,
                 max_headers: config.max_headers,
+            },
+            forwarding: Forwarding {
+                trusted: config.trusted_proxies.clone(),
+                header: config.real_ip_header,
             },
         });
         Server { config, state }
