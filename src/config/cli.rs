@@ -247,4 +247,20 @@ pub struct ServeArgs {
                 or forwarded (RFC 7239 for= and proto=) [default: x-forwarded-for]"
     )]
     pub real_ip_header: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        help = "URL path prefix (e.g. /protected) that clients get 404 for; its files are \
+                served only when a script answers X-Accel-Redirect; repeat for several"
+    )]
+    pub internal_location: Vec<String>,
+
+    #[arg(
+        long,
+        value_name = "DIR",
+        help = "Directory whose files a script may send with X-Sendfile: /abs/path; without it \
+                X-Sendfile is ignored"
+    )]
+    pub sendfile_dir: Option<PathBuf>,
 }

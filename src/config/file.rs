@@ -12,8 +12,8 @@ use toml::{Table, Value};
 
 use super::values::{
     check_cache_control, check_count, check_ext, check_front_controller, check_head_limit,
-    check_index, check_log_level, check_server_name, check_status_path, check_timeout,
-    check_uri_limit, parse_duration, parse_size, ListenAddr,
+    check_index, check_internal_location, check_log_level, check_server_name, check_status_path,
+    check_timeout, check_uri_limit, parse_duration, parse_size, ListenAddr,
 };
 use super::{ConfigError, Layer};
 use crate::upstream::UpstreamAddr;
@@ -49,6 +49,8 @@ pub(super) const KEYS: &[&str] = &[
     "max-headers",
     "trusted-proxy",
     "real-ip-header",
+    "internal-location",
+    "sendfile-dir",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -147,6 +149,20 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                 let proxies =
                     string_list(value).and_then(|list| list.into_iter().map(str::parse).collect());
                 layer.trusted_proxies = Some(proxies.map_err(bad)?);
+            }
+            "internal-location" => {
+                let prefixes = string_list(value)
+                    .and_then(|list| list.into_iter().map(check_internal_location).collect());
+                layer.internal_locations = Some(prefixes.map_err(bad)?);
+            }
+            "sendfile-dir" => {
+                let dir = string(value)
+                    .and_then(|s| match s {
+                        "" => Err("must not be empty".to_owned()),
+                        s => Ok(base_dir.join(s)),
+                    })
+                    .map_err(bad)?;
+                layer.sendfile_dir = Some(dir);
             }
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);

@@ -29,9 +29,9 @@ use std::time::Duration;
 use crate::server::forwarded::{RealIpHeader, TrustedProxy};
 use crate::upstream::UpstreamAddr;
 use values::{
-    check_ext, check_front_controller, check_index, check_log_level, check_server_name,
-    check_status_path, check_timeout, parse_cache_control_flag, parse_count, parse_count_or_zero,
-    parse_head_limit, parse_uri_limit,
+    check_ext, check_front_controller, check_index, check_internal_location, check_log_level,
+    check_server_name, check_status_path, check_timeout, parse_cache_control_flag, parse_count,
+    parse_count_or_zero, parse_head_limit, parse_uri_limit,
 };
 
 const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
@@ -111,6 +111,11 @@ pub struct Config {
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<TrustedProxy>,
     pub real_ip_header: RealIpHeader,
+    /// URI path prefixes (no trailing slash) clients get 404 for; reachable
+    /// only through `X-Accel-Redirect`.
+    pub internal_locations: Vec<String>,
+    /// Canonical directory `X-Sendfile` may serve from; `None` ignores it.
+    pub sendfile_dir: Option<PathBuf>,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -155,6 +160,9 @@ pub enum ConfigError {
 
     #[error("root `{}`: {reason}", path.display())]
     Root { path: PathBuf, reason: String },
+
+    #[error("sendfile-dir `{}`: {reason}", path.display())]
+    SendfileDir { path: PathBuf, reason: String },
 
     #[error(
         "php-only-front-controller needs a front controller: give --front-controller or \
@@ -212,6 +220,9 @@ struct Layer {
     max_headers: Option<usize>,
     trusted_proxies: Option<Vec<TrustedProxy>>,
     real_ip_header: Option<RealIpHeader>,
+    internal_locations: Option<Vec<String>>,
+    /// Already joined onto the config file's directory when it came from one.
+    sendfile_dir: Option<PathBuf>,
 }
 
 impl Layer {
@@ -251,6 +262,8 @@ impl Layer {
             max_headers: self.max_headers.or(lower.max_headers),
             trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
             real_ip_header: self.real_ip_header.or(lower.real_ip_header),
+            internal_locations: self.internal_locations.or(lower.internal_locations),
+            sendfile_dir: self.sendfile_dir.or(lower.sendfile_dir),
         }
     }
 }
@@ -364,6 +377,12 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         max_headers: flag("--max-headers", &args.max_headers, parse_count)?,
         trusted_proxies: flags("--trusted-proxy", &args.trusted_proxy, str::parse)?,
         real_ip_header: flag("--real-ip-header", &args.real_ip_header, str::parse)?,
+        internal_locations: flags(
+            "--internal-location",
+            &args.internal_location,
+            check_internal_location,
+        )?,
+        sendfile_dir: args.sendfile_dir.clone(),
     })
 }
 
@@ -375,6 +394,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         .max_upstream_conns
         .unwrap_or(DEFAULT_MAX_UPSTREAM_CONNS);
     let root = resolve_root(layer.root.ok_or(ConfigError::MissingRoot)?)?;
+    let sendfile_dir = layer.sendfile_dir.map(resolve_sendfile_dir).transpose()?;
     let php_only_front_controller = layer.php_only_front_controller.unwrap_or(false);
     if php_only_front_controller && layer.front_controller.is_none() {
         return Err(ConfigError::PhpOnlyWithoutFrontController);
@@ -422,15 +442,29 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         max_headers: layer.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
         trusted_proxies: layer.trusted_proxies.unwrap_or_default(),
         real_ip_header: layer.real_ip_header.unwrap_or_default(),
+        internal_locations: layer.internal_locations.unwrap_or_default(),
+        sendfile_dir,
     })
 }
 
 /// Canonicalized so later containment checks compare real paths.
 fn resolve_root(path: PathBuf) -> Result<PathBuf, ConfigError> {
-    let fail = |reason: &str| ConfigError::Root {
-        path: path.clone(),
-        reason: reason.to_owned(),
-    };
+    existing_dir(path, |path, reason| ConfigError::Root { path, reason })
+}
+
+fn resolve_sendfile_dir(path: PathBuf) -> Result<PathBuf, ConfigError> {
+    existing_dir(path, |path, reason| ConfigError::SendfileDir {
+        path,
+        reason,
+    })
+}
+
+/// The canonical form of an existing directory; `error` names the setting.
+fn existing_dir(
+    path: PathBuf,
+    error: impl Fn(PathBuf, String) -> ConfigError,
+) -> Result<PathBuf, ConfigError> {
+    let fail = |reason: &str| error(path.clone(), reason.to_owned());
     if path.as_os_str().is_empty() {
         return Err(fail("the path is empty"));
     }

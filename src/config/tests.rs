@@ -93,6 +93,8 @@ fn defaults_applied() {
             max_headers: 100,
             trusted_proxies: vec![],
             real_ip_header: RealIpHeader::XForwardedFor,
+            internal_locations: vec![],
+            sendfile_dir: None,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -168,6 +170,8 @@ APP_ENV = "prod"
             max_headers: 100,
             trusted_proxies: vec![],
             real_ip_header: RealIpHeader::XForwardedFor,
+            internal_locations: vec![],
+            sendfile_dir: None,
         }
     );
 }
@@ -286,7 +290,8 @@ fn unknown_key_names_key_and_file() {
          header-timeout, grace-period, max-upstream-conns, max-connections, log-level, params, \
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
-         max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header)",
+         max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
+         internal-location, sendfile-dir)",
         fx.file().display()
     );
     assert_eq!(text, expected);

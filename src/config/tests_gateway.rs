@@ -119,3 +119,40 @@ fn bad_proxy_values_name_the_flag_or_key() {
     let (_dir, path) = file_with("trusted-proxy = [\"lb.example\"]\n");
     assert!(message(check_file(&path)).contains("key `trusted-proxy`"));
 }
+
+#[test]
+fn internal_location_and_sendfile_dir_are_read() {
+    let (dir, path) = file_with(
+        "internal-location = [\"/protected/\", \"/private/files\"]\nsendfile-dir = \"www\"\n",
+    );
+    let config = check_file(&path).unwrap();
+    assert_eq!(config.internal_locations, ["/protected", "/private/files"]);
+    let www = fs::canonicalize(dir.path().join("www")).unwrap();
+    assert_eq!(config.sendfile_dir.as_deref(), Some(www.as_path()));
+
+    let files = tempfile::tempdir().unwrap();
+    let config = flags(&[
+        "--internal-location",
+        "/dl",
+        "--sendfile-dir",
+        files.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(config.internal_locations, ["/dl"]);
+    assert_eq!(
+        config.sendfile_dir,
+        Some(fs::canonicalize(files.path()).unwrap())
+    );
+}
+
+#[test]
+fn bad_internal_location_or_sendfile_dir() {
+    let text = message(flags(&["--internal-location", "/"]));
+    assert!(text.starts_with("--internal-location: "), "{text}");
+    let text = message(flags(&["--sendfile-dir", "/no/such/dir"]));
+    assert_eq!(text, "sendfile-dir `/no/such/dir`: no such directory");
+    let (_dir, path) = file_with("internal-location = \"protected\"\n");
+    assert!(message(check_file(&path)).contains("key `internal-location`"));
+    let (_dir, path) = file_with("sendfile-dir = \"gateway.toml\"\n");
+    assert!(message(check_file(&path)).contains("not a directory"));
+}

@@ -168,6 +168,32 @@ pub(crate) fn check_head_limit(n: u64) -> Result<usize, String> {
     }
 }
 
+/// `--internal-location`: a URI path prefix such as `/protected`, stored
+/// without its trailing slash; it must name a directory below the root.
+pub(crate) fn check_internal_location(path: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("`{path}`: {why}");
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(bad(
+            "must be a URL path starting with `/` (e.g. /protected)",
+        ));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Err(bad("`/` would hide the whole site"));
+    }
+    for segment in rest.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(bad("must be a plain path (no empty, `.` or `..` segments)"));
+        }
+        if segment.contains(['\\', '\0', '\r', '\n', '?', '#', '%']) {
+            return Err(bad(
+                "must be a decoded path without `\\`, `?`, `#`, `%` or control characters",
+            ));
+        }
+    }
+    Ok(format!("/{rest}"))
+}
+
 /// The status page is requested as a script path, like php-fpm's own
 /// `pm.status_path`.
 pub(crate) fn check_status_path(path: &str) -> Result<String, String> {
@@ -407,5 +433,22 @@ mod tests {
             assert!(parse_cache_control_flag(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(check_log_level(" debug "), Ok("debug".to_owned()));
+        assert_eq!(
+            check_internal_location("/protected/"),
+            Ok("/protected".to_owned())
+        );
+        assert_eq!(check_internal_location("/a/b"), Ok("/a/b".to_owned()));
+        for bad in [
+            "",
+            "/",
+            "protected",
+            "/a//b",
+            "/a/../b",
+            "/./a",
+            "/a%2f",
+            "/a?x",
+        ] {
+            assert!(check_internal_location(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

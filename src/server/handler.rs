@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
+use super::accel;
 use super::access_log::AccessLog;
 use super::body::{log_stderr, GatewayBody, StderrContext};
 use super::forwarded::Client;
@@ -130,8 +131,26 @@ async fn route_and_forward(
         request_id: NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed),
         script: script_label(&script),
     };
-    let resp = read_head(rx, ctx, &parts.method).await;
-    (resp, Some(upstream_start.elapsed()))
+    let (mut head, first, rx) = match read_head(rx, &ctx).await {
+        Ok(read) => read,
+        Err(resp) => return (resp, Some(upstream_start.elapsed())),
+    };
+    let upstream_time = Some(upstream_start.elapsed());
+    let directives = accel::take_directives(&mut head);
+    if let Some(target) = directives
+        .file
+        .as_ref()
+        .and_then(|f| accel::resolve(state, f))
+    {
+        // The file replaces the body: read the rest so the connection can be reused.
+        tokio::spawn(drain(rx, ctx));
+        let resp = accel::serve(state, target, head.headers, &parts.method, &parts.headers).await;
+        return (resp, upstream_time);
+    }
+    (
+        build_response(head, first, rx, ctx, &parts.method),
+        upstream_time,
+    )
 }
 
 struct PreparedBody {
@@ -204,13 +223,13 @@ async fn prepare_body(
     }
 }
 
-/// Waits for the CGI head (logging STDERR meanwhile), then returns the
-/// response whose body streams the rest of STDOUT.
+/// Waits for the CGI head (logging STDERR meanwhile); returns it with the
+/// body bytes that came along and the channel carrying the rest, or the
+/// error response.
 async fn read_head(
     mut rx: mpsc::Receiver<Output>,
-    ctx: StderrContext,
-    method: &Method,
-) -> Response<GatewayBody> {
+    ctx: &StderrContext,
+) -> Result<(CgiHead, Bytes, mpsc::Receiver<Output>), Response<GatewayBody>> {
     let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
     let (head, first) = loop {
         match rx.recv().await {
@@ -219,10 +238,10 @@ async fn read_head(
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "bad CGI response head from the application");
-                    return respond::head_error(&e);
+                    return Err(respond::head_error(&e));
                 }
             },
-            Some(Output::Stderr(data)) => log_stderr(&ctx, &data),
+            Some(Output::Stderr(data)) => log_stderr(ctx, &data),
             Some(Output::Failed(e)) => {
                 let status = respond::upstream_status(&e);
                 if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::BAD_REQUEST {
@@ -230,18 +249,18 @@ async fn read_head(
                 } else {
                     tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "upstream request failed");
                 }
-                return respond::upstream_error(&e);
+                return Err(respond::upstream_error(&e));
             }
             None => match parser.finish() {
                 Ok(done) => break done,
                 Err(e) => {
                     tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "the application ended without a complete CGI head");
-                    return respond::head_error(&e);
+                    return Err(respond::head_error(&e));
                 }
             },
         }
     };
-    build_response(head, first, rx, ctx, method)
+    Ok((head, first, rx))
 }
 
 fn build_response(

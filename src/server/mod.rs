@@ -2,6 +2,7 @@
 //! limits and timeouts, graceful drain, the per-request handler, and
 //! `respond`, the one place where errors become HTTP statuses.
 
+mod accel;
 mod access_log;
 mod body;
 pub mod forwarded;
@@ -103,6 +104,7 @@ pub(crate) struct AppState {
     pub static_files: StaticConfig,
     pub limits: HeadLimits,
     pub forwarding: Forwarding,
+    pub sendfile_dir: Option<PathBuf>,
 }
 
 /// Serves HTTP on `listeners` until `shutdown` completes, then stops
@@ -142,6 +144,7 @@ impl Server {
                 php_only_front_controller: config.php_only_front_controller,
                 never_serve_ext: config.never_serve_ext.clone(),
                 follow_symlinks_outside_root: config.follow_symlinks_outside_root,
+                internal_locations: config.internal_locations.clone(),
             },
             pool,
             extra_params: config.params.clone(),
@@ -157,6 +160,7 @@ impl Server {
                 trusted: config.trusted_proxies.clone(),
                 header: config.real_ip_header,
             },
+            sendfile_dir: config.sendfile_dir.clone(),
         });
         Server { config, state }
     }
