@@ -263,4 +263,11 @@ pub struct ServeArgs {
                 X-Sendfile is ignored"
     )]
     pub sendfile_dir: Option<PathBuf>,
+
+    #[arg(
+        long,
+        help = "Compress PHP responses of text, JSON, JavaScript, XML and SVG types with brotli \
+                or gzip when the client accepts it; never event streams or X-Accel-Buffering: no"
+    )]
+    pub compress: bool,
 }

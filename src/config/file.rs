@@ -51,6 +51,7 @@ pub(super) const KEYS: &[&str] = &[
     "real-ip-header",
     "internal-location",
     "sendfile-dir",
+    "compress",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -164,6 +165,7 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                     .map_err(bad)?;
                 layer.sendfile_dir = Some(dir);
             }
+            "compress" => layer.compress = Some(boolean(value).map_err(bad)?),
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);
                 layer.real_ip_header = Some(header.map_err(bad)?);

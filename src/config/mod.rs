@@ -116,6 +116,8 @@ pub struct Config {
     pub internal_locations: Vec<String>,
     /// Canonical directory `X-Sendfile` may serve from; `None` ignores it.
     pub sendfile_dir: Option<PathBuf>,
+    /// gzip/brotli for PHP responses of text-like types.
+    pub compress: bool,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -223,6 +225,7 @@ struct Layer {
     internal_locations: Option<Vec<String>>,
     /// Already joined onto the config file's directory when it came from one.
     sendfile_dir: Option<PathBuf>,
+    compress: Option<bool>,
 }
 
 impl Layer {
@@ -264,6 +267,7 @@ impl Layer {
             real_ip_header: self.real_ip_header.or(lower.real_ip_header),
             internal_locations: self.internal_locations.or(lower.internal_locations),
             sendfile_dir: self.sendfile_dir.or(lower.sendfile_dir),
+            compress: self.compress.or(lower.compress),
         }
     }
 }
@@ -383,6 +387,7 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
             check_internal_location,
         )?,
         sendfile_dir: args.sendfile_dir.clone(),
+        compress: args.compress.then_some(true),
     })
 }
 
@@ -444,6 +449,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         real_ip_header: layer.real_ip_header.unwrap_or_default(),
         internal_locations: layer.internal_locations.unwrap_or_default(),
         sendfile_dir,
+        compress: layer.compress.unwrap_or(false),
     })
 }
 

@@ -95,6 +95,7 @@ fn defaults_applied() {
             real_ip_header: RealIpHeader::XForwardedFor,
             internal_locations: vec![],
             sendfile_dir: None,
+            compress: false,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -172,6 +173,7 @@ APP_ENV = "prod"
             real_ip_header: RealIpHeader::XForwardedFor,
             internal_locations: vec![],
             sendfile_dir: None,
+            compress: false,
         }
     );
 }
@@ -291,7 +293,7 @@ fn unknown_key_names_key_and_file() {
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
-         internal-location, sendfile-dir)",
+         internal-location, sendfile-dir, compress)",
         fx.file().display()
     );
     assert_eq!(text, expected);

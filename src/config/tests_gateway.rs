@@ -156,3 +156,13 @@ fn bad_internal_location_or_sendfile_dir() {
     let (_dir, path) = file_with("sendfile-dir = \"gateway.toml\"\n");
     assert!(message(check_file(&path)).contains("not a directory"));
 }
+
+#[test]
+fn compress_is_off_unless_asked() {
+    assert!(!flags(&[]).unwrap().compress);
+    assert!(flags(&["--compress"]).unwrap().compress);
+    let (_dir, path) = file_with("compress = true\n");
+    assert!(check_file(&path).unwrap().compress);
+    let (_dir, path) = file_with("compress = \"yes\"\n");
+    assert!(message(check_file(&path)).contains("key `compress`"));
+}

@@ -22,6 +22,7 @@ use super::respond;
 use super::AppState;
 use crate::cgi::params::{build_params, Endpoint, RequestInfo};
 use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
+use crate::compress;
 use crate::fastcgi::{self, RecordType, Role};
 use crate::route::{self, Route, Script};
 use crate::static_files;
@@ -147,10 +148,13 @@ async fn route_and_forward(
         let resp = accel::serve(state, target, head.headers, &parts.method, &parts.headers).await;
         return (resp, upstream_time);
     }
-    (
-        build_response(head, first, rx, ctx, &parts.method),
-        upstream_time,
-    )
+    let resp = build_response(head, first, rx, ctx, &parts.method);
+    let resp = if state.compress {
+        compress::apply(resp, &parts.headers, directives.unbuffered)
+    } else {
+        resp
+    };
+    (resp, upstream_time)
 }
 
 struct PreparedBody {

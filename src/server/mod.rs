@@ -105,6 +105,8 @@ pub(crate) struct AppState {
     pub limits: HeadLimits,
     pub forwarding: Forwarding,
     pub sendfile_dir: Option<PathBuf>,
+    /// gzip/brotli for PHP responses that qualify.
+    pub compress: bool,
 }
 
 /// Serves HTTP on `listeners` until `shutdown` completes, then stops
@@ -161,6 +163,7 @@ impl Server {
                 header: config.real_ip_header,
             },
             sendfile_dir: config.sendfile_dir.clone(),
+            compress: config.compress,
         });
         Server { config, state }
     }

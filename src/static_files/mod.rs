@@ -18,7 +18,8 @@ use tokio::io::AsyncSeekExt;
 
 use crate::server::GatewayBody;
 use file_body::FileBody;
-use negotiate::{accepted_weight, Encoding, Validators};
+use negotiate::Validators;
+pub(crate) use negotiate::{accepted_weight, Encoding};
 use range::RangeRequest;
 
 /// Static-file settings, built once from the config.
