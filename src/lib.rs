@@ -6,6 +6,7 @@
 //! - `route`    — path normalisation and safety checks; decides Script / Static / Redirect / NotFound / BadRequest.
 //! - `static_files` — GET/HEAD of files route chose: type, ETag/304, Range, precompressed siblings.
 //! - `cgi`      — HTTP request → CGI params; CGI response head → HTTP head.
+//! - `compress` — optional gzip/brotli of PHP responses, streamed with flushes.
 //! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
 //! - `upstream` — `unix:`/`tcp:` addresses, dialing, one connection's drive, the connection pool.
 //! - `shutdown` — signals and the drain deadline.
@@ -13,6 +14,7 @@
 
 pub mod bench;
 pub mod cgi;
+mod compress;
 pub mod config;
 pub mod fastcgi;
 pub mod route;

@@ -20,6 +20,12 @@ pub enum Endpoint {
     Tcp(SocketAddr),
     /// HTTP served on a unix socket (behind another proxy): no IP or port.
     Unix,
+    /// The client as a trusted proxy reported it; the port only when the
+    /// proxy gave one (else REMOTE_PORT is empty: the proxy's own port would mislead).
+    Forwarded {
+        ip: IpAddr,
+        port: Option<u16>,
+    },
 }
 
 /// The parts of an HTTP request that CGI params are derived from.
@@ -139,6 +145,10 @@ pub fn build_params(
     out.push((st(b"DOCUMENT_ROOT"), arena.copy(root)));
     out.push((st(b"SERVER_PROTOCOL"), st(protocol(req.version))));
     out.push((st(b"REQUEST_SCHEME"), scheme(&mut arena, req.scheme)));
+    if req.scheme == "https" {
+        // Exactly "on": what Apache and nginx send and what apps compare against.
+        out.push((st(b"HTTPS"), st(b"on")));
+    }
     out.push((st(b"GATEWAY_INTERFACE"), st(b"CGI/1.1")));
     out.push((st(b"SERVER_SOFTWARE"), st(SERVER_SOFTWARE.as_bytes())));
     let (addr, port) = endpoint(&mut arena, req.remote);
@@ -218,6 +228,10 @@ fn endpoint(arena: &mut Arena, ep: Endpoint) -> (Bytes, Bytes) {
             (arena.display(ip), arena.display(sa.port()))
         }
         Endpoint::Unix => (Bytes::from_static(b"unix:"), Bytes::new()),
+        Endpoint::Forwarded { ip, port } => (
+            arena.display(ip),
+            port.map_or_else(Bytes::new, |p| arena.display(p)),
+        ),
     }
 }
 
@@ -283,6 +297,7 @@ mod tests {
         content_length: Option<u64>,
         remote: Endpoint,
         local: Endpoint,
+        scheme: &'static str,
     }
 
     impl Req {
@@ -295,6 +310,7 @@ mod tests {
                 content_length: None,
                 remote: tcp("192.0.2.7:51234"),
                 local: tcp("10.0.0.1:8080"),
+                scheme: "http",
             }
         }
 
@@ -312,7 +328,7 @@ mod tests {
                 uri: &self.uri,
                 version: self.version,
                 headers: &self.headers,
-                scheme: "http",
+                scheme: self.scheme,
                 content_length: self.content_length,
                 remote: self.remote,
                 local: self.local,
@@ -463,6 +479,29 @@ mod tests {
         assert_eq!(get(&p, "REMOTE_PORT"), Some(&b""[..]));
         assert_eq!(get(&p, "SERVER_ADDR"), Some(&b"unix:"[..]));
         assert_eq!(get(&p, "SERVER_PORT"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn forwarded_client_and_https() {
+        let mut req = Req::get("/");
+        req.remote = Endpoint::Forwarded {
+            ip: "2001:db8::7".parse().unwrap(),
+            port: None,
+        };
+        req.scheme = "https";
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "REMOTE_ADDR"), Some(&b"2001:db8::7"[..]));
+        assert_eq!(get(&p, "REMOTE_PORT"), Some(&b""[..]));
+        assert_eq!(get(&p, "REQUEST_SCHEME"), Some(&b"https"[..]));
+        assert_eq!(get(&p, "HTTPS"), Some(&b"on"[..]));
+        req.remote = Endpoint::Forwarded {
+            ip: "203.0.113.9".parse().unwrap(),
+            port: Some(4711),
+        };
+        req.scheme = "http";
+        let p = req.build(&script(None), &[]);
+        assert_eq!(get(&p, "REMOTE_PORT"), Some(&b"4711"[..]));
+        assert_eq!(get(&p, "HTTPS"), None);
     }
 
     #[test]

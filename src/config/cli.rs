@@ -210,4 +210,66 @@ pub struct ServeArgs {
                 repeat for several"
     )]
     pub cache_control: Vec<String>,
+
+    #[arg(
+        long,
+        value_name = "BYTES",
+        help = "Longest request target (path and query) accepted; longer gets 414 [default: 8k]"
+    )]
+    pub max_uri_length: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "BYTES",
+        help = "Largest request header block accepted (request line excluded); larger gets 431 \
+                [default: 32k]"
+    )]
+    pub max_header_size: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "N",
+        help = "Most request header lines accepted; more get 431 [default: 100]"
+    )]
+    pub max_headers: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "CIDR",
+        help = "A reverse proxy whose X-Forwarded-For/-Proto (see --real-ip-header) are believed: \
+                a network such as 10.0.0.0/8, an IP, or unix (clients of unix-socket listeners); \
+                repeat for several"
+    )]
+    pub trusted_proxy: Vec<String>,
+
+    #[arg(
+        long,
+        value_name = "HEADER",
+        help = "Where trusted proxies put the client: x-forwarded-for (with X-Forwarded-Proto) \
+                or forwarded (RFC 7239 for= and proto=) [default: x-forwarded-for]"
+    )]
+    pub real_ip_header: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        help = "URL path prefix (e.g. /protected) that clients get 404 for; its files are \
+                served only when a script answers X-Accel-Redirect; repeat for several"
+    )]
+    pub internal_location: Vec<String>,
+
+    #[arg(
+        long,
+        value_name = "DIR",
+        help = "Directory whose files a script may send with X-Sendfile: /abs/path; without it \
+                X-Sendfile is ignored"
+    )]
+    pub sendfile_dir: Option<PathBuf>,
+
+    #[arg(
+        long,
+        help = "Compress PHP responses of text, JSON, JavaScript, XML and SVG types with brotli \
+                or gzip when the client accepts it; never event streams or X-Accel-Buffering: no"
+    )]
+    pub compress: bool,
 }

@@ -11,9 +11,9 @@ use std::path::Path;
 use toml::{Table, Value};
 
 use super::values::{
-    check_cache_control, check_count, check_ext, check_front_controller, check_index,
-    check_log_level, check_server_name, check_status_path, check_timeout, parse_duration,
-    parse_size, ListenAddr,
+    check_cache_control, check_count, check_ext, check_front_controller, check_head_limit,
+    check_index, check_internal_location, check_log_level, check_server_name, check_status_path,
+    check_timeout, check_uri_limit, parse_duration, parse_size, ListenAddr,
 };
 use super::{ConfigError, Layer};
 use crate::upstream::UpstreamAddr;
@@ -44,6 +44,14 @@ pub(super) const KEYS: &[&str] = &[
     "never-serve-ext",
     "follow-symlinks-outside-root",
     "cache-control",
+    "max-uri-length",
+    "max-header-size",
+    "max-headers",
+    "trusted-proxy",
+    "real-ip-header",
+    "internal-location",
+    "sendfile-dir",
+    "compress",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -129,6 +137,39 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                 layer.follow_symlinks_outside_root = Some(boolean(value).map_err(bad)?);
             }
             "cache-control" => layer.cache_control = Some(cache_control(path, value)?),
+            "max-uri-length" => {
+                let n = size(value).and_then(check_uri_limit);
+                layer.max_uri_length = Some(n.map_err(bad)?);
+            }
+            "max-header-size" => {
+                let n = size(value).and_then(check_head_limit);
+                layer.max_header_size = Some(n.map_err(bad)?);
+            }
+            "max-headers" => layer.max_headers = Some(count(value).map_err(bad)?),
+            "trusted-proxy" => {
+                let proxies =
+                    string_list(value).and_then(|list| list.into_iter().map(str::parse).collect());
+                layer.trusted_proxies = Some(proxies.map_err(bad)?);
+            }
+            "internal-location" => {
+                let prefixes = string_list(value)
+                    .and_then(|list| list.into_iter().map(check_internal_location).collect());
+                layer.internal_locations = Some(prefixes.map_err(bad)?);
+            }
+            "sendfile-dir" => {
+                let dir = string(value)
+                    .and_then(|s| match s {
+                        "" => Err("must not be empty".to_owned()),
+                        s => Ok(base_dir.join(s)),
+                    })
+                    .map_err(bad)?;
+                layer.sendfile_dir = Some(dir);
+            }
+            "compress" => layer.compress = Some(boolean(value).map_err(bad)?),
+            "real-ip-header" => {
+                let header = string(value).and_then(str::parse);
+                layer.real_ip_header = Some(header.map_err(bad)?);
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     path: path.to_owned(),

@@ -12,10 +12,13 @@ mod file;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_gateway;
+#[cfg(test)]
 mod tests_static;
 mod values;
 
 pub use cli::{Cli, Command, ServeArgs};
+pub(crate) use values::MAX_URI_LENGTH_CEILING;
 pub use values::{parse_duration, parse_size, ListenAddr};
 
 use std::io;
@@ -23,10 +26,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::server::forwarded::{RealIpHeader, TrustedProxy};
 use crate::upstream::UpstreamAddr;
 use values::{
-    check_ext, check_front_controller, check_index, check_log_level, check_server_name,
-    check_status_path, check_timeout, parse_cache_control_flag, parse_count, parse_count_or_zero,
+    check_ext, check_front_controller, check_index, check_internal_location, check_log_level,
+    check_server_name, check_status_path, check_timeout, parse_cache_control_flag, parse_count,
+    parse_count_or_zero, parse_head_limit, parse_uri_limit,
 };
 
 const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
@@ -41,6 +46,9 @@ const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_LOG_LEVEL: &str = "info";
 const DEFAULT_INDEX: &[&str] = &["index.php", "index.html"];
+const DEFAULT_MAX_URI_LENGTH: usize = 8 * 1024;
+const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
+const DEFAULT_MAX_HEADERS: usize = 100;
 
 fn default_listen() -> ListenAddr {
     ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))
@@ -94,6 +102,22 @@ pub struct Config {
     pub follow_symlinks_outside_root: bool,
     /// (lowercase extension, Cache-Control value) for static files.
     pub cache_control: Vec<(String, String)>,
+    /// Longest request target (path and query) in bytes; longer → 414.
+    pub max_uri_length: usize,
+    /// Largest header block (request line excluded) in bytes; larger → 431.
+    pub max_header_size: usize,
+    /// Most request header lines; more → 431.
+    pub max_headers: usize,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<TrustedProxy>,
+    pub real_ip_header: RealIpHeader,
+    /// URI path prefixes (no trailing slash) clients get 404 for; reachable
+    /// only through `X-Accel-Redirect`.
+    pub internal_locations: Vec<String>,
+    /// Canonical directory `X-Sendfile` may serve from; `None` ignores it.
+    pub sendfile_dir: Option<PathBuf>,
+    /// gzip/brotli for PHP responses of text-like types.
+    pub compress: bool,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -138,6 +162,9 @@ pub enum ConfigError {
 
     #[error("root `{}`: {reason}", path.display())]
     Root { path: PathBuf, reason: String },
+
+    #[error("sendfile-dir `{}`: {reason}", path.display())]
+    SendfileDir { path: PathBuf, reason: String },
 
     #[error(
         "php-only-front-controller needs a front controller: give --front-controller or \
@@ -190,6 +217,15 @@ struct Layer {
     never_serve_ext: Option<Vec<String>>,
     follow_symlinks_outside_root: Option<bool>,
     cache_control: Option<Vec<(String, String)>>,
+    max_uri_length: Option<usize>,
+    max_header_size: Option<usize>,
+    max_headers: Option<usize>,
+    trusted_proxies: Option<Vec<TrustedProxy>>,
+    real_ip_header: Option<RealIpHeader>,
+    internal_locations: Option<Vec<String>>,
+    /// Already joined onto the config file's directory when it came from one.
+    sendfile_dir: Option<PathBuf>,
+    compress: Option<bool>,
 }
 
 impl Layer {
@@ -224,6 +260,14 @@ impl Layer {
                 .follow_symlinks_outside_root
                 .or(lower.follow_symlinks_outside_root),
             cache_control: self.cache_control.or(lower.cache_control),
+            max_uri_length: self.max_uri_length.or(lower.max_uri_length),
+            max_header_size: self.max_header_size.or(lower.max_header_size),
+            max_headers: self.max_headers.or(lower.max_headers),
+            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
+            real_ip_header: self.real_ip_header.or(lower.real_ip_header),
+            internal_locations: self.internal_locations.or(lower.internal_locations),
+            sendfile_dir: self.sendfile_dir.or(lower.sendfile_dir),
+            compress: self.compress.or(lower.compress),
         }
     }
 }
@@ -332,6 +376,18 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
             &args.cache_control,
             parse_cache_control_flag,
         )?,
+        max_uri_length: flag("--max-uri-length", &args.max_uri_length, parse_uri_limit)?,
+        max_header_size: flag("--max-header-size", &args.max_header_size, parse_head_limit)?,
+        max_headers: flag("--max-headers", &args.max_headers, parse_count)?,
+        trusted_proxies: flags("--trusted-proxy", &args.trusted_proxy, str::parse)?,
+        real_ip_header: flag("--real-ip-header", &args.real_ip_header, str::parse)?,
+        internal_locations: flags(
+            "--internal-location",
+            &args.internal_location,
+            check_internal_location,
+        )?,
+        sendfile_dir: args.sendfile_dir.clone(),
+        compress: args.compress.then_some(true),
     })
 }
 
@@ -343,6 +399,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         .max_upstream_conns
         .unwrap_or(DEFAULT_MAX_UPSTREAM_CONNS);
     let root = resolve_root(layer.root.ok_or(ConfigError::MissingRoot)?)?;
+    let sendfile_dir = layer.sendfile_dir.map(resolve_sendfile_dir).transpose()?;
     let php_only_front_controller = layer.php_only_front_controller.unwrap_or(false);
     if php_only_front_controller && layer.front_controller.is_none() {
         return Err(ConfigError::PhpOnlyWithoutFrontController);
@@ -385,15 +442,35 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         }),
         follow_symlinks_outside_root: layer.follow_symlinks_outside_root.unwrap_or(false),
         cache_control: layer.cache_control.unwrap_or_default(),
+        max_uri_length: layer.max_uri_length.unwrap_or(DEFAULT_MAX_URI_LENGTH),
+        max_header_size: layer.max_header_size.unwrap_or(DEFAULT_MAX_HEADER_SIZE),
+        max_headers: layer.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
+        trusted_proxies: layer.trusted_proxies.unwrap_or_default(),
+        real_ip_header: layer.real_ip_header.unwrap_or_default(),
+        internal_locations: layer.internal_locations.unwrap_or_default(),
+        sendfile_dir,
+        compress: layer.compress.unwrap_or(false),
     })
 }
 
 /// Canonicalized so later containment checks compare real paths.
 fn resolve_root(path: PathBuf) -> Result<PathBuf, ConfigError> {
-    let fail = |reason: &str| ConfigError::Root {
-        path: path.clone(),
-        reason: reason.to_owned(),
-    };
+    existing_dir(path, |path, reason| ConfigError::Root { path, reason })
+}
+
+fn resolve_sendfile_dir(path: PathBuf) -> Result<PathBuf, ConfigError> {
+    existing_dir(path, |path, reason| ConfigError::SendfileDir {
+        path,
+        reason,
+    })
+}
+
+/// The canonical form of an existing directory; `error` names the setting.
+fn existing_dir(
+    path: PathBuf,
+    error: impl Fn(PathBuf, String) -> ConfigError,
+) -> Result<PathBuf, ConfigError> {
+    let fail = |reason: &str| error(path.clone(), reason.to_owned());
     if path.as_os_str().is_empty() {
         return Err(fail("the path is empty"));
     }

@@ -88,6 +88,14 @@ fn defaults_applied() {
             never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
             follow_symlinks_outside_root: false,
             cache_control: vec![],
+            max_uri_length: 8 * 1024,
+            max_header_size: 32 * 1024,
+            max_headers: 100,
+            trusted_proxies: vec![],
+            real_ip_header: RealIpHeader::XForwardedFor,
+            internal_locations: vec![],
+            sendfile_dir: None,
+            compress: false,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -158,6 +166,14 @@ APP_ENV = "prod"
             never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
             follow_symlinks_outside_root: false,
             cache_control: vec![],
+            max_uri_length: 8 * 1024,
+            max_header_size: 32 * 1024,
+            max_headers: 100,
+            trusted_proxies: vec![],
+            real_ip_header: RealIpHeader::XForwardedFor,
+            internal_locations: vec![],
+            sendfile_dir: None,
+            compress: false,
         }
     );
 }
@@ -275,7 +291,9 @@ fn unknown_key_names_key_and_file() {
          front-controller, server-name, max-body-size, connect-timeout, read-timeout, \
          header-timeout, grace-period, max-upstream-conns, max-connections, log-level, params, \
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
-         php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control)",
+         php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
+         max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
+         internal-location, sendfile-dir, compress)",
         fx.file().display()
     );
     assert_eq!(text, expected);

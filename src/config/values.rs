@@ -135,6 +135,65 @@ pub(crate) fn parse_count_or_zero(s: &str) -> Result<usize, String> {
         .map_err(|_| format!("{s:?} is not a whole number"))
 }
 
+/// hyper's HTTP/1 parser refuses longer request targets itself (414).
+pub(crate) const MAX_URI_LENGTH_CEILING: usize = 65_534;
+
+/// `--max-uri-length`: a size from 1 byte up to what hyper can parse.
+pub(crate) fn parse_uri_limit(s: &str) -> Result<usize, String> {
+    check_uri_limit(parse_size(s)?)
+}
+
+pub(crate) fn check_uri_limit(n: u64) -> Result<usize, String> {
+    match usize::try_from(n) {
+        Ok(n) if (1..=MAX_URI_LENGTH_CEILING).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be between 1 and {MAX_URI_LENGTH_CEILING} bytes (the HTTP parser's own limit)"
+        )),
+    }
+}
+
+/// Header blocks are buffered whole, so the size is capped to keep a
+/// misconfiguration from letting each connection hold megabytes.
+pub(crate) const MAX_HEADER_SIZE_CEILING: usize = 1 << 20;
+
+/// `--max-header-size`: a size from 1 byte to 1 MiB.
+pub(crate) fn parse_head_limit(s: &str) -> Result<usize, String> {
+    check_head_limit(parse_size(s)?)
+}
+
+pub(crate) fn check_head_limit(n: u64) -> Result<usize, String> {
+    match usize::try_from(n) {
+        Ok(n) if (1..=MAX_HEADER_SIZE_CEILING).contains(&n) => Ok(n),
+        _ => Err("must be between 1 byte and 1M".to_owned()),
+    }
+}
+
+/// `--internal-location`: a URI path prefix such as `/protected`, stored
+/// without its trailing slash; it must name a directory below the root.
+pub(crate) fn check_internal_location(path: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("`{path}`: {why}");
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(bad(
+            "must be a URL path starting with `/` (e.g. /protected)",
+        ));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Err(bad("`/` would hide the whole site"));
+    }
+    for segment in rest.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(bad("must be a plain path (no empty, `.` or `..` segments)"));
+        }
+        if segment.contains(['\\', '\0', '\r', '\n', '?', '#', '%']) {
+            return Err(bad(
+                "must be a decoded path without `\\`, `?`, `#`, `%` or control characters",
+            ));
+        }
+    }
+    Ok(format!("/{rest}"))
+}
+
 /// The status page is requested as a script path, like php-fpm's own
 /// `pm.status_path`.
 pub(crate) fn check_status_path(path: &str) -> Result<String, String> {
@@ -374,5 +433,22 @@ mod tests {
             assert!(parse_cache_control_flag(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(check_log_level(" debug "), Ok("debug".to_owned()));
+        assert_eq!(
+            check_internal_location("/protected/"),
+            Ok("/protected".to_owned())
+        );
+        assert_eq!(check_internal_location("/a/b"), Ok("/a/b".to_owned()));
+        for bad in [
+            "",
+            "/",
+            "protected",
+            "/a//b",
+            "/a/../b",
+            "/./a",
+            "/a%2f",
+            "/a?x",
+        ] {
+            assert!(check_internal_location(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -3,15 +3,19 @@
 //! nginx's usual PHP server block does (`try_files $uri $uri/ /index.php`).
 //! Looks at the file system (stat) but does no network I/O and serves no bytes.
 
+mod internal;
 mod path;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_internal;
 #[cfg(test)]
 mod tests_safety;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub use internal::{accel_redirect_target, sendfile_target};
 use path::{
     first_php_segment_end, has_extension, has_hidden_segment, is_php_name, is_plain_segment,
     normalise, percent_decode, slash_location, WELL_KNOWN,
@@ -37,6 +41,9 @@ pub struct RouteConfig {
     pub never_serve_ext: Vec<String>,
     /// Serve and run files whose real location is outside the root (through a symlink).
     pub follow_symlinks_outside_root: bool,
+    /// Normalised URI paths without a trailing slash (`/protected`): 404 for
+    /// clients, reachable only through `X-Accel-Redirect`.
+    pub internal_locations: Vec<String>,
 }
 
 /// A PHP script chosen for a request.
@@ -83,7 +90,7 @@ pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route 
         Ok(path) => path,
         Err(why) => return Route::BadRequest(why),
     };
-    if has_hidden_segment(&path) {
+    if has_hidden_segment(&path) || internal::is_internal(cfg, &path) {
         return Route::NotFound;
     }
     if let Some(end) = first_php_segment_end(&path) {
@@ -209,6 +216,12 @@ fn front_controller(cfg: &RouteConfig) -> Route {
 /// forbids sending it: a symlink may not lead out of the root (unless
 /// allowed), nor to a hidden or never-served file (`notes.txt` → `config.php`).
 fn static_file(cfg: &RouteConfig, file: PathBuf) -> Route {
+    static_file_at(cfg, file, false)
+}
+
+/// `static_file`, where `allow_internal` lets the real file lie in an
+/// internal location (for `X-Accel-Redirect`, never for a client's path).
+fn static_file_at(cfg: &RouteConfig, file: PathBuf, allow_internal: bool) -> Route {
     let real = match plain_path_metadata(&cfg.root, &file) {
         Some(meta) if meta.is_file() => file.clone(),
         _ => match fs::canonicalize(&file) {
@@ -216,6 +229,9 @@ fn static_file(cfg: &RouteConfig, file: PathBuf) -> Route {
             Err(_) => return Route::NotFound,
         },
     };
+    if !allow_internal && internal::holds_real_path(cfg, &real) {
+        return Route::NotFound;
+    }
     let real_name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let hidden = match real.strip_prefix(&cfg.root) {
         Ok(inside) => inside.components().enumerate().any(|(i, c)| {
@@ -285,7 +301,12 @@ fn plain_path_metadata(root: &Path, path: &Path) -> Option<fs::Metadata> {
 
 /// Inside the root once symlinks (of the file or any parent) are resolved,
 /// unless following them out of it is allowed.
+///
+/// A symlink into an internal location never makes it reachable.
 fn is_allowed_location(cfg: &RouteConfig, path: &Path) -> bool {
-    cfg.follow_symlinks_outside_root
-        || fs::canonicalize(path).is_ok_and(|real| real.starts_with(&cfg.root))
+    let Ok(real) = fs::canonicalize(path) else {
+        return false;
+    };
+    (cfg.follow_symlinks_outside_root || real.starts_with(&cfg.root))
+        && !internal::holds_real_path(cfg, &real)
 }

@@ -81,6 +81,7 @@ pub(super) fn cfg(t: &Tree, fc: Option<&str>) -> RouteConfig {
             .map(|e| (*e).to_owned())
             .collect(),
         follow_symlinks_outside_root: false,
+        internal_locations: Vec::new(),
     }
 }
 

@@ -38,6 +38,7 @@ impl Drop for AccessLog {
         let remote = match self.remote {
             Endpoint::Tcp(a) => a.ip().to_string(),
             Endpoint::Unix => "unix:".to_owned(),
+            Endpoint::Forwarded { ip, .. } => ip.to_string(),
         };
         let total_ms = self.start.elapsed().as_secs_f64() * 1000.0;
         let upstream_ms = self

@@ -13,12 +13,15 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::accel;
 use super::access_log::AccessLog;
 use super::body::{log_stderr, GatewayBody, StderrContext};
+use super::forwarded::Client;
 use super::respond;
 use super::AppState;
 use crate::cgi::params::{build_params, Endpoint, RequestInfo};
 use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
+use crate::compress;
 use crate::fastcgi::{self, RecordType, Role};
 use crate::route::{self, Route, Script};
 use crate::static_files;
@@ -38,8 +41,17 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<GatewayBody> {
     let start = Instant::now();
-    let log = AccessLog::new(start, remote, req.method().clone(), req.uri().clone());
-    let (resp, upstream_time) = route_and_forward(&state, remote, local, req).await;
+    let client = state.forwarding.resolve(remote, req.headers());
+    let log = AccessLog::new(
+        start,
+        client.remote,
+        req.method().clone(),
+        req.uri().clone(),
+    );
+    let (resp, upstream_time) = match state.limits.check(&req) {
+        Ok(()) => route_and_forward(&state, client, local, req).await,
+        Err(exceeded) => (respond::head_too_large(exceeded), None),
+    };
     let status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
     let mut log = log;
@@ -49,7 +61,7 @@ pub(crate) async fn handle(
 
 async fn route_and_forward(
     state: &AppState,
-    remote: Endpoint,
+    client: Client,
     local: Endpoint,
     req: Request<Incoming>,
 ) -> (Response<GatewayBody>, Option<std::time::Duration>) {
@@ -85,9 +97,9 @@ async fn route_and_forward(
         uri: &parts.uri,
         version: parts.version,
         headers: &parts.headers,
-        scheme: "http",
+        scheme: if client.https { "https" } else { "http" },
         content_length: prepared.content_length,
-        remote,
+        remote: client.remote,
         local,
         server_name: &server_name,
     };
@@ -117,8 +129,29 @@ async fn route_and_forward(
         request_id: NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed),
         script: script_label(&script),
     };
-    let resp = read_head(rx, ctx, &parts.method).await;
-    (resp, Some(upstream_start.elapsed()))
+    let (mut head, first, rx) = match read_head(rx, &ctx).await {
+        Ok(read) => read,
+        Err(resp) => return (resp, Some(upstream_start.elapsed())),
+    };
+    let upstream_time = Some(upstream_start.elapsed());
+    let directives = accel::take_directives(&mut head);
+    if let Some(target) = directives
+        .file
+        .as_ref()
+        .and_then(|f| accel::resolve(state, f))
+    {
+        // The file replaces the body: read the rest so the connection can be reused.
+        tokio::spawn(drain(rx, ctx));
+        let resp = accel::serve(state, target, head.headers, &parts.method, &parts.headers).await;
+        return (resp, upstream_time);
+    }
+    let resp = build_response(head, first, rx, ctx, &parts.method);
+    let resp = if state.compress {
+        compress::apply(resp, &parts.headers, directives.unbuffered)
+    } else {
+        resp
+    };
+    (resp, upstream_time)
 }
 
 struct PreparedBody {
@@ -191,13 +224,13 @@ async fn prepare_body(
     }
 }
 
-/// Waits for the CGI head (logging STDERR meanwhile), then returns the
-/// response whose body streams the rest of STDOUT.
+/// Waits for the CGI head (logging STDERR meanwhile); returns it with the
+/// body bytes that came along and the channel carrying the rest, or the
+/// error response.
 async fn read_head(
     mut rx: UpstreamResponse,
-    ctx: StderrContext,
-    method: &Method,
-) -> Response<GatewayBody> {
+    ctx: &StderrContext,
+) -> Result<(CgiHead, Bytes, UpstreamResponse), Response<GatewayBody>> {
     let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
     let (head, first) = loop {
         match rx.recv().await {
@@ -206,10 +239,10 @@ async fn read_head(
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "bad CGI response head from the application");
-                    return respond::head_error(&e);
+                    return Err(respond::head_error(&e));
                 }
             },
-            Some(Output::Stderr(data)) => log_stderr(&ctx, &data),
+            Some(Output::Stderr(data)) => log_stderr(ctx, &data),
             Some(Output::Failed(e)) => {
                 let status = respond::upstream_status(&e);
                 if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::BAD_REQUEST {
@@ -217,18 +250,18 @@ async fn read_head(
                 } else {
                     tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "upstream request failed");
                 }
-                return respond::upstream_error(&e);
+                return Err(respond::upstream_error(&e));
             }
             None => match parser.finish() {
                 Ok(done) => break done,
                 Err(e) => {
                     tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "the application ended without a complete CGI head");
-                    return respond::head_error(&e);
+                    return Err(respond::head_error(&e));
                 }
             },
         }
     };
-    build_response(head, first, rx, ctx, method)
+    Ok((head, first, rx))
 }
 
 fn build_response(
@@ -289,6 +322,7 @@ fn choose_server_name(state: &AppState, parts: &http::request::Parts, local: End
         Some(h) if !h.is_empty() => h,
         _ => match local {
             Endpoint::Tcp(a) => a.ip().to_string(),
+            Endpoint::Forwarded { ip, .. } => ip.to_string(),
             Endpoint::Unix => "localhost".to_owned(),
         },
     }

@@ -2,9 +2,12 @@
 //! limits and timeouts, graceful drain, the per-request handler, and
 //! `respond`, the one place where errors become HTTP statuses.
 
+mod accel;
 mod access_log;
 mod body;
+pub mod forwarded;
 mod handler;
+mod limits;
 pub mod respond;
 
 use std::future::Future;
@@ -23,6 +26,8 @@ use crate::config::{Config, ListenAddr};
 use crate::route::RouteConfig;
 use crate::static_files::StaticConfig;
 use crate::upstream::{Pool, PoolSettings};
+use forwarded::Forwarding;
+use limits::HeadLimits;
 
 pub use body::BodyError;
 pub use body::GatewayBody;
@@ -97,6 +102,11 @@ pub(crate) struct AppState {
     pub server_name: Option<String>,
     pub max_body_size: u64,
     pub static_files: StaticConfig,
+    pub limits: HeadLimits,
+    pub forwarding: Forwarding,
+    pub sendfile_dir: Option<PathBuf>,
+    /// gzip/brotli for PHP responses that qualify.
+    pub compress: bool,
 }
 
 /// Serves HTTP on `listeners` until `shutdown` completes, then stops
@@ -136,12 +146,24 @@ impl Server {
                 php_only_front_controller: config.php_only_front_controller,
                 never_serve_ext: config.never_serve_ext.clone(),
                 follow_symlinks_outside_root: config.follow_symlinks_outside_root,
+                internal_locations: config.internal_locations.clone(),
             },
             pool,
             extra_params: config.params.clone(),
             server_name: config.server_name.clone(),
             max_body_size: config.max_body_size,
             static_files: StaticConfig::new(&config.cache_control),
+            limits: HeadLimits {
+                max_uri_length: config.max_uri_length,
+                max_header_size: config.max_header_size,
+                max_headers: config.max_headers,
+            },
+            forwarding: Forwarding {
+                trusted: config.trusted_proxies.clone(),
+                header: config.real_ip_header,
+            },
+            sendfile_dir: config.sendfile_dir.clone(),
+            compress: config.compress,
         });
         Server { config, state }
     }
@@ -217,7 +239,12 @@ async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_buf_size(state.limits.http1_buffer())
+        .max_headers(state.limits.max_headers);
+    builder
+        .http2()
+        .max_header_list_size(state.limits.http2_header_list());
     let builder = Arc::new(builder);
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -4,6 +4,7 @@
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::GatewayBody;
+use super::limits::Exceeded;
 use crate::cgi::response::HeadError;
 use crate::fastcgi::ProtocolStatus;
 use crate::static_files::StaticError;
@@ -79,6 +80,24 @@ pub fn too_large() -> Response<GatewayBody> {
         StatusCode::PAYLOAD_TOO_LARGE,
         "Payload Too Large: the request body exceeds max-body-size\n",
     )
+}
+
+/// A request head over one of the limits; the connection stays usable.
+pub(crate) fn head_too_large(exceeded: Exceeded) -> Response<GatewayBody> {
+    match exceeded {
+        Exceeded::UriLength => plain(
+            StatusCode::URI_TOO_LONG,
+            "URI Too Long: the request target exceeds max-uri-length\n",
+        ),
+        Exceeded::HeaderSize => plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large: the headers exceed max-header-size\n",
+        ),
+        Exceeded::HeaderCount => plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large: more header lines than max-headers\n",
+        ),
+    }
 }
 
 pub fn not_found() -> Response<GatewayBody> {

@@ -22,7 +22,8 @@ const SMALL_FILE: u64 = 256 * 1024;
 
 use crate::server::GatewayBody;
 use file_body::FileBody;
-use negotiate::{accepted_weight, Encoding, Validators};
+use negotiate::Validators;
+pub(crate) use negotiate::{accepted_weight, Encoding};
 use range::RangeRequest;
 
 /// Static-file settings, built once from the config.

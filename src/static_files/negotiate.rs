@@ -7,16 +7,16 @@ use http::{header, HeaderMap};
 
 /// A precompressed sibling file: `app.js.br` next to `app.js`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Encoding {
+pub(crate) enum Encoding {
     Brotli,
     Gzip,
 }
 
 impl Encoding {
     /// In order of preference when the client weighs them equally (brotli is smaller).
-    pub(super) const ALL: [Encoding; 2] = [Encoding::Brotli, Encoding::Gzip];
+    pub(crate) const ALL: [Encoding; 2] = [Encoding::Brotli, Encoding::Gzip];
 
-    pub(super) fn token(self) -> &'static str {
+    pub(crate) fn token(self) -> &'static str {
         match self {
             Encoding::Brotli => "br",
             Encoding::Gzip => "gzip",
@@ -35,7 +35,7 @@ impl Encoding {
 /// The client's weight (q, in thousandths) for `enc`: 0 when not acceptable.
 ///
 /// An explicit entry wins over `*`; `x-gzip` counts as `gzip` (RFC 9110 §8.4.1.3).
-pub(super) fn accepted_weight(headers: &HeaderMap, enc: Encoding) -> u16 {
+pub(crate) fn accepted_weight(headers: &HeaderMap, enc: Encoding) -> u16 {
     let mut explicit = None;
     let mut wildcard = None;
     for value in headers.get_all(header::ACCEPT_ENCODING) {

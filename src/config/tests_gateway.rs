@@ -1,0 +1,168 @@
+//! Tests for the request-limit, proxy and PHP-response settings:
+//! `max-uri-length`, `max-header-size`, `max-headers` and those after them.
+
+use std::fs;
+
+use clap::Parser;
+
+use super::*;
+
+fn serve_args(argv: &[&str]) -> ServeArgs {
+    let mut full = vec!["fcgi-gateway", "serve"];
+    full.extend_from_slice(argv);
+    match Cli::try_parse_from(full).unwrap().command {
+        Command::Serve(args) => args,
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
+/// A temp dir with `gateway.toml` = a minimal config plus `extra`.
+fn file_with(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("www")).unwrap();
+    let path = dir.path().join("gateway.toml");
+    fs::write(
+        &path,
+        format!("upstream = \"unix:/run/php/fpm.sock\"\nroot = \"www\"\n{extra}"),
+    )
+    .unwrap();
+    (dir, path)
+}
+
+fn flags(extra: &[&str]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap().to_owned();
+    let mut argv = vec!["--upstream", "unix:/x", "--root", root.as_str()];
+    argv.extend_from_slice(extra);
+    load(&serve_args(&argv))
+}
+
+fn message(result: Result<Config, ConfigError>) -> String {
+    let text = result.unwrap_err().to_string();
+    assert!(!text.contains('\n'), "multi-line error: {text}");
+    text
+}
+
+#[test]
+fn limit_keys_and_flags_are_read() {
+    let (_dir, path) =
+        file_with("max-uri-length = \"4k\"\nmax-header-size = 2048\nmax-headers = 20\n");
+    let config = check_file(&path).unwrap();
+    assert_eq!(config.max_uri_length, 4096);
+    assert_eq!(config.max_header_size, 2048);
+    assert_eq!(config.max_headers, 20);
+
+    let config = flags(&[
+        "--max-uri-length",
+        "100",
+        "--max-header-size",
+        "1M",
+        "--max-headers",
+        "7",
+    ])
+    .unwrap();
+    assert_eq!(config.max_uri_length, 100);
+    assert_eq!(config.max_header_size, 1 << 20);
+    assert_eq!(config.max_headers, 7);
+}
+
+#[test]
+fn limits_out_of_range_are_refused() {
+    let text = message(flags(&["--max-uri-length", "70000"]));
+    assert!(text.starts_with("--max-uri-length: "), "{text}");
+    assert!(text.contains("65534"), "{text}");
+    assert!(message(flags(&["--max-uri-length", "0"])).contains("between 1"));
+    assert!(message(flags(&["--max-header-size", "2M"])).starts_with("--max-header-size: "));
+    assert!(message(flags(&["--max-header-size", "0"])).contains("between 1"));
+    assert!(message(flags(&["--max-headers", "0"])).starts_with("--max-headers: "));
+    let (_dir, path) = file_with("max-headers = 0\n");
+    assert!(message(check_file(&path)).contains("key `max-headers`"));
+    let (_dir, path) = file_with("max-uri-length = \"1G\"\n");
+    assert!(message(check_file(&path)).contains("key `max-uri-length`"));
+}
+
+#[test]
+fn proxy_keys_and_flags_are_read() {
+    let (_dir, path) = file_with(
+        "trusted-proxy = [\"10.0.0.0/8\", \"::1\", \"unix\"]\nreal-ip-header = \"forwarded\"\n",
+    );
+    let config = check_file(&path).unwrap();
+    let shown: Vec<String> = config
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "::1/128", "unix"]);
+    assert_eq!(config.real_ip_header, RealIpHeader::Forwarded);
+    let (_dir, path) = file_with("trusted-proxy = \"127.0.0.1\"\n");
+    assert_eq!(check_file(&path).unwrap().trusted_proxies.len(), 1);
+
+    let config = flags(&[
+        "--trusted-proxy",
+        "192.168.0.0/16",
+        "--trusted-proxy",
+        "fd00::/8",
+        "--real-ip-header",
+        "X-Forwarded-For",
+    ])
+    .unwrap();
+    assert_eq!(config.trusted_proxies.len(), 2);
+    assert_eq!(config.real_ip_header, RealIpHeader::XForwardedFor);
+}
+
+#[test]
+fn bad_proxy_values_name_the_flag_or_key() {
+    let text = message(flags(&["--trusted-proxy", "10.0.0.0/40"]));
+    assert!(text.starts_with("--trusted-proxy: `10.0.0.0/40`"), "{text}");
+    let text = message(flags(&["--real-ip-header", "x-real-ip"]));
+    assert!(text.starts_with("--real-ip-header: "), "{text}");
+    let (_dir, path) = file_with("trusted-proxy = [\"lb.example\"]\n");
+    assert!(message(check_file(&path)).contains("key `trusted-proxy`"));
+}
+
+#[test]
+fn internal_location_and_sendfile_dir_are_read() {
+    let (dir, path) = file_with(
+        "internal-location = [\"/protected/\", \"/private/files\"]\nsendfile-dir = \"www\"\n",
+    );
+    let config = check_file(&path).unwrap();
+    assert_eq!(config.internal_locations, ["/protected", "/private/files"]);
+    let www = fs::canonicalize(dir.path().join("www")).unwrap();
+    assert_eq!(config.sendfile_dir.as_deref(), Some(www.as_path()));
+
+    let files = tempfile::tempdir().unwrap();
+    let config = flags(&[
+        "--internal-location",
+        "/dl",
+        "--sendfile-dir",
+        files.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(config.internal_locations, ["/dl"]);
+    assert_eq!(
+        config.sendfile_dir,
+        Some(fs::canonicalize(files.path()).unwrap())
+    );
+}
+
+#[test]
+fn bad_internal_location_or_sendfile_dir() {
+    let text = message(flags(&["--internal-location", "/"]));
+    assert!(text.starts_with("--internal-location: "), "{text}");
+    let text = message(flags(&["--sendfile-dir", "/no/such/dir"]));
+    assert_eq!(text, "sendfile-dir `/no/such/dir`: no such directory");
+    let (_dir, path) = file_with("internal-location = \"protected\"\n");
+    assert!(message(check_file(&path)).contains("key `internal-location`"));
+    let (_dir, path) = file_with("sendfile-dir = \"gateway.toml\"\n");
+    assert!(message(check_file(&path)).contains("not a directory"));
+}
+
+#[test]
+fn compress_is_off_unless_asked() {
+    assert!(!flags(&[]).unwrap().compress);
+    assert!(flags(&["--compress"]).unwrap().compress);
+    let (_dir, path) = file_with("compress = true\n");
+    assert!(check_file(&path).unwrap().compress);
+    let (_dir, path) = file_with("compress = \"yes\"\n");
+    assert!(message(check_file(&path)).contains("key `compress`"));
+}
