@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The tests start their own php-fpm, so install it
-# first when it is missing (Debian/Ubuntu; needs root or sudo).
+# first when it is missing, and DokuWiki for the real-application test
+# (Debian/Ubuntu; needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,5 +14,13 @@ if ! have_fpm; then
     [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq php-fpm >/dev/null
+fi
+# tests/dokuwiki.rs needs Debian's DokuWiki (a real PHP application).
+if [[ ! -f /usr/share/dokuwiki/doku.php ]]; then
+    echo "DokuWiki not found; installing it with apt-get" >&2
+    sudo_cmd=""
+    [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends dokuwiki >/dev/null
 fi
 cargo test "$@"
