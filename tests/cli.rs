@@ -210,3 +210,69 @@ fn serves_on_a_unix_socket_and_drains_on_sigterm() {
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(log.contains("GET /env.php"), "access log line: {log}");
 }
+
+/// Serves one request on a unix socket and returns what the gateway logged.
+fn log_of_one_request(extra: &[&str], rust_log: Option<&str>) -> String {
+    let fpm = PhpFpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("gw.sock");
+    let mut cmd = bin();
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("unix:{}", sock.display()),
+        "--upstream",
+        &format!("unix:{}", fpm.unix_socket.display()),
+        "--root",
+        &fixtures_dir().display().to_string(),
+    ])
+    .args(extra)
+    .env_remove("RUST_LOG")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if let Some(filter) = rust_log {
+        cmd.env("RUST_LOG", filter);
+    }
+    let mut child = cmd.spawn().expect("spawn gateway");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = http_over_unix(
+        &sock,
+        "GET /hello.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    // SAFETY: kill(2) takes two integers and touches none of our memory; the PID
+    // is our own child, not yet waited for, so it cannot name another process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    child.wait().unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    log
+}
+
+#[test]
+fn log_level_flag_and_rust_log_both_work() {
+    let quiet = log_of_one_request(&["--log-level", "warn"], None);
+    assert!(
+        !quiet.contains("GET /hello.php"),
+        "warn hides access lines: {quiet}"
+    );
+    let loud = log_of_one_request(&["--log-level", "warn"], Some("info"));
+    assert!(loud.contains("GET /hello.php"), "RUST_LOG wins: {loud}");
+    let default = log_of_one_request(&[], None);
+    assert!(
+        default.contains("GET /hello.php"),
+        "info by default: {default}"
+    );
+}

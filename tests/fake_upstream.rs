@@ -262,3 +262,75 @@ async fn slow_request_head_is_cut_off_by_header_timeout() {
     assert_eq!(gateway::get(gw.addr, "/hello.php").await.text(), "ok");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn connect_timeout_is_504() {
+    // A TCP listener that never accepts, with its backlog full: further
+    // connects hang in SYN_SENT until the gateway's connect-timeout.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let upstream = format!("tcp:{addr}");
+    let gw = gateway_for(&upstream, &["--connect-timeout", "300ms"]).await;
+    let r = gateway::get(gw.addr, "/hello.php").await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(r.text().contains("connect-timeout"), "{}", r.text());
+    gw.shutdown().await;
+    drop(socket);
+}
+
+#[tokio::test]
+async fn upstream_silent_mid_response_is_cut_at_read_timeout() {
+    let fake = FakeFcgi::start(vec![
+        Script {
+            steps: vec![
+                Step::Stdout(HEAD.to_vec()),
+                Step::Stdout(b"started ".to_vec()),
+                Step::Sleep(Duration::from_secs(3)),
+                Step::Stdout(b"too late".to_vec()),
+                end(),
+            ],
+        },
+        Script::ok("next"),
+    ])
+    .await;
+    let upstream = format!("unix:{}", fake.unix_socket.display());
+    let gw = gateway_for(&upstream, &["--read-timeout", "300ms"]).await;
+    let started = std::time::Instant::now();
+    let out = gateway::raw(
+        gw.addr,
+        b"GET /hello.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    // The head was already sent: the response is aborted, not completed.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(!out.contains("too late"), "{out}");
+    assert!(!out.contains("\r\n0\r\n\r\n"), "{out}");
+    assert_eq!(gateway::get(gw.addr, "/hello.php").await.text(), "next");
+    gw.shutdown().await;
+}

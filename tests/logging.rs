@@ -126,3 +126,18 @@ async fn static_answers_are_access_logged() {
     line("\"GET /.env\" 404");
     assert!(!logs.contains("aborted"), "{logs}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn non_loopback_tcp_upstream_warns_about_allowed_clients() {
+    let (_guard, logs) = capture_logs();
+    let root = support::php_fpm::fixtures_dir().display().to_string();
+    // Nothing is sent to these addresses: no request is made.
+    let remote = Gateway::start(&["--upstream", "tcp:192.0.2.10:9000", "--root", &root]).await;
+    let local = Gateway::start(&["--upstream", "tcp:127.0.0.1:9000", "--root", &root]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    remote.shutdown().await;
+    local.shutdown().await;
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert_eq!(logs.matches("listen.allowed_clients").count(), 1, "{logs}");
+    assert!(logs.contains("192.0.2.10"), "{logs}");
+}

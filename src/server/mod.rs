@@ -225,6 +225,20 @@ fn size_pool(config: &Config, pool: &Pool) {
     });
 }
 
+/// Anyone who can speak FastCGI to php-fpm can run code (PHP ini values ride
+/// in params), so a TCP upstream off this host deserves a loud reminder.
+fn warn_if_exposed(upstream: &crate::upstream::UpstreamAddr) {
+    if let crate::upstream::UpstreamAddr::Tcp { host, .. } = upstream {
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            tracing::warn!(%upstream, "the upstream is not on loopback: make sure php-fpm's listen.allowed_clients lists only this gateway (a php-fpm reachable by others runs arbitrary code)");
+        }
+    }
+}
+
 async fn serve(
     config: Config,
     state: Arc<AppState>,
@@ -233,6 +247,7 @@ async fn serve(
 ) -> Result<(), ServeError> {
     state.pool.spawn_reaper();
     size_pool(&config, &state.pool);
+    warn_if_exposed(&config.upstream);
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
