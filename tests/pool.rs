@@ -376,3 +376,28 @@ async fn pool_size_follows_php_fpm_status_page() {
         gw.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn spooled_body_is_replayed_on_retry() {
+    // Request 2 arrives on the kept connection with a chunked (spooled) body;
+    // the server reads all of it, then closes without answering.
+    let close = Script {
+        steps: vec![Step::Close],
+    };
+    let fake = FakeFcgi::start(vec![Script::ok("first"), close, Script::ok("replayed")]).await;
+    let upstream = format!("unix:{}", fake.unix_socket.display());
+    let gw = gateway_for(&upstream, &[]).await;
+    assert_eq!(gateway::get(gw.addr, "/hello.php").await.text(), "first");
+    let out = gateway::raw(
+        gw.addr,
+        b"POST /hello.php HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("replayed"), "{out}");
+    assert_eq!(fake.last_stdin(), b"hello world");
+    assert_eq!(gw.pool.snapshot().retries, 1);
+    gw.shutdown().await;
+}

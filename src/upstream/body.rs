@@ -45,6 +45,20 @@ impl RequestBody {
         }
     }
 
+    /// Starts the body over for a retry; false when it cannot be replayed
+    /// (a client stream already read is gone).
+    pub fn rewind(&mut self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Stream(_) => false,
+            RequestBody::Spooled(spool) => {
+                spool.next_memory = 0;
+                spool.file_rewound = false;
+                true
+            }
+        }
+    }
+
     /// The next piece of body, or None at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
         match self {
@@ -72,6 +86,8 @@ impl RequestBody {
 #[derive(Debug, Default)]
 pub struct Spool {
     memory: Vec<Bytes>,
+    /// Index of the next memory chunk to send.
+    next_memory: usize,
     file: Option<tokio::fs::File>,
     len: u64,
     /// Where the file part is read from next (after rewinding).
@@ -138,8 +154,9 @@ impl Spool {
     }
 
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
-        if !self.memory.is_empty() {
-            return Ok(Some(self.memory.remove(0)));
+        if let Some(chunk) = self.memory.get(self.next_memory) {
+            self.next_memory += 1;
+            return Ok(Some(chunk.clone()));
         }
         let Some(file) = self.file.as_mut() else {
             return Ok(None);
@@ -152,7 +169,6 @@ impl Spool {
         let mut buf = BytesMut::with_capacity(FILE_CHUNK);
         let n = file.read_buf(&mut buf).await.map_err(io_err)?;
         if n == 0 {
-            self.file = None;
             return Ok(None);
         }
         Ok(Some(buf.freeze()))
@@ -190,7 +206,14 @@ mod tests {
             .unwrap();
         assert!(spool.file.is_some());
         assert_eq!(spool.len(), data.len() as u64);
-        assert_eq!(drain(RequestBody::Spooled(spool)).await, data);
+        let mut body = RequestBody::Spooled(spool);
+        let mut first = Vec::new();
+        for _ in 0..3 {
+            first.extend_from_slice(&body.next_chunk().await.unwrap().unwrap());
+        }
+        // A retry replays it from the start.
+        assert!(body.rewind());
+        assert_eq!(drain(body).await, data);
     }
 
     #[tokio::test]

@@ -96,10 +96,11 @@ pub async fn forward(pool: Pool, mut request: FcgiRequest, out: mpsc::Sender<Out
             }
             Err(failure) => {
                 drop(lease);
+                // A spooled body can be sent again; a streamed one is gone.
                 let retryable = reused
                     && !retried
                     && !failure.got_response_bytes
-                    && !failure.body_consumed
+                    && (!failure.body_consumed || request.body.rewind())
                     && matches!(
                         failure.error,
                         UpstreamError::Write(_) | UpstreamError::Read(_) | UpstreamError::Closed
