@@ -47,6 +47,7 @@ SCENARIOS = {
     "post1m": ("/echo_post.php", "post1m.lua", "1 MiB POST"),
     "front": ("/blog/some/article?page=2", None, "front-controller route"),
     "static4k": ("/static4k.css", None, "4 KiB static file"),
+    "static1m": ("/static1m.png", None, "1 MiB static image"),
 }
 
 
@@ -135,14 +136,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=3, help="seconds per cell")
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--scenarios", default="hello,64k,post1m,front,static4k")
     ap.add_argument("--concurrency", default="1,32,256")
     ap.add_argument("--sockets", default="unix,tcp")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--servers", default="nginx,gateway",
+                    help="server kinds, compared against the first: nginx (upstream keepalive), "
+                         "nginx-nokeep (a new php-fpm connection per request), gateway, "
+                         "gateway-noidle (--max-idle-conns 0)")
     args = ap.parse_args()
     scenarios = args.scenarios.split(",")
     concurrency = [int(c) for c in args.concurrency.split(",")]
     sockets = args.sockets.split(",")
+    kinds = args.servers.split(",")
+    for k in kinds:
+        if k not in ("nginx", "nginx-nokeep", "gateway", "gateway-noidle"):
+            sys.exit(f"unknown server kind {k}")
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"{tool} not found: apt-get install {tool}")
@@ -155,6 +164,8 @@ def main():
     shutil.copytree(os.path.join(ROOT, "fixtures", "php"), docroot)
     with open(os.path.join(docroot, "static4k.css"), "w") as f:
         f.write(("body { margin: 0; padding: 0; color: #333; }\n" * 100)[:4096])
+    with open(os.path.join(docroot, "static1m.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + os.urandom(1024 * 1024 - 8))
     with open(os.path.join(work, "post1m.lua"), "w") as f:
         f.write('wrk.method = "POST"\nwrk.body = string.rep("x", 1048576)\n'
                 'wrk.headers["Content-Type"] = "application/octet-stream"\n')
@@ -173,7 +184,7 @@ def main():
         ports = {}
         conf = [f"[global]\npid = {work}/fpm.pid\nerror_log = {work}/fpm.log\ndaemonize = no\n"]
         upstream = {}
-        for server in ("nginx", "gateway"):
+        for server in kinds:
             for sock in sockets:
                 name = f"{server}-{sock}"
                 if sock == "unix":
@@ -193,23 +204,29 @@ def main():
 
         servers = {}
         nginx_servers = []
-        for sock in sockets:
-            port = free_port()
-            up = upstream[f"nginx-{sock}"]
-            target = f"unix:{up}" if sock == "unix" else up
-            nginx_servers.append(f"""
-    upstream fpm_{sock} {{ server {target}; keepalive 4; }}
+        for kind in [k for k in kinds if k.startswith("nginx")]:
+            keep = kind == "nginx"
+            for sock in sockets:
+                port = free_port()
+                name = f"{kind}-{sock}"
+                up = upstream[name]
+                target = f"unix:{up}" if sock == "unix" else up
+                ident = name.replace("-", "_")
+                keepalive = "keepalive 4;" if keep else ""
+                keep_conn = "fastcgi_keep_conn on;" if keep else ""
+                nginx_servers.append(f"""
+    upstream {ident} {{ server {target}; {keepalive} }}
     server {{
         listen 127.0.0.1:{port}; root {docroot};
         location / {{ try_files $uri $uri/ /index.php?$query_string; }}
         location ~ \\.php$ {{
             try_files $fastcgi_script_name =404;
             include /etc/nginx/fastcgi.conf;
-            fastcgi_keep_conn on; fastcgi_pass fpm_{sock};
+            {keep_conn} fastcgi_pass {ident};
             client_max_body_size 16m;
         }}
     }}""")
-            servers[f"nginx-{sock}"] = port
+                servers[name] = port
         with open(f"{work}/nginx.conf", "w") as f:
             f.write(f"""daemon off;
 worker_processes 1;
@@ -226,15 +243,18 @@ http {{
         nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
         nginx = start([nginx_bin, "-c", f"{work}/nginx.conf", "-e", f"{work}/nginx-error.log"])
         gateways = {}
-        for sock in sockets:
-            port = free_port()
-            up = upstream[f"gateway-{sock}"]
-            addr = f"unix:{up}" if sock == "unix" else f"tcp:{up}"
-            gateways[f"gateway-{sock}"] = start([
-                gateway_bin, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", addr,
-                "--root", docroot, "--front-controller", "/index.php",
-                "--max-upstream-conns", "4", "--log-level", "warn"])
-            servers[f"gateway-{sock}"] = port
+        for kind in [k for k in kinds if k.startswith("gateway")]:
+            for sock in sockets:
+                port = free_port()
+                name = f"{kind}-{sock}"
+                up = upstream[name]
+                addr = f"unix:{up}" if sock == "unix" else f"tcp:{up}"
+                extra = ["--max-idle-conns", "0"] if kind == "gateway-noidle" else []
+                gateways[name] = start([
+                    gateway_bin, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", addr,
+                    "--root", docroot, "--front-controller", "/index.php",
+                    "--max-upstream-conns", "4", "--log-level", "warn"] + extra)
+                servers[name] = port
 
         for name, port in servers.items():
             for _ in range(100):
@@ -255,7 +275,7 @@ http {{
         for r in range(args.rounds):
             for sc, c, sock in cells:
                 path, lua, _ = SCENARIOS[sc]
-                for server in ("nginx", "gateway"):
+                for server in kinds:
                     name = f"{server}-{sock}"
                     pids = pids_of(name)
                     cmd = ["wrk", f"-t{min(2, c)}", f"-c{c}", f"-d{args.duration}s", "--latency"]
@@ -289,20 +309,21 @@ http {{
                             capture_output=True, text=True).stdout.strip()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     machine = f"{platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}"
+    base_kind = kinds[0]
     rows = []
     for sc, c, sock in cells:
-        row = {"scenario": sc, "concurrency": c, "socket": sock}
-        for server in ("nginx", "gateway"):
+        base_rps = med([x["rps"] for x in results[(sc, c, sock, base_kind)]])
+        for server in kinds:
             runs = results[(sc, c, sock, server)]
-            row[server] = {k: med([x[k] for x in runs]) for k in runs[0]}
-            row[server]["failed_total"] = sum(x["non2xx"] + x["socket_errors"] for x in runs)
-        n, g = row["nginx"]["rps"], row["gateway"]["rps"]
-        row["rps_ratio"] = g / n if n else None
-        rows.append(row)
+            row = {"scenario": sc, "concurrency": c, "socket": sock, "server": server}
+            row.update({k: med([x[k] for x in runs]) for k in runs[0]})
+            row["failed_total"] = sum(x["non2xx"] + x["socket_errors"] for x in runs)
+            row["rps_ratio_vs_" + base_kind] = row["rps"] / base_rps if base_rps else None
+            rows.append(row)
 
     os.makedirs(args.out, exist_ok=True)
     doc = {"commit": commit, "date": stamp, "machine": machine, "rounds": args.rounds,
-           "duration_s": args.duration, "rows": rows}
+           "duration_s": args.duration, "servers": kinds, "rows": rows}
     base = os.path.join(args.out, f"{stamp[:10]}-{commit}")
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=2)
@@ -310,20 +331,19 @@ http {{
     def fmt(v, nd=0):
         return "-" if v is None else f"{v:.{nd}f}"
 
-    lines = [f"# fcgi-gateway vs nginx, commit {commit}, {stamp}", "",
-             f"Machine: {machine}. php-fpm static 4 children per pool; wrk {args.duration}s per cell; "
-             f"median of {args.rounds} interleaved rounds. CPU = server's own CPU per request.", "",
-             "| scenario | c | socket | nginx req/s | gateway req/s | ratio | nginx p50/p99 ms | gateway p50/p99 ms "
-             "| nginx cpu µs/req | gateway cpu µs/req | failed (n/g) | peak RSS KiB (n/g) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"# fcgi-gateway benchmark, commit {commit}, {stamp}", "",
+             f"Machine: {machine}. One php-fpm, a pool per server and socket (static, 4 children); "
+             f"wrk {args.duration}s per cell; median of {args.rounds} interleaved rounds. "
+             f"CPU = the server's own CPU per request (all its processes). "
+             f"nginx: upstream keepalive 4 + fastcgi_keep_conn on; nginx-nokeep: a connection per request; "
+             f"gateway: --max-upstream-conns 4; gateway-noidle: plus --max-idle-conns 0.", "",
+             f"| scenario | c | socket | server | req/s | vs {base_kind} | p50 ms | p99 ms | cpu µs/req | failed | peak RSS KiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        n, g = row["nginx"], row["gateway"]
         lines.append(
-            f"| {row['scenario']} | {row['concurrency']} | {row['socket']} | {fmt(n['rps'])} | {fmt(g['rps'])} "
-            f"| {fmt(row['rps_ratio'], 2)} | {fmt(n['p50_ms'], 2)}/{fmt(n['p99_ms'], 2)} "
-            f"| {fmt(g['p50_ms'], 2)}/{fmt(g['p99_ms'], 2)} | {fmt(n['cpu_us_per_req'], 1)} "
-            f"| {fmt(g['cpu_us_per_req'], 1)} | {n['failed_total']}/{g['failed_total']} "
-            f"| {fmt(n['rss_peak_kib'])}/{fmt(g['rss_peak_kib'])} |")
+            f"| {row['scenario']} | {row['concurrency']} | {row['socket']} | {row['server']} | {fmt(row['rps'])} "
+            f"| {fmt(row['rps_ratio_vs_' + base_kind], 2)} | {fmt(row['p50_ms'], 2)} | {fmt(row['p99_ms'], 2)} "
+            f"| {fmt(row['cpu_us_per_req'], 1)} | {row['failed_total']} | {fmt(row['rss_peak_kib'])} |")
     table = "\n".join(lines) + "\n"
     with open(base + ".md", "w") as f:
         f.write(table)
