@@ -5,31 +5,21 @@
 
 mod support;
 
-use std::sync::OnceLock;
-
 use bytes::Bytes;
 use support::gateway::{self, Gateway, Reply};
 use support::php_fpm::PhpFpm;
 use support::site::{Site, OUTSIDE_SECRET};
 
 fn fpm() -> &'static PhpFpm {
-    static FPM: OnceLock<PhpFpm> = OnceLock::new();
-    FPM.get_or_init(PhpFpm::start)
+    support::shared_fpm()
 }
 
 fn upstreams() -> Vec<String> {
-    let fpm = fpm();
-    vec![
-        format!("unix:{}", fpm.unix_socket.display()),
-        format!("tcp:{}", fpm.tcp_addr),
-    ]
+    support::upstreams_of(fpm())
 }
 
 async fn start(upstream: &str, site: &Site, extra: &[&str]) -> Gateway {
-    let root = site.root_arg();
-    let mut args = vec!["--upstream", upstream, "--root", root.as_str()];
-    args.extend_from_slice(extra);
-    Gateway::start(&args).await
+    Gateway::serve(upstream, &site.root_arg(), extra).await
 }
 
 const INTERNAL: [&str; 2] = ["--internal-location", "/protected"];

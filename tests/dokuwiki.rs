@@ -15,7 +15,6 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use bytes::Bytes;
 use support::gateway::{self, Gateway, Reply};
@@ -32,16 +31,11 @@ const PASSWORD: &str = "gateway-secret";
 const PASSWORD_HASH: &str = "$2y$04$I9xqUs3ed.ieVA0o2xeUre.4lWApKyq0MUHJrqkRGHnYXEEiDcdE2";
 
 fn fpm() -> &'static PhpFpm {
-    static FPM: OnceLock<PhpFpm> = OnceLock::new();
-    FPM.get_or_init(PhpFpm::start)
+    support::shared_fpm()
 }
 
 fn upstreams() -> Vec<String> {
-    let fpm = fpm();
-    vec![
-        format!("unix:{}", fpm.unix_socket.display()),
-        format!("tcp:{}", fpm.tcp_addr),
-    ]
+    support::upstreams_of(fpm())
 }
 
 /// The copied wiki: `app/` (document root), `conf/`, `data/`, `sessions/`.

@@ -19,10 +19,12 @@ fn upstreams(fake: &FakeFcgi) -> Vec<String> {
 }
 
 async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
-    let root = support::php_fpm::fixtures_dir().display().to_string();
-    let mut args = vec!["--upstream", upstream, "--root", root.as_str()];
-    args.extend_from_slice(extra);
-    Gateway::start(&args).await
+    Gateway::serve(
+        upstream,
+        &support::php_fpm::fixtures_dir().display().to_string(),
+        extra,
+    )
+    .await
 }
 
 fn end() -> Step {

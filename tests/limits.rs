@@ -5,23 +5,17 @@
 
 mod support;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm};
 
 fn fpm() -> &'static PhpFpm {
-    static FPM: OnceLock<PhpFpm> = OnceLock::new();
-    FPM.get_or_init(PhpFpm::start)
+    support::shared_fpm()
 }
 
 fn upstreams() -> Vec<String> {
-    let fpm = fpm();
-    vec![
-        format!("unix:{}", fpm.unix_socket.display()),
-        format!("tcp:{}", fpm.tcp_addr),
-    ]
+    support::upstreams_of(fpm())
 }
 
 async fn start(upstream: &str, extra: &[&str]) -> Gateway {

@@ -13,10 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Both upstream addresses of one php-fpm, as `--upstream` values.
 fn upstreams(fpm: &PhpFpm) -> Vec<String> {
-    vec![
-        format!("unix:{}", fpm.unix_socket.display()),
-        format!("tcp:{}", fpm.tcp_addr),
-    ]
+    support::upstreams_of(fpm)
 }
 
 fn root() -> String {
@@ -24,10 +21,7 @@ fn root() -> String {
 }
 
 async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
-    let root = root();
-    let mut args = vec!["--upstream", upstream, "--root", root.as_str()];
-    args.extend_from_slice(extra);
-    Gateway::start(&args).await
+    Gateway::serve(upstream, &root(), extra).await
 }
 
 fn sha256_hex(data: &[u8]) -> String {

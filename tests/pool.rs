@@ -13,17 +13,11 @@ use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
 
 fn upstreams(fpm: &PhpFpm) -> Vec<String> {
-    vec![
-        format!("unix:{}", fpm.unix_socket.display()),
-        format!("tcp:{}", fpm.tcp_addr),
-    ]
+    support::upstreams_of(fpm)
 }
 
 async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
-    let root = fixtures_dir().display().to_string();
-    let mut args = vec!["--upstream", upstream, "--root", root.as_str()];
-    args.extend_from_slice(extra);
-    Gateway::start(&args).await
+    Gateway::serve(upstream, &fixtures_dir().display().to_string(), extra).await
 }
 
 /// Sends `total` GETs of `path` with `concurrency` clients; returns the statuses.

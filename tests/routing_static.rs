@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,25 +13,16 @@ use support::gateway::{self, Gateway, Reply};
 use support::php_fpm::PhpFpm;
 use support::site::{Site, OUTSIDE_SECRET};
 
-/// One php-fpm for the whole binary; the harness stops it when the process exits.
 fn fpm() -> &'static PhpFpm {
-    static FPM: OnceLock<PhpFpm> = OnceLock::new();
-    FPM.get_or_init(PhpFpm::start)
+    support::shared_fpm()
 }
 
 fn upstreams() -> Vec<String> {
-    let fpm = fpm();
-    vec![
-        format!("unix:{}", fpm.unix_socket.display()),
-        format!("tcp:{}", fpm.tcp_addr),
-    ]
+    support::upstreams_of(fpm())
 }
 
 async fn start(upstream: &str, site: &Site, extra: &[&str]) -> Gateway {
-    let root = site.root_arg();
-    let mut args = vec!["--upstream", upstream, "--root", root.as_str()];
-    args.extend_from_slice(extra);
-    Gateway::start(&args).await
+    Gateway::serve(upstream, &site.root_arg(), extra).await
 }
 
 const FC: [&str; 2] = ["--front-controller", "/index.php"];

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,16 +17,11 @@ use support::php_fpm::{fixtures_dir, PhpFpm};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn fpm() -> &'static PhpFpm {
-    static FPM: OnceLock<PhpFpm> = OnceLock::new();
-    FPM.get_or_init(PhpFpm::start)
+    support::shared_fpm()
 }
 
 fn upstreams() -> Vec<String> {
-    let fpm = fpm();
-    vec![
-        format!("unix:{}", fpm.unix_socket.display()),
-        format!("tcp:{}", fpm.tcp_addr),
-    ]
+    support::upstreams_of(fpm())
 }
 
 fn args<'a>(upstream: &'a str, root: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

@@ -58,6 +58,13 @@ impl Gateway {
         }
     }
 
+    /// `--upstream UPSTREAM --root ROOT` plus `extra` flags.
+    pub async fn serve(upstream: &str, root: &str, extra: &[&str]) -> Gateway {
+        let mut args = vec!["--upstream", upstream, "--root", root];
+        args.extend_from_slice(extra);
+        Gateway::start(&args).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

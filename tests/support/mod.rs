@@ -70,3 +70,18 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .windows(needle.len())
         .position(|window| window == needle)
 }
+
+/// One php-fpm for the whole test binary; the harness stops it (by PID) when
+/// the process exits.
+pub fn shared_fpm() -> &'static PhpFpm {
+    static FPM: std::sync::OnceLock<PhpFpm> = std::sync::OnceLock::new();
+    FPM.get_or_init(PhpFpm::start)
+}
+
+/// `--upstream` values for both of a php-fpm's pools: unix, then tcp.
+pub fn upstreams_of(fpm: &PhpFpm) -> Vec<String> {
+    vec![
+        format!("unix:{}", fpm.unix_socket.display()),
+        format!("tcp:{}", fpm.tcp_addr),
+    ]
+}
