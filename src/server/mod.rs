@@ -25,7 +25,7 @@ use crate::cgi::params::Endpoint;
 use crate::config::{Config, ListenAddr};
 use crate::route::RouteConfig;
 use crate::static_files::StaticConfig;
-use crate::upstream::{Pool, PoolSettings};
+use crate::upstream::{Pool, PoolSettings, UpstreamAddr};
 use forwarded::Forwarding;
 use limits::HeadLimits;
 
@@ -127,9 +127,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// `config.upstream` must be set: the binary fills it in with the
+    /// embedded php-fpm's socket before calling this. Left empty, the pool
+    /// dials an empty unix path, so every script request gets 502.
     pub fn new(config: Config) -> Server {
         let pool = Pool::new(PoolSettings {
-            addr: config.upstream.clone(),
+            addr: upstream_of(&config),
             max_conns: config.max_upstream_conns,
             max_idle: config.max_idle_conns,
             queue_length: config.queue_length,
@@ -181,21 +184,28 @@ impl Server {
     }
 }
 
+fn upstream_of(config: &Config) -> UpstreamAddr {
+    config
+        .upstream
+        .clone()
+        .unwrap_or_else(|| UpstreamAddr::Unix(PathBuf::new()))
+}
+
 /// How often php-fpm's status page is read again to follow its size.
 const STATUS_REFRESH: Duration = Duration::from_secs(30);
 
 /// Logs the pool size and why; with a status path, follows php-fpm's size.
 fn size_pool(config: &Config, pool: &Pool) {
     let Some(path) = config.fpm_status_path.clone() else {
-        tracing::info!(upstream = %config.upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
+        tracing::info!(upstream = %upstream_of(config), size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
         return;
     };
     let follow = config.size_from_fpm_status;
     if !follow {
-        tracing::info!(upstream = %config.upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
+        tracing::info!(upstream = %upstream_of(config), size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
     }
     let pool = pool.clone();
-    let upstream = config.upstream.clone();
+    let upstream = upstream_of(config);
     tokio::spawn(async move {
         loop {
             match crate::upstream::fpm_status::fetch(&pool, &path).await {
@@ -261,7 +271,7 @@ async fn serve(
         })
         .collect();
     for listener in listeners {
-        tracing::info!(listen = %listener.describe(), upstream = %config.upstream, root = %config.root.display(), "serving");
+        tracing::info!(listen = %listener.describe(), upstream = %upstream_of(&config), root = %config.root.display(), "serving");
         accept_tasks.push(tokio::spawn(accept_loop(
             listener,
             state.clone(),
