@@ -10,12 +10,14 @@
 //! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
 //! - `upstream` — `unix:`/`tcp:` addresses, dialing, one connection's drive, the connection pool.
 //! - `shutdown` — signals and the drain deadline.
+//! - `embedded_fpm` — php-fpm as our supervised child when no upstream is given.
 //! - `bench`    — the `bench` subcommand: php-fpm latency/throughput per upstream; off the serving path.
 
 pub mod bench;
 pub mod cgi;
 mod compress;
 pub mod config;
+pub mod embedded_fpm;
 pub mod fastcgi;
 pub mod route;
 pub mod server;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fcgi_gateway::config::{self, Cli, Command};
+use fcgi_gateway::embedded_fpm::{EmbeddedFpm, FpmError, FpmSettings};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -32,7 +33,10 @@ fn main() -> ExitCode {
             match serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
+                    // php-fpm missing is a message for a person, said once.
+                    if e.downcast_ref::<FpmError>().is_none() {
+                        tracing::error!("{e:#}");
+                    }
                     eprintln!("fcgi-gateway: {e:#}");
                     ExitCode::from(2)
                 }
@@ -53,14 +57,36 @@ fn init_tracing(level: &str) {
         .init();
 }
 
-fn serve(config: config::Config) -> anyhow::Result<()> {
+fn serve(mut config: config::Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Bound first: a taken port fails before php-fpm is started.
         let listeners = fcgi_gateway::server::bind(&config.listen).await?;
-        fcgi_gateway::server::run(config, listeners, fcgi_gateway::shutdown::first_signal())
-            .await?;
+        let fpm = match (&config.upstream, &config.fpm_status_path) {
+            (Some(_), _) => None,
+            (None, status_path) => {
+                let fpm = EmbeddedFpm::start(FpmSettings {
+                    bin: config.php_fpm.clone(),
+                    children: config.fpm_children,
+                    status_path: status_path
+                        .clone()
+                        .unwrap_or_else(|| config::EMBEDDED_FPM_STATUS_PATH.to_owned()),
+                })
+                .await?;
+                config.upstream = Some(fpm.upstream());
+                Some(fpm)
+            }
+        };
+        let served =
+            fcgi_gateway::server::run(config, listeners, fcgi_gateway::shutdown::first_signal())
+                .await;
+        // php-fpm goes last, after in-flight requests have drained.
+        if let Some(fpm) = fpm {
+            fpm.stop().await;
+        }
+        served?;
         Ok(())
     })
 }

@@ -63,7 +63,6 @@ fn bad_arguments_exit_2_with_one_line() {
             ],
             "5x",
         ),
-        (vec!["serve", "--root", &root], "upstream"),
         (
             vec![
                 "serve",

@@ -141,3 +141,42 @@ async fn non_loopback_tcp_upstream_warns_about_allowed_clients() {
     assert_eq!(logs.matches("listen.allowed_clients").count(), 1, "{logs}");
     assert!(logs.contains("192.0.2.10"), "{logs}");
 }
+
+/// php-fpm's "Primary script unknown" (a container mounting the app at
+/// another path) gets a log line naming the SCRIPT_FILENAME we sent.
+#[tokio::test(flavor = "current_thread")]
+async fn primary_script_unknown_names_the_script_filename() {
+    let (_guard, logs) = capture_logs();
+    let fake = FakeFcgi::start(vec![Script {
+        steps: vec![
+            Step::Stderr(b"Primary script unknown".to_vec()),
+            Step::Stdout(b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\n".to_vec()),
+            Step::Stdout(b"File not found.\n".to_vec()),
+            end(),
+        ],
+    }])
+    .await;
+    let root = support::php_fpm::fixtures_dir();
+    let upstream = format!("unix:{}", fake.unix_socket.display());
+    let gw = Gateway::start(&[
+        "--upstream",
+        &upstream,
+        "--root",
+        &root.display().to_string(),
+    ])
+    .await;
+    let r = gateway::get(gw.addr, "/hello.php").await;
+    assert_eq!(r.status, 404);
+    gw.shutdown().await;
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let sent = root.canonicalize().unwrap().join("hello.php");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("must exist where php-fpm runs"))
+        .unwrap_or_else(|| panic!("no hint about the path: {logs}"));
+    assert!(
+        line.contains(&format!("SCRIPT_FILENAME={}", sent.display())),
+        "{line}"
+    );
+    assert!(line.contains("container"), "{line}");
+}

@@ -56,7 +56,8 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "ADDR",
-        help = "FastCGI server (php-fpm) address: unix:/path/to.sock or tcp:host:port"
+        help = "FastCGI server (php-fpm) address: unix:/path/to.sock or tcp:host:port; \
+                without it, php-fpm is started as our child on a private socket"
     )]
     pub upstream: Option<String>,
 
@@ -272,4 +273,19 @@ pub struct ServeArgs {
                 or gzip when the client accepts it; never event streams or X-Accel-Buffering: no"
     )]
     pub compress: bool,
+
+    #[arg(
+        long,
+        value_name = "BIN",
+        help = "php-fpm binary for the embedded php-fpm (no --upstream) \
+                [default: php-fpm, php-fpm8.x or php-fpm7.x on PATH, then /usr/sbin/php-fpm*]"
+    )]
+    pub php_fpm: Option<PathBuf>,
+
+    #[arg(
+        long,
+        value_name = "N",
+        help = "Workers of the embedded php-fpm (pm = static) [default: the CPU count, at least 2]"
+    )]
+    pub fpm_children: Option<String>,
 }

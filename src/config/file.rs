@@ -52,6 +52,8 @@ pub(super) const KEYS: &[&str] = &[
     "internal-location",
     "sendfile-dir",
     "compress",
+    "php-fpm",
+    "fpm-children",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -166,6 +168,16 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                 layer.sendfile_dir = Some(dir);
             }
             "compress" => layer.compress = Some(boolean(value).map_err(bad)?),
+            "php-fpm" => {
+                let bin = string(value)
+                    .and_then(|s| match s {
+                        "" => Err("must not be empty".to_owned()),
+                        s => Ok(base_dir.join(s)),
+                    })
+                    .map_err(bad)?;
+                layer.php_fpm = Some(bin);
+            }
+            "fpm-children" => layer.fpm_children = Some(count(value).map_err(bad)?),
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);
                 layer.real_ip_header = Some(header.map_err(bad)?);

@@ -12,6 +12,8 @@ mod file;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_embedded;
+#[cfg(test)]
 mod tests_gateway;
 #[cfg(test)]
 mod tests_static;
@@ -49,6 +51,8 @@ const DEFAULT_INDEX: &[&str] = &["index.php", "index.html"];
 const DEFAULT_MAX_URI_LENGTH: usize = 8 * 1024;
 const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
 const DEFAULT_MAX_HEADERS: usize = 100;
+/// `pm.status_path` of the embedded php-fpm's pool, unless one is given.
+pub const EMBEDDED_FPM_STATUS_PATH: &str = "/fpm-status";
 
 fn default_listen() -> ListenAddr {
     ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))
@@ -59,7 +63,9 @@ fn default_listen() -> ListenAddr {
 pub struct Config {
     /// Addresses to accept HTTP on; never empty.
     pub listen: Vec<ListenAddr>,
-    pub upstream: UpstreamAddr,
+    /// `None`: no upstream was given, so php-fpm runs embedded
+    /// (`crate::embedded_fpm`); the binary fills this in once it listens.
+    pub upstream: Option<UpstreamAddr>,
     /// Canonical path of an existing directory.
     pub root: PathBuf,
     /// Plain file names tried in order for a directory request; may be empty
@@ -118,6 +124,10 @@ pub struct Config {
     pub sendfile_dir: Option<PathBuf>,
     /// gzip/brotli for PHP responses of text-like types.
     pub compress: bool,
+    /// The embedded php-fpm's binary; `None` searches PATH and /usr/sbin.
+    pub php_fpm: Option<PathBuf>,
+    /// The embedded php-fpm's worker count; `None` = from the CPU count.
+    pub fpm_children: Option<usize>,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -153,9 +163,6 @@ pub enum ConfigError {
 
     #[error("{flag}: {message}")]
     Flag { flag: &'static str, message: String },
-
-    #[error("missing upstream: give --upstream or `upstream` in the config file")]
-    MissingUpstream,
 
     #[error("missing root: give --root or `root` in the config file")]
     MissingRoot,
@@ -226,6 +233,9 @@ struct Layer {
     /// Already joined onto the config file's directory when it came from one.
     sendfile_dir: Option<PathBuf>,
     compress: Option<bool>,
+    /// Already joined onto the config file's directory when it came from one.
+    php_fpm: Option<PathBuf>,
+    fpm_children: Option<usize>,
 }
 
 impl Layer {
@@ -268,6 +278,8 @@ impl Layer {
             internal_locations: self.internal_locations.or(lower.internal_locations),
             sendfile_dir: self.sendfile_dir.or(lower.sendfile_dir),
             compress: self.compress.or(lower.compress),
+            php_fpm: self.php_fpm.or(lower.php_fpm),
+            fpm_children: self.fpm_children.or(lower.fpm_children),
         }
     }
 }
@@ -388,13 +400,20 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         )?,
         sendfile_dir: args.sendfile_dir.clone(),
         compress: args.compress.then_some(true),
+        php_fpm: args.php_fpm.clone(),
+        fpm_children: flag("--fpm-children", &args.fpm_children, parse_count)?,
     })
 }
 
 fn finish(layer: Layer) -> Result<Config, ConfigError> {
-    let upstream = layer.upstream.ok_or(ConfigError::MissingUpstream)?;
-    let size_from_fpm_status =
-        layer.fpm_status_path.is_some() && layer.max_upstream_conns.is_none();
+    let upstream = layer.upstream;
+    // The embedded php-fpm publishes its status page here, so the pool
+    // sizes itself to its workers like it would for any php-fpm.
+    let fpm_status_path = match (&upstream, layer.fpm_status_path) {
+        (None, None) => Some(EMBEDDED_FPM_STATUS_PATH.to_owned()),
+        (_, given) => given,
+    };
+    let size_from_fpm_status = fpm_status_path.is_some() && layer.max_upstream_conns.is_none();
     let max_upstream_conns = layer
         .max_upstream_conns
         .unwrap_or(DEFAULT_MAX_UPSTREAM_CONNS);
@@ -424,7 +443,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
             .log_level
             .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
         params: layer.params.unwrap_or_default(),
-        fpm_status_path: layer.fpm_status_path,
+        fpm_status_path,
         size_from_fpm_status,
         // Idle connections beyond the pool size could never be used.
         max_idle_conns: layer
@@ -450,6 +469,8 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         internal_locations: layer.internal_locations.unwrap_or_default(),
         sendfile_dir,
         compress: layer.compress.unwrap_or(false),
+        php_fpm: layer.php_fpm,
+        fpm_children: layer.fpm_children,
     })
 }
 

@@ -64,7 +64,7 @@ fn defaults_applied() {
         config,
         Config {
             listen: vec!["127.0.0.1:8080".parse().unwrap()],
-            upstream: UpstreamAddr::Unix("/run/php/fpm.sock".into()),
+            upstream: Some(UpstreamAddr::Unix("/run/php/fpm.sock".into())),
             root: fx.www(),
             index: vec!["index.php".to_owned(), "index.html".to_owned()],
             front_controller: None,
@@ -96,6 +96,8 @@ fn defaults_applied() {
             internal_locations: vec![],
             sendfile_dir: None,
             compress: false,
+            php_fpm: None,
+            fpm_children: None,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -138,10 +140,10 @@ APP_ENV = "prod"
                 "[::1]:8081".parse().unwrap(),
                 ListenAddr::Unix("/tmp/gw.sock".into()),
             ],
-            upstream: UpstreamAddr::Tcp {
+            upstream: Some(UpstreamAddr::Tcp {
                 host: "127.0.0.1".into(),
                 port: 9000
-            },
+            }),
             root: fx.www(),
             index: vec!["app.php".to_owned(), "index.html".to_owned()],
             front_controller: Some("/app.php".to_owned()),
@@ -174,6 +176,8 @@ APP_ENV = "prod"
             internal_locations: vec![],
             sendfile_dir: None,
             compress: false,
+            php_fpm: None,
+            fpm_children: None,
         }
     );
 }
@@ -227,7 +231,10 @@ fn flags_override_file() {
             ListenAddr::Unix("/tmp/x.sock".into())
         ]
     );
-    assert_eq!(config.upstream.to_string(), "tcp:localhost:9001");
+    assert_eq!(
+        config.upstream.map(|u| u.to_string()).as_deref(),
+        Some("tcp:localhost:9001")
+    );
     assert_eq!(config.root, other.canonicalize().unwrap());
     assert_eq!(config.read_timeout, Duration::from_secs(9));
     assert_eq!(config.max_body_size, 1 << 20);
@@ -293,7 +300,7 @@ fn unknown_key_names_key_and_file() {
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
-         internal-location, sendfile-dir, compress)",
+         internal-location, sendfile-dir, compress, php-fpm, fpm-children)",
         fx.file().display()
     );
     assert_eq!(text, expected);
@@ -485,14 +492,6 @@ fn relative_root_flag_is_relative_to_the_current_directory() {
         .canonicalize()
         .unwrap();
     assert_eq!(load(&args).unwrap().root, expected);
-}
-
-#[test]
-fn missing_upstream() {
-    let fx = Fixture::new("root = \"www\"\n");
-    let expected = "missing upstream: give --upstream or `upstream` in the config file";
-    assert_eq!(message(check_file(&fx.file())), expected);
-    assert_eq!(message(load(&ServeArgs::default())), expected);
 }
 
 #[test]

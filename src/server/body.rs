@@ -21,6 +21,8 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 pub struct StderrContext {
     pub request_id: u64,
     pub script: Arc<str>,
+    /// The SCRIPT_FILENAME we sent, for php-fpm's "Primary script unknown".
+    pub script_filename: Arc<str>,
 }
 
 pub struct GatewayBody {
@@ -114,8 +116,25 @@ pub fn log_stderr(ctx: &StderrContext, data: &[u8]) {
         let line = line.trim_end();
         if !line.is_empty() {
             tracing::warn!(request_id = ctx.request_id, script = %ctx.script, "php stderr: {line}");
+            if names_missing_script(line) {
+                // Usually php-fpm runs elsewhere (a container) with the app
+                // mounted at another path than ours.
+                tracing::warn!(
+                    request_id = ctx.request_id,
+                    script_filename = %ctx.script_filename,
+                    "php-fpm cannot find the script we sent as SCRIPT_FILENAME={}: that path \
+                     must exist where php-fpm runs (in a container, mount the app at the \
+                     same path in both containers)",
+                    ctx.script_filename
+                );
+            }
         }
     }
+}
+
+/// php-fpm's words for "SCRIPT_FILENAME does not exist here".
+fn names_missing_script(line: &str) -> bool {
+    line.contains("Primary script unknown") || line.contains("File not found.")
 }
 
 impl Body for GatewayBody {

@@ -128,6 +128,7 @@ async fn route_and_forward(
     let ctx = StderrContext {
         request_id: NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed),
         script: script_label(&script),
+        script_filename: Arc::from(script.script_filename.to_string_lossy().as_ref()),
     };
     let (mut head, first, rx) = match read_head(rx, &ctx).await {
         Ok(read) => read,

@@ -25,7 +25,7 @@ use crate::cgi::params::Endpoint;
 use crate::config::{Config, ListenAddr};
 use crate::route::RouteConfig;
 use crate::static_files::StaticConfig;
-use crate::upstream::{Pool, PoolSettings};
+use crate::upstream::{Pool, PoolSettings, UpstreamAddr};
 use forwarded::Forwarding;
 use limits::HeadLimits;
 
@@ -127,9 +127,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// `config.upstream` must be set: the binary fills it in with the
+    /// embedded php-fpm's socket before calling this. Left empty, the pool
+    /// dials an empty unix path, so every script request gets 502.
     pub fn new(config: Config) -> Server {
         let pool = Pool::new(PoolSettings {
-            addr: config.upstream.clone(),
+            addr: upstream_of(&config),
             max_conns: config.max_upstream_conns,
             max_idle: config.max_idle_conns,
             queue_length: config.queue_length,
@@ -181,23 +184,34 @@ impl Server {
     }
 }
 
+fn upstream_of(config: &Config) -> UpstreamAddr {
+    config
+        .upstream
+        .clone()
+        .unwrap_or_else(|| UpstreamAddr::Unix(PathBuf::new()))
+}
+
 /// How often php-fpm's status page is read again to follow its size.
 const STATUS_REFRESH: Duration = Duration::from_secs(30);
+/// How soon to ask again when the status page could not be read.
+const STATUS_RETRY: Duration = Duration::from_secs(2);
 
 /// Logs the pool size and why; with a status path, follows php-fpm's size.
 fn size_pool(config: &Config, pool: &Pool) {
     let Some(path) = config.fpm_status_path.clone() else {
-        tracing::info!(upstream = %config.upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
+        tracing::info!(upstream = %upstream_of(config), size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
         return;
     };
     let follow = config.size_from_fpm_status;
     if !follow {
-        tracing::info!(upstream = %config.upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
+        tracing::info!(upstream = %upstream_of(config), size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
     }
     let pool = pool.clone();
-    let upstream = config.upstream.clone();
+    let upstream = upstream_of(config);
     tokio::spawn(async move {
         loop {
+            // After a failure (php-fpm still starting, restarting) ask again soon.
+            let mut next = STATUS_REFRESH;
             match crate::upstream::fpm_status::fetch(&pool, &path).await {
                 Ok(status) => {
                     tracing::debug!(%upstream, ?status, "php-fpm status");
@@ -205,7 +219,7 @@ fn size_pool(config: &Config, pool: &Pool) {
                         tracing::warn!(%upstream, listen_queue = status.listen_queue, max_children_reached = status.max_children_reached, "php-fpm has connections waiting in its listen queue");
                     }
                     if follow && status.max_children > 0 {
-                        pool.resize(
+                        pool.set_known_size(
                             status.max_children as usize,
                             &format!(
                                 "php-fpm status page {path} reports {} children",
@@ -218,9 +232,10 @@ fn size_pool(config: &Config, pool: &Pool) {
                 }
                 Err(e) => {
                     tracing::warn!(%upstream, path = %path, error = %e, size = pool.snapshot().size, "cannot read php-fpm's status page; keeping the current pool size");
+                    next = STATUS_RETRY;
                 }
             }
-            tokio::time::sleep(STATUS_REFRESH).await;
+            tokio::time::sleep(next).await;
         }
     });
 }
@@ -247,7 +262,7 @@ async fn serve(
 ) -> Result<(), ServeError> {
     state.pool.spawn_reaper();
     size_pool(&config, &state.pool);
-    warn_if_exposed(&config.upstream);
+    warn_if_exposed(&upstream_of(&config));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -276,7 +291,7 @@ async fn serve(
         })
         .collect();
     for listener in listeners {
-        tracing::info!(listen = %listener.describe(), upstream = %config.upstream, root = %config.root.display(), "serving");
+        tracing::info!(listen = %listener.describe(), upstream = %upstream_of(&config), root = %config.root.display(), "serving");
         accept_tasks.push(tokio::spawn(accept_loop(
             listener,
             state.clone(),

@@ -104,6 +104,8 @@ struct PoolInner {
     fresh_awaiting_first_byte: AtomicUsize,
     backoff: Mutex<Backoff>,
     learning: Mutex<CapacityWindow>,
+    /// Set once php-fpm itself told the size: learning from evidence stops.
+    size_is_known: std::sync::atomic::AtomicBool,
     stats: PoolStats,
 }
 
@@ -160,6 +162,7 @@ impl Pool {
                     next_delay: BACKOFF_MIN,
                 }),
                 learning: Mutex::new(CapacityWindow::default()),
+                size_is_known: std::sync::atomic::AtomicBool::new(false),
                 stats: PoolStats::default(),
                 settings,
             }),
@@ -202,6 +205,13 @@ impl Pool {
             saturated: get(&s.saturated),
             closed_for_waiter: get(&s.closed_for_waiter),
         }
+    }
+
+    /// Sets the size php-fpm reported (its status page): from then on the
+    /// pool no longer guesses its capacity from backlog evidence.
+    pub fn set_known_size(&self, size: usize, why: &str) {
+        self.inner.size_is_known.store(true, Ordering::Release);
+        self.resize(size, why);
     }
 
     /// Changes the pool size (e.g. to php-fpm's `max children`). Shrinking
@@ -450,6 +460,9 @@ impl Lease {
 /// sat in php-fpm's backlog, the pool is larger than php-fpm's worker count:
 /// shrink it to the most connections php-fpm was seen serving at once.
 fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize) {
+    if pool.size_is_known.load(Ordering::Acquire) {
+        return;
+    }
     let busy = pool.busy.load(Ordering::Acquire);
     let served = busy.saturating_sub(awaiting).max(1);
     let verdict: (bool, bool, usize) = {

@@ -1,0 +1,275 @@
+//! The binary with no `--upstream`: php-fpm runs as its child. Learned from
+//! the log: the master's PID (`embedded php-fpm started pid=N`); its workers
+//! are read from /proc.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::demo_dir;
+
+/// A running gateway whose log lines (ANSI colours stripped) arrive on `lines`.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... final letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn start(extra: &[&str]) -> Running {
+    let addr = free_addr();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fcgi-gateway"))
+        .args(["serve", "--root", &demo_dir().display().to_string()])
+        .args(["--listen", &addr.to_string(), "--fpm-children", "2"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fcgi-gateway");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(strip_ansi(&line)).is_err() {
+                break;
+            }
+        }
+    });
+    Running {
+        child,
+        addr,
+        lines,
+        log: Vec::new(),
+    }
+}
+
+impl Running {
+    /// Waits for a log line containing `needle`; returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?}; log:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
+    /// The PID in the first line containing `needle` (`... pid=N`).
+    fn pid_after(&mut self, needle: &str) -> i32 {
+        let line = self.wait_for(needle);
+        let (_, rest) = line.split_once("pid=").expect("pid= in the line");
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    fn get(&self, path: &str) -> String {
+        let mut s = TcpStream::connect(self.addr).expect("connect to the gateway");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) takes two integers and touches no memory; the PID is
+        // our own child, not yet waited for, so it names no other process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "gateway did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(libc::SIGTERM);
+            let _ = self.wait_exit();
+        }
+    }
+}
+
+/// Alive (not a zombie) and a php-fpm process.
+fn is_live_php_fpm(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let comm = stat
+        .get(stat.find('(').unwrap_or(0) + 1..close)
+        .unwrap_or("");
+    let state = stat[close + 1..].split_whitespace().next();
+    comm.starts_with("php-fpm") && state != Some("Z")
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rfind(')')
+                    .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<i32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+/// Waits until php-fpm `master` has forked `n` workers; returns their PIDs.
+fn workers(master: i32, n: usize) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let w: Vec<i32> = children_of(master)
+            .into_iter()
+            .filter(|&p| is_live_php_fpm(p))
+            .collect();
+        if w.len() >= n {
+            return w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "php-fpm {master} has workers {w:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_gone(pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&p| is_live_php_fpm(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "php-fpm processes left: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serves_the_demo_through_its_own_php_fpm_and_stops_it_on_sigterm() {
+    let mut gw = start(&[]);
+    let master = gw.pid_after("embedded php-fpm started");
+    gw.wait_for("serving");
+    let page = gw.get("/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Hello from PHP"), "{page}");
+    // The pool sized itself from the embedded php-fpm's status page.
+    gw.wait_for("reports 2 children");
+    let mut all = workers(master, 2);
+    all.push(master);
+    assert!(is_live_php_fpm(master));
+
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit(), Some(0), "log:\n{}", gw.log.join("\n"));
+    assert_gone(&all);
+    gw.wait_for("embedded php-fpm stopped");
+}
+
+#[test]
+fn a_killed_php_fpm_is_restarted_and_requests_succeed_again() {
+    let mut gw = start(&[]);
+    let master = gw.pid_after("embedded php-fpm started");
+    gw.wait_for("serving");
+    assert!(gw.get("/").starts_with("HTTP/1.1 200"));
+    let old_workers = workers(master, 2);
+    assert!(is_live_php_fpm(master));
+    // SAFETY: kill(2) by PID, just checked to be the live php-fpm master.
+    assert_eq!(unsafe { libc::kill(master, libc::SIGKILL) }, 0);
+
+    gw.wait_for("embedded php-fpm exited; restarting it");
+    let new_master = gw.pid_after("embedded php-fpm restarted");
+    assert_ne!(new_master, master);
+    // The orphaned workers of the killed master do not linger.
+    assert_gone(&old_workers);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = gw.get("/");
+        if page.starts_with("HTTP/1.1 200") && page.contains("Hello from PHP") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut all = workers(new_master, 2);
+    all.push(new_master);
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit(), Some(0));
+    assert_gone(&all);
+}
+
+#[test]
+fn missing_php_fpm_exits_2_with_install_hints_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fcgi-gateway"))
+        .args(["serve", "--root", &demo_dir().display().to_string()])
+        .args(["--listen", &free_addr().to_string()])
+        .args(["--php-fpm", "/nonexistent/php-fpm"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for hint in [
+        "apt-get install php-fpm",
+        "apk add php83-fpm",
+        "dnf install php-fpm",
+        "brew install php",
+    ] {
+        assert_eq!(err.matches(hint).count(), 1, "{hint}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
