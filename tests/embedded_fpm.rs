@@ -273,3 +273,25 @@ fn missing_php_fpm_exits_2_with_install_hints_once() {
     }
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_php_fpm_that_is_not_executable_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("php-fpm");
+    std::fs::write(&bin, "not a program").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fcgi-gateway"))
+        .args(["serve", "--root", &demo_dir().display().to_string()])
+        .args(["--listen", &free_addr().to_string()])
+        .args(["--php-fpm", &bin.display().to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--php-fpm {}: not an executable file",
+            bin.display()
+        )),
+        "{err}"
+    );
+}
