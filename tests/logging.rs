@@ -180,3 +180,40 @@ async fn primary_script_unknown_names_the_script_filename() {
     );
     assert!(line.contains("container"), "{line}");
 }
+
+/// PHP's error lines on STDERR are logged with their level, file and line
+/// as fields; other lines stay as they are.
+#[tokio::test(flavor = "current_thread")]
+async fn php_error_lines_become_structured_fields() {
+    let (_guard, logs) = capture_logs();
+    let fake = FakeFcgi::start(vec![Script {
+        steps: vec![
+            Step::Stderr(
+                b"PHP message: PHP Warning:  Undefined variable $x in /srv/app/a.php on line 3\n"
+                    .to_vec(),
+            ),
+            Step::Stderr(b"plain line\n".to_vec()),
+            Step::Stdout(HEAD.to_vec()),
+            end(),
+        ],
+    }])
+    .await;
+    let root = support::php_fpm::fixtures_dir().display().to_string();
+    let upstream = format!("unix:{}", fake.unix_socket.display());
+    let gw = Gateway::serve(&upstream, &root, &[]).await;
+    assert_eq!(gateway::get(gw.addr, "/hello.php").await.status, 200);
+    gw.shutdown().await;
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("Undefined variable"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        line.contains("php Warning: Undefined variable $x"),
+        "{line}"
+    );
+    assert!(line.contains("php_level=\"Warning\""), "{line}");
+    assert!(line.contains("php_file=\"/srv/app/a.php\""), "{line}");
+    assert!(line.contains("php_line=3"), "{line}");
+    assert!(logs.contains("php stderr: plain line"), "{logs}");
+}

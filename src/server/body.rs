@@ -114,7 +114,21 @@ impl GatewayBody {
 pub fn log_stderr(ctx: &StderrContext, data: &[u8]) {
     for line in String::from_utf8_lossy(data).lines() {
         let line = line.trim_end();
-        if !line.is_empty() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(e) = super::php_stderr::parse(line) {
+            tracing::warn!(
+                request_id = ctx.request_id,
+                script = %ctx.script,
+                php_level = e.level,
+                php_file = e.file,
+                php_line = e.line,
+                "php {}: {}",
+                e.level,
+                e.message
+            );
+        } else {
             tracing::warn!(request_id = ctx.request_id, script = %ctx.script, "php stderr: {line}");
             if names_missing_script(line) {
                 // Usually php-fpm runs elsewhere (a container) with the app

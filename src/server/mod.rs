@@ -8,6 +8,7 @@ mod body;
 pub mod forwarded;
 mod handler;
 mod limits;
+mod php_stderr;
 pub mod respond;
 
 use std::future::Future;
