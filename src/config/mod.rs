@@ -128,6 +128,8 @@ pub struct Config {
     pub php_fpm: Option<PathBuf>,
     /// The embedded php-fpm's worker count; `None` = from the CPU count.
     pub fpm_children: Option<usize>,
+    /// Where /healthz, /readyz and /metrics are served; `None` = nowhere.
+    pub admin_listen: Option<ListenAddr>,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -236,6 +238,7 @@ struct Layer {
     /// Already joined onto the config file's directory when it came from one.
     php_fpm: Option<PathBuf>,
     fpm_children: Option<usize>,
+    admin_listen: Option<ListenAddr>,
 }
 
 impl Layer {
@@ -280,6 +283,7 @@ impl Layer {
             compress: self.compress.or(lower.compress),
             php_fpm: self.php_fpm.or(lower.php_fpm),
             fpm_children: self.fpm_children.or(lower.fpm_children),
+            admin_listen: self.admin_listen.or(lower.admin_listen),
         }
     }
 }
@@ -402,6 +406,7 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         compress: args.compress.then_some(true),
         php_fpm: args.php_fpm.clone(),
         fpm_children: flag("--fpm-children", &args.fpm_children, parse_count)?,
+        admin_listen: flag("--admin-listen", &args.admin_listen, str::parse)?,
     })
 }
 
@@ -471,6 +476,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         compress: layer.compress.unwrap_or(false),
         php_fpm: layer.php_fpm,
         fpm_children: layer.fpm_children,
+        admin_listen: layer.admin_listen,
     })
 }
 
