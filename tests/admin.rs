@@ -4,8 +4,10 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::Command;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::gateway::{self, Gateway};
@@ -170,4 +172,61 @@ fn bad_admin_listen_exits_2_naming_the_flag() {
     assert!(stderr.contains("--admin-listen"), "{stderr}");
     assert!(stderr.contains("nonsense"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+fn http_over_unix(path: &std::path::Path, request: &str) -> String {
+    let mut s = UnixStream::connect(path).expect("connect to the admin socket");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn binary_serves_admin_on_a_unix_socket_and_removes_it_on_exit() {
+    let fpm = support::shared_fpm();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let public = dir.path().join("gw.sock");
+    let admin = dir.path().join("admin.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fcgi-gateway"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("unix:{}", public.display()),
+            "--admin-listen",
+            &format!("unix:{}", admin.display()),
+            "--upstream",
+            &format!("tcp:{}", fpm.tcp_addr),
+            "--root",
+            &fixtures_dir().display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gateway");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !admin.exists() {
+        assert!(Instant::now() < deadline, "no admin socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let get = |path: &str| {
+        http_over_unix(
+            &admin,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let health = get("/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    assert!(get("/readyz").starts_with("HTTP/1.1 200"));
+    assert!(get("/metrics").contains("fcgi_gateway_upstream_pool_size{"));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait for the gateway");
+    assert_eq!(status.code(), Some(0));
+    assert!(!admin.exists(), "the admin socket file is removed on exit");
+    assert!(!public.exists());
 }
