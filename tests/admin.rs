@@ -64,6 +64,38 @@ async fn healthz_readyz_follow_php_fpm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_asks_php_fpm_ping_path_when_given() {
+    let mut fpm = PhpFpm::start_with(PhpFpmOptions {
+        extra_pool_lines: vec!["ping.path = /ping".into()],
+        ..Default::default()
+    });
+    for upstream in support::upstreams_of(&fpm) {
+        let (gw, admin) = gateway_with_admin(&upstream, &["--fpm-ping-path", "/ping"]).await;
+        let ready = gateway::get(admin, "/readyz").await;
+        assert_eq!(ready.status, 200, "{upstream}: {}", ready.text());
+        gw.shutdown().await;
+        // php-fpm accepts the connection but has no such ping path: a bare
+        // connect would say ready, the ping does not.
+        let (gw, admin) = gateway_with_admin(&upstream, &["--fpm-ping-path", "/nope"]).await;
+        let ready = gateway::get(admin, "/readyz").await;
+        assert_eq!(ready.status, 503, "{upstream}: {}", ready.text());
+        assert!(
+            ready.text().contains("/nope answered 404"),
+            "{}",
+            ready.text()
+        );
+        gw.shutdown().await;
+    }
+    let upstream = support::upstreams_of(&fpm).remove(0);
+    let (gw, admin) = gateway_with_admin(&upstream, &["--fpm-ping-path", "/ping"]).await;
+    fpm.stop();
+    let ready = gateway::get(admin, "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(ready.text().contains("unreachable"), "{}", ready.text());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_show_the_pool() {
     let fpm = support::shared_fpm();
     for upstream in support::upstreams_of(fpm) {

@@ -2,6 +2,8 @@
 //! `/metrics` on their own socket, never on the public listeners, so they
 //! can stay private while the site is public. Everything else is 404.
 
+mod ready;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::metrics::{self, Metrics};
 use crate::server::{accept, Listener};
-use crate::upstream::{conn, UpstreamAddr};
+use crate::upstream::UpstreamAddr;
 
 /// What the admin endpoints read.
 #[derive(Debug)]
@@ -23,6 +25,8 @@ pub(crate) struct AdminState {
     pub metrics: Arc<Metrics>,
     pub upstream: UpstreamAddr,
     pub connect_timeout: Duration,
+    /// php-fpm's `ping.path`, asked instead of a bare connect.
+    pub ping_path: Option<String>,
 }
 
 /// Serves admin requests on `listener` until `stop` turns true.
@@ -91,20 +95,13 @@ async fn handle<B>(state: &AdminState, req: Request<B>) -> Response<Full<Bytes>>
     }
 }
 
-/// Ready when a FastCGI connection to the upstream opens within the
-/// connect timeout; it is closed at once, so no php-fpm worker is held.
 async fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
-    match conn::dial(&state.upstream, state.connect_timeout).await {
-        Ok(c) => {
-            drop(c);
-            text(StatusCode::OK, "ready\n")
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "readyz: upstream unreachable");
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("upstream unreachable: {e}\n"),
-            )
+    let ping = state.ping_path.as_deref();
+    match ready::check(&state.upstream, ping, state.connect_timeout).await {
+        Ok(()) => text(StatusCode::OK, "ready\n"),
+        Err(reason) => {
+            tracing::debug!(%reason, "readyz: not ready");
+            text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n"))
         }
     }
 }

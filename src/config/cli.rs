@@ -296,4 +296,11 @@ pub struct ServeArgs {
                 never served on --listen [default: none]"
     )]
     pub admin_listen: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "PATH",
+        help = "php-fpm's ping.path (e.g. /ping): /readyz asks it instead of only connecting"
+    )]
+    pub fpm_ping_path: Option<String>,
 }

@@ -55,6 +55,7 @@ pub(super) const KEYS: &[&str] = &[
     "php-fpm",
     "fpm-children",
     "admin-listen",
+    "fpm-ping-path",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -182,6 +183,10 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
             "admin-listen" => {
                 let addr = string(value).and_then(str::parse);
                 layer.admin_listen = Some(addr.map_err(bad)?);
+            }
+            "fpm-ping-path" => {
+                let path = string(value).and_then(check_status_path);
+                layer.fpm_ping_path = Some(path.map_err(bad)?);
             }
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);

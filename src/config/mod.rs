@@ -130,6 +130,8 @@ pub struct Config {
     pub fpm_children: Option<usize>,
     /// Where /healthz, /readyz and /metrics are served; `None` = nowhere.
     pub admin_listen: Option<ListenAddr>,
+    /// php-fpm's `ping.path`, for /readyz.
+    pub fpm_ping_path: Option<String>,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -239,6 +241,7 @@ struct Layer {
     php_fpm: Option<PathBuf>,
     fpm_children: Option<usize>,
     admin_listen: Option<ListenAddr>,
+    fpm_ping_path: Option<String>,
 }
 
 impl Layer {
@@ -284,6 +287,7 @@ impl Layer {
             php_fpm: self.php_fpm.or(lower.php_fpm),
             fpm_children: self.fpm_children.or(lower.fpm_children),
             admin_listen: self.admin_listen.or(lower.admin_listen),
+            fpm_ping_path: self.fpm_ping_path.or(lower.fpm_ping_path),
         }
     }
 }
@@ -407,6 +411,7 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         php_fpm: args.php_fpm.clone(),
         fpm_children: flag("--fpm-children", &args.fpm_children, parse_count)?,
         admin_listen: flag("--admin-listen", &args.admin_listen, str::parse)?,
+        fpm_ping_path: flag("--fpm-ping-path", &args.fpm_ping_path, check_status_path)?,
     })
 }
 
@@ -477,6 +482,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         php_fpm: layer.php_fpm,
         fpm_children: layer.fpm_children,
         admin_listen: layer.admin_listen,
+        fpm_ping_path: layer.fpm_ping_path,
     })
 }
 

@@ -99,6 +99,7 @@ fn defaults_applied() {
             php_fpm: None,
             fpm_children: None,
             admin_listen: None,
+            fpm_ping_path: None,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -180,6 +181,7 @@ APP_ENV = "prod"
             php_fpm: None,
             fpm_children: None,
             admin_listen: None,
+            fpm_ping_path: None,
         }
     );
 }
@@ -302,7 +304,7 @@ fn unknown_key_names_key_and_file() {
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
-         internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen)",
+         internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path)",
         fx.file().display()
     );
     assert_eq!(text, expected);

@@ -334,6 +334,7 @@ async fn serve(
             metrics: state.metrics.clone(),
             upstream: upstream_of(&config),
             connect_timeout: config.connect_timeout,
+            ping_path: config.fpm_ping_path.clone(),
         });
         accept_tasks.push(tokio::spawn(crate::admin::serve(
             admin,
