@@ -185,3 +185,17 @@ fn admin_listen_from_flag_and_file() {
         .to_string();
     assert!(err.contains("--admin-listen"), "{err}");
 }
+
+#[test]
+fn fpm_ping_path_from_flag_and_file() {
+    assert_eq!(flags(&[]).unwrap().fpm_ping_path, None);
+    let config = flags(&["--fpm-ping-path", "/ping"]).unwrap();
+    assert_eq!(config.fpm_ping_path.as_deref(), Some("/ping"));
+    let (_dir, path) = file_with("fpm-ping-path = \"/health\"\n");
+    assert_eq!(
+        check_file(&path).unwrap().fpm_ping_path.as_deref(),
+        Some("/health")
+    );
+    let err = flags(&["--fpm-ping-path", "ping"]).unwrap_err().to_string();
+    assert!(err.contains("--fpm-ping-path"), "{err}");
+}
