@@ -11,14 +11,18 @@
 //! - `upstream` — `unix:`/`tcp:` addresses, dialing, one connection's drive, the connection pool.
 //! - `shutdown` — signals and the drain deadline.
 //! - `embedded_fpm` — php-fpm as our supervised child when no upstream is given.
+//! - `admin`    — the admin listener: /healthz, /readyz, /metrics.
+//! - `metrics`  — Prometheus registry: requests, durations, upstream pool, php-fpm status.
 //! - `bench`    — the `bench` subcommand: php-fpm latency/throughput per upstream; off the serving path.
 
+mod admin;
 pub mod bench;
 pub mod cgi;
 mod compress;
 pub mod config;
 pub mod embedded_fpm;
 pub mod fastcgi;
+pub mod metrics;
 pub mod route;
 pub mod server;
 pub mod shutdown;

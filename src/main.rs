@@ -64,6 +64,7 @@ fn serve(mut config: config::Config) -> anyhow::Result<()> {
     runtime.block_on(async move {
         // Bound first: a taken port fails before php-fpm is started.
         let listeners = fcgi_gateway::server::bind(&config.listen).await?;
+        let admin = fcgi_gateway::server::bind_admin(&config).await?;
         let fpm = match (&config.upstream, &config.fpm_status_path) {
             (Some(_), _) => None,
             (None, status_path) => {
@@ -79,9 +80,10 @@ fn serve(mut config: config::Config) -> anyhow::Result<()> {
                 Some(fpm)
             }
         };
-        let served =
-            fcgi_gateway::server::run(config, listeners, fcgi_gateway::shutdown::first_signal())
-                .await;
+        let served = fcgi_gateway::server::Server::new(config)
+            .with_admin(admin)
+            .run(listeners, fcgi_gateway::shutdown::first_signal())
+            .await;
         // php-fpm goes last, after in-flight requests have drained.
         if let Some(fpm) = fpm {
             fpm.stop().await;

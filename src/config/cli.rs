@@ -288,4 +288,19 @@ pub struct ServeArgs {
         help = "Workers of the embedded php-fpm (pm = static) [default: the CPU count, at least 2]"
     )]
     pub fpm_children: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help = "Address for /healthz, /readyz and /metrics (127.0.0.1:9100 or unix:/path); \
+                never served on --listen [default: none]"
+    )]
+    pub admin_listen: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "PATH",
+        help = "php-fpm's ping.path (e.g. /ping): /readyz asks it instead of only connecting"
+    )]
+    pub fpm_ping_path: Option<String>,
 }

@@ -54,6 +54,8 @@ pub(super) const KEYS: &[&str] = &[
     "compress",
     "php-fpm",
     "fpm-children",
+    "admin-listen",
+    "fpm-ping-path",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -178,6 +180,14 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                 layer.php_fpm = Some(bin);
             }
             "fpm-children" => layer.fpm_children = Some(count(value).map_err(bad)?),
+            "admin-listen" => {
+                let addr = string(value).and_then(str::parse);
+                layer.admin_listen = Some(addr.map_err(bad)?);
+            }
+            "fpm-ping-path" => {
+                let path = string(value).and_then(check_status_path);
+                layer.fpm_ping_path = Some(path.map_err(bad)?);
+            }
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);
                 layer.real_ip_header = Some(header.map_err(bad)?);

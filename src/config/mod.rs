@@ -128,6 +128,10 @@ pub struct Config {
     pub php_fpm: Option<PathBuf>,
     /// The embedded php-fpm's worker count; `None` = from the CPU count.
     pub fpm_children: Option<usize>,
+    /// Where /healthz, /readyz and /metrics are served; `None` = nowhere.
+    pub admin_listen: Option<ListenAddr>,
+    /// php-fpm's `ping.path`, for /readyz.
+    pub fpm_ping_path: Option<String>,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -236,6 +240,8 @@ struct Layer {
     /// Already joined onto the config file's directory when it came from one.
     php_fpm: Option<PathBuf>,
     fpm_children: Option<usize>,
+    admin_listen: Option<ListenAddr>,
+    fpm_ping_path: Option<String>,
 }
 
 impl Layer {
@@ -280,6 +286,8 @@ impl Layer {
             compress: self.compress.or(lower.compress),
             php_fpm: self.php_fpm.or(lower.php_fpm),
             fpm_children: self.fpm_children.or(lower.fpm_children),
+            admin_listen: self.admin_listen.or(lower.admin_listen),
+            fpm_ping_path: self.fpm_ping_path.or(lower.fpm_ping_path),
         }
     }
 }
@@ -402,6 +410,8 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         compress: args.compress.then_some(true),
         php_fpm: args.php_fpm.clone(),
         fpm_children: flag("--fpm-children", &args.fpm_children, parse_count)?,
+        admin_listen: flag("--admin-listen", &args.admin_listen, str::parse)?,
+        fpm_ping_path: flag("--fpm-ping-path", &args.fpm_ping_path, check_status_path)?,
     })
 }
 
@@ -471,6 +481,8 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         compress: layer.compress.unwrap_or(false),
         php_fpm: layer.php_fpm,
         fpm_children: layer.fpm_children,
+        admin_listen: layer.admin_listen,
+        fpm_ping_path: layer.fpm_ping_path,
     })
 }
 

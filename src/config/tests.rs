@@ -98,6 +98,8 @@ fn defaults_applied() {
             compress: false,
             php_fpm: None,
             fpm_children: None,
+            admin_listen: None,
+            fpm_ping_path: None,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -178,6 +180,8 @@ APP_ENV = "prod"
             compress: false,
             php_fpm: None,
             fpm_children: None,
+            admin_listen: None,
+            fpm_ping_path: None,
         }
     );
 }
@@ -300,7 +304,7 @@ fn unknown_key_names_key_and_file() {
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
-         internal-location, sendfile-dir, compress, php-fpm, fpm-children)",
+         internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path)",
         fx.file().display()
     );
     assert_eq!(text, expected);

@@ -166,3 +166,36 @@ fn compress_is_off_unless_asked() {
     let (_dir, path) = file_with("compress = \"yes\"\n");
     assert!(message(check_file(&path)).contains("key `compress`"));
 }
+
+#[test]
+fn admin_listen_from_flag_and_file() {
+    assert_eq!(flags(&[]).unwrap().admin_listen, None);
+    let config = flags(&["--admin-listen", "127.0.0.1:9100"]).unwrap();
+    assert_eq!(config.admin_listen, Some("127.0.0.1:9100".parse().unwrap()));
+    let (_dir, path) = file_with("admin-listen = \"unix:/tmp/gw-admin.sock\"\n");
+    assert_eq!(
+        check_file(&path).unwrap().admin_listen,
+        Some("unix:/tmp/gw-admin.sock".parse().unwrap())
+    );
+    let (_dir, path) = file_with("admin-listen = \"nonsense\"\n");
+    let err = check_file(&path).unwrap_err().to_string();
+    assert!(err.contains("admin-listen"), "{err}");
+    let err = flags(&["--admin-listen", "nonsense"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--admin-listen"), "{err}");
+}
+
+#[test]
+fn fpm_ping_path_from_flag_and_file() {
+    assert_eq!(flags(&[]).unwrap().fpm_ping_path, None);
+    let config = flags(&["--fpm-ping-path", "/ping"]).unwrap();
+    assert_eq!(config.fpm_ping_path.as_deref(), Some("/ping"));
+    let (_dir, path) = file_with("fpm-ping-path = \"/health\"\n");
+    assert_eq!(
+        check_file(&path).unwrap().fpm_ping_path.as_deref(),
+        Some("/health")
+    );
+    let err = flags(&["--fpm-ping-path", "ping"]).unwrap_err().to_string();
+    assert!(err.contains("--fpm-ping-path"), "{err}");
+}

@@ -1,12 +1,16 @@
 //! One access-log line per request, written when the response body is done
 //! (or dropped, when the client went away), so it carries the bytes sent.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cgi::params::Endpoint;
+use crate::metrics::Metrics;
 
 #[derive(Debug)]
 pub struct AccessLog {
+    /// Counts the request where its log line is written, so both agree.
+    pub metrics: Arc<Metrics>,
     pub start: Instant,
     pub remote: Endpoint,
     pub method: http::Method,
@@ -19,8 +23,15 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn new(start: Instant, remote: Endpoint, method: http::Method, uri: http::Uri) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        start: Instant,
+        remote: Endpoint,
+        method: http::Method,
+        uri: http::Uri,
+    ) -> Self {
         AccessLog {
+            metrics,
             start,
             remote,
             method,
@@ -40,7 +51,9 @@ impl Drop for AccessLog {
             Endpoint::Unix => "unix:".to_owned(),
             Endpoint::Forwarded { ip, .. } => ip.to_string(),
         };
-        let total_ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.start.elapsed().as_secs_f64();
+        self.metrics.observe_request(self.status, elapsed);
+        let total_ms = elapsed * 1000.0;
         let upstream_ms = self
             .upstream_time
             .map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0))

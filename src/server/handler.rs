@@ -43,6 +43,7 @@ pub(crate) async fn handle(
     let start = Instant::now();
     let client = state.forwarding.resolve(remote, req.headers());
     let log = AccessLog::new(
+        state.metrics.clone(),
         start,
         client.remote,
         req.method().clone(),

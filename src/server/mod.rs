@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::cgi::params::Endpoint;
 use crate::config::{Config, ListenAddr};
+use crate::metrics::Metrics;
 use crate::route::RouteConfig;
 use crate::static_files::StaticConfig;
 use crate::upstream::{Pool, PoolSettings, UpstreamAddr};
@@ -108,6 +109,7 @@ pub(crate) struct AppState {
     pub sendfile_dir: Option<PathBuf>,
     /// gzip/brotli for PHP responses that qualify.
     pub compress: bool,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves HTTP on `listeners` until `shutdown` completes, then stops
@@ -120,11 +122,20 @@ pub async fn run(
     Server::new(config).run(listeners, shutdown).await
 }
 
+/// Binds `--admin-listen`, when given.
+pub async fn bind_admin(config: &Config) -> Result<Option<Listener>, ServeError> {
+    match &config.admin_listen {
+        Some(addr) => Ok(bind(std::slice::from_ref(addr)).await?.pop()),
+        None => Ok(None),
+    }
+}
+
 /// A configured server, before it runs; its pool can be watched (tests, metrics).
 #[derive(Debug)]
 pub struct Server {
     config: Config,
     state: Arc<AppState>,
+    admin: Option<Listener>,
 }
 
 impl Server {
@@ -142,6 +153,7 @@ impl Server {
             idle_timeout: config.idle_timeout,
             read_timeout: config.read_timeout,
         });
+        let metrics = Arc::new(Metrics::new(pool.clone()));
         let state = Arc::new(AppState {
             route: RouteConfig {
                 root: config.root.clone(),
@@ -168,12 +180,24 @@ impl Server {
             },
             sendfile_dir: config.sendfile_dir.clone(),
             compress: config.compress,
+            metrics,
         });
-        Server { config, state }
+        Server {
+            config,
+            state,
+            admin: None,
+        }
     }
 
     pub fn pool(&self) -> Pool {
         self.state.pool.clone()
+    }
+
+    /// Serves `/healthz`, `/readyz` and `/metrics` on `listener` (bound by
+    /// the caller, like the public ones, so tests can use port 0).
+    pub fn with_admin(mut self, listener: Option<Listener>) -> Server {
+        self.admin = listener;
+        self
     }
 
     pub async fn run(
@@ -181,7 +205,7 @@ impl Server {
         listeners: Vec<Listener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        serve(self.config, self.state, listeners, shutdown).await
+        serve(self.config, self.state, listeners, self.admin, shutdown).await
     }
 }
 
@@ -198,7 +222,7 @@ const STATUS_REFRESH: Duration = Duration::from_secs(30);
 const STATUS_RETRY: Duration = Duration::from_secs(2);
 
 /// Logs the pool size and why; with a status path, follows php-fpm's size.
-fn size_pool(config: &Config, pool: &Pool) {
+fn size_pool(config: &Config, pool: &Pool, metrics: &Arc<Metrics>) {
     let Some(path) = config.fpm_status_path.clone() else {
         tracing::info!(upstream = %upstream_of(config), size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
         return;
@@ -208,6 +232,7 @@ fn size_pool(config: &Config, pool: &Pool) {
         tracing::info!(upstream = %upstream_of(config), size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
     }
     let pool = pool.clone();
+    let metrics = metrics.clone();
     let upstream = upstream_of(config);
     tokio::spawn(async move {
         loop {
@@ -216,6 +241,7 @@ fn size_pool(config: &Config, pool: &Pool) {
             match crate::upstream::fpm_status::fetch(&pool, &path).await {
                 Ok(status) => {
                     tracing::debug!(%upstream, ?status, "php-fpm status");
+                    metrics.record_fpm_status(status.clone());
                     if status.listen_queue > 0 {
                         tracing::warn!(%upstream, listen_queue = status.listen_queue, max_children_reached = status.max_children_reached, "php-fpm has connections waiting in its listen queue");
                     }
@@ -259,10 +285,11 @@ async fn serve(
     config: Config,
     state: Arc<AppState>,
     listeners: Vec<Listener>,
+    admin: Option<Listener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     state.pool.spawn_reaper();
-    size_pool(&config, &state.pool);
+    size_pool(&config, &state.pool, &state.metrics);
     warn_if_exposed(&upstream_of(&config));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -303,6 +330,19 @@ async fn serve(
         )));
     }
     drop(alive_tx);
+    if let Some(admin) = admin {
+        let admin_state = Arc::new(crate::admin::AdminState {
+            metrics: state.metrics.clone(),
+            upstream: upstream_of(&config),
+            connect_timeout: config.connect_timeout,
+            ping_path: config.fpm_ping_path.clone(),
+        });
+        accept_tasks.push(tokio::spawn(crate::admin::serve(
+            admin,
+            admin_state,
+            stop_rx.clone(),
+        )));
+    }
 
     shutdown.await;
     tracing::info!(grace = ?config.grace_period, "shutting down: no new connections, draining in-flight requests");
@@ -383,9 +423,9 @@ async fn accept_loop(
 }
 
 /// Either kind of accepted stream, as hyper IO.
-type ClientIo = TokioIo<ClientStream>;
+pub(crate) type ClientIo = TokioIo<ClientStream>;
 
-async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, Endpoint, Endpoint)> {
+pub(crate) async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, Endpoint, Endpoint)> {
     match listener {
         Listener::Tcp(l) => {
             let (s, peer) = l.accept().await?;

@@ -17,6 +17,9 @@ use tokio::task::JoinHandle;
 
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The admin listener, when `--admin-listen` was given (any value: the
+    /// gateway gets a fresh 127.0.0.1:0 for it, like the public listener).
+    pub admin: Option<SocketAddr>,
     /// The upstream pool, for its counters.
     pub pool: fcgi_gateway::upstream::Pool,
     stop: Option<oneshot::Sender<()>>,
@@ -38,8 +41,20 @@ impl Gateway {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
+        let admin_listener = match config.admin_listen {
+            Some(_) => Some(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind admin 127.0.0.1:0"),
+            ),
+            None => None,
+        };
+        let admin = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("admin local addr"));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = fcgi_gateway::server::Server::new(config);
+        let server =
+            fcgi_gateway::server::Server::new(config).with_admin(admin_listener.map(Listener::Tcp));
         let pool = server.pool();
         let task = tokio::spawn(async move {
             let shutdown = async {
@@ -52,6 +67,7 @@ impl Gateway {
         });
         Gateway {
             addr,
+            admin,
             pool,
             stop: Some(stop_tx),
             task: Some(task),
