@@ -235,6 +235,7 @@ fn size_pool(config: &Config, pool: &Pool, metrics: &Arc<Metrics>) {
     let metrics = metrics.clone();
     let upstream = upstream_of(config);
     tokio::spawn(async move {
+        let mut unconfirmed: Option<usize> = None;
         loop {
             // After a failure (php-fpm still starting, restarting) ask again soon.
             let mut next = STATUS_REFRESH;
@@ -245,14 +246,21 @@ fn size_pool(config: &Config, pool: &Pool, metrics: &Arc<Metrics>) {
                     if status.listen_queue > 0 {
                         tracing::warn!(%upstream, listen_queue = status.listen_queue, max_children_reached = status.max_children_reached, "php-fpm has connections waiting in its listen queue");
                     }
-                    if follow && status.max_children > 0 {
+                    let children = status.max_children as usize;
+                    // php-fpm counts the workers alive right now: just after a
+                    // (re)start some are still forking, so a smaller size is
+                    // only taken once a second reading confirms it.
+                    let confirmed =
+                        children >= pool.snapshot().size || unconfirmed == Some(children);
+                    if follow && children > 0 && confirmed {
+                        unconfirmed = None;
                         pool.set_known_size(
-                            status.max_children as usize,
-                            &format!(
-                                "php-fpm status page {path} reports {} children",
-                                status.max_children
-                            ),
+                            children,
+                            &format!("php-fpm status page {path} reports {children} children"),
                         );
+                    } else if follow && children > 0 {
+                        unconfirmed = Some(children);
+                        next = STATUS_RETRY;
                     } else if follow {
                         tracing::info!(%upstream, size = pool.snapshot().size, "php-fpm's status page does not state its max children (dynamic pool?); keeping max-upstream-conns");
                     }
