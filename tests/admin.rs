@@ -24,7 +24,7 @@ async fn gateway_with_admin(upstream: &str, extra: &[&str]) -> (Gateway, SocketA
 /// Scrapes /metrics until `done` holds for its text (the access log, and
 /// so the counters, are written just after the client got its last byte).
 async fn scrape_until(admin: SocketAddr, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let reply = gateway::get(admin, "/metrics").await;
         assert_eq!(reply.status, 200);
@@ -172,7 +172,12 @@ async fn metrics_show_php_fpm_status_page() {
     let upstream = format!("unix:{}", fpm.unix_socket.display());
     let (gw, admin) = gateway_with_admin(&upstream, &["--fpm-status-path", "/status"]).await;
     let labels = format!("{{upstream=\"{upstream}\",socket=\"unix\"}}");
-    let text = scrape_until(admin, |t| t.contains("fcgi_gateway_fpm_listen_queue{")).await;
+    // A size smaller than configured is confirmed by a second reading 2 s later.
+    let sized = format!("fcgi_gateway_upstream_pool_size{labels} 2\n");
+    let text = scrape_until(admin, |t| {
+        t.contains("fcgi_gateway_fpm_listen_queue{") && t.contains(&sized)
+    })
+    .await;
     for line in [
         format!("fcgi_gateway_fpm_listen_queue{labels} 0\n"),
         format!("fcgi_gateway_fpm_max_children_reached_total{labels} "),
