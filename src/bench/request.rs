@@ -20,10 +20,6 @@ pub fn script_request(script_filename: &str, query: &str, keep_conn: bool) -> By
 
 /// A GET of php-fpm's own status page: php-fpm recognises it by SCRIPT_NAME
 /// (and needs SCRIPT_FILENAME set); `?json` selects the JSON format.
-pub fn status_request(status_path: &str) -> Bytes {
-    encode(status_path, status_path, "", "json", false)
-}
-
 fn encode(
     script_filename: &str,
     script_name: &str,
@@ -107,14 +103,5 @@ mod tests {
         assert_eq!(get(&params, "DOCUMENT_ROOT"), "/srv/app");
         assert_eq!(get(&params, "REQUEST_URI"), "/hello.php?a=1");
         assert_eq!(get(&params, "QUERY_STRING"), "a=1");
-    }
-
-    #[test]
-    fn status_request_params() {
-        let (keep, params, end) = decode(BytesMut::from(&status_request("/status")[..]));
-        assert!(!keep && end);
-        assert_eq!(get(&params, "SCRIPT_NAME"), "/status");
-        assert_eq!(get(&params, "SCRIPT_FILENAME"), "/status");
-        assert_eq!(get(&params, "QUERY_STRING"), "json");
     }
 }

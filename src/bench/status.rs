@@ -11,13 +11,9 @@ use bytes::BytesMut;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::request::status_request;
-use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::upstream::conn::{self, ExchangeTimeouts, Output};
+use crate::upstream::fpm_status::{self, MAX_STATUS_BYTES};
 use crate::upstream::{RequestBody, UpstreamAddr};
-
-/// The status page is small; anything bigger is not it.
-const MAX_STATUS_BYTES: usize = 256 * 1024;
 
 /// The fields the bench reports.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -30,7 +26,19 @@ pub struct FpmStatus {
     pub max_children_reached: u64,
 }
 
-/// Fetches and parses the status page of the pool behind `addr`.
+impl From<fpm_status::FpmStatus> for FpmStatus {
+    fn from(s: fpm_status::FpmStatus) -> Self {
+        FpmStatus {
+            listen_queue: s.listen_queue,
+            max_listen_queue: s.max_listen_queue,
+            listen_queue_len: s.listen_queue_len,
+            max_children_reached: s.max_children_reached,
+        }
+    }
+}
+
+/// Fetches and parses the status page of the pool behind `addr`, on a
+/// connection of its own (not through a pool: the bench has none).
 pub async fn fetch(
     addr: &UpstreamAddr,
     path: &str,
@@ -48,7 +56,7 @@ pub async fn fetch(
         while let Some(out) = rx.recv().await {
             if let Output::Stdout(data) = out {
                 if stdout.len() + data.len() > MAX_STATUS_BYTES {
-                    return Err(format!("status page larger than {MAX_STATUS_BYTES} bytes"));
+                    return Err(fpm_status::too_large().to_string());
                 }
                 stdout.extend_from_slice(&data);
             }
@@ -58,7 +66,8 @@ pub async fn fetch(
     let (outcome, stdout) = tokio::join!(
         async {
             let timeouts = ExchangeTimeouts { read: timeout };
-            let r = conn::exchange(&mut conn, status_request(path), &mut body, &tx, timeouts).await;
+            let request = fpm_status::request(path, false);
+            let r = conn::exchange(&mut conn, request, &mut body, &tx, timeouts).await;
             // Ends the collector.
             drop(tx);
             r
@@ -69,43 +78,10 @@ pub async fn fetch(
     parse_response(&stdout?)
 }
 
-/// Splits the CGI head off and reads the JSON body.
 fn parse_response(stdout: &[u8]) -> Result<FpmStatus, String> {
-    let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
-    let (head, body) = match parser.push(bytes::Bytes::copy_from_slice(stdout)) {
-        Ok(Some(done)) => done,
-        Ok(None) => return Err("the status page ended inside its CGI head".to_owned()),
-        Err(e) => return Err(format!("bad CGI head: {e}")),
-    };
-    if head.status.as_u16() >= 300 {
-        return Err(format!(
-            "php-fpm answered {} (is pm.status_path set to this path?): {}",
-            head.status,
-            String::from_utf8_lossy(&body).trim()
-        ));
-    }
-    parse_json(&body)
-}
-
-fn parse_json(body: &[u8]) -> Result<FpmStatus, String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        format!(
-            "not php-fpm's JSON status ({e}): {:?}",
-            String::from_utf8_lossy(&body[..body.len().min(80)])
-        )
-    })?;
-    let field = |name: &str| -> Result<u64, String> {
-        value
-            .get(name)
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| format!("the status page has no numeric {name:?}"))
-    };
-    Ok(FpmStatus {
-        listen_queue: field("listen queue")?,
-        max_listen_queue: field("max listen queue")?,
-        listen_queue_len: field("listen queue len")?,
-        max_children_reached: field("max children reached")?,
-    })
+    fpm_status::parse_response(bytes::Bytes::copy_from_slice(stdout))
+        .map(FpmStatus::from)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -19,6 +19,10 @@ pub struct FpmStatus {
     pub active_processes: u64,
     pub idle_processes: u64,
     pub listen_queue: u64,
+    pub max_listen_queue: u64,
+    /// The backlog size (`listen.backlog` capped by the kernel); 0 where
+    /// php-fpm cannot read it (unix sockets on Linux).
+    pub listen_queue_len: u64,
     pub max_children_reached: u64,
 }
 
@@ -26,14 +30,15 @@ pub struct FpmStatus {
 pub enum StatusError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    #[error("status page answered {0}")]
-    Status(u16),
-    #[error("status page is not php-fpm's JSON: {0}")]
+    #[error("php-fpm answered {status} (is pm.status_path set to this path?): {body}")]
+    Status { status: u16, body: String },
+    #[error("not php-fpm's JSON status: {0}")]
     Format(String),
 }
 
-/// Requests `path?json` through `pool` and parses the answer.
-pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
+/// The encoded FastCGI request for `path?json` (BEGIN_REQUEST, PARAMS, empty
+/// STDIN). `keep_conn` is false for a connection dialed just for it.
+pub fn request(path: &str, keep_conn: bool) -> Bytes {
     let uri = format!("{path}?json");
     let params: [(&[u8], &[u8]); 8] = [
         (b"SCRIPT_FILENAME", path.as_bytes()),
@@ -46,14 +51,20 @@ pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
         (b"SERVER_SOFTWARE", b"fcgi-gateway"),
     ];
     let mut head = BytesMut::with_capacity(512);
-    fastcgi::encode_begin_request(&mut head, REQUEST_ID, Role::Responder, true);
+    fastcgi::encode_begin_request(&mut head, REQUEST_ID, Role::Responder, keep_conn);
     fastcgi::encode_params(&mut head, REQUEST_ID, &params);
     fastcgi::encode_stream_end(&mut head, RecordType::Stdin, REQUEST_ID);
+    head.freeze()
+}
+
+/// Requests `path?json` through `pool` and parses the answer.
+pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
+    let head = request(path, true);
     let (tx, mut rx) = mpsc::channel(8);
     tokio::spawn(forward(
         pool.clone(),
         FcgiRequest {
-            head: head.freeze(),
+            head,
             body: RequestBody::Empty,
         },
         tx,
@@ -62,9 +73,8 @@ pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
     while let Some(out) = rx.recv().await {
         match out {
             Output::Stdout(data) => {
-                // The status page is small; refuse anything absurd.
-                if stdout.len() + data.len() > 1024 * 1024 {
-                    return Err(StatusError::Format("answer larger than 1 MiB".into()));
+                if stdout.len() + data.len() > MAX_STATUS_BYTES {
+                    return Err(too_large());
                 }
                 stdout.extend_from_slice(&data);
             }
@@ -75,30 +85,49 @@ pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
     parse_response(stdout.freeze())
 }
 
-fn parse_response(stdout: Bytes) -> Result<FpmStatus, StatusError> {
+/// The status page is small; anything bigger is not it.
+pub const MAX_STATUS_BYTES: usize = 256 * 1024;
+
+pub fn too_large() -> StatusError {
+    StatusError::Format(format!("answer larger than {MAX_STATUS_BYTES} bytes"))
+}
+
+/// Splits the CGI head off php-fpm's answer and reads the JSON body.
+pub fn parse_response(stdout: Bytes) -> Result<FpmStatus, StatusError> {
     let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
     let (head, body) = match parser.push(stdout) {
         Ok(Some(done)) => done,
         Ok(None) => parser
             .finish()
-            .map_err(|e| StatusError::Format(e.to_string()))?,
-        Err(e) => return Err(StatusError::Format(e.to_string())),
+            .map_err(|e| StatusError::Format(format!("bad CGI head: {e}")))?,
+        Err(e) => return Err(StatusError::Format(format!("bad CGI head: {e}"))),
     };
     if head.status.as_u16() != 200 {
-        return Err(StatusError::Status(head.status.as_u16()));
+        return Err(StatusError::Status {
+            status: head.status.as_u16(),
+            body: String::from_utf8_lossy(&body)
+                .trim()
+                .chars()
+                .take(200)
+                .collect(),
+        });
     }
     parse_json(&body)
 }
 
 /// Parses php-fpm's `?json` status body.
 pub fn parse_json(body: &[u8]) -> Result<FpmStatus, StatusError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| StatusError::Format(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        StatusError::Format(format!(
+            "{e}: {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        ))
+    })?;
     let field = |name: &str| -> Result<u64, StatusError> {
         value
             .get(name)
             .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| StatusError::Format(format!("no numeric `{name}`")))
+            .ok_or_else(|| StatusError::Format(format!("the status page has no numeric {name:?}")))
     };
     // php-fpm 8.x publishes no `max children`; with `pm = static` the total
     // process count is exactly it. For dynamic/ondemand pools it is unknown.
@@ -113,6 +142,8 @@ pub fn parse_json(body: &[u8]) -> Result<FpmStatus, StatusError> {
         active_processes: field("active processes")?,
         idle_processes: field("idle processes")?,
         listen_queue: field("listen queue")?,
+        max_listen_queue: field("max listen queue")?,
+        listen_queue_len: field("listen queue len")?,
         max_children_reached: field("max children reached")?,
     })
 }
@@ -139,10 +170,37 @@ mod tests {
     }
 
     #[test]
+    fn request_asks_for_the_json_page() {
+        use crate::fastcgi::{RequestDecoder, RequestEvent};
+        let mut buf = BytesMut::from(&request("/status", false)[..]);
+        let mut dec = RequestDecoder::new();
+        let mut params = Vec::new();
+        let (mut keep, mut ended) = (true, false);
+        while let Ok(Some(ev)) = dec.decode(&mut buf) {
+            match ev {
+                RequestEvent::Begin { keep_conn, .. } => keep = keep_conn,
+                RequestEvent::Params(p) => params = p,
+                RequestEvent::StdinEnd => ended = true,
+                _ => {}
+            }
+        }
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n == k.as_bytes())
+                .map(|(_, v)| v.clone())
+        };
+        assert!(!keep && ended);
+        assert_eq!(get("SCRIPT_NAME").as_deref(), Some(&b"/status"[..]));
+        assert_eq!(get("SCRIPT_FILENAME").as_deref(), Some(&b"/status"[..]));
+        assert_eq!(get("QUERY_STRING").as_deref(), Some(&b"json"[..]));
+    }
+
+    #[test]
     fn refuses_non_200() {
         let r = parse_response(Bytes::from_static(
             b"Status: 404 Not Found\r\n\r\nFile not found.",
         ));
-        assert!(matches!(r, Err(StatusError::Status(404))));
+        assert!(matches!(r, Err(StatusError::Status { status: 404, .. })));
     }
 }
