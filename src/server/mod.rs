@@ -216,76 +216,28 @@ fn upstream_of(config: &Config) -> UpstreamAddr {
         .unwrap_or_else(|| UpstreamAddr::Unix(PathBuf::new()))
 }
 
-/// How often php-fpm's status page is read again to follow its size.
-const STATUS_REFRESH: Duration = Duration::from_secs(30);
-/// How soon to ask again when the status page could not be read.
-const STATUS_RETRY: Duration = Duration::from_secs(2);
-
 /// Logs the pool size and why; with a status path, follows php-fpm's size.
 fn size_pool(config: &Config, pool: &Pool, metrics: &Arc<Metrics>) {
+    let upstream = upstream_of(config);
     let Some(path) = config.fpm_status_path.clone() else {
-        tracing::info!(upstream = %upstream_of(config), size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
+        tracing::info!(%upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
         return;
     };
     let follow = config.size_from_fpm_status;
     if !follow {
-        tracing::info!(upstream = %upstream_of(config), size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
+        tracing::info!(%upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
     }
-    let pool = pool.clone();
     let metrics = metrics.clone();
-    let upstream = upstream_of(config);
-    tokio::spawn(async move {
-        let mut unconfirmed: Option<usize> = None;
-        loop {
-            // After a failure (php-fpm still starting, restarting) ask again soon.
-            let mut next = STATUS_REFRESH;
-            match crate::upstream::fpm_status::fetch(&pool, &path).await {
-                Ok(status) => {
-                    tracing::debug!(%upstream, ?status, "php-fpm status");
-                    metrics.record_fpm_status(status.clone());
-                    if status.listen_queue > 0 {
-                        tracing::warn!(%upstream, listen_queue = status.listen_queue, max_children_reached = status.max_children_reached, "php-fpm has connections waiting in its listen queue");
-                    }
-                    let children = status.max_children as usize;
-                    // php-fpm counts the workers alive right now: just after a
-                    // (re)start some are still forking, so a smaller size is
-                    // only taken once a second reading confirms it.
-                    let confirmed =
-                        children >= pool.snapshot().size || unconfirmed == Some(children);
-                    if follow && children > 0 && confirmed {
-                        unconfirmed = None;
-                        pool.set_known_size(
-                            children,
-                            &format!("php-fpm status page {path} reports {children} children"),
-                        );
-                    } else if follow && children > 0 {
-                        unconfirmed = Some(children);
-                        next = STATUS_RETRY;
-                    } else if follow {
-                        tracing::info!(%upstream, size = pool.snapshot().size, "php-fpm's status page does not state its max children (dynamic pool?); keeping max-upstream-conns");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(%upstream, path = %path, error = %e, size = pool.snapshot().size, "cannot read php-fpm's status page; keeping the current pool size");
-                    next = STATUS_RETRY;
-                }
-            }
-            tokio::time::sleep(next).await;
-        }
+    crate::upstream::fpm_status::spawn_follower(pool.clone(), path, follow, move |status| {
+        metrics.record_fpm_status(status.clone())
     });
 }
 
 /// Anyone who can speak FastCGI to php-fpm can run code (PHP ini values ride
 /// in params), so a TCP upstream off this host deserves a loud reminder.
 fn warn_if_exposed(upstream: &crate::upstream::UpstreamAddr) {
-    if let crate::upstream::UpstreamAddr::Tcp { host, .. } = upstream {
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            tracing::warn!(%upstream, "the upstream is not on loopback: make sure php-fpm's listen.allowed_clients lists only this gateway (a php-fpm reachable by others runs arbitrary code)");
-        }
+    if !upstream.is_local() {
+        tracing::warn!(%upstream, "the upstream is not on loopback: make sure php-fpm's listen.allowed_clients lists only this gateway (a php-fpm reachable by others runs arbitrary code)");
     }
 }
 

@@ -37,6 +37,22 @@ impl UpstreamAddr {
     }
 }
 
+impl UpstreamAddr {
+    /// A unix socket, or TCP to `localhost` or a loopback address: not
+    /// reachable from other hosts.
+    pub fn is_local(&self) -> bool {
+        match self {
+            UpstreamAddr::Unix(_) => true,
+            UpstreamAddr::Tcp { host, .. } => {
+                host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        }
+    }
+}
+
 impl FromStr for UpstreamAddr {
     type Err = AddrError;
 
@@ -122,6 +138,24 @@ mod tests {
                 .map(|a| a.to_string()),
             Ok("tcp:[::1]:9000".to_owned())
         );
+    }
+
+    #[test]
+    fn knows_which_addresses_stay_on_this_host() {
+        for local in [
+            "unix:/x.sock",
+            "tcp:127.0.0.1:9000",
+            "tcp:[::1]:9000",
+            "tcp:localhost:9000",
+        ] {
+            assert!(local.parse::<UpstreamAddr>().unwrap().is_local(), "{local}");
+        }
+        for remote in ["tcp:192.0.2.1:9000", "tcp:php:9000"] {
+            assert!(
+                !remote.parse::<UpstreamAddr>().unwrap().is_local(),
+                "{remote}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! (`listen queue`, `max children reached`). php-fpm does not publish
 //! FCGI_MAX_CONNS through GET_VALUES, so this is where the pool learns its size.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
@@ -34,6 +36,61 @@ pub enum StatusError {
     Status { status: u16, body: String },
     #[error("not php-fpm's JSON status: {0}")]
     Format(String),
+}
+
+/// How often the status page is read again to follow php-fpm's size.
+const STATUS_REFRESH: Duration = Duration::from_secs(30);
+/// How soon to ask again after a failure or an unconfirmed smaller size.
+const STATUS_RETRY: Duration = Duration::from_secs(2);
+
+/// Reads the status page through `pool` for as long as the task runs:
+/// `observe` sees every reading (metrics); with `follow`, the pool takes
+/// php-fpm's worker count as its size.
+pub fn spawn_follower(
+    pool: Pool,
+    path: String,
+    follow: bool,
+    observe: impl Fn(&FpmStatus) + Send + 'static,
+) {
+    let upstream = pool.settings().addr.clone();
+    tokio::spawn(async move {
+        let mut unconfirmed: Option<usize> = None;
+        loop {
+            let mut next = STATUS_REFRESH;
+            match fetch(&pool, &path).await {
+                Ok(status) => {
+                    tracing::debug!(%upstream, ?status, "php-fpm status");
+                    observe(&status);
+                    if status.listen_queue > 0 {
+                        tracing::warn!(%upstream, listen_queue = status.listen_queue, max_children_reached = status.max_children_reached, "php-fpm has connections waiting in its listen queue");
+                    }
+                    let children = status.max_children as usize;
+                    // php-fpm counts the workers alive right now: just after a
+                    // (re)start some are still forking, so a smaller size is
+                    // only taken once a second reading confirms it.
+                    let confirmed = children >= pool.size() || unconfirmed == Some(children);
+                    if follow && children > 0 && confirmed {
+                        unconfirmed = None;
+                        pool.set_known_size(
+                            children,
+                            &format!("php-fpm status page {path} reports {children} children"),
+                        );
+                    } else if follow && children > 0 {
+                        unconfirmed = Some(children);
+                        next = STATUS_RETRY;
+                    } else if follow {
+                        tracing::info!(%upstream, size = pool.size(), "php-fpm's status page does not state its max children (dynamic pool?); keeping max-upstream-conns");
+                    }
+                }
+                Err(e) => {
+                    // php-fpm still starting or restarting: ask again soon.
+                    tracing::warn!(%upstream, path = %path, error = %e, size = pool.size(), "cannot read php-fpm's status page; keeping the current pool size");
+                    next = STATUS_RETRY;
+                }
+            }
+            tokio::time::sleep(next).await;
+        }
+    });
 }
 
 /// The encoded FastCGI request for `path?json` (BEGIN_REQUEST, PARAMS, empty

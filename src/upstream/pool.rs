@@ -183,6 +183,11 @@ impl Pool {
         }
     }
 
+    /// The current size (most connections open at once).
+    pub fn size(&self) -> usize {
+        self.inner.size.load(Ordering::Relaxed)
+    }
+
     pub fn snapshot(&self) -> PoolSnapshot {
         let inner = &self.inner;
         let s = &inner.stats;
