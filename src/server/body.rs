@@ -4,7 +4,6 @@
 //! is logged, never sent.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -20,9 +19,10 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone)]
 pub struct StderrContext {
     pub request_id: u64,
-    pub script: Arc<str>,
+    /// SCRIPT_NAME, moved here from the routed script once params are built.
+    pub script: String,
     /// The SCRIPT_FILENAME we sent, for php-fpm's "Primary script unknown".
-    pub script_filename: Arc<str>,
+    pub script_filename: std::path::PathBuf,
 }
 
 pub struct GatewayBody {
@@ -135,11 +135,11 @@ pub fn log_stderr(ctx: &StderrContext, data: &[u8]) {
                 // mounted at another path than ours.
                 tracing::warn!(
                     request_id = ctx.request_id,
-                    script_filename = %ctx.script_filename,
+                    script_filename = %ctx.script_filename.display(),
                     "php-fpm cannot find the script we sent as SCRIPT_FILENAME={}: that path \
                      must exist where php-fpm runs (in a container, mount the app at the \
                      same path in both containers)",
-                    ctx.script_filename
+                    ctx.script_filename.display()
                 );
             }
         }

@@ -3,6 +3,7 @@
 //! it to the upstream, and turn the CGI head into the HTTP response while
 //! the body streams through.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +24,7 @@ use crate::cgi::params::{build_params, Endpoint, RequestInfo};
 use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::compress;
 use crate::fastcgi::{self, RecordType, Role};
-use crate::route::{self, Route, Script};
+use crate::route::{self, Route};
 use crate::static_files;
 use crate::upstream::{
     self, conn::REQUEST_ID, FcgiRequest, Output, RequestBody, Spool, UpstreamResponse,
@@ -128,8 +129,8 @@ async fn route_and_forward(
     );
     let ctx = StderrContext {
         request_id: NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed),
-        script: script_label(&script),
-        script_filename: Arc::from(script.script_filename.to_string_lossy().as_ref()),
+        script: script.script_name,
+        script_filename: script.script_filename,
     };
     let (mut head, first, rx) = match read_head(rx, &ctx).await {
         Ok(read) => read,
@@ -306,27 +307,27 @@ async fn drain(mut rx: UpstreamResponse, ctx: StderrContext) {
     }
 }
 
-fn script_label(script: &Script) -> Arc<str> {
-    Arc::from(script.script_name.as_str())
-}
-
 /// SERVER_NAME: the configured name, else the Host the client asked for
 /// (without port), else the local address.
-fn choose_server_name(state: &AppState, parts: &http::request::Parts, local: Endpoint) -> String {
+fn choose_server_name<'a>(
+    state: &'a AppState,
+    parts: &'a http::request::Parts,
+    local: Endpoint,
+) -> Cow<'a, str> {
     if let Some(name) = &state.server_name {
-        return name.clone();
+        return Cow::Borrowed(name);
     }
-    let host = parts.uri.host().map(str::to_owned).or_else(|| {
+    let host = parts.uri.host().or_else(|| {
         let h = parts.headers.get(header::HOST)?.to_str().ok()?;
-        Some(strip_port(h).to_owned())
+        Some(strip_port(h))
     });
     match host {
-        Some(h) if !h.is_empty() => h,
-        _ => match local {
+        Some(h) if !h.is_empty() => Cow::Borrowed(h),
+        _ => Cow::Owned(match local {
             Endpoint::Tcp(a) => a.ip().to_string(),
             Endpoint::Forwarded { ip, .. } => ip.to_string(),
             Endpoint::Unix => "localhost".to_owned(),
-        },
+        }),
     }
 }
 
