@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
+use tokio_util::either::Either;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, UnixListener};
@@ -382,6 +383,8 @@ async fn accept_loop(
     }
 }
 
+/// An accepted client connection over TCP or a unix socket.
+pub(crate) type ClientStream = Either<tokio::net::TcpStream, tokio::net::UnixStream>;
 /// Either kind of accepted stream, as hyper IO.
 pub(crate) type ClientIo = TokioIo<ClientStream>;
 
@@ -392,7 +395,7 @@ pub(crate) async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, En
             let _ = s.set_nodelay(true);
             let local = s.local_addr()?;
             Ok((
-                TokioIo::new(ClientStream::Tcp(s)),
+                TokioIo::new(Either::Left(s)),
                 Endpoint::Tcp(peer),
                 Endpoint::Tcp(local),
             ))
@@ -400,80 +403,10 @@ pub(crate) async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, En
         Listener::Unix { listener, .. } => {
             let (s, _) = listener.accept().await?;
             Ok((
-                TokioIo::new(ClientStream::Unix(s)),
+                TokioIo::new(Either::Right(s)),
                 Endpoint::Unix,
                 Endpoint::Unix,
             ))
         }
     }
 }
-
-mod client_stream {
-    use std::io;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    use tokio::net::{TcpStream, UnixStream};
-
-    /// An accepted client connection over TCP or a unix socket.
-    pub enum ClientStream {
-        Tcp(TcpStream),
-        Unix(UnixStream),
-    }
-
-    impl AsyncRead for ClientStream {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            match self.get_mut() {
-                ClientStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-                ClientStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            }
-        }
-    }
-
-    impl AsyncWrite for ClientStream {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            match self.get_mut() {
-                ClientStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-                ClientStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            }
-        }
-
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[io::IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            match self.get_mut() {
-                ClientStream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-                ClientStream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            }
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            match self.get_mut() {
-                ClientStream::Tcp(s) => Pin::new(s).poll_flush(cx),
-                ClientStream::Unix(s) => Pin::new(s).poll_flush(cx),
-            }
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            match self.get_mut() {
-                ClientStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-                ClientStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            }
-        }
-    }
-}
-use client_stream::ClientStream;

@@ -3,12 +3,11 @@
 //! This is the only place that does upstream socket I/O.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::either::Either;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
 
@@ -248,7 +247,7 @@ async fn exchange_with(
                         return Err(fail(error, got_bytes, body_consumed || !body_done));
                     }
                     Ok(_) => {
-                        reader.rearm_quickack();
+                        rearm_quickack(&reader);
                         if !got_bytes {
                             if let Some(guard) = first_byte.as_deref_mut() {
                                 guard.first_byte();
@@ -326,25 +325,16 @@ async fn send_body<W: AsyncWrite + Unpin>(
 
 // --- borrowed read/write halves over either stream kind ---
 
-enum ReadHalf<'a> {
-    Tcp(tokio::net::tcp::ReadHalf<'a>),
-    Unix(tokio::net::unix::ReadHalf<'a>),
-}
+type ReadHalf<'a> = Either<tokio::net::tcp::ReadHalf<'a>, tokio::net::unix::ReadHalf<'a>>;
+type WriteHalf<'a> = Either<tokio::net::tcp::WriteHalf<'a>, tokio::net::unix::WriteHalf<'a>>;
 
-enum WriteHalf<'a> {
-    Tcp(tokio::net::tcp::WriteHalf<'a>),
-    Unix(tokio::net::unix::WriteHalf<'a>),
-}
-
-impl ReadHalf<'_> {
-    /// php-fpm writes big responses in pieces without TCP_NODELAY; if we delay
-    /// our ACKs, its Nagle waits ~40 ms per response. Linux clears QUICKACK
-    /// after a while, so it is re-armed after every read.
-    fn rearm_quickack(&self) {
-        if let ReadHalf::Tcp(r) = self {
-            let tcp: &TcpStream = r.as_ref();
-            let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
-        }
+/// php-fpm writes big responses in pieces without TCP_NODELAY; if we delay
+/// our ACKs, its Nagle waits ~40 ms per response. Linux clears QUICKACK
+/// after a while, so it is re-armed after every read.
+fn rearm_quickack(reader: &ReadHalf<'_>) {
+    if let Either::Left(r) = reader {
+        let tcp: &TcpStream = r.as_ref();
+        let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
     }
 }
 
@@ -352,51 +342,11 @@ fn split(stream: &mut Stream) -> (ReadHalf<'_>, WriteHalf<'_>) {
     match stream {
         Stream::Tcp(s) => {
             let (r, w) = s.split();
-            (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+            (Either::Left(r), Either::Left(w))
         }
         Stream::Unix(s) => {
             let (r, w) = s.split();
-            (ReadHalf::Unix(r), WriteHalf::Unix(w))
-        }
-    }
-}
-
-impl AsyncRead for ReadHalf<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
-            ReadHalf::Unix(r) => Pin::new(r).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for WriteHalf<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WriteHalf::Tcp(w) => Pin::new(w).poll_write(cx, buf),
-            WriteHalf::Unix(w) => Pin::new(w).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteHalf::Tcp(w) => Pin::new(w).poll_flush(cx),
-            WriteHalf::Unix(w) => Pin::new(w).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteHalf::Tcp(w) => Pin::new(w).poll_shutdown(cx),
-            WriteHalf::Unix(w) => Pin::new(w).poll_shutdown(cx),
+            (Either::Right(r), Either::Right(w))
         }
     }
 }
