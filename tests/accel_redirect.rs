@@ -6,21 +6,8 @@
 mod support;
 
 use bytes::Bytes;
-use support::gateway::{self, Gateway, Reply};
-use support::php_fpm::PhpFpm;
+use support::gateway::{self, Reply};
 use support::site::{Site, OUTSIDE_SECRET};
-
-fn fpm() -> &'static PhpFpm {
-    support::shared_fpm()
-}
-
-fn upstreams() -> Vec<String> {
-    support::upstreams_of(fpm())
-}
-
-async fn start(upstream: &str, site: &Site, extra: &[&str]) -> Gateway {
-    Gateway::serve(upstream, &site.root_arg(), extra).await
-}
 
 const INTERNAL: [&str; 2] = ["--internal-location", "/protected"];
 
@@ -54,8 +41,8 @@ fn assert_no_gateway_headers(r: &Reply) {
 async fn x_accel_redirect_serves_the_internal_file_instead_of_the_php_body() {
     let site = Site::new();
     let report = site.bytes("protected/report.txt");
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &INTERNAL).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &INTERNAL).await;
         let r = gateway::get(gw.addr, &download(&[("accel", "/protected/report.txt")])).await;
         assert_eq!(r.status, 200, "{upstream}: {}", r.text());
         assert_eq!(r.body, report, "{upstream}");
@@ -96,8 +83,8 @@ async fn x_accel_redirect_serves_the_internal_file_instead_of_the_php_body() {
 #[tokio::test]
 async fn internal_location_is_404_for_clients() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &INTERNAL).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &INTERNAL).await;
         for path in [
             "/protected/report.txt",
             "/protected/",
@@ -111,7 +98,7 @@ async fn internal_location_is_404_for_clients() {
         }
         gw.shutdown().await;
         // Without --internal-location the directory is public, as in nginx.
-        let gw = start(&upstream, &site, &[]).await;
+        let gw = site.gateway(&upstream, &[]).await;
         let r = gateway::get(gw.addr, "/protected/report.txt").await;
         assert_eq!(r.status, 200, "{upstream}");
         gw.shutdown().await;
@@ -121,8 +108,8 @@ async fn internal_location_is_404_for_clients() {
 #[tokio::test]
 async fn x_accel_redirect_keeps_the_never_serve_rules() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &INTERNAL).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &INTERNAL).await;
         for target in [
             "/.env",
             "/.git/config",
@@ -155,8 +142,8 @@ async fn x_accel_redirect_file_answers_ranges_conditionals_and_head() {
     let site = Site::new();
     let report = site.bytes("protected/report.txt");
     let url = download(&[("accel", "/protected/report.txt")]);
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &INTERNAL).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &INTERNAL).await;
         let r = gateway::request(
             gw.addr,
             "GET",
@@ -194,9 +181,9 @@ async fn x_sendfile_only_inside_sendfile_dir() {
     let site = Site::new();
     std::fs::write(site.outside.join(".hidden.txt"), "hidden-outside").unwrap();
     let secret = site.outside.join("secret.txt").display().to_string();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         // Not configured: the header is dropped and the script's body goes out.
-        let gw = start(&upstream, &site, &[]).await;
+        let gw = site.gateway(&upstream, &[]).await;
         let r = gateway::get(gw.addr, &download(&[("sendfile", &secret)])).await;
         assert_eq!(r.status, 200, "{upstream}");
         assert_eq!(r.text(), "php body");
@@ -204,7 +191,7 @@ async fn x_sendfile_only_inside_sendfile_dir() {
         gw.shutdown().await;
 
         let dir = site.outside.display().to_string();
-        let gw = start(&upstream, &site, &["--sendfile-dir", &dir]).await;
+        let gw = site.gateway(&upstream, &["--sendfile-dir", &dir]).await;
         let r = gateway::get(gw.addr, &download(&[("sendfile", &secret)])).await;
         assert_eq!(r.status, 200, "{upstream}");
         assert_eq!(r.text(), OUTSIDE_SECRET);

@@ -14,15 +14,7 @@ use std::io::{Read, Write};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use support::gateway::{self, Gateway};
-use support::php_fpm::{fixtures_dir, PhpFpm};
-
-fn fpm() -> &'static PhpFpm {
-    support::shared_fpm()
-}
-
-fn upstreams() -> Vec<String> {
-    support::upstreams_of(fpm())
-}
+use support::php_fpm::fixtures_dir;
 
 async fn start(upstream: &str, extra: &[&str]) -> Gateway {
     let root = fixtures_dir().display().to_string();
@@ -130,7 +122,7 @@ async fn released_stream(
 
 #[tokio::test]
 async fn event_stream_arrives_incrementally_and_uncompressed() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         for extra in [&[][..], &["--compress"][..]] {
             let gw = start(&upstream, extra).await;
             let (headers, text) =
@@ -152,7 +144,7 @@ async fn event_stream_arrives_incrementally_and_uncompressed() {
 
 #[tokio::test]
 async fn x_accel_buffering_no_streams_uncompressed_and_is_not_passed_on() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &["--compress"]).await;
         let (headers, text) = released_stream(
             &gw,
@@ -181,7 +173,7 @@ async fn x_accel_buffering_no_streams_uncompressed_and_is_not_passed_on() {
 
 #[tokio::test]
 async fn compressed_stream_still_delivers_each_flush() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &["--compress"]).await;
         for accept in ["gzip", "br"] {
             let (headers, text) =
@@ -212,7 +204,7 @@ async fn page(gw: &Gateway, query: &str, accept: Option<&str>) -> gateway::Reply
 
 #[tokio::test]
 async fn compress_is_off_by_default() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &[]).await;
         let r = page(&gw, "", Some("gzip, br")).await;
         assert!(r.header("content-encoding").is_none(), "{upstream}");
@@ -224,7 +216,7 @@ async fn compress_is_off_by_default() {
 
 #[tokio::test]
 async fn compress_follows_accept_encoding() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &["--compress"]).await;
         let r = page(&gw, "?etag=1", Some("gzip")).await;
         assert_eq!(
@@ -276,7 +268,7 @@ async fn compress_follows_accept_encoding() {
 
 #[tokio::test]
 async fn compress_only_text_like_types_not_yet_encoded() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &["--compress"]).await;
         let r = page(&gw, "?kind=json", Some("gzip")).await;
         assert_eq!(

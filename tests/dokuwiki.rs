@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use support::gateway::{self, Gateway, Reply};
-use support::php_fpm::PhpFpm;
 use tempfile::TempDir;
 
 const APP: &str = "/usr/share/dokuwiki";
@@ -29,14 +28,6 @@ const USER: &str = "tester";
 const PASSWORD: &str = "gateway-secret";
 /// bcrypt of PASSWORD (cost 4: a test account), as DokuWiki's plain auth stores it.
 const PASSWORD_HASH: &str = "$2y$04$I9xqUs3ed.ieVA0o2xeUre.4lWApKyq0MUHJrqkRGHnYXEEiDcdE2";
-
-fn fpm() -> &'static PhpFpm {
-    support::shared_fpm()
-}
-
-fn upstreams() -> Vec<String> {
-    support::upstreams_of(fpm())
-}
 
 /// The copied wiki: `app/` (document root), `conf/`, `data/`, `sessions/`.
 /// Each test makes its own (a few tens of MB), removed when it ends.
@@ -143,7 +134,7 @@ async fn start(wiki: &Wiki, upstream: &str) -> Gateway {
 #[tokio::test]
 async fn start_page_renders_with_the_wiki_title() {
     let wiki = Wiki::copy();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&wiki, &upstream).await;
         let r = gateway::get(gw.addr, "/doku.php").await;
         assert_eq!(r.status, 200, "{upstream}: {}", r.text());
@@ -167,7 +158,7 @@ async fn start_page_renders_with_the_wiki_title() {
 #[tokio::test]
 async fn css_from_css_php_is_text_css() {
     let wiki = Wiki::copy();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&wiki, &upstream).await;
         let r = gateway::get(gw.addr, "/lib/exe/css.php?t=dokuwiki&tseed=1").await;
         assert_eq!(r.status, 200, "{upstream}: {}", r.text());
@@ -188,7 +179,7 @@ async fn css_from_css_php_is_text_css() {
 #[tokio::test]
 async fn path_info_page_url_renders_that_page() {
     let wiki = Wiki::copy();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&wiki, &upstream).await;
         let r = gateway::get(gw.addr, "/doku.php/wiki:syntax").await;
         assert_eq!(r.status, 200, "{upstream}: {}", r.text());
@@ -206,7 +197,7 @@ async fn path_info_page_url_renders_that_page() {
 async fn static_images_under_lib_are_served() {
     let wiki = Wiki::copy();
     let logo = fs::read(wiki.app.join("lib/tpl/dokuwiki/images/logo.png")).expect("logo");
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&wiki, &upstream).await;
         let r = gateway::get(gw.addr, "/lib/tpl/dokuwiki/images/logo.png").await;
         assert_eq!(r.status, 200, "{upstream}");
@@ -224,7 +215,7 @@ async fn static_images_under_lib_are_served() {
 #[tokio::test]
 async fn private_directories_are_404() {
     let wiki = Wiki::copy();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&wiki, &upstream).await;
         for path in [
             "/inc/init.php",
@@ -265,7 +256,7 @@ fn hidden_field(html: &str, name: &str) -> String {
 #[tokio::test]
 async fn login_post_round_trips_a_session_cookie() {
     let wiki = Wiki::copy();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&wiki, &upstream).await;
         let form = gateway::get(gw.addr, "/doku.php?do=login").await;
         assert_eq!(form.status, 200, "{upstream}");

@@ -8,15 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::gateway::{self, Gateway};
-use support::php_fpm::{fixtures_dir, PhpFpm};
-
-fn fpm() -> &'static PhpFpm {
-    support::shared_fpm()
-}
-
-fn upstreams() -> Vec<String> {
-    support::upstreams_of(fpm())
-}
+use support::php_fpm::fixtures_dir;
 
 async fn start(upstream: &str, extra: &[&str]) -> Gateway {
     let root = fixtures_dir().display().to_string();
@@ -53,7 +45,7 @@ fn header(name: &str, len: usize) -> (String, String) {
 
 #[tokio::test]
 async fn request_target_over_max_uri_length_is_414() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &[]).await;
         // Default 8 KiB: a query just inside reaches PHP, one byte more is 414.
         let within = format!("/env.php?q={}", "a".repeat(8192 - 11));
@@ -80,7 +72,7 @@ async fn request_target_over_max_uri_length_is_414() {
 
 #[tokio::test]
 async fn header_block_over_max_header_size_is_431() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &[]).await;
         // Default 32 KiB: a 30 KiB header reaches PHP whole.
         let (status, text) = send_raw(&gw, "/env.php", &[header("X-Big", 30 * 1024)]).await;
@@ -111,7 +103,7 @@ async fn more_header_lines_than_max_headers_is_431() {
             .map(|i| (format!("X-H{i}"), "1".to_owned()))
             .collect()
     };
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         // Host and Connection count too: 2 + 98 = the default 100.
         let gw = start(&upstream, &[]).await;
         let (status, _) = send_raw(&gw, "/env.php", &numbered(98)).await;
@@ -131,7 +123,7 @@ async fn more_header_lines_than_max_headers_is_431() {
 
 #[tokio::test]
 async fn body_over_max_body_size_is_413() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &["--max-body-size", "1k"]).await;
         let post = |len: usize| {
             let mut req = format!(

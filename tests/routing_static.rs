@@ -9,21 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use support::fake_fcgi::{FakeFcgi, Script};
-use support::gateway::{self, Gateway, Reply};
-use support::php_fpm::PhpFpm;
+use support::gateway::{self, Reply};
 use support::site::{Site, OUTSIDE_SECRET};
-
-fn fpm() -> &'static PhpFpm {
-    support::shared_fpm()
-}
-
-fn upstreams() -> Vec<String> {
-    support::upstreams_of(fpm())
-}
-
-async fn start(upstream: &str, site: &Site, extra: &[&str]) -> Gateway {
-    Gateway::serve(upstream, &site.root_arg(), extra).await
-}
 
 const FC: [&str; 2] = ["--front-controller", "/index.php"];
 
@@ -54,8 +41,8 @@ fn assert_refused(r: &Reply, what: &str) {
 #[tokio::test]
 async fn existing_file_is_static_and_script_runs() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         let r = gateway::get(gw.addr, "/css/app.css").await;
         assert_eq!(r.status, 200, "{upstream}");
         assert_eq!(r.body, site.bytes("css/app.css"));
@@ -71,8 +58,8 @@ async fn existing_file_is_static_and_script_runs() {
 #[tokio::test]
 async fn directory_without_slash_is_301_keeping_the_query() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         let r = gateway::get(gw.addr, "/docs?x=1&y=%2F").await;
         assert_eq!(r.status, 301, "{upstream}");
         assert_eq!(r.header("location").as_deref(), Some("/docs/?x=1&y=%2F"));
@@ -95,9 +82,9 @@ async fn directory_without_slash_is_301_keeping_the_query() {
 #[tokio::test]
 async fn directory_index_php_first_then_html() {
     let site = Site::new();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         for extra in [&[][..], &FC[..]] {
-            let gw = start(&upstream, &site, extra).await;
+            let gw = site.gateway(&upstream, extra).await;
             let r = gateway::get(gw.addr, "/docs/").await;
             assert_eq!(r.status, 200, "{upstream}");
             assert_eq!(r.body, site.bytes("docs/index.html"));
@@ -111,16 +98,16 @@ async fn directory_index_php_first_then_html() {
             gw.shutdown().await;
         }
         // A directory without an index: the front controller, or 404.
-        let gw = start(&upstream, &site, &FC).await;
+        let gw = site.gateway(&upstream, &FC).await;
         assert!(is_front_controller(
             &gateway::get(gw.addr, "/noindex/").await
         ));
         gw.shutdown().await;
-        let gw = start(&upstream, &site, &[]).await;
+        let gw = site.gateway(&upstream, &[]).await;
         assert_eq!(gateway::get(gw.addr, "/noindex/").await.status, 404);
         gw.shutdown().await;
         // The list is --index: here only index.html.
-        let gw = start(&upstream, &site, &["--index", "index.html"]).await;
+        let gw = site.gateway(&upstream, &["--index", "index.html"]).await;
         assert_eq!(
             gateway::get(gw.addr, "/app/").await.body,
             site.bytes("app/index.html")
@@ -132,8 +119,8 @@ async fn directory_index_php_first_then_html() {
 #[tokio::test]
 async fn path_info_only_after_an_existing_script() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         let r = gateway::get(gw.addr, "/script.php/extra/a%20b?q=1").await;
         let j = r.json();
         assert_eq!(j["script"], "script.php", "{upstream}");
@@ -160,7 +147,7 @@ async fn missing_php_is_404_without_contacting_php_fpm() {
         format!("unix:{}", fake.unix_socket.display()),
         format!("tcp:{}", fake.tcp_addr),
     ] {
-        let gw = start(&upstream, &site, &FC).await;
+        let gw = site.gateway(&upstream, &FC).await;
         for path in [
             "/nope.php",
             "/nope.php/extra",
@@ -181,7 +168,7 @@ async fn missing_php_is_404_without_contacting_php_fpm() {
     assert_eq!(fake.connections_seen(), 0);
     // The control: a script that exists does reach the upstream.
     let upstream = format!("unix:{}", fake.unix_socket.display());
-    let gw = start(&upstream, &site, &FC).await;
+    let gw = site.gateway(&upstream, &FC).await;
     assert_eq!(
         gateway::get(gw.addr, "/script.php").await.text(),
         "from the fake"
@@ -193,8 +180,8 @@ async fn missing_php_is_404_without_contacting_php_fpm() {
 #[tokio::test]
 async fn front_controller_gets_request_uri_and_query_as_sent() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         for path in [
             "/blog/post%20one?page=2&q=%C3%A9",
             "/missing.css?v=1",
@@ -212,7 +199,7 @@ async fn front_controller_gets_request_uri_and_query_as_sent() {
         }
         gw.shutdown().await;
         // Without one, 404.
-        let gw = start(&upstream, &site, &[]).await;
+        let gw = site.gateway(&upstream, &[]).await;
         assert_eq!(gateway::get(gw.addr, "/blog/post").await.status, 404);
         gw.shutdown().await;
     }
@@ -221,17 +208,17 @@ async fn front_controller_gets_request_uri_and_query_as_sent() {
 #[tokio::test]
 async fn php_only_front_controller_runs_nothing_else() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(
-            &upstream,
-            &site,
-            &[
-                "--front-controller",
-                "/index.php",
-                "--php-only-front-controller",
-            ],
-        )
-        .await;
+    for upstream in support::shared_upstreams() {
+        let gw = site
+            .gateway(
+                &upstream,
+                &[
+                    "--front-controller",
+                    "/index.php",
+                    "--php-only-front-controller",
+                ],
+            )
+            .await;
         for path in ["/script.php", "/sub/page.php", "/script.php/x"] {
             let r = gateway::get(gw.addr, path).await;
             assert_eq!(r.status, 404, "{upstream} {path}");
@@ -257,9 +244,9 @@ async fn php_only_front_controller_runs_nothing_else() {
 #[tokio::test]
 async fn php_source_is_never_served() {
     let site = Site::new();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         for extra in [&[][..], &FC[..]] {
-            let gw = start(&upstream, &site, extra).await;
+            let gw = site.gateway(&upstream, extra).await;
             for path in [
                 "/secret.inc",
                 "/SECRET.INC",
@@ -275,7 +262,7 @@ async fn php_source_is_never_served() {
             gw.shutdown().await;
         }
         // The list is configurable; `.php` always runs and is never sent.
-        let gw = start(&upstream, &site, &["--never-serve-ext", "css"]).await;
+        let gw = site.gateway(&upstream, &["--never-serve-ext", "css"]).await;
         assert_eq!(gateway::get(gw.addr, "/css/app.css").await.status, 404);
         let r = gateway::get(gw.addr, "/script.php").await;
         assert_eq!(r.json()["script"], "script.php", "{upstream}");
@@ -286,8 +273,8 @@ async fn php_source_is_never_served() {
 #[tokio::test]
 async fn dotfiles_are_404_except_well_known() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         for path in [
             "/.env",
             "/.git/config",
@@ -312,8 +299,8 @@ async fn dotfiles_are_404_except_well_known() {
 #[tokio::test]
 async fn cve_2019_11043_control_bytes_in_path_are_400() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         for path in [
             "/script.php/%0a",
             "/script.php/PATH%0Ainfo.php?a",
@@ -333,9 +320,9 @@ async fn cve_2019_11043_control_bytes_in_path_are_400() {
 #[tokio::test]
 async fn fix_pathinfo_trap_never_runs_an_uploaded_image() {
     let site = Site::new();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         for extra in [&[][..], &FC[..]] {
-            let gw = start(&upstream, &site, extra).await;
+            let gw = site.gateway(&upstream, extra).await;
             for path in [
                 "/uploads/evil.jpg/x.php",
                 "/uploads/evil.jpg%2fx.php",
@@ -360,8 +347,8 @@ async fn fix_pathinfo_trap_never_runs_an_uploaded_image() {
 async fn unicode_folding_never_runs_php() {
     let site = Site::new();
     let fullwidth = "%EF%BD%90%EF%BD%88%EF%BD%90"; // ｐｈｐ
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         // An existing `fw.ｐｈｐ` is not PHP: sent as bytes, never executed.
         let r = gateway::get(gw.addr, &format!("/fw.{fullwidth}")).await;
         assert_eq!(r.status, 200, "{upstream}");
@@ -383,8 +370,8 @@ async fn unicode_folding_never_runs_php() {
 #[tokio::test]
 async fn path_traversal_never_leaves_the_root() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         for path in [
             "/../outside/secret.txt",
             "/../outside/hello.php",
@@ -422,8 +409,8 @@ async fn path_traversal_never_leaves_the_root() {
 #[tokio::test]
 async fn symlinks_out_of_the_root_are_refused_unless_allowed() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         for path in [
             "/escape.txt",
             "/linkdir/secret.txt",
@@ -439,7 +426,7 @@ async fn symlinks_out_of_the_root_are_refused_unless_allowed() {
 
         let mut extra = FC.to_vec();
         extra.push("--follow-symlinks-outside-root");
-        let gw = start(&upstream, &site, &extra).await;
+        let gw = site.gateway(&upstream, &extra).await;
         assert_eq!(
             gateway::get(gw.addr, "/escape.txt").await.text(),
             OUTSIDE_SECRET
@@ -460,8 +447,8 @@ async fn symlinks_out_of_the_root_are_refused_unless_allowed() {
 #[tokio::test]
 async fn other_methods_on_static_files_are_405() {
     let site = Site::new();
-    for upstream in upstreams() {
-        let gw = start(&upstream, &site, &FC).await;
+    for upstream in support::shared_upstreams() {
+        let gw = site.gateway(&upstream, &FC).await;
         for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
             let r = gateway::request(gw.addr, method, "/css/app.css", &[], Bytes::from("x")).await;
             assert_eq!(r.status, 405, "{upstream} {method}");

@@ -10,16 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use support::gateway::{self, Gateway, Reply};
-use support::php_fpm::PhpFpm;
 use support::site::Site;
-
-fn fpm() -> &'static PhpFpm {
-    support::shared_fpm()
-}
-
-fn upstreams() -> Vec<String> {
-    support::upstreams_of(fpm())
-}
 
 async fn start(upstream: &str, root: &str, extra: &[&str]) -> Gateway {
     let mut args = vec!["--upstream", upstream, "--root", root];
@@ -34,7 +25,7 @@ async fn get_with(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Reply {
 #[tokio::test]
 async fn content_type_length_and_nosniff() {
     let site = Site::new();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &site.root_arg(), &[]).await;
         for (path, rel, ctype) in [
             ("/css/app.css", "css/app.css", "text/css; charset=utf-8"),
@@ -67,7 +58,7 @@ async fn content_type_length_and_nosniff() {
 #[tokio::test]
 async fn conditional_get_gives_304() {
     let site = Site::new();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &site.root_arg(), &[]).await;
         let first = gateway::get(gw.addr, "/css/app.css").await;
         let etag = first.header("etag").expect("ETag");
@@ -105,7 +96,7 @@ async fn single_range_is_206_and_unsatisfiable_is_416() {
     let site = Site::new();
     let js = site.bytes("js/app.js");
     let len = js.len();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &site.root_arg(), &[]).await;
         for (range, start, end) in [
             ("bytes=0-9", 0, 9),
@@ -138,7 +129,7 @@ async fn single_range_is_206_and_unsatisfiable_is_416() {
 async fn head_sends_headers_only() {
     let site = Site::new();
     let len = site.bytes("js/app.js").len();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &site.root_arg(), &[]).await;
         let raw = gateway::raw(
             gw.addr,
@@ -161,7 +152,7 @@ async fn head_sends_headers_only() {
 #[tokio::test]
 async fn precompressed_siblings_follow_accept_encoding() {
     let site = Site::new();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &site.root_arg(), &[]).await;
         for (accept, rel, encoding) in [
             ("", "js/app.js", None),
@@ -201,7 +192,7 @@ async fn precompressed_siblings_follow_accept_encoding() {
 async fn cache_control_per_extension() {
     let site = Site::new();
     let dir = tempfile::tempdir().unwrap();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let file = dir.path().join("gw.toml");
         std::fs::write(
             &file,
@@ -248,7 +239,7 @@ async fn large_file_streams_intact() {
         .collect();
     std::fs::write(site.root.join("big.bin"), &data).unwrap();
     let digest = |d: &[u8]| Sha256::digest(d).to_vec();
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &site.root_arg(), &[]).await;
         let r = gateway::get(gw.addr, "/big.bin").await;
         assert_eq!(r.status, 200, "{upstream}");

@@ -13,16 +13,8 @@ use fcgi_gateway::config::{self, Cli, Command};
 use fcgi_gateway::server::{Listener, Server};
 use serde_json::Value;
 use support::gateway::{self, Gateway};
-use support::php_fpm::{fixtures_dir, PhpFpm};
+use support::php_fpm::fixtures_dir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn fpm() -> &'static PhpFpm {
-    support::shared_fpm()
-}
-
-fn upstreams() -> Vec<String> {
-    support::upstreams_of(fpm())
-}
 
 fn args<'a>(upstream: &'a str, root: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["--upstream", upstream, "--root", root];
@@ -54,7 +46,7 @@ const SPOOF: [(&str, &str); 3] = [
 
 #[tokio::test]
 async fn untrusted_peers_forwarding_headers_change_nothing() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         for extra in [&[][..], &["--trusted-proxy", "10.0.0.0/8"][..]] {
             let gw = start(&upstream, extra).await;
             let e = env(&gw, &SPOOF).await;
@@ -76,7 +68,7 @@ async fn untrusted_peers_forwarding_headers_change_nothing() {
 
 #[tokio::test]
 async fn trusted_peer_right_most_untrusted_forwarded_for_is_remote_addr() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let trust = [
             "--trusted-proxy",
             "127.0.0.1",
@@ -118,7 +110,7 @@ async fn trusted_peer_right_most_untrusted_forwarded_for_is_remote_addr() {
 
 #[tokio::test]
 async fn trusted_x_forwarded_proto_https_sets_https_on() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let gw = start(&upstream, &["--trusted-proxy", "127.0.0.0/8"]).await;
         let e = env(
             &gw,
@@ -143,7 +135,7 @@ async fn trusted_x_forwarded_proto_https_sets_https_on() {
 
 #[tokio::test]
 async fn trusted_forwarded_header_gives_for_and_proto() {
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let extra = [
             "--trusted-proxy",
             "127.0.0.1",
@@ -215,7 +207,7 @@ async fn env_over_unix_listener(extra: &[&str], upstream: &str, headers: &str) -
 #[tokio::test]
 async fn unix_listener_clients_are_trusted_only_with_trusted_proxy_unix() {
     let headers = "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n";
-    for upstream in upstreams() {
+    for upstream in support::shared_upstreams() {
         let e = env_over_unix_listener(&["--trusted-proxy", "unix"], &upstream, headers).await;
         assert_eq!(s(&e, "REMOTE_ADDR"), Some("203.0.113.9"), "{upstream}");
         assert_eq!(s(&e, "HTTPS"), Some("on"));

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use tokio_util::either::Either;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_util::either::Either;
 
 use crate::cgi::params::Endpoint;
 use crate::config::{Config, ListenAddr};

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::either::Either;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
+use tokio_util::either::Either;
 
 use super::body::RequestBody;
 use super::pool::{Lease, LeaseGuard};

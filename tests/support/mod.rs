@@ -85,3 +85,8 @@ pub fn upstreams_of(fpm: &PhpFpm) -> Vec<String> {
         format!("tcp:{}", fpm.tcp_addr),
     ]
 }
+
+/// `--upstream` values for both pools of the shared php-fpm.
+pub fn shared_upstreams() -> Vec<String> {
+    upstreams_of(shared_fpm())
+}

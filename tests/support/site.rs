@@ -54,6 +54,11 @@ impl Site {
         }
     }
 
+    /// A gateway serving this site from `upstream`, with `extra` flags.
+    pub async fn gateway(&self, upstream: &str, extra: &[&str]) -> super::gateway::Gateway {
+        super::gateway::Gateway::serve(upstream, &self.root_arg(), extra).await
+    }
+
     pub fn root_arg(&self) -> String {
         self.root.display().to_string()
     }
