@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::sync::mpsc;
-
 use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
-use crate::fastcgi::{self, RecordType, Role};
-use crate::upstream::conn::{self, ExchangeTimeouts, Output, REQUEST_ID};
-use crate::upstream::{RequestBody, UpstreamAddr};
+use crate::upstream::conn::{self, ExchangeTimeouts};
+use crate::upstream::{fpm_status, UpstreamAddr};
+
+/// php-fpm's ping page is a word ("pong"); anything bigger is not it.
+const PING_MAX_BYTES: usize = 64 * 1024;
 
 /// `Ok` when ready, else a one-line reason.
 pub(crate) async fn check(
@@ -35,55 +34,21 @@ pub(crate) async fn check(
 }
 
 async fn ping(upstream: &UpstreamAddr, path: &str, timeout: Duration) -> Result<(), String> {
-    let mut conn = conn::dial(upstream, timeout)
-        .await
-        .map_err(|e| format!("upstream unreachable: {e}"))?;
-    let params: [(&[u8], &[u8]); 8] = [
-        (b"SCRIPT_FILENAME", path.as_bytes()),
-        (b"SCRIPT_NAME", path.as_bytes()),
-        (b"QUERY_STRING", b""),
-        (b"REQUEST_METHOD", b"GET"),
-        (b"REQUEST_URI", path.as_bytes()),
-        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
-        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-        (b"SERVER_SOFTWARE", b"fcgi-gateway"),
-    ];
-    let mut head = BytesMut::with_capacity(256);
-    fastcgi::encode_begin_request(&mut head, REQUEST_ID, Role::Responder, false);
-    fastcgi::encode_params(&mut head, REQUEST_ID, &params);
-    fastcgi::encode_stream_end(&mut head, RecordType::Stdin, REQUEST_ID);
-    let (tx, mut rx) = mpsc::channel(8);
-    let exchange = async move {
-        let result = conn::exchange(
-            &mut conn,
-            head.freeze(),
-            &mut RequestBody::Empty,
-            &tx,
-            ExchangeTimeouts { read: timeout },
-        )
-        .await;
-        drop(tx);
-        result.map(drop).map_err(|f| f.error.to_string())
+    let stdout = fpm_status::one_shot(
+        upstream,
+        fpm_status::management_request(path, "", false),
+        ExchangeTimeouts { read: timeout },
+        timeout,
+        PING_MAX_BYTES,
+    )
+    .await
+    .map_err(|e| format!("upstream unreachable or failing: {e}"))?;
+    let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
+    let status = match parser.push(stdout) {
+        Ok(Some((head, _))) => Some(head.status),
+        _ => None,
     };
-    let collect = async {
-        let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
-        let mut status = None;
-        while let Some(out) = rx.recv().await {
-            match out {
-                Output::Stdout(data) if status.is_none() => {
-                    if let Ok(Some((head, _))) = parser.push(data) {
-                        status = Some(head.status);
-                    }
-                }
-                Output::Failed(e) => return Err(e.to_string()),
-                _ => {}
-            }
-        }
-        Ok(status)
-    };
-    let (exchanged, status) = tokio::join!(exchange, collect);
-    exchanged?;
-    match status? {
+    match status {
         Some(s) if s.is_success() => Ok(()),
         Some(s) => Err(format!("php-fpm ping {path} answered {}", s.as_u16())),
         None => Err(format!("php-fpm ping {path} sent no response head")),

@@ -7,13 +7,11 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
-use crate::upstream::conn::{self, ExchangeTimeouts, Output};
+use crate::upstream::conn::ExchangeTimeouts;
 use crate::upstream::fpm_status::{self, MAX_STATUS_BYTES};
-use crate::upstream::{RequestBody, UpstreamAddr};
+use crate::upstream::UpstreamAddr;
 
 /// The fields the bench reports.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -38,44 +36,22 @@ impl From<fpm_status::FpmStatus> for FpmStatus {
 }
 
 /// Fetches and parses the status page of the pool behind `addr`, on a
-/// connection of its own (not through a pool: the bench has none).
+/// connection of its own (the bench has no pool).
 pub async fn fetch(
     addr: &UpstreamAddr,
     path: &str,
     connect_timeout: Duration,
     timeout: Duration,
 ) -> Result<FpmStatus, String> {
-    let mut conn = conn::dial(addr, connect_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (tx, mut rx) = mpsc::channel(16);
-    let mut body = RequestBody::Empty;
-    // Collect concurrently: a page bigger than the channel must not stall the exchange.
-    let collect = async {
-        let mut stdout = BytesMut::new();
-        while let Some(out) = rx.recv().await {
-            if let Output::Stdout(data) = out {
-                if stdout.len() + data.len() > MAX_STATUS_BYTES {
-                    return Err(fpm_status::too_large().to_string());
-                }
-                stdout.extend_from_slice(&data);
-            }
-        }
-        Ok(stdout)
-    };
-    let (outcome, stdout) = tokio::join!(
-        async {
-            let timeouts = ExchangeTimeouts { read: timeout };
-            let request = fpm_status::request(path, false);
-            let r = conn::exchange(&mut conn, request, &mut body, &tx, timeouts).await;
-            // Ends the collector.
-            drop(tx);
-            r
-        },
-        collect
-    );
-    outcome.map_err(|f| f.error.to_string())?;
-    parse_response(&stdout?)
+    let stdout = fpm_status::one_shot(
+        addr,
+        fpm_status::request(path, false),
+        ExchangeTimeouts { read: timeout },
+        connect_timeout,
+        MAX_STATUS_BYTES,
+    )
+    .await?;
+    parse_response(&stdout)
 }
 
 fn parse_response(stdout: &[u8]) -> Result<FpmStatus, String> {

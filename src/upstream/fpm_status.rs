@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use super::{forward, FcgiRequest, Output, Pool, RequestBody, UpstreamError};
+use super::conn::{self, ExchangeTimeouts};
+use super::{forward, FcgiRequest, Output, Pool, RequestBody, UpstreamAddr, UpstreamError};
 use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::fastcgi::{self, RecordType, Role};
 use crate::upstream::conn::REQUEST_ID;
@@ -93,14 +94,24 @@ pub fn spawn_follower(
     });
 }
 
-/// The encoded FastCGI request for `path?json` (BEGIN_REQUEST, PARAMS, empty
-/// STDIN). `keep_conn` is false for a connection dialed just for it.
+/// The encoded FastCGI request for php-fpm's status page (`?json`).
+/// `keep_conn` is false for a connection dialed just for it.
 pub fn request(path: &str, keep_conn: bool) -> Bytes {
-    let uri = format!("{path}?json");
+    management_request(path, "json", keep_conn)
+}
+
+/// A GET of one of php-fpm's own pages (status, ping), which php-fpm answers
+/// by SCRIPT_NAME without running PHP: BEGIN_REQUEST, PARAMS, empty STDIN.
+pub fn management_request(path: &str, query: &str, keep_conn: bool) -> Bytes {
+    let uri = if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    };
     let params: [(&[u8], &[u8]); 8] = [
         (b"SCRIPT_FILENAME", path.as_bytes()),
         (b"SCRIPT_NAME", path.as_bytes()),
-        (b"QUERY_STRING", b"json"),
+        (b"QUERY_STRING", query.as_bytes()),
         (b"REQUEST_METHOD", b"GET"),
         (b"REQUEST_URI", uri.as_bytes()),
         (b"GATEWAY_INTERFACE", b"CGI/1.1"),
@@ -112,6 +123,44 @@ pub fn request(path: &str, keep_conn: bool) -> Bytes {
     fastcgi::encode_params(&mut head, REQUEST_ID, &params);
     fastcgi::encode_stream_end(&mut head, RecordType::Stdin, REQUEST_ID);
     head.freeze()
+}
+
+/// Sends `head` on a connection of its own (not through a pool: probes must
+/// not queue behind real requests, and the bench has no pool) and returns
+/// the whole STDOUT, refusing more than `max_bytes`.
+pub async fn one_shot(
+    addr: &UpstreamAddr,
+    head: Bytes,
+    timeouts: ExchangeTimeouts,
+    connect_timeout: Duration,
+    max_bytes: usize,
+) -> Result<Bytes, String> {
+    let mut conn = conn::dial(addr, connect_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::channel(16);
+    // Collect concurrently: an answer bigger than the channel must not stall the exchange.
+    let collect = async {
+        let mut stdout = BytesMut::new();
+        while let Some(out) = rx.recv().await {
+            if let Output::Stdout(data) = out {
+                if stdout.len() + data.len() > max_bytes {
+                    return Err(format!("answer larger than {max_bytes} bytes"));
+                }
+                stdout.extend_from_slice(&data);
+            }
+        }
+        Ok(stdout.freeze())
+    };
+    let exchange = async {
+        let r = conn::exchange(&mut conn, head, &mut RequestBody::Empty, &tx, timeouts).await;
+        // Ends the collector.
+        drop(tx);
+        r
+    };
+    let (outcome, stdout) = tokio::join!(exchange, collect);
+    outcome.map_err(|f| f.error.to_string())?;
+    stdout
 }
 
 /// Requests `path?json` through `pool` and parses the answer.
