@@ -132,6 +132,25 @@ fn check_config_names_the_key_and_the_file() {
     );
 }
 
+/// Waits until the gateway has created its listening socket file.
+fn wait_for_socket(sock: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    // SAFETY: kill(2) takes two integers and touches none of our memory; the PID
+    // is our own child, not yet waited for, so it cannot name another process.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+}
+
 fn http_over_unix(path: &std::path::Path, request: &str) -> String {
     let mut s = UnixStream::connect(path).expect("connect to the gateway's unix socket");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -162,14 +181,7 @@ fn serves_on_a_unix_socket_and_drains_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "gateway did not create its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&sock);
     let out = http_over_unix(
         &sock,
         "GET /env.php HTTP/1.1\r\nHost: app.local\r\nConnection: close\r\n\r\n",
@@ -186,10 +198,7 @@ fn serves_on_a_unix_socket_and_drains_on_sigterm() {
         )
     });
     std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: kill(2) takes two integers and touches none of our memory; the PID
-    // is our own child, not yet waited for, so it cannot name another process.
-    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(rc, 0);
+    sigterm(&child);
     let slow_out = slow.join().unwrap();
     assert!(slow_out.starts_with("HTTP/1.1 200"), "{slow_out}");
     assert!(slow_out.contains("slept 700"), "{slow_out}");
@@ -233,22 +242,13 @@ fn log_of_one_request(extra: &[&str], rust_log: Option<&str>) -> String {
         cmd.env("RUST_LOG", filter);
     }
     let mut child = cmd.spawn().expect("spawn gateway");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "gateway did not create its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_socket(&sock);
     let out = http_over_unix(
         &sock,
         "GET /hello.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    // SAFETY: kill(2) takes two integers and touches none of our memory; the PID
-    // is our own child, not yet waited for, so it cannot name another process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    sigterm(&child);
     child.wait().unwrap();
     let mut log = String::new();
     child
