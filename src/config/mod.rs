@@ -10,6 +10,8 @@
 mod cli;
 mod file;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_embedded;

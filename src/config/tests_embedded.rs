@@ -2,17 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
-
 use super::*;
 
 fn args(argv: &[&str]) -> ServeArgs {
-    let mut full = vec!["fcgi-gateway", "serve"];
-    full.extend_from_slice(argv);
-    match Cli::try_parse_from(full).unwrap().command {
-        Command::Serve(args) => args,
-        other => panic!("not serve: {other:?}"),
-    }
+    super::test_support::serve_args(argv)
 }
 
 #[test]

@@ -1,33 +1,8 @@
 //! Tests for the routing and static-file settings: `php-only-front-controller`,
 //! `never-serve-ext`, `follow-symlinks-outside-root` and `cache-control`.
 
-use std::fs;
-
-use clap::Parser;
-
+use super::test_support::{file_with, serve_args};
 use super::*;
-
-fn serve_args(argv: &[&str]) -> ServeArgs {
-    let mut full = vec!["fcgi-gateway", "serve"];
-    full.extend_from_slice(argv);
-    match Cli::try_parse_from(full).unwrap().command {
-        Command::Serve(args) => args,
-        other => panic!("parsed as {other:?}"),
-    }
-}
-
-/// A temp dir with `gateway.toml` = a minimal config plus `extra`.
-fn file_with(extra: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    fs::create_dir(dir.path().join("www")).unwrap();
-    let path = dir.path().join("gateway.toml");
-    fs::write(
-        &path,
-        format!("upstream = \"unix:/run/php/fpm.sock\"\nroot = \"www\"\n{extra}"),
-    )
-    .unwrap();
-    (dir, path)
-}
 
 fn message(result: Result<Config, ConfigError>) -> String {
     let text = result.unwrap_err().to_string();
