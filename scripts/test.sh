@@ -15,7 +15,7 @@ if ! have_fpm; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq php-fpm >/dev/null
 fi
-# tests/dokuwiki.rs needs Debian's DokuWiki (a real PHP application).
+# tests/suite/dokuwiki.rs needs Debian's DokuWiki (a real PHP application).
 if [[ ! -f /usr/share/dokuwiki/doku.php ]]; then
     echo "DokuWiki not found; installing it with apt-get" >&2
     sudo_cmd=""

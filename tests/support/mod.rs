@@ -1,8 +1,7 @@
 //! Shared integration-test harness.
 //!
-//! Include it from a test file with `mod support;` (or
-//! `#[path = "support/mod.rs"] mod support;`). Each test binary uses only part
-//! of it, hence the blanket `allow`s below.
+//! Included by `tests/suite/main.rs` and `tests/logging.rs`. Each test binary
+//! uses only part of it, hence the blanket `allow`s below.
 //!
 //! * [`php_fpm`] runs a real php-fpm (one unix-socket pool, one TCP pool) in a
 //!   temporary directory and stops it by PID.

@@ -3,7 +3,7 @@
 //! target → 414, a large header block or too many header lines → 431, a
 //! large body → 413; requests just within each limit reach PHP.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `fcgi-gateway bench` as a user runs it, against a real php-fpm over both
 //! a unix socket and tcp: exit codes, the table, `--json` and `--plot`.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

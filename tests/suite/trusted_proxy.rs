@@ -3,7 +3,7 @@
 //! REQUEST_SCHEME and HTTPS when forwarding headers come from a trusted
 //! proxy, and that they change nothing when they come from anyone else.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

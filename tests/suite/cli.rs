@@ -1,7 +1,7 @@
 //! The release binary as users meet it: exit codes, one-line errors,
 //! `check-config`, serving on a unix socket, graceful SIGTERM.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -7,7 +7,7 @@
 //! timing anything: it sends "first", then waits for a file the test creates
 //! only once it has read "first"; a buffered response would end in "timeout".
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 

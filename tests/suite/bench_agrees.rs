@@ -15,7 +15,7 @@
 //! - The reference client gets a `BufStream`: it writes each record with its
 //!   own call, which on two cores shared with php-fpm halved its rate.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ const CONCURRENCY: usize = 2;
 const SLICE: Duration = Duration::from_millis(600);
 const RUNS: usize = 7;
 /// Allowed difference of the medians: 10 % as asked for optimised builds
-/// (`cargo test --release --test bench_agrees`; measured at most 6.1 % in
+/// (`cargo test --release --test suite bench_agrees`; measured at most 6.1 % in
 /// 20 comparisons).
 /// Debug builds get 20 %: there the unoptimised bench spends more CPU per
 /// request than the reference and, sharing two cores with php-fpm, ran up

@@ -3,7 +3,7 @@
 //! runs in front of a real php-fpm over both `unix:` and `tcp:` (static
 //! answers must not depend on which), on a copy of `fixtures/site`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //! Needs the `dokuwiki` Debian package (`.ci/run` and `scripts/test.sh`
 //! install it); its absence is a loud failure.
 
-mod support;
+use crate::support;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! tiny hand-rolled record code at the bottom of this file where exact bytes
 //! or missing END_REQUEST records matter.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,9 @@
 //! Routing and its safety rules through HTTP, against a real php-fpm over
 //! both `unix:` and `tcp:`, on a copy of `fixtures/site`. Static-file
 //! serving details (types, 304, ranges, precompressed files) are in
-//! `tests/static_files_http.rs`.
+//! `tests/suite/static_files_http.rs`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

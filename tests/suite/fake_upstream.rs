@@ -1,7 +1,7 @@
 //! Faults php-fpm cannot produce on demand, through HTTP against the scripted
 //! fake FastCGI server, over both `unix:` and `tcp:`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

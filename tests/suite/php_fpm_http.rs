@@ -1,6 +1,6 @@
 //! Black-box tests through HTTP against a real php-fpm, over both `unix:` and `tcp:`.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! php-fpm (up, then stopped), Prometheus /metrics after real requests, and
 //! that none of it is reachable through the public listener.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! worker recycling, restarts, pinned workers, saturation, idle reaping,
 //! retries, sizing from php-fpm's status page.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

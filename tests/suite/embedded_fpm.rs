@@ -2,7 +2,7 @@
 //! the log: the master's PID (`embedded php-fpm started pid=N`); its workers
 //! are read from /proc.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

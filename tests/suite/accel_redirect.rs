@@ -3,7 +3,7 @@
 //! `fixtures/site`: `download.php` names a file and the gateway sends it
 //! instead of the script's body, under the same refusals as client paths.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use support::gateway::{self, Reply};

@@ -1,0 +1,26 @@
+//! The integration suite, one test binary for all of it: every test file
+//! linked on its own took ~27 MB of disk each, and CI machines can be short
+//! of disk. `tests/logging.rs` stays apart because it installs a global
+//! tracing subscriber.
+//!
+//! Run one part with `cargo test --test suite pool::`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod accel_redirect;
+mod admin;
+mod bench_agrees;
+mod bench_cli;
+mod cli;
+mod compress_stream;
+mod dokuwiki;
+mod embedded_fpm;
+mod fake_upstream;
+mod harness_selftest;
+mod limits;
+mod php_fpm_http;
+mod pool;
+mod routing_static;
+mod static_files_http;
+mod trusted_proxy;
