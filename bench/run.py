@@ -108,6 +108,61 @@ def rss_peak_kib(pids):
     return total
 
 
+def rss_now_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                m = re.search(r"VmRSS:\s+(\d+) kB", f.read())
+            total += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return total
+
+
+def read_http_response(sock):
+    """Reads one HTTP/1.1 response with Content-Length or chunked body; returns the status."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise OSError("connection closed before the response head")
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    status = int(head.split(b" ", 2)[1])
+    m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    if m:
+        need = int(m.group(1))
+        while len(body) < need:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise OSError("connection closed mid-body")
+            body += chunk
+    else:  # chunked: read until the last chunk
+        while not body.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise OSError("connection closed mid-body")
+            body += chunk
+    return status
+
+
+def hold_idle_clients(port, count, path):
+    """Opens `count` keep-alive connections, one request on each, and keeps
+    them open. Returns (sockets, failures)."""
+    socks, failures = [], 0
+    for _ in range(count):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            if read_http_response(s) != 200:
+                failures += 1
+            socks.append(s)
+        except OSError:
+            failures += 1
+    return socks, failures
+
+
 def parse_wrk(text):
     def dur(s):
         m = re.match(r"([\d.]+)(us|ms|s|m)", s)
@@ -140,6 +195,9 @@ def main():
     ap.add_argument("--concurrency", default="1,32,256")
     ap.add_argument("--sockets", default="unix,tcp")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--idle-clients", type=int, default=1000,
+                    help="after the cells, hold this many idle keep-alive clients on each "
+                         "server and record its RSS (0 skips)")
     ap.add_argument("--servers", default="nginx,gateway",
                     help="server kinds, compared against the first: nginx (upstream keepalive), "
                          "nginx-nokeep (a new php-fpm connection per request), gateway, "
@@ -292,6 +350,29 @@ http {{
                     print(f"round {r + 1} {sc:9} c={c:<4} {name:13} {m['rps']:10.0f} req/s "
                           f"p99 {m['p99_ms']} ms  cpu/req {m['cpu_us_per_req'] and round(m['cpu_us_per_req'], 1)} us  "
                           f"errors {m['non2xx'] + m['socket_errors']}", flush=True)
+        idle = {}
+        if args.idle_clients:
+            try:
+                import resource
+                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                want = min(hard, args.idle_clients + 256)
+                if soft < want:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            except (ImportError, ValueError, OSError):
+                pass
+            for name in servers:
+                pids = pids_of(name)
+                before = rss_now_kib(pids)
+                socks, failures = hold_idle_clients(servers[name], args.idle_clients, "/hello.php")
+                time.sleep(1)
+                idle[name] = {"clients": len(socks), "failed": failures,
+                              "rss_before_kib": before, "rss_held_kib": rss_now_kib(pids),
+                              "rss_peak_kib": rss_peak_kib(pids)}
+                for s in socks:
+                    s.close()
+                print(f"idle {name:13} {len(socks)} clients held, {failures} failed, "
+                      f"RSS {before} -> {idle[name]['rss_held_kib']} KiB "
+                      f"(peak {idle[name]['rss_peak_kib']} KiB)", flush=True)
     finally:
         for p in reversed(procs):
             try:
@@ -323,7 +404,7 @@ http {{
 
     os.makedirs(args.out, exist_ok=True)
     doc = {"commit": commit, "date": stamp, "machine": machine, "rounds": args.rounds,
-           "duration_s": args.duration, "servers": kinds, "rows": rows}
+           "duration_s": args.duration, "servers": kinds, "rows": rows, "idle": idle}
     base = os.path.join(args.out, f"{stamp[:10]}-{commit}")
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=2)
@@ -344,6 +425,14 @@ http {{
             f"| {row['scenario']} | {row['concurrency']} | {row['socket']} | {row['server']} | {fmt(row['rps'])} "
             f"| {fmt(row['rps_ratio_vs_' + base_kind], 2)} | {fmt(row['p50_ms'], 2)} | {fmt(row['p99_ms'], 2)} "
             f"| {fmt(row['cpu_us_per_req'], 1)} | {row['failed_total']} | {fmt(row['rss_peak_kib'])} |")
+    if idle:
+        lines += ["", f"Idle keep-alive clients: {args.idle_clients} connections opened after the cells, "
+                  "one GET /hello.php each, then held open (RSS of all the server's processes).", "",
+                  "| server | clients held | failed | RSS before KiB | RSS held KiB | peak RSS KiB |",
+                  "|---|---|---|---|---|---|"]
+        for name, v in idle.items():
+            lines.append(f"| {name} | {v['clients']} | {v['failed']} | {v['rss_before_kib']} "
+                         f"| {v['rss_held_kib']} | {v['rss_peak_kib']} |")
     table = "\n".join(lines) + "\n"
     with open(base + ".md", "w") as f:
         f.write(table)

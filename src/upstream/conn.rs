@@ -226,8 +226,18 @@ async fn exchange_with(
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_CHUNK);
         }
+        let stuck_check = match (&first_byte, got_bytes) {
+            (Some(guard), false) => guard.stuck_check_at().map(tokio::time::Instant::from_std),
+            _ => None,
+        };
         tokio::select! {
             biased;
+            _ = tokio::time::sleep_until(stuck_check.unwrap_or(deadline)), if stuck_check.is_some() => {
+                if let Some(guard) = first_byte.as_deref_mut() {
+                    guard.free_a_worker();
+                }
+                continue;
+            }
             res = &mut body_fut, if !body_done => {
                 body_done = true;
                 body_consumed = true;

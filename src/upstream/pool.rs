@@ -49,6 +49,8 @@ pub struct PoolStats {
     pub closed_after_use: AtomicU64,
     /// Connections closed on return because a fresh one waited for a worker.
     pub closed_for_waiter: AtomicU64,
+    /// Connections closed on return because the pool had shrunk below them.
+    pub closed_over_size: AtomicU64,
 }
 
 /// A point-in-time view of the pool, for logs, tests and metrics.
@@ -100,10 +102,17 @@ struct PoolInner {
     idle: Mutex<Vec<Conn>>,
     busy: AtomicUsize,
     waiting: AtomicUsize,
-    /// Fresh connections whose request went out but no byte came back yet.
+    /// Fresh connections whose request went out but no byte came back yet
+    /// (the count, for a lock-free check on every release).
     fresh_awaiting_first_byte: AtomicUsize,
+    /// The same connections, with when each was sent.
+    awaiting: Mutex<Vec<AwaitingFresh>>,
+    next_awaiting_id: AtomicU64,
+    /// Moving average of the time to first byte on reused connections: what
+    /// "normal" is, so a fresh connection is only called stuck well past it.
+    reused_first_byte_micros: AtomicU64,
     backoff: Mutex<Backoff>,
-    learning: Mutex<CapacityWindow>,
+    learning: Mutex<Learning>,
     /// Set once php-fpm itself told the size: learning from evidence stops.
     size_is_known: std::sync::atomic::AtomicBool,
     stats: PoolStats,
@@ -119,10 +128,104 @@ struct CapacityWindow {
     peak_served: usize,
     /// Requests queued for a connection at some release in this window.
     saw_waiters: bool,
+    started: Option<Instant>,
 }
 
-/// Releases per capacity-learning window.
+/// A fresh connection waiting for its first byte.
+#[derive(Debug)]
+struct AwaitingFresh {
+    id: u64,
+    since: Instant,
+    /// When a returning connection was last closed to free a worker for it.
+    freed_for_at: Option<Instant>,
+}
+
+/// What `stuck_fresh` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stuck {
+    None,
+    /// A stuck connection, already helped by a recent close.
+    Seen,
+    /// A stuck connection: close the returning one for it.
+    Claimed,
+}
+
+/// A fresh connection counts as stuck in php-fpm's backlog only after this
+/// long, or 4x the usual time to first byte when that is longer. Calling it
+/// stuck sooner closed connections during every fresh connection's normal
+/// first-byte wait; each close made the next request dial, and under load
+/// that loop re-dialed most requests.
+const STUCK_MIN: Duration = Duration::from_millis(5);
+
+/// Releases per capacity-learning window, and its shortest duration.
 const LEARN_WINDOW: u32 = 64;
+const LEARN_WINDOW_MIN_TIME: Duration = Duration::from_millis(50);
+
+/// After a shrink, the pool waits this long before probing one connection
+/// more; each probe that php-fpm's backlog refutes doubles the wait. Probing
+/// every window (a few ms under load) kept a pool one above php-fpm's worker
+/// count closing and re-dialing most of its connections.
+const PROBE_DELAY_MIN: Duration = Duration::from_secs(1);
+const PROBE_DELAY_MAX: Duration = Duration::from_secs(300);
+
+/// Capacity learning: the current window, and when growing may be tried.
+#[derive(Debug)]
+struct Learning {
+    window: CapacityWindow,
+    /// No probe up before this instant (set by a shrink).
+    no_probe_before: Option<Instant>,
+    probe_delay: Duration,
+    /// The last resize was a probe up, not yet confirmed by a clean window.
+    probing: bool,
+}
+
+impl Default for Learning {
+    fn default() -> Self {
+        Learning {
+            window: CapacityWindow::default(),
+            no_probe_before: None,
+            probe_delay: PROBE_DELAY_MIN,
+            probing: false,
+        }
+    }
+}
+
+/// What a finished learning window says about the pool size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Shrink { peak: usize },
+    Grow,
+    Keep,
+}
+
+impl Learning {
+    /// Closes the window and decides, holding back probes after a shrink.
+    fn verdict(&mut self, now: Instant) -> Verdict {
+        let w = std::mem::take(&mut self.window);
+        if w.closed_for_waiter * 2 > w.releases {
+            if self.probing {
+                self.probe_delay = (self.probe_delay * 2).min(PROBE_DELAY_MAX);
+            }
+            self.probing = false;
+            self.no_probe_before = Some(now + self.probe_delay);
+            return Verdict::Shrink {
+                peak: w.peak_served,
+            };
+        }
+        if w.closed_for_waiter == 0 {
+            if self.probing {
+                // The probe held: php-fpm really serves that many.
+                self.probing = false;
+                self.probe_delay = PROBE_DELAY_MIN;
+            }
+            let may_probe = self.no_probe_before.is_none_or(|t| now >= t);
+            if w.saw_waiters && may_probe {
+                return Verdict::Grow;
+            }
+        }
+        Verdict::Keep
+    }
+}
 
 /// A cheap handle; clones share one pool.
 #[derive(Debug, Clone)]
@@ -143,7 +246,10 @@ pub struct Lease {
 #[derive(Debug)]
 pub(crate) struct LeaseGuard {
     pool: Arc<PoolInner>,
-    awaiting_first_byte: bool,
+    /// Set while this lease's fresh connection waits for its first byte.
+    awaiting_id: Option<u64>,
+    /// When the request on a reused connection went out.
+    reused_sent_at: Option<Instant>,
 }
 
 impl Pool {
@@ -157,11 +263,14 @@ impl Pool {
                 busy: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
                 fresh_awaiting_first_byte: AtomicUsize::new(0),
+                awaiting: Mutex::new(Vec::new()),
+                next_awaiting_id: AtomicU64::new(0),
+                reused_first_byte_micros: AtomicU64::new(0),
                 backoff: Mutex::new(Backoff {
                     until: None,
                     next_delay: BACKOFF_MIN,
                 }),
-                learning: Mutex::new(CapacityWindow::default()),
+                learning: Mutex::new(Learning::default()),
                 size_is_known: std::sync::atomic::AtomicBool::new(false),
                 stats: PoolStats::default(),
                 settings,
@@ -228,6 +337,13 @@ impl Pool {
         if new_size > old {
             inner.permits.add_permits(new_size - old);
         } else if new_size < old {
+            // Idle connections beyond the new size go now (oldest first);
+            // busy ones are closed as they come back (see `release`).
+            let busy = inner.busy.load(Ordering::Acquire);
+            if let Ok(mut idle) = inner.idle.lock() {
+                let excess = (idle.len() + busy).saturating_sub(new_size).min(idle.len());
+                idle.drain(..excess);
+            }
             let inner = inner.clone();
             // Permits held by busy connections are taken as they come back.
             tokio::spawn(async move {
@@ -318,7 +434,8 @@ impl Pool {
             conn,
             guard: LeaseGuard {
                 pool: self.inner.clone(),
-                awaiting_first_byte: false,
+                awaiting_id: None,
+                reused_sent_at: None,
             },
             _permit: permit,
         }
@@ -412,11 +529,23 @@ impl Lease {
     /// byte arrives it may be waiting in php-fpm's backlog.
     pub fn request_sent(&mut self) {
         let guard = &mut self.guard;
-        if !self.conn.is_reused() && !guard.awaiting_first_byte {
-            guard.awaiting_first_byte = true;
-            guard
-                .pool
-                .fresh_awaiting_first_byte
+        if self.conn.is_reused() {
+            guard.reused_sent_at = Some(Instant::now());
+            return;
+        }
+        if guard.awaiting_id.is_some() {
+            return;
+        }
+        let pool = &guard.pool;
+        let id = pool.next_awaiting_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut awaiting) = pool.awaiting.lock() {
+            awaiting.push(AwaitingFresh {
+                id,
+                since: Instant::now(),
+                freed_for_at: None,
+            });
+            guard.awaiting_id = Some(id);
+            pool.fresh_awaiting_first_byte
                 .fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -442,8 +571,14 @@ impl Lease {
             return;
         }
         let awaiting = pool.fresh_awaiting_first_byte.load(Ordering::Acquire);
-        learn_capacity(&pool, awaiting);
-        if awaiting > 0 {
+        let stuck = if awaiting > 0 {
+            pool.stuck_fresh()
+        } else {
+            Stuck::None
+        };
+        let free_a_worker = stuck == Stuck::Claimed;
+        learn_capacity(&pool, awaiting, stuck != Stuck::None);
+        if free_a_worker {
             // Our idle connection would pin the worker that connection needs.
             pool.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
             return;
@@ -451,9 +586,15 @@ impl Lease {
         let max_idle = pool.settings.max_idle;
         conn.uses += 1;
         conn.idle_since = Instant::now();
+        // After a shrink, open connections may outnumber the size: an idle
+        // one beyond it would never be handed out, yet pin a php-fpm worker.
+        let size = pool.size.load(Ordering::Acquire);
+        let busy = pool.busy.load(Ordering::Acquire);
         if let Ok(mut idle) = pool.idle.lock() {
-            if idle.len() < max_idle {
+            if idle.len() < max_idle && idle.len() + busy <= size {
                 idle.push(conn);
+            } else {
+                pool.stats.closed_over_size.fetch_add(1, Ordering::Relaxed);
             }
         };
         // `guard` and `_permit` drop here, after the connection is back, so
@@ -461,33 +602,66 @@ impl Lease {
     }
 }
 
+impl PoolInner {
+    fn stuck_after(&self) -> Duration {
+        let usual = Duration::from_micros(self.reused_first_byte_micros.load(Ordering::Relaxed));
+        STUCK_MIN.max(usual * 4)
+    }
+
+    /// Whether a fresh connection has waited for its first byte well past
+    /// the usual time (evidence of php-fpm's backlog), and whether the
+    /// connection coming back should be closed to free a php-fpm worker for
+    /// it: one close per stuck connection and period.
+    fn stuck_fresh(&self) -> Stuck {
+        let stuck_after = self.stuck_after();
+        let Ok(mut awaiting) = self.awaiting.lock() else {
+            return Stuck::None;
+        };
+        let now = Instant::now();
+        let mut seen = Stuck::None;
+        for a in awaiting.iter_mut() {
+            if now.duration_since(a.since) < stuck_after {
+                continue;
+            }
+            if a.freed_for_at
+                .is_none_or(|at| now.duration_since(at) >= stuck_after)
+            {
+                a.freed_for_at = Some(now);
+                return Stuck::Claimed;
+            }
+            seen = Stuck::Seen;
+        }
+        seen
+    }
+}
+
 /// When most connections coming back had to be closed because fresh ones
 /// sat in php-fpm's backlog, the pool is larger than php-fpm's worker count:
 /// shrink it to the most connections php-fpm was seen serving at once.
-fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize) {
+fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize, saw_stuck: bool) {
     if pool.size_is_known.load(Ordering::Acquire) {
         return;
     }
     let busy = pool.busy.load(Ordering::Acquire);
     let served = busy.saturating_sub(awaiting).max(1);
-    let verdict: (bool, bool, usize) = {
-        let Ok(mut w) = pool.learning.lock() else {
+    let verdict = {
+        let Ok(mut learning) = pool.learning.lock() else {
             return;
         };
+        let w = &mut learning.window;
         w.releases += 1;
-        if awaiting > 0 {
+        if saw_stuck {
             w.closed_for_waiter += 1;
         }
         w.peak_served = w.peak_served.max(served);
         w.saw_waiters |= pool.waiting.load(Ordering::Relaxed) > 0;
-        if w.releases < LEARN_WINDOW {
+        let started = *w.started.get_or_insert_with(Instant::now);
+        // Enough releases, and long enough for a backlogged connection to
+        // have been called stuck (at 20k req/s, 64 releases take 3 ms).
+        if w.releases < LEARN_WINDOW || started.elapsed() < LEARN_WINDOW_MIN_TIME {
             return;
         }
-        let shrink = w.closed_for_waiter * 2 > w.releases;
-        let grow = w.closed_for_waiter == 0 && w.saw_waiters;
-        let peak = w.peak_served;
-        *w = CapacityWindow::default();
-        (shrink, grow, peak)
+        learning.verdict(Instant::now())
     };
     let size = pool.size.load(Ordering::Acquire);
     let floor = (pool.settings.max_conns / 2).max(1);
@@ -499,7 +673,7 @@ fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize) {
         // make a moment look smaller than php-fpm really is.
         // Never below half the configured size: a freshly respawned worker also
         // delays first bytes, and closing for it breeds more fresh connections.
-        (true, _, peak) if size > floor => {
+        Verdict::Shrink { peak } if size > floor => {
             let target = peak.max(size - (size / 4).max(1)).max(floor);
             handle.resize(
                 target,
@@ -507,7 +681,10 @@ fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize) {
             );
         }
         // Demand and no backlog seen: try one more, up to the configured size.
-        (false, true, _) if size < pool.settings.max_conns => {
+        Verdict::Grow if size < pool.settings.max_conns => {
+            if let Ok(mut learning) = pool.learning.lock() {
+                learning.probing = true;
+            }
             handle.resize(
                 size + 1,
                 "no backlog seen under load; probing one more connection",
@@ -519,11 +696,61 @@ fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize) {
 
 impl LeaseGuard {
     pub(crate) fn first_byte(&mut self) {
-        if self.awaiting_first_byte {
-            self.awaiting_first_byte = false;
+        if let Some(sent) = self.reused_sent_at.take() {
+            // An average over ~8 samples; racing updates lose a sample, no more.
+            let sample = sent.elapsed().as_micros().min(u64::MAX as u128) as u64;
+            let avg = &self.pool.reused_first_byte_micros;
+            let old = avg.load(Ordering::Relaxed);
+            let new = if old == 0 {
+                sample
+            } else {
+                old - old / 8 + sample / 8
+            };
+            avg.store(new, Ordering::Relaxed);
+        }
+        if let Some(id) = self.awaiting_id.take() {
+            if let Ok(mut awaiting) = self.pool.awaiting.lock() {
+                awaiting.retain(|a| a.id != id);
+            }
             self.pool
                 .fresh_awaiting_first_byte
                 .fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl LeaseGuard {
+    /// While a fresh connection awaits its first byte: when to look again
+    /// whether it is stuck in php-fpm's backlog.
+    pub(crate) fn stuck_check_at(&self) -> Option<Instant> {
+        let id = self.awaiting_id?;
+        let awaiting = self.pool.awaiting.lock().ok()?;
+        let me = awaiting.iter().find(|a| a.id == id)?;
+        Some(me.freed_for_at.unwrap_or(me.since) + self.pool.stuck_after())
+    }
+
+    /// Called when this fresh connection has waited past `stuck_check_at`:
+    /// idle connections of ours may be what pins every php-fpm worker (no
+    /// connection comes back to be closed for it), so close the oldest one.
+    pub(crate) fn free_a_worker(&mut self) {
+        let Some(id) = self.awaiting_id else {
+            return;
+        };
+        let pool = &self.pool;
+        if let Ok(mut awaiting) = pool.awaiting.lock() {
+            if let Some(me) = awaiting.iter_mut().find(|a| a.id == id) {
+                me.freed_for_at = Some(Instant::now());
+            }
+        }
+        let evicted = pool.idle.lock().ok().and_then(|mut idle| {
+            if idle.is_empty() {
+                None
+            } else {
+                Some(idle.remove(0))
+            }
+        });
+        if evicted.is_some() {
+            pool.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -532,5 +759,65 @@ impl Drop for LeaseGuard {
     fn drop(&mut self) {
         self.first_byte();
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(releases: u32, stuck: u32, waiters: bool) -> CapacityWindow {
+        CapacityWindow {
+            releases,
+            closed_for_waiter: stuck,
+            peak_served: 4,
+            saw_waiters: waiters,
+            started: None,
+        }
+    }
+
+    #[test]
+    fn probes_wait_after_a_shrink_and_back_off_when_refuted() {
+        let mut l = Learning::default();
+        let t0 = Instant::now();
+        l.window = window(64, 40, true);
+        assert_eq!(l.verdict(t0), Verdict::Shrink { peak: 4 });
+        // Demand without backlog right after the shrink: no probe yet.
+        l.window = window(64, 0, true);
+        assert_eq!(l.verdict(t0 + Duration::from_millis(10)), Verdict::Keep);
+        l.window = window(64, 0, true);
+        let t1 = t0 + PROBE_DELAY_MIN;
+        assert_eq!(l.verdict(t1), Verdict::Grow);
+        l.probing = true;
+        // The probe is refuted: the next one waits twice as long.
+        l.window = window(64, 50, true);
+        assert_eq!(l.verdict(t1), Verdict::Shrink { peak: 4 });
+        assert_eq!(l.probe_delay, PROBE_DELAY_MIN * 2);
+        l.window = window(64, 0, true);
+        assert_eq!(l.verdict(t1 + PROBE_DELAY_MIN), Verdict::Keep);
+        l.window = window(64, 0, true);
+        assert_eq!(l.verdict(t1 + PROBE_DELAY_MIN * 2), Verdict::Grow);
+    }
+
+    #[test]
+    fn a_probe_that_holds_resets_the_delay() {
+        let mut l = Learning {
+            probe_delay: PROBE_DELAY_MIN * 8,
+            probing: true,
+            ..Learning::default()
+        };
+        l.window = window(64, 0, false);
+        assert_eq!(l.verdict(Instant::now()), Verdict::Keep);
+        assert_eq!(l.probe_delay, PROBE_DELAY_MIN);
+        assert!(!l.probing);
+    }
+
+    #[test]
+    fn no_growth_without_waiting_requests() {
+        let mut l = Learning {
+            window: window(64, 0, false),
+            ..Learning::default()
+        };
+        assert_eq!(l.verdict(Instant::now()), Verdict::Keep);
     }
 }
