@@ -12,7 +12,7 @@
 //! - `shutdown` — signals and the drain deadline.
 //! - `embedded_fpm` — php-fpm as our supervised child when no upstream is given.
 //! - `admin`    — the admin listener: /healthz, /readyz, /metrics.
-//! - `metrics`  — Prometheus registry: requests, durations, upstream pool, php-fpm status.
+//! - `metrics`  — Prometheus registry: requests, durations, upstream pool and times, php-fpm status.
 //! - `bench`    — the `bench` subcommand: php-fpm latency/throughput per upstream; off the serving path.
 
 mod admin;

@@ -47,13 +47,29 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(level: &str) {
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::prelude::*;
     // RUST_LOG wins when set, so one module can be turned up without a restart of habits.
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let is_access = |meta: &tracing::Metadata<'_>| meta.target() == "access";
+    // Access lines carry their own time and format (combined or JSON): they
+    // are printed bare, so each line is exactly that format.
+    let access = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .with_filter(filter_fn(is_access));
+    let rest = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter_fn(move |meta| !is_access(meta)));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(access)
+        .with(rest)
         .init();
 }
 

@@ -1,9 +1,12 @@
 //! Prometheus metrics: requests by status class and their durations
-//! (recorded where the access-log line is written), the upstream pool's
-//! gauges and counters, and php-fpm's status page, read at scrape time.
-//! One `Metrics` per server, so several gateways in one process keep apart.
+//! (recorded where the access-log line is written), upstream connect,
+//! first-byte and total times (recorded by the pool as they happen), the
+//! upstream pool's gauges and counters, and php-fpm's status page, read at
+//! scrape time. One `Metrics` per server, so several gateways in one
+//! process keep apart.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -14,12 +17,13 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::upstream::fpm_status::FpmStatus;
-use crate::upstream::Pool;
+use crate::upstream::{ExchangeObserver, Pool};
 
 /// `Content-Type` of what [`Metrics::encode`] returns.
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 type ClassLabel = [(&'static str, &'static str); 1];
+type UpstreamLabels = [(&'static str, String); 2];
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -45,18 +49,47 @@ impl Metrics {
             "HTTP requests answered, by status class",
             requests.clone(),
         );
-        // 1 ms .. ~33 s: static files up to slow PHP.
-        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let duration = request_buckets();
         registry.register_with_unit(
             "request_duration",
             "Time from the request head to the last response byte (or the client leaving)",
             Unit::Seconds,
             duration.clone(),
         );
+        let upstream = pool.settings().addr.to_string();
+        let socket = pool.settings().addr.kind();
+        let labels: UpstreamLabels = [
+            ("upstream", upstream.clone()),
+            ("socket", socket.to_owned()),
+        ];
+        let mut timed = |name: &str, help: &str, buckets: fn() -> Histogram| {
+            let family = Family::<UpstreamLabels, Histogram>::new_with_constructor(buckets);
+            let histogram = family.get_or_create_owned(&labels);
+            registry.register_with_unit(name, help, Unit::Seconds, family);
+            histogram
+        };
+        pool.set_observer(Arc::new(UpstreamTimes {
+            connect: timed(
+                "upstream_connect_duration",
+                "Time to open a new upstream connection (successful dials)",
+                connect_buckets,
+            ),
+            first_byte: timed(
+                "upstream_first_byte_duration",
+                "Time from writing a request to php-fpm's first STDOUT record",
+                request_buckets,
+            ),
+            total: timed(
+                "upstream_duration",
+                "Time a request spent at the upstream: pool wait, connect, exchange up to \
+                 END_REQUEST (or failure, or the client leaving)",
+                request_buckets,
+            ),
+        }));
         let fpm_status = Arc::new(Mutex::new(None));
         registry.register_collector(Box::new(UpstreamCollector {
-            upstream: pool.settings().addr.to_string(),
-            socket: pool.settings().addr.kind(),
+            upstream,
+            socket,
             pool,
             fpm_status: fpm_status.clone(),
         }));
@@ -88,6 +121,38 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// 1 ms .. ~33 s: static files up to slow PHP.
+fn request_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// 10 µs .. ~5 s: a local unix socket up to the default connect timeout.
+fn connect_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+}
+
+/// The pool's timings, into histograms labelled with its upstream.
+#[derive(Debug)]
+struct UpstreamTimes {
+    connect: Histogram,
+    first_byte: Histogram,
+    total: Histogram,
+}
+
+impl ExchangeObserver for UpstreamTimes {
+    fn connected(&self, took: Duration) {
+        self.connect.observe(took.as_secs_f64());
+    }
+
+    fn first_byte(&self, after: Duration) {
+        self.first_byte.observe(after.as_secs_f64());
+    }
+
+    fn finished(&self, total: Duration) {
+        self.total.observe(total.as_secs_f64());
     }
 }
 
@@ -234,6 +299,12 @@ impl Collector for UpstreamCollector {
                 "fpm_idle_processes",
                 "php-fpm workers idle (last status read)",
                 fpm.idle_processes,
+            )?;
+            self.counter(
+                &mut e,
+                "fpm_slow_requests",
+                "Requests php-fpm saw run past request_slowlog_timeout (last status read)",
+                fpm.slow_requests,
             )?;
         }
         Ok(())

@@ -81,7 +81,11 @@ async fn stdout_and_stderr_interleaved_stderr_only_logged() {
         "stderr is logged with the script: {logs}"
     );
     // One access-log line per request.
-    assert_eq!(logs.matches("\"GET /hello.php\" 200").count(), 2, "{logs}");
+    assert_eq!(
+        logs.matches("\"GET /hello.php HTTP/1.1\" 200").count(),
+        2,
+        "{logs}"
+    );
 }
 
 /// Static files, HEAD, redirects and refusals are answered without php-fpm
@@ -114,16 +118,16 @@ async fn static_answers_are_access_logged() {
             .unwrap_or_else(|| panic!("no access line with {needle:?}: {logs}"))
             .to_owned()
     };
-    let css = line("\"GET /css/app.css\" 200");
+    let css = line("\"GET /css/app.css HTTP/1.1\" 200");
     assert!(css.contains(&format!(" 200 {css_len} ")), "{css}");
-    let big_line = line("\"GET /big.txt\" 200");
+    let big_line = line("\"GET /big.txt HTTP/1.1\" 200");
     assert!(
         big_line.contains(&format!(" 200 {} ", big.len())),
         "{big_line}"
     );
-    assert!(line("\"HEAD /css/app.css\" 200").contains(" 200 0 "));
-    line("\"GET /docs\" 301");
-    line("\"GET /.env\" 404");
+    assert!(line("\"HEAD /css/app.css HTTP/1.1\" 200").contains(" 200 0 "));
+    line("\"GET /docs HTTP/1.1\" 301");
+    line("\"GET /.env HTTP/1.1\" 404");
     assert!(!logs.contains("aborted"), "{logs}");
 }
 
@@ -216,4 +220,153 @@ async fn php_error_lines_become_structured_fields() {
     assert!(line.contains("php_file=\"/srv/app/a.php\""), "{line}");
     assert!(line.contains("php_line=3"), "{line}");
     assert!(logs.contains("php stderr: plain line"), "{logs}");
+}
+
+/// A request whose headers try to end their quoted field and forge the
+/// rest of the line: quotes, a backslash, a tab and non-ASCII bytes.
+const HOSTILE_UA: &str = "evil\" 200 1 \"-\" \"forged\tπ\\";
+const HOSTILE_REFERER: &str = "http://r/\"x";
+
+async fn hostile_request(addr: std::net::SocketAddr, path: &str) {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {HOSTILE_UA}\r\n\
+         Referer: {HOSTILE_REFERER}\r\nConnection: close\r\n\r\n"
+    );
+    let out = gateway::raw(addr, request.as_bytes(), Duration::from_secs(10)).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+/// The access lines in `logs`, without the subscriber's prefix.
+fn access_lines(logs: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(logs)
+        .lines()
+        .filter_map(|l| l.split_once(" access: ").map(|(_, line)| line.to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn combined_access_line_field_by_field() {
+    let (_guard, logs) = capture_logs();
+    let upstream = support::shared_upstreams().remove(0);
+    let root = support::php_fpm::fixtures_dir().display().to_string();
+    let gw = Gateway::serve(&upstream, &root, &["--access-log-format", "combined"]).await;
+    hostile_request(gw.addr, "/hello.php?q=%22a").await;
+    assert_eq!(gateway::get(gw.addr, "/data.txt").await.status, 200);
+    gw.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines = access_lines(&logs.lock().unwrap());
+    assert_eq!(lines.len(), 2, "one line per request: {lines:#?}");
+
+    let line = &lines[0];
+    // Every quote the client sent is escaped: the line splits on `"` into
+    // exactly the combined format's pieces.
+    let pieces: Vec<&str> = line.split('"').collect();
+    assert_eq!(pieces.len(), 7, "{line}");
+    let (head, request, status_bytes) = (pieces[0], pieces[1], pieces[2]);
+    let (referer, gap, user_agent, times) = (pieces[3], pieces[4], pieces[5], pieces[6]);
+    let (remote, time) = head
+        .strip_suffix("] ")
+        .and_then(|h| h.split_once(" - - ["))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(remote, "127.0.0.1");
+    // 25/Nov/2026:12:53:56 +0000
+    let shape: String = time
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape.len(), 26, "{time}");
+    assert!(shape.starts_with("99/"), "{time}");
+    assert!(shape.ends_with("/9999:99:99:99 +9999"), "{time}");
+    assert!(time.ends_with(" +0000"), "UTC: {time}");
+    assert_eq!(request, "GET /hello.php?q=%22a HTTP/1.1");
+    assert_eq!(status_bytes, " 200 13 ");
+    assert_eq!(referer, r"http://r/\x22x");
+    assert_eq!(gap, " ");
+    assert_eq!(
+        user_agent,
+        r"evil\x22 200 1 \x22-\x22 \x22forged\x09\xCF\x80\x5C"
+    );
+    let times: Vec<f64> = times
+        .split_whitespace()
+        .map(|t| t.parse().unwrap_or_else(|_| panic!("{line}")))
+        .collect();
+    assert_eq!(times.len(), 2, "request and upstream seconds: {line}");
+    assert!(times[0] >= times[1] && times[1] >= 0.0, "{line}");
+
+    // A static file: no referer or agent sent, no upstream time.
+    let file = &lines[1];
+    assert!(
+        file.ends_with(&format!(
+            "\"GET /data.txt HTTP/1.1\" 200 {} \"-\" \"-\" {} -",
+            std::fs::read(format!("{root}/data.txt")).unwrap().len(),
+            file.rsplit(' ').nth(1).unwrap()
+        )),
+        "{file}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn json_access_line_field_by_field() {
+    let (_guard, logs) = capture_logs();
+    let upstream = support::shared_upstreams().remove(1);
+    let root = support::php_fpm::fixtures_dir().display().to_string();
+    let gw = Gateway::serve(&upstream, &root, &["--access-log-format", "json"]).await;
+    hostile_request(gw.addr, "/hello.php?q=%22a").await;
+    assert_eq!(gateway::get(gw.addr, "/data.txt").await.status, 200);
+    gw.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines = access_lines(&logs.lock().unwrap());
+    assert_eq!(lines.len(), 2, "one line per request: {lines:#?}");
+    let parse = |line: &str| -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"))
+    };
+
+    let php = parse(&lines[0]);
+    let time = php["time"].as_str().unwrap();
+    // 2026-11-25T12:53:56.123Z
+    assert_eq!(time.len(), 24, "{time}");
+    assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{time}");
+    assert_eq!(php["remote"], "127.0.0.1");
+    assert_eq!(php["method"], "GET");
+    assert_eq!(php["uri"], "/hello.php?q=%22a");
+    assert_eq!(php["protocol"], "HTTP/1.1");
+    assert_eq!(php["status"], 200);
+    assert_eq!(php["bytes"], 13);
+    assert_eq!(php["referer"], HOSTILE_REFERER);
+    assert_eq!(php["user_agent"], HOSTILE_UA);
+    assert_eq!(php["aborted"], false);
+    let total = php["duration_ms"].as_f64().unwrap();
+    let upstream_ms = php["upstream_ms"].as_f64().unwrap();
+    assert!(total >= upstream_ms && upstream_ms >= 0.0, "{php}");
+    let fields: Vec<&str> = php
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = [
+        "time",
+        "remote",
+        "method",
+        "uri",
+        "protocol",
+        "status",
+        "bytes",
+        "duration_ms",
+        "upstream_ms",
+        "referer",
+        "user_agent",
+        "aborted",
+    ];
+    let mut fields = fields;
+    fields.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(fields, expected);
+
+    let file = parse(&lines[1]);
+    assert_eq!(file["uri"], "/data.txt");
+    assert_eq!(file["upstream_ms"], serde_json::Value::Null);
+    assert_eq!(file["referer"], serde_json::Value::Null);
+    assert_eq!(file["user_agent"], serde_json::Value::Null);
 }

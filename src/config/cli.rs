@@ -303,4 +303,19 @@ pub struct ServeArgs {
         help = "php-fpm's ping.path (e.g. /ping): /readyz asks it instead of only connecting"
     )]
     pub fpm_ping_path: Option<String>,
+
+    #[arg(
+        long,
+        help = "Send a Server-Timing header on PHP responses: pool wait, connect, php-fpm's \
+                time to first byte and the gateway's total, in milliseconds"
+    )]
+    pub server_timing: bool,
+
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        help = "Access log lines: combined (Apache/nginx, then request and upstream seconds) \
+                or json (one object per line) [default: combined]"
+    )]
+    pub access_log_format: Option<String>,
 }

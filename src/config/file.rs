@@ -56,6 +56,8 @@ pub(super) const KEYS: &[&str] = &[
     "fpm-children",
     "admin-listen",
     "fpm-ping-path",
+    "server-timing",
+    "access-log-format",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -191,6 +193,11 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);
                 layer.real_ip_header = Some(header.map_err(bad)?);
+            }
+            "server-timing" => layer.server_timing = Some(boolean(value).map_err(bad)?),
+            "access-log-format" => {
+                let format = string(value).and_then(str::parse);
+                layer.access_log_format = Some(format.map_err(bad)?);
             }
             _ => {
                 return Err(ConfigError::UnknownKey {

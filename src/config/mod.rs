@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::server::forwarded::{RealIpHeader, TrustedProxy};
+use crate::server::AccessLogFormat;
 use crate::upstream::UpstreamAddr;
 use values::{
     check_ext, check_front_controller, check_index, check_internal_location, check_log_level,
@@ -134,6 +135,9 @@ pub struct Config {
     pub admin_listen: Option<ListenAddr>,
     /// php-fpm's `ping.path`, for /readyz.
     pub fpm_ping_path: Option<String>,
+    /// `Server-Timing` on PHP responses.
+    pub server_timing: bool,
+    pub access_log_format: AccessLogFormat,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -244,6 +248,8 @@ struct Layer {
     fpm_children: Option<usize>,
     admin_listen: Option<ListenAddr>,
     fpm_ping_path: Option<String>,
+    server_timing: Option<bool>,
+    access_log_format: Option<AccessLogFormat>,
 }
 
 impl Layer {
@@ -290,6 +296,8 @@ impl Layer {
             fpm_children: self.fpm_children.or(lower.fpm_children),
             admin_listen: self.admin_listen.or(lower.admin_listen),
             fpm_ping_path: self.fpm_ping_path.or(lower.fpm_ping_path),
+            server_timing: self.server_timing.or(lower.server_timing),
+            access_log_format: self.access_log_format.or(lower.access_log_format),
         }
     }
 }
@@ -414,6 +422,8 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         fpm_children: flag("--fpm-children", &args.fpm_children, parse_count)?,
         admin_listen: flag("--admin-listen", &args.admin_listen, str::parse)?,
         fpm_ping_path: flag("--fpm-ping-path", &args.fpm_ping_path, check_status_path)?,
+        server_timing: args.server_timing.then_some(true),
+        access_log_format: flag("--access-log-format", &args.access_log_format, str::parse)?,
     })
 }
 
@@ -485,6 +495,8 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         fpm_children: layer.fpm_children,
         admin_listen: layer.admin_listen,
         fpm_ping_path: layer.fpm_ping_path,
+        server_timing: layer.server_timing.unwrap_or(false),
+        access_log_format: layer.access_log_format.unwrap_or_default(),
     })
 }
 

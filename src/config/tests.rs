@@ -100,6 +100,8 @@ fn defaults_applied() {
             fpm_children: None,
             admin_listen: None,
             fpm_ping_path: None,
+            server_timing: false,
+            access_log_format: AccessLogFormat::Combined,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -182,6 +184,8 @@ APP_ENV = "prod"
             fpm_children: None,
             admin_listen: None,
             fpm_ping_path: None,
+            server_timing: false,
+            access_log_format: AccessLogFormat::Combined,
         }
     );
 }
@@ -304,7 +308,8 @@ fn unknown_key_names_key_and_file() {
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
-         internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path)",
+         internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path, \
+         server-timing, access-log-format)",
         fx.file().display()
     );
     assert_eq!(text, expected);

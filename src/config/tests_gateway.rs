@@ -176,3 +176,35 @@ fn fpm_ping_path_from_flag_and_file() {
     let err = flags(&["--fpm-ping-path", "ping"]).unwrap_err().to_string();
     assert!(err.contains("--fpm-ping-path"), "{err}");
 }
+
+#[test]
+fn server_timing_and_access_log_format_from_flag_and_file() {
+    let config = flags(&[]).unwrap();
+    assert!(!config.server_timing);
+    assert_eq!(config.access_log_format, AccessLogFormat::Combined);
+    let config = flags(&["--server-timing", "--access-log-format", "json"]).unwrap();
+    assert!(config.server_timing);
+    assert_eq!(config.access_log_format, AccessLogFormat::Json);
+    let (_dir, path) = file_with("server-timing = true\naccess-log-format = \"json\"\n");
+    let config = check_file(&path).unwrap();
+    assert!(config.server_timing);
+    assert_eq!(config.access_log_format, AccessLogFormat::Json);
+    // The flag overrides the file.
+    let args = serve_args(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--access-log-format",
+        "combined",
+    ]);
+    assert_eq!(
+        load(&args).unwrap().access_log_format,
+        AccessLogFormat::Combined
+    );
+    let text = message(flags(&["--access-log-format", "apache"]));
+    assert!(text.starts_with("--access-log-format: "), "{text}");
+    assert!(text.contains("combined or json"), "{text}");
+    let (_dir, path) = file_with("access-log-format = \"xml\"\n");
+    assert!(message(check_file(&path)).contains("key `access-log-format`"));
+    let (_dir, path) = file_with("server-timing = \"yes\"\n");
+    assert!(message(check_file(&path)).contains("key `server-timing`"));
+}

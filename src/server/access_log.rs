@@ -1,20 +1,56 @@
 //! One access-log line per request, written when the response body is done
 //! (or dropped, when the client went away), so it carries the bytes sent.
+//! Two formats: Apache/nginx `combined` plus times, or one JSON object.
+//! Whatever the client sent is escaped, so a request can never make its
+//! line look like two.
 
+use std::fmt::{self, Display, Write as _};
+use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderValue};
+use serde::Serialize;
 
 use crate::cgi::params::Endpoint;
 use crate::metrics::Metrics;
+
+/// How access lines are written (`--access-log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `remote - - [time] "METHOD URI PROTO" status bytes "referer" "user-agent"`
+    /// then the request time and the upstream time in seconds.
+    #[default]
+    Combined,
+    /// One JSON object with named fields.
+    Json,
+}
+
+impl FromStr for AccessLogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "combined" => Ok(AccessLogFormat::Combined),
+            "json" => Ok(AccessLogFormat::Json),
+            _ => Err(format!("`{s}`: expected combined or json")),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct AccessLog {
     /// Counts the request where its log line is written, so both agree.
     pub metrics: Arc<Metrics>,
+    pub format: AccessLogFormat,
     pub start: Instant,
     pub remote: Endpoint,
     pub method: http::Method,
     pub uri: http::Uri,
+    pub version: http::Version,
+    /// Header values share the request's buffer: keeping them copies nothing.
+    pub referer: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
     pub status: u16,
     pub bytes: u64,
     /// From handing the request to the pool until the response head arrived.
@@ -23,19 +59,23 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn new(
+    pub fn new<B>(
         metrics: Arc<Metrics>,
+        format: AccessLogFormat,
         start: Instant,
         remote: Endpoint,
-        method: http::Method,
-        uri: http::Uri,
+        req: &http::Request<B>,
     ) -> Self {
         AccessLog {
             metrics,
+            format,
             start,
             remote,
-            method,
-            uri,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            referer: req.headers().get(header::REFERER).cloned(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
             status: 0,
             bytes: 0,
             upstream_time: None,
@@ -46,27 +86,313 @@ impl AccessLog {
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        let remote = match self.remote {
-            Endpoint::Tcp(a) => a.ip().to_string(),
-            Endpoint::Unix => "unix:".to_owned(),
-            Endpoint::Forwarded { ip, .. } => ip.to_string(),
+        let elapsed = self.start.elapsed();
+        self.metrics
+            .observe_request(self.status, elapsed.as_secs_f64());
+        // When the request came in, as the combined format has it.
+        let received = SystemTime::now()
+            .checked_sub(elapsed)
+            .unwrap_or(SystemTime::now());
+        match self.format {
+            AccessLogFormat::Combined => {
+                tracing::info!(target: "access", "{}", Combined { log: self, received, elapsed });
+            }
+            AccessLogFormat::Json => match serde_json::to_string(&self.json(received, elapsed)) {
+                Ok(line) => tracing::info!(target: "access", "{line}"),
+                Err(e) => tracing::warn!(error = %e, "access log line not encoded"),
+            },
+        }
+    }
+}
+
+/// The combined line, written straight into the log without building a String.
+struct Combined<'a> {
+    log: &'a AccessLog,
+    received: SystemTime,
+    elapsed: Duration,
+}
+
+impl Display for Combined<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let log = self.log;
+        write!(
+            f,
+            "{} - - [{}] \"{} ",
+            Remote(log.remote),
+            ClfTime(self.received),
+            Escaped(log.method.as_str().as_bytes()),
+        )?;
+        write!(EscapeTo(f), "{}", log.uri)?;
+        write!(
+            f,
+            " {:?}\" {} {} \"{}\" \"{}\" {:.3} ",
+            log.version,
+            log.status,
+            log.bytes,
+            Escaped(header_or_dash(&log.referer)),
+            Escaped(header_or_dash(&log.user_agent)),
+            self.elapsed.as_secs_f64(),
+        )?;
+        match log.upstream_time {
+            Some(t) => write!(f, "{:.3}", t.as_secs_f64())?,
+            None => f.write_char('-')?,
+        }
+        if !log.completed {
+            f.write_str(" aborted")?;
+        }
+        Ok(())
+    }
+}
+
+fn header_or_dash(value: &Option<HeaderValue>) -> &[u8] {
+    value.as_ref().map_or(b"-", HeaderValue::as_bytes)
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    time: String,
+    remote: String,
+    method: &'a str,
+    uri: String,
+    protocol: String,
+    status: u16,
+    bytes: u64,
+    duration_ms: f64,
+    upstream_ms: Option<f64>,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    aborted: bool,
+}
+
+impl AccessLog {
+    fn json(&self, received: SystemTime, elapsed: Duration) -> JsonLine<'_> {
+        let text = |v: &Option<HeaderValue>| {
+            v.as_ref()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
-        let elapsed = self.start.elapsed().as_secs_f64();
-        self.metrics.observe_request(self.status, elapsed);
-        let total_ms = elapsed * 1000.0;
-        let upstream_ms = self
-            .upstream_time
-            .map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0))
-            .unwrap_or_else(|| "-".to_owned());
-        tracing::info!(
-            target: "access",
-            "{remote} \"{} {}\" {} {} {:.3}ms upstream={upstream_ms}ms{}",
-            self.method,
-            self.uri,
-            self.status,
-            self.bytes,
-            total_ms,
-            if self.completed { "" } else { " aborted" },
+        JsonLine {
+            time: Rfc3339(received).to_string(),
+            remote: Remote(self.remote).to_string(),
+            method: self.method.as_str(),
+            uri: self.uri.to_string(),
+            protocol: format!("{:?}", self.version),
+            status: self.status,
+            bytes: self.bytes,
+            duration_ms: millis(elapsed),
+            upstream_ms: self.upstream_time.map(millis),
+            referer: text(&self.referer),
+            user_agent: text(&self.user_agent),
+            aborted: !self.completed,
+        }
+    }
+}
+
+/// Milliseconds, to the microsecond.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+struct Remote(Endpoint);
+
+impl Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Endpoint::Tcp(a) => a.ip().fmt(f),
+            Endpoint::Unix => f.write_str("unix:"),
+            Endpoint::Forwarded { ip, .. } => ip.fmt(f),
+        }
+    }
+}
+
+/// nginx's escaping for quoted log fields: `"`, `\`, control bytes and
+/// bytes above 0x7e become `\xHH`, so a value can neither end its quotes
+/// nor start a new line.
+struct Escaped<'a>(&'a [u8]);
+
+impl Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        escape_into(f, self.0)
+    }
+}
+
+/// Escapes whatever is written through it (for values that are `Display`).
+struct EscapeTo<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for EscapeTo<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s.as_bytes())
+    }
+}
+
+fn escape_into(f: &mut impl fmt::Write, bytes: &[u8]) -> fmt::Result {
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| needs_escape(b)) {
+        write_ascii(f, &rest[..at])?;
+        write!(f, "\\x{:02X}", rest[at])?;
+        rest = &rest[at + 1..];
+    }
+    write_ascii(f, rest)
+}
+
+/// Bytes that need no escaping are printable ASCII, so valid UTF-8.
+fn write_ascii(f: &mut impl fmt::Write, plain: &[u8]) -> fmt::Result {
+    f.write_str(std::str::from_utf8(plain).map_err(|_| fmt::Error)?)
+}
+
+fn needs_escape(b: u8) -> bool {
+    b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b)
+}
+
+/// A UTC civil date and time.
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u64,
+    minute: u64,
+    second: u64,
+    millis: u32,
+}
+
+fn civil(t: SystemTime) -> Civil {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let of_day = secs % 86_400;
+    Civil {
+        year,
+        month,
+        day,
+        hour: of_day / 3600,
+        minute: of_day / 60 % 60,
+        second: of_day % 60,
+        millis: since.subsec_millis(),
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar, counting in 400-year eras of 146097 days.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months counted from March, so the leap day is the year's last.
+    let march_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * march_month + 2) / 5 + 1) as u32;
+    let month = if march_month < 10 {
+        march_month + 3
+    } else {
+        march_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `10/Oct/2000:13:55:36 +0000`, the common log format's time, in UTC.
+struct ClfTime(SystemTime);
+
+impl Display for ClfTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = civil(self.0);
+        let month = MONTHS[(c.month as usize).saturating_sub(1) % 12];
+        write!(
+            f,
+            "{:02}/{month}/{:04}:{:02}:{:02}:{:02} +0000",
+            c.day, c.year, c.hour, c.minute, c.second
+        )
+    }
+}
+
+/// `2000-10-10T13:55:36.123Z`.
+struct Rfc3339(SystemTime);
+
+impl Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = civil(self.0);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_what_could_end_a_field_or_a_line() {
+        let shown = Escaped(b"a\"b\\c\nd\re\tf\x01\x7f\xc3\xa9 ok").to_string();
+        assert_eq!(shown, r"a\x22b\x5Cc\x0Ad\x0De\x09f\x01\x7F\xC3\xA9 ok");
+        assert_eq!(Escaped(b"").to_string(), "");
+        assert_eq!(Escaped(b"\"").to_string(), r"\x22");
+    }
+
+    #[test]
+    fn formats_times_like_httpdate_does() {
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_millis(secs * 1000 + 45);
+        assert_eq!(ClfTime(at(0)).to_string(), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(Rfc3339(at(0)).to_string(), "1970-01-01T00:00:00.045Z");
+        // A leap day, and the first day after a century that is no leap year.
+        assert_eq!(
+            ClfTime(at(951_782_400)).to_string(),
+            "29/Feb/2000:00:00:00 +0000"
         );
+        assert_eq!(
+            Rfc3339(at(4_107_542_400)).to_string(),
+            "2100-03-01T00:00:00.045Z"
+        );
+        // Every ~9 days over 200 years agrees with httpdate's own calendar.
+        for secs in (0..6_300_000_000u64).step_by(800_009) {
+            let http = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+            // "Tue, 15 Nov 1994 08:12:31 GMT" → "15/Nov/1994:08:12:31"
+            let p: Vec<&str> = http.split(' ').collect();
+            let expected = format!("{}/{}/{}:{} +0000", p[1], p[2], p[3], p[4]);
+            assert_eq!(
+                ClfTime(at(secs) - Duration::from_millis(45)).to_string(),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn json_lines_stay_one_line() {
+        let hostile = "a\nb\r\"c\\\u{1}\u{2028}";
+        let line = JsonLine {
+            time: Rfc3339(UNIX_EPOCH).to_string(),
+            remote: "unix:".to_owned(),
+            method: "GET",
+            uri: "/".to_owned(),
+            protocol: "HTTP/1.1".to_owned(),
+            status: 200,
+            bytes: 0,
+            duration_ms: millis(Duration::from_nanos(1_234_567)),
+            upstream_ms: None,
+            referer: None,
+            user_agent: Some(hostile.to_owned()),
+            aborted: true,
+        };
+        let text = serde_json::to_string(&line).unwrap();
+        assert!(!text.contains(['\n', '\r', '\u{1}']), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["user_agent"], hostile);
+        assert_eq!(back["duration_ms"], 1.235);
+        assert_eq!(back["upstream_ms"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn format_names_parse() {
+        assert_eq!("combined".parse(), Ok(AccessLogFormat::Combined));
+        assert_eq!(" JSON ".parse(), Ok(AccessLogFormat::Json));
+        let err = "apache".parse::<AccessLogFormat>().unwrap_err();
+        assert!(err.contains("combined or json"), "{err}");
     }
 }

@@ -188,6 +188,8 @@ impl Body for GatewayBody {
                                 }
                             }
                             Poll::Ready(Some(Output::Stderr(data))) => log_stderr(ctx, &data),
+                            // Only ever sent before the head, which is read elsewhere.
+                            Poll::Ready(Some(Output::Timing(_))) => {}
                             Poll::Ready(Some(Output::Failed(e))) => {
                                 tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "upstream failed mid-response; aborting the response");
                                 break Err(e);

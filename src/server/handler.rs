@@ -4,12 +4,13 @@
 //! the body streams through.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -27,7 +28,7 @@ use crate::fastcgi::{self, RecordType, Role};
 use crate::route::{self, Route};
 use crate::static_files;
 use crate::upstream::{
-    self, conn::REQUEST_ID, FcgiRequest, Output, RequestBody, Spool, UpstreamResponse,
+    self, conn::REQUEST_ID, FcgiRequest, Output, RequestBody, Spool, Timing, UpstreamResponse,
 };
 
 /// Bodies up to this size are read whole and sent with the request head in one write.
@@ -45,13 +46,13 @@ pub(crate) async fn handle(
     let client = state.forwarding.resolve(remote, req.headers());
     let log = AccessLog::new(
         state.metrics.clone(),
+        state.access_log_format,
         start,
         client.remote,
-        req.method().clone(),
-        req.uri().clone(),
+        &req,
     );
     let (resp, upstream_time) = match state.limits.check(&req) {
-        Ok(()) => route_and_forward(&state, client, local, req).await,
+        Ok(()) => route_and_forward(&state, start, client, local, req).await,
         Err(exceeded) => (respond::head_too_large(exceeded), None),
     };
     let status = resp.status().as_u16();
@@ -63,10 +64,11 @@ pub(crate) async fn handle(
 
 async fn route_and_forward(
     state: &AppState,
+    start: Instant,
     client: Client,
     local: Endpoint,
     req: Request<Incoming>,
-) -> (Response<GatewayBody>, Option<std::time::Duration>) {
+) -> (Response<GatewayBody>, Option<Duration>) {
     let script = match route::resolve(&state.route, req.uri().path(), req.uri().query()) {
         Route::Script(script) => script,
         Route::Static { path } => {
@@ -126,13 +128,14 @@ async fn route_and_forward(
             head: head.freeze(),
             body,
         },
+        state.server_timing,
     );
     let ctx = StderrContext {
         request_id: NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed),
         script: script.script_name,
         script_filename: script.script_filename,
     };
-    let (mut head, first, rx) = match read_head(rx, &ctx).await {
+    let (mut head, first, rx, timing) = match read_head(rx, &ctx).await {
         Ok(read) => read,
         Err(resp) => return (resp, Some(upstream_start.elapsed())),
     };
@@ -145,16 +148,41 @@ async fn route_and_forward(
     {
         // The file replaces the body: read the rest so the connection can be reused.
         tokio::spawn(drain(rx, ctx));
-        let resp = accel::serve(state, target, head.headers, &parts.method, &parts.headers).await;
+        let mut resp =
+            accel::serve(state, target, head.headers, &parts.method, &parts.headers).await;
+        add_server_timing(&mut resp, timing, start);
         return (resp, upstream_time);
     }
     let resp = build_response(head, first, rx, ctx, &parts.method);
-    let resp = if state.compress {
+    let mut resp = if state.compress {
         compress::apply(resp, &parts.headers, directives.unbuffered)
     } else {
         resp
     };
+    add_server_timing(&mut resp, timing, start);
     (resp, upstream_time)
+}
+
+/// `Server-Timing` (W3C) for a PHP response: pool wait, dial (when a new
+/// connection was opened), php-fpm's time to its first byte, and ours up to
+/// this response head, in milliseconds. `timing` is only there when
+/// `--server-timing` asked the upstream for it.
+fn add_server_timing(resp: &mut Response<GatewayBody>, timing: Option<Timing>, start: Instant) {
+    let Some(timing) = timing else { return };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut value = String::with_capacity(96);
+    let _ = write!(value, "queue;dur={:.3}", ms(timing.queue));
+    if let Some(connect) = timing.connect {
+        let _ = write!(value, ", connect;dur={:.3}", ms(connect));
+    }
+    if let Some(first) = timing.first_byte {
+        let _ = write!(value, ", fpm;dur={:.3}", ms(first));
+    }
+    let _ = write!(value, ", total;dur={:.3}", ms(start.elapsed()));
+    if let Ok(value) = HeaderValue::try_from(value) {
+        // Appended: the application may send Server-Timing of its own.
+        resp.headers_mut().append("server-timing", value);
+    }
 }
 
 struct PreparedBody {
@@ -227,16 +255,22 @@ async fn prepare_body(
     }
 }
 
+/// What `read_head` returns: the head, the body bytes that came along, the
+/// channel carrying the rest, and the upstream's timing when asked for.
+type HeadRead = (CgiHead, Bytes, UpstreamResponse, Option<Timing>);
+
 /// Waits for the CGI head (logging STDERR meanwhile); returns it with the
 /// body bytes that came along and the channel carrying the rest, or the
 /// error response.
 async fn read_head(
     mut rx: UpstreamResponse,
     ctx: &StderrContext,
-) -> Result<(CgiHead, Bytes, UpstreamResponse), Response<GatewayBody>> {
+) -> Result<HeadRead, Response<GatewayBody>> {
     let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
+    let mut timing = None;
     let (head, first) = loop {
         match rx.recv().await {
+            Some(Output::Timing(t)) => timing = Some(t),
             Some(Output::Stdout(data)) => match parser.push(data) {
                 Ok(Some(done)) => break done,
                 Ok(None) => {}
@@ -264,7 +298,7 @@ async fn read_head(
             },
         }
     };
-    Ok((head, first, rx))
+    Ok((head, first, rx, timing))
 }
 
 fn build_response(
@@ -298,7 +332,7 @@ fn build_response(
 async fn drain(mut rx: UpstreamResponse, ctx: StderrContext) {
     while let Some(out) = rx.recv().await {
         match out {
-            Output::Stdout(_) => {}
+            Output::Stdout(_) | Output::Timing(_) => {}
             Output::Stderr(data) => log_stderr(&ctx, &data),
             Output::Failed(e) => {
                 tracing::warn!(request_id = ctx.request_id, error = %e, "upstream failed after a bodiless response head");

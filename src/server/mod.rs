@@ -32,6 +32,7 @@ use crate::upstream::{Pool, PoolSettings, UpstreamAddr};
 use forwarded::Forwarding;
 use limits::HeadLimits;
 
+pub use access_log::AccessLogFormat;
 pub use body::BodyError;
 pub use body::GatewayBody;
 
@@ -111,6 +112,9 @@ pub(crate) struct AppState {
     /// gzip/brotli for PHP responses that qualify.
     pub compress: bool,
     pub metrics: Arc<Metrics>,
+    /// `Server-Timing` on PHP responses.
+    pub server_timing: bool,
+    pub access_log_format: AccessLogFormat,
 }
 
 /// Serves HTTP on `listeners` until `shutdown` completes, then stops
@@ -182,6 +186,8 @@ impl Server {
             sendfile_dir: config.sendfile_dir.clone(),
             compress: config.compress,
             metrics,
+            server_timing: config.server_timing,
+            access_log_format: config.access_log_format,
         });
         Server {
             config,

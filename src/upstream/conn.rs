@@ -13,7 +13,7 @@ use tokio_util::either::Either;
 
 use super::body::RequestBody;
 use super::pool::{Lease, LeaseGuard};
-use super::{UpstreamAddr, UpstreamError};
+use super::{Timing, UpstreamAddr, UpstreamError};
 use crate::fastcgi::{self, DecodeError, Event, ProtocolStatus, RecordType, ResponseDecoder};
 
 /// The request id we use on every connection: php-fpm does not multiplex.
@@ -97,6 +97,9 @@ pub enum Output {
     Stderr(Bytes),
     /// The exchange failed; nothing follows.
     Failed(UpstreamError),
+    /// Where the time went until now; sent just before the first STDOUT,
+    /// and only when asked for (`upstream::start` with `report_timing`).
+    Timing(Timing),
 }
 
 /// How an exchange ended, for the pool.
@@ -136,7 +139,15 @@ pub async fn exchange(
     out: &mpsc::Sender<Output>,
     timeouts: ExchangeTimeouts,
 ) -> Result<Outcome, ExchangeFailure> {
-    exchange_with(conn, None, head, body, out, timeouts).await
+    exchange_with(conn, None, head, body, out, timeouts, None).await
+}
+
+/// Where an exchange notes its time to the first STDOUT record, and whether
+/// it tells the reader (`Output::Timing`) before passing that record on.
+#[derive(Debug)]
+pub(crate) struct Clock<'a> {
+    pub timing: &'a mut Timing,
+    pub report: bool,
 }
 
 /// `exchange` on a pooled connection, telling the pool when the request went
@@ -147,10 +158,11 @@ pub(crate) async fn exchange_leased(
     body: &mut RequestBody,
     out: &mpsc::Sender<Output>,
     timeouts: ExchangeTimeouts,
+    clock: Clock<'_>,
 ) -> Result<Outcome, ExchangeFailure> {
     lease.request_sent();
     let (conn, guard) = lease.parts();
-    exchange_with(conn, Some(guard), head, body, out, timeouts).await
+    exchange_with(conn, Some(guard), head, body, out, timeouts, Some(clock)).await
 }
 
 async fn exchange_with(
@@ -160,7 +172,9 @@ async fn exchange_with(
     body: &mut RequestBody,
     out: &mpsc::Sender<Output>,
     timeouts: ExchangeTimeouts,
+    mut clock: Option<Clock<'_>>,
 ) -> Result<Outcome, ExchangeFailure> {
+    let sent_at = Instant::now();
     let (mut reader, mut writer) = split(&mut conn.stream);
     let fail = |error, got, consumed| ExchangeFailure {
         error,
@@ -190,6 +204,13 @@ async fn exchange_with(
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(Event::Stdout(data))) => {
+                    // Taken once: after the first STDOUT the clock is gone.
+                    if let Some(Clock { timing, report }) = clock.take() {
+                        timing.first_byte = Some(sent_at.elapsed());
+                        if report && out.send(Output::Timing(*timing)).await.is_err() {
+                            return Err(fail(UpstreamError::ClientGone, true, body_consumed));
+                        }
+                    }
                     if out.send(Output::Stdout(data)).await.is_err() {
                         return Err(fail(UpstreamError::ClientGone, true, body_consumed));
                     }

@@ -9,7 +9,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use super::conn::{self, ExchangeTimeouts};
-use super::{forward, FcgiRequest, Output, Pool, RequestBody, UpstreamAddr, UpstreamError};
+use super::{
+    forward, FcgiRequest, Measure, Output, Pool, RequestBody, UpstreamAddr, UpstreamError,
+};
 use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::fastcgi::{self, RecordType, Role};
 use crate::upstream::conn::REQUEST_ID;
@@ -27,6 +29,8 @@ pub struct FpmStatus {
     /// php-fpm cannot read it (unix sockets on Linux).
     pub listen_queue_len: u64,
     pub max_children_reached: u64,
+    /// Requests that ran past `request_slowlog_timeout` (0 without it).
+    pub slow_requests: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +178,7 @@ pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
             body: RequestBody::Empty,
         },
         tx,
+        Measure::Nothing,
     ));
     let mut stdout = BytesMut::new();
     while let Some(out) = rx.recv().await {
@@ -184,7 +189,7 @@ pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
                 }
                 stdout.extend_from_slice(&data);
             }
-            Output::Stderr(_) => {}
+            Output::Stderr(_) | Output::Timing(_) => {}
             Output::Failed(e) => return Err(e.into()),
         }
     }
@@ -251,6 +256,7 @@ pub fn parse_json(body: &[u8]) -> Result<FpmStatus, StatusError> {
         max_listen_queue: field("max listen queue")?,
         listen_queue_len: field("listen queue len")?,
         max_children_reached: field("max children reached")?,
+        slow_requests: field("slow requests")?,
     })
 }
 
@@ -271,6 +277,10 @@ mod tests {
         assert_eq!(parse_json(dynamic.as_bytes()).unwrap().max_children, 0);
         assert_eq!(s.listen_queue, 3);
         assert_eq!(s.max_children_reached, 2);
+        assert_eq!(s.slow_requests, 0);
+        let slow =
+            String::from_utf8_lossy(body).replace("\"slow requests\":0", "\"slow requests\":5");
+        assert_eq!(parse_json(slow.as_bytes()).unwrap().slow_requests, 5);
         assert!(parse_json(b"<html>").is_err());
         assert!(parse_json(b"{}").is_err());
     }

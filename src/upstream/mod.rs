@@ -8,7 +8,7 @@ pub mod conn;
 pub mod fpm_status;
 pub mod pool;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 pub use addr::UpstreamAddr;
 pub use body::{RequestBody, Spool, SpoolError};
 pub use conn::{ExchangeTimeouts, Output};
-pub use pool::{Pool, PoolSettings, PoolSnapshot, PoolStats};
+pub use pool::{ExchangeObserver, Pool, PoolSettings, PoolSnapshot, PoolStats};
 
 use crate::fastcgi::{DecodeError, ProtocolStatus};
 
@@ -66,11 +66,72 @@ pub struct FcgiRequest {
     pub body: RequestBody,
 }
 
+/// Where one request's time at the upstream went, each part measured where
+/// it happens (pool wait, dial, first STDOUT record). Plain data, so
+/// carrying it costs no allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Waiting for a free pool slot, over all attempts.
+    pub queue: Duration,
+    /// Dialling, when the attempt that answered used a new connection.
+    pub connect: Option<Duration>,
+    /// From the request's first write to php-fpm's first STDOUT record.
+    pub first_byte: Option<Duration>,
+}
+
+/// What `forward` does with the time it measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Nothing: php-fpm's own pages (status), which are no client requests.
+    Nothing,
+    /// Tell the pool's observer (metrics).
+    Observe,
+    /// Observe, and send `Output::Timing` just before the first STDOUT
+    /// (for the `Server-Timing` header).
+    ObserveAndReport,
+}
+
+/// Hands the first-byte and total times of one request to the pool's
+/// observer when the request ends, even when it ends by being dropped
+/// (the client left): every request is counted once.
+struct Stopwatch<'a> {
+    pool: &'a Pool,
+    started: Instant,
+    timing: Timing,
+    observe: bool,
+}
+
+impl Drop for Stopwatch<'_> {
+    fn drop(&mut self) {
+        if !self.observe {
+            return;
+        }
+        if let Some(observer) = self.pool.observer() {
+            if let Some(first) = self.timing.first_byte {
+                observer.first_byte(first);
+            }
+            observer.finished(self.started.elapsed());
+        }
+    }
+}
+
 /// Runs one request through the pool, forwarding the response to `out`. On
 /// failure, sends `Output::Failed` (unless the receiver is gone). Retries once
 /// on a fresh connection when a reused one failed before any response byte
 /// and the body can still be sent.
-pub async fn forward(pool: Pool, mut request: FcgiRequest, out: mpsc::Sender<Output>) {
+pub async fn forward(
+    pool: Pool,
+    mut request: FcgiRequest,
+    out: mpsc::Sender<Output>,
+    measure: Measure,
+) {
+    let mut watch = Stopwatch {
+        pool: &pool,
+        started: Instant::now(),
+        timing: Timing::default(),
+        observe: measure != Measure::Nothing,
+    };
+    let report = measure == Measure::ObserveAndReport;
     let mut retried = false;
     loop {
         let mut lease = match pool.acquire(retried).await {
@@ -80,6 +141,8 @@ pub async fn forward(pool: Pool, mut request: FcgiRequest, out: mpsc::Sender<Out
                 return;
             }
         };
+        watch.timing.queue += lease.waited();
+        watch.timing.connect = lease.dialled();
         let reused = lease.conn().is_reused();
         let result = conn::exchange_leased(
             &mut lease,
@@ -87,6 +150,10 @@ pub async fn forward(pool: Pool, mut request: FcgiRequest, out: mpsc::Sender<Out
             &mut request.body,
             &out,
             pool.exchange_timeouts(),
+            conn::Clock {
+                timing: &mut watch.timing,
+                report,
+            },
         )
         .await;
         match result {
@@ -140,11 +207,17 @@ impl std::fmt::Debug for UpstreamResponse {
 }
 
 /// Starts `request` through `pool`; nothing happens until it is polled.
-pub fn start(pool: Pool, request: FcgiRequest) -> UpstreamResponse {
+/// With `report_timing`, an `Output::Timing` comes just before the first STDOUT.
+pub fn start(pool: Pool, request: FcgiRequest, report_timing: bool) -> UpstreamResponse {
     let (tx, rx) = mpsc::channel(RESPONSE_QUEUE_DEPTH);
+    let measure = if report_timing {
+        Measure::ObserveAndReport
+    } else {
+        Measure::Observe
+    };
     UpstreamResponse {
         rx,
-        driver: Some(Box::pin(forward(pool, request, tx))),
+        driver: Some(Box::pin(forward(pool, request, tx, measure))),
     }
 }
 

@@ -10,7 +10,7 @@
 //! - Failed connects back off, so a dead php-fpm is not hammered.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -51,6 +51,17 @@ pub struct PoolStats {
     pub closed_for_waiter: AtomicU64,
     /// Connections closed on return because the pool had shrunk below them.
     pub closed_over_size: AtomicU64,
+}
+
+/// Told the times of the pool's work as it happens (metrics implement it).
+pub trait ExchangeObserver: Send + Sync + std::fmt::Debug {
+    /// A new connection was dialled successfully, taking `took`.
+    fn connected(&self, took: Duration);
+    /// A client request's first STDOUT record came `after` its first write.
+    fn first_byte(&self, after: Duration);
+    /// A client request left the upstream (answered, failed or abandoned)
+    /// `total` after it was handed to the pool.
+    fn finished(&self, total: Duration);
 }
 
 /// A point-in-time view of the pool, for logs, tests and metrics.
@@ -116,6 +127,7 @@ struct PoolInner {
     /// Set once php-fpm itself told the size: learning from evidence stops.
     size_is_known: std::sync::atomic::AtomicBool,
     stats: PoolStats,
+    observer: OnceLock<Arc<dyn ExchangeObserver>>,
 }
 
 /// Evidence about php-fpm's real capacity, gathered over a window of releases.
@@ -240,6 +252,10 @@ pub struct Lease {
     conn: Conn,
     guard: LeaseGuard,
     _permit: OwnedSemaphorePermit,
+    /// How long the request waited for its slot.
+    waited: Duration,
+    /// How long dialling took, when the connection is new.
+    dialled: Option<Duration>,
 }
 
 /// The bookkeeping of one lease, undone when it drops (released or not).
@@ -273,6 +289,7 @@ impl Pool {
                 learning: Mutex::new(Learning::default()),
                 size_is_known: std::sync::atomic::AtomicBool::new(false),
                 stats: PoolStats::default(),
+                observer: OnceLock::new(),
                 settings,
             }),
         }
@@ -284,6 +301,15 @@ impl Pool {
 
     pub fn stats(&self) -> &PoolStats {
         &self.inner.stats
+    }
+
+    /// Sets who is told the pool's timings; the first one set stays.
+    pub fn set_observer(&self, observer: Arc<dyn ExchangeObserver>) {
+        let _ = self.inner.observer.set(observer);
+    }
+
+    pub(crate) fn observer(&self) -> Option<&dyn ExchangeObserver> {
+        self.inner.observer.get().map(|o| &**o)
     }
 
     pub fn exchange_timeouts(&self) -> ExchangeTimeouts {
@@ -365,8 +391,8 @@ impl Pool {
     /// (the retry after a reused connection failed).
     pub async fn acquire(&self, fresh_only: bool) -> Result<Lease, UpstreamError> {
         let inner = &self.inner;
-        let permit = match inner.permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
+        let (permit, waited) = match inner.permits.clone().try_acquire_owned() {
+            Ok(permit) => (permit, Duration::ZERO),
             Err(_) => self.wait_for_permit().await?,
         };
         inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
@@ -381,15 +407,20 @@ impl Pool {
                     continue;
                 }
                 inner.stats.reused.fetch_add(1, Ordering::Relaxed);
-                return Ok(self.lease(conn, permit));
+                return Ok(self.lease(conn, permit, waited, None));
             }
         }
         self.check_backoff()?;
         inner.stats.connects.fetch_add(1, Ordering::Relaxed);
+        let dial_start = Instant::now();
         match conn::dial(&inner.settings.addr, inner.settings.connect_timeout).await {
             Ok(conn) => {
+                let took = dial_start.elapsed();
+                if let Some(observer) = self.observer() {
+                    observer.connected(took);
+                }
                 self.connect_succeeded();
-                Ok(self.lease(conn, permit))
+                Ok(self.lease(conn, permit, waited, Some(took)))
             }
             Err(e) => {
                 inner.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -399,7 +430,8 @@ impl Pool {
         }
     }
 
-    async fn wait_for_permit(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
+    /// A permit after waiting in the queue, and how long that took.
+    async fn wait_for_permit(&self) -> Result<(OwnedSemaphorePermit, Duration), UpstreamError> {
         let inner = &self.inner;
         let wait = inner.settings.acquire_timeout;
         let queued = inner.waiting.fetch_add(1, Ordering::AcqRel);
@@ -413,12 +445,13 @@ impl Pool {
         }
         let started = Instant::now();
         let res = tokio::time::timeout(wait, inner.permits.clone().acquire_owned()).await;
+        let waited = started.elapsed();
         inner
             .stats
             .waited_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
         match res {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok((permit, waited)),
             // The semaphore is never closed; treat that like saturation anyway.
             Ok(Err(_)) | Err(_) => {
                 inner.stats.saturated.fetch_add(1, Ordering::Relaxed);
@@ -428,7 +461,13 @@ impl Pool {
         }
     }
 
-    fn lease(&self, conn: Conn, permit: OwnedSemaphorePermit) -> Lease {
+    fn lease(
+        &self,
+        conn: Conn,
+        permit: OwnedSemaphorePermit,
+        waited: Duration,
+        dialled: Option<Duration>,
+    ) -> Lease {
         self.inner.busy.fetch_add(1, Ordering::Relaxed);
         Lease {
             conn,
@@ -438,6 +477,8 @@ impl Pool {
                 reused_sent_at: None,
             },
             _permit: permit,
+            waited,
+            dialled,
         }
     }
 
@@ -525,6 +566,16 @@ impl Lease {
         &mut self.conn
     }
 
+    /// How long the request waited in the queue for this slot.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// How long dialling took, when this connection is new.
+    pub fn dialled(&self) -> Option<Duration> {
+        self.dialled
+    }
+
     /// Marks a fresh connection whose request is on its way: until its first
     /// byte arrives it may be waiting in php-fpm's backlog.
     pub fn request_sent(&mut self) {
@@ -563,6 +614,7 @@ impl Lease {
             mut conn,
             mut guard,
             _permit,
+            ..
         } = self;
         guard.first_byte();
         let pool = guard.pool.clone();

@@ -19,6 +19,7 @@ mod embedded_fpm;
 mod fake_upstream;
 mod harness_selftest;
 mod limits;
+mod observability;
 mod php_fpm_http;
 mod pool;
 mod routing_static;
