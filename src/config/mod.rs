@@ -19,6 +19,8 @@ mod tests_embedded;
 mod tests_gateway;
 #[cfg(test)]
 mod tests_static;
+#[cfg(test)]
+mod tests_tls;
 mod values;
 
 pub use cli::{Cli, Command, ServeArgs};
@@ -134,6 +136,17 @@ pub struct Config {
     pub admin_listen: Option<ListenAddr>,
     /// php-fpm's `ping.path`, for /readyz.
     pub fpm_ping_path: Option<String>,
+    /// Certificate and key for the `https` listeners; with it, bare TCP
+    /// listen addresses have been resolved to `ListenAddr::Https`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `tls-cert` and `tls-key`: paths as given (not canonicalized, so a
+/// symlink swapped by a renewal tool is followed on reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -184,6 +197,24 @@ pub enum ConfigError {
          `front-controller` in the config file"
     )]
     PhpOnlyWithoutFrontController,
+
+    #[error(
+        "--{given} (`{given}` in the config file) is given without --{missing} \
+         (`{missing}`): give both or neither"
+    )]
+    TlsHalf {
+        given: &'static str,
+        missing: &'static str,
+    },
+
+    #[error(
+        "--listen `{addr}`: https needs a certificate: give --tls-cert and --tls-key \
+         (tls-cert and tls-key in the config file)"
+    )]
+    HttpsWithoutCert { addr: ListenAddr },
+
+    #[error("--admin-listen `{addr}`: the admin listener serves plain HTTP only")]
+    AdminHttps { addr: ListenAddr },
 }
 
 /// io::Error's Display ends in " (os error N)", which is noise to a user.
@@ -244,6 +275,10 @@ struct Layer {
     fpm_children: Option<usize>,
     admin_listen: Option<ListenAddr>,
     fpm_ping_path: Option<String>,
+    /// Already joined onto the config file's directory when it came from one.
+    tls_cert: Option<PathBuf>,
+    /// Already joined onto the config file's directory when it came from one.
+    tls_key: Option<PathBuf>,
 }
 
 impl Layer {
@@ -290,6 +325,8 @@ impl Layer {
             fpm_children: self.fpm_children.or(lower.fpm_children),
             admin_listen: self.admin_listen.or(lower.admin_listen),
             fpm_ping_path: self.fpm_ping_path.or(lower.fpm_ping_path),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
         }
     }
 }
@@ -414,6 +451,8 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         fpm_children: flag("--fpm-children", &args.fpm_children, parse_count)?,
         admin_listen: flag("--admin-listen", &args.admin_listen, str::parse)?,
         fpm_ping_path: flag("--fpm-ping-path", &args.fpm_ping_path, check_status_path)?,
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
     })
 }
 
@@ -435,8 +474,16 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
     if php_only_front_controller && layer.front_controller.is_none() {
         return Err(ConfigError::PhpOnlyWithoutFrontController);
     }
+    let tls = tls_files(layer.tls_cert, layer.tls_key)?;
+    let listen = resolve_listen(
+        layer.listen.unwrap_or_else(|| vec![default_listen()]),
+        tls.is_some(),
+    )?;
+    if let Some(addr @ ListenAddr::Https(_)) = &layer.admin_listen {
+        return Err(ConfigError::AdminHttps { addr: addr.clone() });
+    }
     Ok(Config {
-        listen: layer.listen.unwrap_or_else(|| vec![default_listen()]),
+        listen,
         upstream,
         root,
         index: layer
@@ -485,7 +532,36 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         fpm_children: layer.fpm_children,
         admin_listen: layer.admin_listen,
         fpm_ping_path: layer.fpm_ping_path,
+        tls,
     })
+}
+
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::TlsHalf {
+            given: "tls-cert",
+            missing: "tls-key",
+        }),
+        (None, Some(_)) => Err(ConfigError::TlsHalf {
+            given: "tls-key",
+            missing: "tls-cert",
+        }),
+    }
+}
+
+/// With a certificate, a bare TCP address serves TLS; without one,
+/// `https://` cannot be served.
+fn resolve_listen(addrs: Vec<ListenAddr>, tls: bool) -> Result<Vec<ListenAddr>, ConfigError> {
+    addrs
+        .into_iter()
+        .map(|addr| match addr {
+            ListenAddr::Tcp(sa) if tls => Ok(ListenAddr::Https(sa)),
+            ListenAddr::Https(_) if !tls => Err(ConfigError::HttpsWithoutCert { addr }),
+            other => Ok(other),
+        })
+        .collect()
 }
 
 /// Canonicalized so later containment checks compare real paths.

@@ -100,6 +100,7 @@ fn defaults_applied() {
             fpm_children: None,
             admin_listen: None,
             fpm_ping_path: None,
+            tls: None,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -182,6 +183,7 @@ APP_ENV = "prod"
             fpm_children: None,
             admin_listen: None,
             fpm_ping_path: None,
+            tls: None,
         }
     );
 }
@@ -304,7 +306,8 @@ fn unknown_key_names_key_and_file() {
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
-         internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path)",
+         internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path, \
+         tls-cert, tls-key)",
         fx.file().display()
     );
     assert_eq!(text, expected);
