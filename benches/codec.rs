@@ -42,6 +42,7 @@ fn typical_params() -> Vec<(Bytes, Bytes)> {
         remote: Endpoint::Tcp(remote),
         local: Endpoint::Tcp(local),
         server_name: "example.com",
+        tls: None,
     };
     let script = Script {
         script_filename: "/srv/app/public/index.php".into(),

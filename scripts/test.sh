@@ -23,4 +23,13 @@ if [[ ! -f /usr/share/dokuwiki/doku.php ]]; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends dokuwiki >/dev/null
 fi
+# tests/suite/tls.rs needs real clients: curl, h2load (nghttp2-client), openssl.
+if ! command -v h2load >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 \
+    || ! command -v openssl >/dev/null 2>&1; then
+    echo "h2load, curl or openssl not found; installing them with apt-get" >&2
+    sudo_cmd=""
+    [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nghttp2-client curl openssl >/dev/null
+fi
 cargo test "$@"

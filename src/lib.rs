@@ -2,7 +2,7 @@
 //!
 //! Module map (see DESIGN.md):
 //! - `config`   — CLI + TOML config, defaults, validation (no sockets).
-//! - `server`   — listeners, hyper connections, limits, graceful drain; `respond` maps errors to statuses.
+//! - `server`   — listeners (TCP, TLS with reload, unix), hyper connections (h1, h2, h2c), limits, graceful drain; `respond` maps errors to statuses.
 //! - `route`    — path normalisation and safety checks; decides Script / Static / Redirect / NotFound / BadRequest.
 //! - `static_files` — GET/HEAD of files route chose: type, ETag/304, Range, precompressed siblings.
 //! - `cgi`      — HTTP request → CGI params; CGI response head → HTTP head.

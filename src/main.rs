@@ -81,6 +81,8 @@ fn serve(mut config: config::Config) -> anyhow::Result<()> {
         // Bound first: a taken port fails before php-fpm is started.
         let listeners = fcgi_gateway::server::bind(&config.listen).await?;
         let admin = fcgi_gateway::server::bind_admin(&config).await?;
+        // Read before php-fpm starts, so a bad certificate fails fast.
+        let tls = fcgi_gateway::server::load_tls(&config)?;
         let fpm = match (&config.upstream, &config.fpm_status_path) {
             (Some(_), _) => None,
             (None, status_path) => {
@@ -98,6 +100,7 @@ fn serve(mut config: config::Config) -> anyhow::Result<()> {
         };
         let served = fcgi_gateway::server::Server::new(config)
             .with_admin(admin)
+            .with_tls(tls)
             .run(listeners, fcgi_gateway::shutdown::first_signal())
             .await;
         // php-fpm goes last, after in-flight requests have drained.

@@ -28,6 +28,16 @@ pub enum Endpoint {
     },
 }
 
+/// What PHP learns of a TLS connection (`SSL_PROTOCOL`, `SSL_CIPHER`), in
+/// OpenSSL's names as Apache and nginx pass them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// e.g. `TLSv1.3`.
+    pub protocol: &'static str,
+    /// e.g. `TLS_AES_256_GCM_SHA384`.
+    pub cipher: &'static str,
+}
+
 /// The parts of an HTTP request that CGI params are derived from.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestInfo<'a> {
@@ -44,6 +54,8 @@ pub struct RequestInfo<'a> {
     pub local: Endpoint,
     /// Already chosen by the caller.
     pub server_name: &'a str,
+    /// The connection's TLS, when it came over TLS (then `scheme` is `"https"`).
+    pub tls: Option<TlsInfo>,
 }
 
 const SERVER_SOFTWARE: &str = concat!("fcgi-gateway/", env!("CARGO_PKG_VERSION"));
@@ -148,6 +160,10 @@ pub fn build_params(
     if req.scheme == "https" {
         // Exactly "on": what Apache and nginx send and what apps compare against.
         out.push((st(b"HTTPS"), st(b"on")));
+    }
+    if let Some(tls) = req.tls {
+        out.push((st(b"SSL_PROTOCOL"), st(tls.protocol.as_bytes())));
+        out.push((st(b"SSL_CIPHER"), st(tls.cipher.as_bytes())));
     }
     out.push((st(b"GATEWAY_INTERFACE"), st(b"CGI/1.1")));
     out.push((st(b"SERVER_SOFTWARE"), st(SERVER_SOFTWARE.as_bytes())));
@@ -298,6 +314,7 @@ mod tests {
         remote: Endpoint,
         local: Endpoint,
         scheme: &'static str,
+        tls: Option<TlsInfo>,
     }
 
     impl Req {
@@ -311,6 +328,7 @@ mod tests {
                 remote: tcp("192.0.2.7:51234"),
                 local: tcp("10.0.0.1:8080"),
                 scheme: "http",
+                tls: None,
             }
         }
 
@@ -333,6 +351,7 @@ mod tests {
                 remote: self.remote,
                 local: self.local,
                 server_name: "example.test",
+                tls: self.tls,
             };
             build_params(&info, script, Path::new("/srv/www"), extra)
                 .into_iter()
@@ -502,6 +521,24 @@ mod tests {
         let p = req.build(&script(None), &[]);
         assert_eq!(get(&p, "REMOTE_PORT"), Some(&b"4711"[..]));
         assert_eq!(get(&p, "HTTPS"), None);
+    }
+
+    #[test]
+    fn tls_connection_params_follow_https() {
+        let mut req = Req::get("/");
+        req.scheme = "https";
+        req.local = tcp("10.0.0.1:8443");
+        req.tls = Some(TlsInfo {
+            protocol: "TLSv1.3",
+            cipher: "TLS_AES_256_GCM_SHA384",
+        });
+        let p = req.build(&script(None), &[]);
+        let n = names(&p);
+        let at = n.iter().position(|&x| x == "HTTPS").unwrap();
+        assert_eq!(n[at + 1..at + 3], ["SSL_PROTOCOL", "SSL_CIPHER"]);
+        assert_eq!(get(&p, "SSL_PROTOCOL"), Some(&b"TLSv1.3"[..]));
+        assert_eq!(get(&p, "SSL_CIPHER"), Some(&b"TLS_AES_256_GCM_SHA384"[..]));
+        assert_eq!(get(&p, "SERVER_PORT"), Some(&b"8443"[..]));
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub struct ServeArgs {
         long,
         value_name = "ADDR",
         help = "Address to accept HTTP on: 127.0.0.1:8080, [::1]:8080 or unix:/path/to.sock; \
-                repeat for several [default: 127.0.0.1:8080]"
+                with --tls-cert a TCP address serves TLS unless written http://HOST:PORT \
+                (https://HOST:PORT asks for TLS); repeat for several [default: 127.0.0.1:8080]"
     )]
     pub listen: Vec<String>,
 
@@ -318,4 +319,19 @@ pub struct ServeArgs {
                 or json (one object per line) [default: combined]"
     )]
     pub access_log_format: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "FILE",
+        help = "PEM certificate chain for TLS (needs --tls-key); TCP listeners then serve \
+                HTTPS with h2 and http/1.1; re-read on SIGHUP"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    #[arg(
+        long,
+        value_name = "FILE",
+        help = "PEM private key (PKCS#8, RSA or EC) of --tls-cert; re-read on SIGHUP"
+    )]
+    pub tls_key: Option<PathBuf>,
 }

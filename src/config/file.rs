@@ -58,6 +58,8 @@ pub(super) const KEYS: &[&str] = &[
     "fpm-ping-path",
     "server-timing",
     "access-log-format",
+    "tls-cert",
+    "tls-key",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -190,6 +192,8 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
                 let path = string(value).and_then(check_status_path);
                 layer.fpm_ping_path = Some(path.map_err(bad)?);
             }
+            "tls-cert" => layer.tls_cert = Some(file_path(base_dir, value).map_err(bad)?),
+            "tls-key" => layer.tls_key = Some(file_path(base_dir, value).map_err(bad)?),
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);
                 layer.real_ip_header = Some(header.map_err(bad)?);
@@ -272,6 +276,14 @@ fn listen(value: &Value) -> Result<Vec<ListenAddr>, String> {
         return Err("must list at least one address".to_owned());
     }
     Ok(addrs)
+}
+
+/// A non-empty path, relative to the config file's directory.
+fn file_path(base_dir: &Path, value: &Value) -> Result<std::path::PathBuf, String> {
+    match string(value)? {
+        "" => Err("must not be empty".to_owned()),
+        s => Ok(base_dir.join(s)),
+    }
 }
 
 fn duration(value: &Value) -> Result<std::time::Duration, String> {

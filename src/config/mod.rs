@@ -19,6 +19,8 @@ mod tests_embedded;
 mod tests_gateway;
 #[cfg(test)]
 mod tests_static;
+#[cfg(test)]
+mod tests_tls;
 mod values;
 
 pub use cli::{Cli, Command, ServeArgs};
@@ -138,6 +140,17 @@ pub struct Config {
     /// `Server-Timing` on PHP responses.
     pub server_timing: bool,
     pub access_log_format: AccessLogFormat,
+    /// Certificate and key for the `https` listeners; with it, bare TCP
+    /// listen addresses have been resolved to `ListenAddr::Https`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `tls-cert` and `tls-key`: paths as given (not canonicalized, so a
+/// symlink swapped by a renewal tool is followed on reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -188,6 +201,24 @@ pub enum ConfigError {
          `front-controller` in the config file"
     )]
     PhpOnlyWithoutFrontController,
+
+    #[error(
+        "--{given} (`{given}` in the config file) is given without --{missing} \
+         (`{missing}`): give both or neither"
+    )]
+    TlsHalf {
+        given: &'static str,
+        missing: &'static str,
+    },
+
+    #[error(
+        "--listen `{addr}`: https needs a certificate: give --tls-cert and --tls-key \
+         (tls-cert and tls-key in the config file)"
+    )]
+    HttpsWithoutCert { addr: ListenAddr },
+
+    #[error("--admin-listen `{addr}`: the admin listener serves plain HTTP only")]
+    AdminHttps { addr: ListenAddr },
 }
 
 /// io::Error's Display ends in " (os error N)", which is noise to a user.
@@ -250,6 +281,10 @@ struct Layer {
     fpm_ping_path: Option<String>,
     server_timing: Option<bool>,
     access_log_format: Option<AccessLogFormat>,
+    /// Already joined onto the config file's directory when it came from one.
+    tls_cert: Option<PathBuf>,
+    /// Already joined onto the config file's directory when it came from one.
+    tls_key: Option<PathBuf>,
 }
 
 impl Layer {
@@ -298,6 +333,8 @@ impl Layer {
             fpm_ping_path: self.fpm_ping_path.or(lower.fpm_ping_path),
             server_timing: self.server_timing.or(lower.server_timing),
             access_log_format: self.access_log_format.or(lower.access_log_format),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
         }
     }
 }
@@ -424,6 +461,8 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         fpm_ping_path: flag("--fpm-ping-path", &args.fpm_ping_path, check_status_path)?,
         server_timing: args.server_timing.then_some(true),
         access_log_format: flag("--access-log-format", &args.access_log_format, str::parse)?,
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
     })
 }
 
@@ -445,8 +484,16 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
     if php_only_front_controller && layer.front_controller.is_none() {
         return Err(ConfigError::PhpOnlyWithoutFrontController);
     }
+    let tls = tls_files(layer.tls_cert, layer.tls_key)?;
+    let listen = resolve_listen(
+        layer.listen.unwrap_or_else(|| vec![default_listen()]),
+        tls.is_some(),
+    )?;
+    if let Some(addr @ ListenAddr::Https(_)) = &layer.admin_listen {
+        return Err(ConfigError::AdminHttps { addr: addr.clone() });
+    }
     Ok(Config {
-        listen: layer.listen.unwrap_or_else(|| vec![default_listen()]),
+        listen,
         upstream,
         root,
         index: layer
@@ -497,7 +544,36 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         fpm_ping_path: layer.fpm_ping_path,
         server_timing: layer.server_timing.unwrap_or(false),
         access_log_format: layer.access_log_format.unwrap_or_default(),
+        tls,
     })
+}
+
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::TlsHalf {
+            given: "tls-cert",
+            missing: "tls-key",
+        }),
+        (None, Some(_)) => Err(ConfigError::TlsHalf {
+            given: "tls-key",
+            missing: "tls-cert",
+        }),
+    }
+}
+
+/// With a certificate, a bare TCP address serves TLS; without one,
+/// `https://` cannot be served.
+fn resolve_listen(addrs: Vec<ListenAddr>, tls: bool) -> Result<Vec<ListenAddr>, ConfigError> {
+    addrs
+        .into_iter()
+        .map(|addr| match addr {
+            ListenAddr::Tcp(sa) if tls => Ok(ListenAddr::Https(sa)),
+            ListenAddr::Https(_) if !tls => Err(ConfigError::HttpsWithoutCert { addr }),
+            other => Ok(other),
+        })
+        .collect()
 }
 
 /// Canonicalized so later containment checks compare real paths.

@@ -102,6 +102,7 @@ fn defaults_applied() {
             fpm_ping_path: None,
             server_timing: false,
             access_log_format: AccessLogFormat::Combined,
+            tls: None,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -186,6 +187,7 @@ APP_ENV = "prod"
             fpm_ping_path: None,
             server_timing: false,
             access_log_format: AccessLogFormat::Combined,
+            tls: None,
         }
     );
 }
@@ -309,7 +311,7 @@ fn unknown_key_names_key_and_file() {
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
          internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path, \
-         server-timing, access-log-format)",
+         server-timing, access-log-format, tls-cert, tls-key)",
         fx.file().display()
     );
     assert_eq!(text, expected);

@@ -12,15 +12,30 @@ use std::time::Duration;
 /// Where the gateway accepts HTTP connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
+    /// `HOST:PORT`: TLS when a certificate is configured, else plain HTTP.
+    /// The config resolves it to `Https` when `tls-cert` is set, so after
+    /// loading it always means plain HTTP (and h2c).
     Tcp(SocketAddr),
+    /// `http://HOST:PORT`: plain HTTP (and h2c), even with a certificate.
+    Http(SocketAddr),
+    /// `https://HOST:PORT`: TLS (h2 or http/1.1 by ALPN); needs `tls-cert`.
+    Https(SocketAddr),
     Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// Whether connections to it are TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ListenAddr::Https(_))
+    }
 }
 
 impl FromStr for ListenAddr {
     type Err = String;
 
-    /// `127.0.0.1:8080`, `[::1]:8080`, `unix:/path`; `tcp:` is accepted as a
-    /// prefix too, so the upstream spelling works here as well.
+    /// `127.0.0.1:8080`, `[::1]:8080`, `http://HOST:PORT`, `https://HOST:PORT`,
+    /// `unix:/path`; `tcp:` is accepted as a prefix too, so the upstream
+    /// spelling works here as well.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
@@ -28,12 +43,27 @@ impl FromStr for ListenAddr {
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
-        let tcp = s.strip_prefix("tcp:").unwrap_or(s);
-        tcp.parse::<SocketAddr>().map(ListenAddr::Tcp).map_err(|_| {
+        let bad = || {
             format!(
-                "`{s}`: expected ip:port (e.g. 127.0.0.1:8080, [::1]:8080) or unix:/path/to.sock"
+                "`{s}`: expected ip:port (e.g. 127.0.0.1:8080, [::1]:8080), \
+                 http://ip:port, https://ip:port or unix:/path/to.sock"
             )
-        })
+        };
+        // A pasted URL may end in "/"; any other path means nothing here.
+        let url = |rest: &str| {
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            rest.parse::<SocketAddr>().map_err(|_| bad())
+        };
+        if let Some(rest) = s.strip_prefix("https://") {
+            return url(rest).map(ListenAddr::Https);
+        }
+        if let Some(rest) = s.strip_prefix("http://") {
+            return url(rest).map(ListenAddr::Http);
+        }
+        let tcp = s.strip_prefix("tcp:").unwrap_or(s);
+        tcp.parse::<SocketAddr>()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| bad())
     }
 }
 
@@ -42,6 +72,8 @@ impl fmt::Display for ListenAddr {
         match self {
             // SocketAddr already brackets IPv6 hosts.
             ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Http(addr) => write!(f, "http://{addr}"),
+            ListenAddr::Https(addr) => write!(f, "https://{addr}"),
             ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
@@ -378,7 +410,21 @@ mod tests {
             "unix:/run/gw.sock".parse(),
             Ok(ListenAddr::Unix("/run/gw.sock".into()))
         );
-        for s in ["127.0.0.1:8080", "[::1]:8080", "unix:/run/gw.sock"] {
+        assert_eq!(
+            "http://127.0.0.1:8080".parse(),
+            Ok(ListenAddr::Http(SocketAddr::from(([127, 0, 0, 1], 8080))))
+        );
+        assert_eq!(
+            "https://[::1]:8443/".parse(),
+            Ok(ListenAddr::Https("[::1]:8443".parse().unwrap()))
+        );
+        for s in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "unix:/run/gw.sock",
+            "http://127.0.0.1:8080",
+            "https://[::1]:8443",
+        ] {
             let addr: ListenAddr = s.parse().unwrap();
             assert_eq!(addr.to_string(), s);
         }
@@ -394,7 +440,11 @@ mod tests {
             "::1:8080",
             "127.0.0.1:70000",
             "unix:",
-            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "https://127.0.0.1",
+            "https://127.0.0.1:8443/x",
+            "ftp://127.0.0.1:21",
+            "127.0.0.1:8080/",
         ] {
             let err = bad.parse::<ListenAddr>().unwrap_err();
             assert!(err.contains(&format!("`{bad}`")), "{err}");

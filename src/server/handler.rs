@@ -21,7 +21,7 @@ use super::body::{log_stderr, GatewayBody, StderrContext};
 use super::forwarded::Client;
 use super::respond;
 use super::AppState;
-use crate::cgi::params::{build_params, Endpoint, RequestInfo};
+use crate::cgi::params::{build_params, Endpoint, RequestInfo, TlsInfo};
 use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::compress;
 use crate::fastcgi::{self, RecordType, Role};
@@ -40,6 +40,7 @@ pub(crate) async fn handle(
     state: Arc<AppState>,
     remote: Endpoint,
     local: Endpoint,
+    tls: Option<TlsInfo>,
     req: Request<Incoming>,
 ) -> Response<GatewayBody> {
     let start = Instant::now();
@@ -52,7 +53,7 @@ pub(crate) async fn handle(
         &req,
     );
     let (resp, upstream_time) = match state.limits.check(&req) {
-        Ok(()) => route_and_forward(&state, start, client, local, req).await,
+        Ok(()) => route_and_forward(&state, start, client, local, tls, req).await,
         Err(exceeded) => (respond::head_too_large(exceeded), None),
     };
     let status = resp.status().as_u16();
@@ -67,6 +68,7 @@ async fn route_and_forward(
     start: Instant,
     client: Client,
     local: Endpoint,
+    tls: Option<TlsInfo>,
     req: Request<Incoming>,
 ) -> (Response<GatewayBody>, Option<Duration>) {
     let script = match route::resolve(&state.route, req.uri().path(), req.uri().query()) {
@@ -101,11 +103,17 @@ async fn route_and_forward(
         uri: &parts.uri,
         version: parts.version,
         headers: &parts.headers,
-        scheme: if client.https { "https" } else { "http" },
+        // Our own TLS, or a trusted proxy's word for its client's.
+        scheme: if client.https || tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         content_length: prepared.content_length,
         remote: client.remote,
         local,
         server_name: &server_name,
+        tls,
     };
     let params = build_params(&info, &script, &state.route.root, &state.extra_params);
 

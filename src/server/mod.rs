@@ -1,6 +1,7 @@
-//! The HTTP side: listeners (TCP and unix), hyper connections with their
-//! limits and timeouts, graceful drain, the per-request handler, and
-//! `respond`, the one place where errors become HTTP statuses.
+//! The HTTP side: listeners (TCP, TLS and unix), hyper connections (HTTP/1.1
+//! and HTTP/2, h2c on plain ones) with their limits and timeouts, graceful
+//! drain, the per-request handler, and `respond`, the one place where errors
+//! become HTTP statuses.
 
 mod accel;
 mod access_log;
@@ -10,8 +11,10 @@ mod handler;
 mod limits;
 mod php_stderr;
 pub mod respond;
+pub mod tls;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_util::either::Either;
 
-use crate::cgi::params::Endpoint;
+use crate::cgi::params::{Endpoint, TlsInfo};
 use crate::config::{Config, ListenAddr};
 use crate::metrics::Metrics;
 use crate::route::RouteConfig;
@@ -31,6 +34,7 @@ use crate::static_files::StaticConfig;
 use crate::upstream::{Pool, PoolSettings, UpstreamAddr};
 use forwarded::Forwarding;
 use limits::HeadLimits;
+use tls::ReloadableTls;
 
 pub use access_log::AccessLogFormat;
 pub use body::BodyError;
@@ -39,22 +43,36 @@ pub use body::GatewayBody;
 /// A bound listening socket.
 #[derive(Debug)]
 pub enum Listener {
+    /// Plain HTTP/1.1, and HTTP/2 with prior knowledge (h2c).
     Tcp(TcpListener),
     Unix {
         listener: UnixListener,
         path: PathBuf,
     },
+    /// TLS; h2 or http/1.1 as ALPN chose. Needs a configured certificate.
+    Tls(TcpListener),
 }
 
 impl Listener {
-    /// How to reach it, for logs: `127.0.0.1:8080` or `unix:/path`.
+    /// How to reach it, for logs: `http://127.0.0.1:8080`,
+    /// `https://127.0.0.1:8443` or `unix:/path`.
     pub fn describe(&self) -> String {
+        let tcp = |scheme: &str, l: &TcpListener| match l.local_addr() {
+            Ok(a) => format!("{scheme}://{a}"),
+            Err(_) => format!("{scheme}://?"),
+        };
         match self {
-            Listener::Tcp(l) => match l.local_addr() {
-                Ok(a) => a.to_string(),
-                Err(_) => "tcp:?".to_owned(),
-            },
+            Listener::Tcp(l) => tcp("http", l),
+            Listener::Tls(l) => tcp("https", l),
             Listener::Unix { path, .. } => format!("unix:{}", path.display()),
+        }
+    }
+
+    /// The bound address of a TCP or TLS listener (port 0 resolved).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) | Listener::Tls(l) => l.local_addr().ok(),
+            Listener::Unix { .. } => None,
         }
     }
 }
@@ -67,6 +85,10 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("{listen}: a TLS listener needs --tls-cert and --tls-key")]
+    TlsWithoutCert { listen: String },
 }
 
 /// Binds every configured address. A stale unix socket file (nobody
@@ -79,8 +101,11 @@ pub async fn bind(addrs: &[ListenAddr]) -> Result<Vec<Listener>, ServeError> {
             source,
         };
         match addr {
-            ListenAddr::Tcp(sa) => {
+            ListenAddr::Tcp(sa) | ListenAddr::Http(sa) => {
                 out.push(Listener::Tcp(TcpListener::bind(sa).await.map_err(err)?))
+            }
+            ListenAddr::Https(sa) => {
+                out.push(Listener::Tls(TcpListener::bind(sa).await.map_err(err)?))
             }
             ListenAddr::Unix(path) => {
                 if path.exists() && tokio::net::UnixStream::connect(path).await.is_err() {
@@ -135,12 +160,23 @@ pub async fn bind_admin(config: &Config) -> Result<Option<Listener>, ServeError>
     }
 }
 
+/// Reads `--tls-cert`/`--tls-key`, when given; the binary calls it before
+/// starting php-fpm so a bad certificate fails fast. Keep the holder to
+/// reload it; `run` reads the files itself when not handed one.
+pub fn load_tls(config: &Config) -> Result<Option<Arc<ReloadableTls>>, ServeError> {
+    match &config.tls {
+        Some(files) => Ok(Some(Arc::new(ReloadableTls::load(files)?))),
+        None => Ok(None),
+    }
+}
+
 /// A configured server, before it runs; its pool can be watched (tests, metrics).
 #[derive(Debug)]
 pub struct Server {
     config: Config,
     state: Arc<AppState>,
     admin: Option<Listener>,
+    tls: Option<Arc<ReloadableTls>>,
 }
 
 impl Server {
@@ -193,6 +229,7 @@ impl Server {
             config,
             state,
             admin: None,
+            tls: None,
         }
     }
 
@@ -207,12 +244,38 @@ impl Server {
         self
     }
 
+    /// Serves TLS with this certificate holder (from `load_tls`) instead of
+    /// reading the configured files again.
+    pub fn with_tls(mut self, tls: Option<Arc<ReloadableTls>>) -> Server {
+        self.tls = tls;
+        self
+    }
+
     pub async fn run(
         self,
         listeners: Vec<Listener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        serve(self.config, self.state, listeners, self.admin, shutdown).await
+        let tls = match self.tls {
+            Some(tls) => Some(tls),
+            None => load_tls(&self.config)?,
+        };
+        if tls.is_none() {
+            if let Some(l) = listeners.iter().find(|l| matches!(l, Listener::Tls(_))) {
+                return Err(ServeError::TlsWithoutCert {
+                    listen: l.describe(),
+                });
+            }
+        }
+        serve(
+            self.config,
+            self.state,
+            listeners,
+            self.admin,
+            tls,
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -253,6 +316,7 @@ async fn serve(
     state: Arc<AppState>,
     listeners: Vec<Listener>,
     admin: Option<Listener>,
+    tls: Option<Arc<ReloadableTls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     state.pool.spawn_reaper();
@@ -270,7 +334,14 @@ async fn serve(
     builder
         .http2()
         .max_header_list_size(state.limits.http2_header_list());
-    let builder = Arc::new(builder);
+    let reload_task = tls.clone().map(tls::spawn_reload_on_sighup);
+    let shared = Arc::new(ConnShared {
+        state: state.clone(),
+        builder,
+        tls,
+        // The handshake is part of getting the request head.
+        handshake_timeout: config.header_timeout,
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // Each connection task holds a clone; when all are gone, the drain is over.
@@ -282,15 +353,14 @@ async fn serve(
         .iter()
         .filter_map(|l| match l {
             Listener::Unix { path, .. } => Some(path.clone()),
-            Listener::Tcp(_) => None,
+            Listener::Tcp(_) | Listener::Tls(_) => None,
         })
         .collect();
     for listener in listeners {
         tracing::info!(listen = %listener.describe(), upstream = %upstream_of(&config), root = %config.root.display(), "serving");
         accept_tasks.push(tokio::spawn(accept_loop(
             listener,
-            state.clone(),
-            builder.clone(),
+            shared.clone(),
             stop_rx.clone(),
             alive_tx.clone(),
             conn_permits.clone(),
@@ -314,6 +384,9 @@ async fn serve(
     shutdown.await;
     tracing::info!(grace = ?config.grace_period, "shutting down: no new connections, draining in-flight requests");
     let _ = stop_tx.send(true);
+    if let Some(task) = reload_task {
+        task.abort();
+    }
     for task in accept_tasks {
         let _ = task.await;
     }
@@ -328,10 +401,25 @@ async fn serve(
     Ok(())
 }
 
+/// What every connection of every listener shares.
+struct ConnShared {
+    state: Arc<AppState>,
+    builder: auto::Builder<TokioExecutor>,
+    /// Set whenever a TLS listener exists (`run` checks).
+    tls: Option<Arc<ReloadableTls>>,
+    handshake_timeout: Duration,
+}
+
+/// A just-accepted connection: ready for hyper, or TLS still to negotiate
+/// (done in the connection's own task, never in the accept loop).
+enum Accepted {
+    Plain(ClientIo),
+    Tls(tokio::net::TcpStream),
+}
+
 async fn accept_loop(
     listener: Listener,
-    state: Arc<AppState>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    shared: Arc<ConnShared>,
     mut stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
     permits: Arc<Semaphore>,
@@ -343,10 +431,10 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let accepted = tokio::select! {
-            a = accept(&listener) => a,
+            a = accept_conn(&listener) => a,
             _ = stop.changed() => return,
         };
-        let (io, remote, local) = match accepted {
+        let (accepted, remote, local) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -355,37 +443,75 @@ async fn accept_loop(
                 continue;
             }
         };
-        let state = state.clone();
-        let builder = builder.clone();
+        let shared = shared.clone();
         let mut stop = stop.clone();
         let alive = alive.clone();
         tokio::spawn(async move {
             let _alive = alive;
             let _permit = permit;
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        handler::handle(state, remote, local, req).await,
-                    )
-                }
-            });
-            let conn = builder.serve_connection(io, service);
-            tokio::pin!(conn);
-            tokio::select! {
-                res = conn.as_mut() => {
-                    if let Err(e) = res {
-                        tracing::debug!(error = %e, "client connection ended with an error");
-                    }
-                }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "client connection ended with an error while draining");
+            match accepted {
+                Accepted::Plain(io) => serve_conn(io, &shared, stop, remote, local, None).await,
+                Accepted::Tls(tcp) => {
+                    let Some(tls) = &shared.tls else { return };
+                    let done = tokio::select! {
+                        done = tls.handshake(tcp, shared.handshake_timeout) => done,
+                        _ = stop.changed() => return,
+                    };
+                    if let Some((stream, info)) = done {
+                        let io = TokioIo::new(stream);
+                        serve_conn(io, &shared, stop, remote, local, Some(info)).await;
                     }
                 }
             }
         });
+    }
+}
+
+/// Serves one connection's requests until it closes or the drain ends it.
+async fn serve_conn<I>(
+    io: I,
+    shared: &ConnShared,
+    mut stop: watch::Receiver<bool>,
+    remote: Endpoint,
+    local: Endpoint,
+    tls: Option<TlsInfo>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let state = shared.state.clone();
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(handler::handle(state, remote, local, tls, req).await)
+        }
+    });
+    let conn = shared.builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "client connection ended with an error while draining");
+            }
+        }
+    }
+}
+
+async fn accept_conn(listener: &Listener) -> std::io::Result<(Accepted, Endpoint, Endpoint)> {
+    match listener {
+        Listener::Tls(l) => {
+            let (s, remote, local) = accept_tcp(l).await?;
+            Ok((Accepted::Tls(s), remote, local))
+        }
+        other => {
+            let (io, remote, local) = accept(other).await?;
+            Ok((Accepted::Plain(io), remote, local))
+        }
     }
 }
 
@@ -394,17 +520,14 @@ pub(crate) type ClientStream = Either<tokio::net::TcpStream, tokio::net::UnixStr
 /// Either kind of accepted stream, as hyper IO.
 pub(crate) type ClientIo = TokioIo<ClientStream>;
 
+/// Accepts a connection to serve without TLS. A `Tls` listener is accepted
+/// as plain TCP here: only the admin listener takes this path, and the
+/// config refuses `https://` for it.
 pub(crate) async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, Endpoint, Endpoint)> {
     match listener {
-        Listener::Tcp(l) => {
-            let (s, peer) = l.accept().await?;
-            let _ = s.set_nodelay(true);
-            let local = s.local_addr()?;
-            Ok((
-                TokioIo::new(Either::Left(s)),
-                Endpoint::Tcp(peer),
-                Endpoint::Tcp(local),
-            ))
+        Listener::Tcp(l) | Listener::Tls(l) => {
+            let (s, remote, local) = accept_tcp(l).await?;
+            Ok((TokioIo::new(Either::Left(s)), remote, local))
         }
         Listener::Unix { listener, .. } => {
             let (s, _) = listener.accept().await?;
@@ -415,4 +538,13 @@ pub(crate) async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, En
             ))
         }
     }
+}
+
+async fn accept_tcp(
+    l: &TcpListener,
+) -> std::io::Result<(tokio::net::TcpStream, Endpoint, Endpoint)> {
+    let (s, peer) = l.accept().await?;
+    let _ = s.set_nodelay(true);
+    let local = s.local_addr()?;
+    Ok((s, Endpoint::Tcp(peer), Endpoint::Tcp(local)))
 }

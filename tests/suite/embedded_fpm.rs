@@ -4,20 +4,31 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::binary::Binary;
 use support::demo_dir;
 
-/// A running gateway whose log lines (ANSI colours stripped) arrive on `lines`.
+/// A running gateway binary and the address it serves on.
 struct Running {
-    child: Child,
+    bin: Binary,
     addr: SocketAddr,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = Binary;
+    fn deref(&self) -> &Binary {
+        &self.bin
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Binary {
+        &mut self.bin
+    }
 }
 
 fn free_addr() -> SocketAddr {
@@ -25,74 +36,20 @@ fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ ... final letter
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn start(extra: &[&str]) -> Running {
     let addr = free_addr();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fcgi-gateway"))
-        .args(["serve", "--root", &demo_dir().display().to_string()])
-        .args(["--listen", &addr.to_string(), "--fpm-children", "2"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fcgi-gateway");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(strip_ansi(&line)).is_err() {
-                break;
-            }
-        }
-    });
+    let root = demo_dir().display().to_string();
+    let addr_text = addr.to_string();
+    let mut args = vec!["serve", "--root", &root];
+    args.extend(["--listen", &addr_text, "--fpm-children", "2"]);
+    args.extend_from_slice(extra);
     Running {
-        child,
+        bin: Binary::start(&args),
         addr,
-        lines,
-        log: Vec::new(),
     }
 }
 
 impl Running {
-    /// Waits for a log line containing `needle`; returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}; log:\n{}", self.log.join("\n")),
-            }
-        }
-    }
-
     /// The PID in the first line containing `needle` (`... pid=N`).
     fn pid_after(&mut self, needle: &str) -> i32 {
         let line = self.wait_for(needle);
@@ -111,32 +68,6 @@ impl Running {
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) takes two integers and touches no memory; the PID is
-        // our own child, not yet waited for, so it names no other process.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "gateway did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.signal(libc::SIGTERM);
-            let _ = self.wait_exit();
-        }
     }
 }
 

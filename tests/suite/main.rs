@@ -24,4 +24,5 @@ mod php_fpm_http;
 mod pool;
 mod routing_static;
 mod static_files_http;
+mod tls;
 mod trusted_proxy;

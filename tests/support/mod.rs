@@ -11,6 +11,7 @@
 //!   compute expected bodies without duplicating magic constants.
 #![allow(dead_code, unused_imports)]
 
+pub mod binary;
 pub mod fake_fcgi;
 pub mod gateway;
 pub mod php_fpm;
