@@ -134,6 +134,9 @@ pub struct Config {
     pub admin_listen: Option<ListenAddr>,
     /// php-fpm's `ping.path`, for /readyz.
     pub fpm_ping_path: Option<String>,
+    /// `listen` came from the default, not a flag or the file: with sockets
+    /// handed over by systemd, only those are served.
+    pub listen_is_default: bool,
 }
 
 /// Why the configuration was rejected. `Display` is a single line naming
@@ -435,6 +438,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
     if php_only_front_controller && layer.front_controller.is_none() {
         return Err(ConfigError::PhpOnlyWithoutFrontController);
     }
+    let listen_is_default = layer.listen.is_none();
     Ok(Config {
         listen: layer.listen.unwrap_or_else(|| vec![default_listen()]),
         upstream,
@@ -485,6 +489,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         fpm_children: layer.fpm_children,
         admin_listen: layer.admin_listen,
         fpm_ping_path: layer.fpm_ping_path,
+        listen_is_default,
     })
 }
 

@@ -100,6 +100,7 @@ fn defaults_applied() {
             fpm_children: None,
             admin_listen: None,
             fpm_ping_path: None,
+            listen_is_default: true,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -182,6 +183,7 @@ APP_ENV = "prod"
             fpm_children: None,
             admin_listen: None,
             fpm_ping_path: None,
+            listen_is_default: false,
         }
     );
 }

@@ -21,6 +21,7 @@ mod harness_selftest;
 mod limits;
 mod php_fpm_http;
 mod pool;
+mod reload;
 mod routing_static;
 mod static_files_http;
 mod trusted_proxy;
