@@ -32,4 +32,13 @@ if ! command -v h2load >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 \
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nghttp2-client curl openssl >/dev/null
 fi
+# tests/suite/reload.rs needs systemd-socket-activate and systemd-analyze
+# (package systemd; systemd need not be running).
+if ! command -v systemd-socket-activate >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
+    echo "systemd tools not found; installing systemd with apt-get" >&2
+    sudo_cmd=""
+    [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq systemd >/dev/null
+fi
 cargo test "$@"

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use fcgi_gateway::config::{self, Cli, Command};
 use fcgi_gateway::embedded_fpm::{EmbeddedFpm, FpmError, FpmSettings};
+use fcgi_gateway::server::{activation, Reload, Server};
+use fcgi_gateway::shutdown;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -30,7 +32,16 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing(&config.log_level);
-            match serve(config) {
+            // Before the runtime starts threads: this edits the environment.
+            let inherited = match activation::take_inherited() {
+                Ok(sockets) => sockets,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("fcgi-gateway: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match serve(config, args, inherited) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // php-fpm missing is a message for a person, said once.
@@ -73,16 +84,30 @@ fn init_tracing(level: &str) {
         .init();
 }
 
-fn serve(mut config: config::Config) -> anyhow::Result<()> {
+fn serve(
+    mut config: config::Config,
+    args: config::ServeArgs,
+    inherited: Vec<activation::Inherited>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // First: SIGHUP's default action would end the process.
+        let hangups = shutdown::hangups();
+        let inherited = inherited
+            .into_iter()
+            .map(activation::Inherited::into_listener)
+            .collect::<Result<Vec<_>, _>>()?;
         // Bound first: a taken port fails before php-fpm is started.
-        let listeners = fcgi_gateway::server::bind(&config.listen).await?;
+        let to_bind = fcgi_gateway::server::addresses_to_bind(&config, &inherited);
+        let listeners = fcgi_gateway::server::bind(&to_bind).await?;
         let admin = fcgi_gateway::server::bind_admin(&config).await?;
         // Read before php-fpm starts, so a bad certificate fails fast.
         let tls = fcgi_gateway::server::load_tls(&config)?;
+        let file = args.config.clone();
+        // The same merge as at start: the file re-read, the flags over it.
+        let mut reload = Reload::new(move || config::load(&args), file, hangups);
         let fpm = match (&config.upstream, &config.fpm_status_path) {
             (Some(_), _) => None,
             (None, status_path) => {
@@ -95,13 +120,16 @@ fn serve(mut config: config::Config) -> anyhow::Result<()> {
                 })
                 .await?;
                 config.upstream = Some(fpm.upstream());
+                reload = reload.with_embedded_upstream(fpm.upstream());
                 Some(fpm)
             }
         };
-        let served = fcgi_gateway::server::Server::new(config)
+        let served = Server::new(config)
             .with_admin(admin)
             .with_tls(tls)
-            .run(listeners, fcgi_gateway::shutdown::first_signal())
+            .with_inherited(inherited)
+            .with_reload(reload)
+            .run(listeners, shutdown::first_signal())
             .await;
         // php-fpm goes last, after in-flight requests have drained.
         if let Some(fpm) = fpm {

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -34,6 +35,9 @@ pub struct Metrics {
     requests: Family<ClassLabel, Counter>,
     duration: Histogram,
     fpm_status: Arc<Mutex<Option<FpmStatus>>>,
+    /// The pool the collector reads; a config reload may replace it.
+    pool: Arc<ArcSwap<Pool>>,
+    upstream_times: UpstreamFamilies,
 }
 
 impl Metrics {
@@ -56,19 +60,12 @@ impl Metrics {
             Unit::Seconds,
             duration.clone(),
         );
-        let upstream = pool.settings().addr.to_string();
-        let socket = pool.settings().addr.kind();
-        let labels: UpstreamLabels = [
-            ("upstream", upstream.clone()),
-            ("socket", socket.to_owned()),
-        ];
         let mut timed = |name: &str, help: &str, buckets: fn() -> Histogram| {
             let family = Family::<UpstreamLabels, Histogram>::new_with_constructor(buckets);
-            let histogram = family.get_or_create_owned(&labels);
-            registry.register_with_unit(name, help, Unit::Seconds, family);
-            histogram
+            registry.register_with_unit(name, help, Unit::Seconds, family.clone());
+            family
         };
-        pool.set_observer(Arc::new(UpstreamTimes {
+        let upstream_times = UpstreamFamilies {
             connect: timed(
                 "upstream_connect_duration",
                 "Time to open a new upstream connection (successful dials)",
@@ -85,12 +82,12 @@ impl Metrics {
                  END_REQUEST (or failure, or the client leaving)",
                 request_buckets,
             ),
-        }));
+        };
+        upstream_times.observe(&pool);
         let fpm_status = Arc::new(Mutex::new(None));
+        let pool = Arc::new(ArcSwap::from_pointee(pool));
         registry.register_collector(Box::new(UpstreamCollector {
-            upstream,
-            socket,
-            pool,
+            pool: pool.clone(),
             fpm_status: fpm_status.clone(),
         }));
         Metrics {
@@ -98,6 +95,18 @@ impl Metrics {
             requests,
             duration,
             fpm_status,
+            pool,
+            upstream_times,
+        }
+    }
+
+    /// Reads `pool` from now on (a reload replaced the pool); the request
+    /// counters go on, the old pool's status reading is forgotten.
+    pub fn set_pool(&self, pool: Pool) {
+        self.upstream_times.observe(&pool);
+        self.pool.store(Arc::new(pool));
+        if let Ok(mut last) = self.fpm_status.lock() {
+            *last = None;
         }
     }
 
@@ -134,6 +143,29 @@ fn connect_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
 }
 
+/// The upstream timing histograms, one series per upstream and socket type.
+#[derive(Debug)]
+struct UpstreamFamilies {
+    connect: Family<UpstreamLabels, Histogram>,
+    first_byte: Family<UpstreamLabels, Histogram>,
+    total: Family<UpstreamLabels, Histogram>,
+}
+
+impl UpstreamFamilies {
+    /// Makes `pool` record into the series of its upstream.
+    fn observe(&self, pool: &Pool) {
+        let labels: UpstreamLabels = [
+            ("upstream", pool.settings().addr.to_string()),
+            ("socket", pool.settings().addr.kind().to_owned()),
+        ];
+        pool.set_observer(Arc::new(UpstreamTimes {
+            connect: self.connect.get_or_create_owned(&labels),
+            first_byte: self.first_byte.get_or_create_owned(&labels),
+            total: self.total.get_or_create_owned(&labels),
+        }));
+    }
+}
+
 /// The pool's timings, into histograms labelled with its upstream.
 #[derive(Debug)]
 struct UpstreamTimes {
@@ -166,19 +198,32 @@ fn class_of(status: u16) -> Option<&'static str> {
 /// request path pays nothing for them.
 #[derive(Debug)]
 struct UpstreamCollector {
-    upstream: String,
-    socket: &'static str,
-    pool: Pool,
+    pool: Arc<ArcSwap<Pool>>,
     fpm_status: Arc<Mutex<Option<FpmStatus>>>,
 }
 
-impl UpstreamCollector {
-    fn labels(&self) -> [(&'static str, &str); 2] {
-        [("upstream", &self.upstream), ("socket", self.socket)]
+/// The labels of one pool's series.
+struct Labels {
+    upstream: String,
+    socket: &'static str,
+}
+
+impl Labels {
+    fn of(pool: &Pool) -> Labels {
+        Labels {
+            upstream: pool.settings().addr.to_string(),
+            socket: pool.settings().addr.kind(),
+        }
     }
 
+    fn pairs(&self) -> [(&'static str, &str); 2] {
+        [("upstream", &self.upstream), ("socket", self.socket)]
+    }
+}
+
+impl UpstreamCollector {
     fn gauge(
-        &self,
+        labels: &Labels,
         encoder: &mut DescriptorEncoder,
         name: &str,
         help: &str,
@@ -186,12 +231,11 @@ impl UpstreamCollector {
     ) -> Result<(), std::fmt::Error> {
         let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
         let mut metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-        let labels = self.labels();
-        gauge.encode(metric.encode_family(&labels)?)
+        gauge.encode(metric.encode_family(&labels.pairs())?)
     }
 
     fn counter(
-        &self,
+        labels: &Labels,
         encoder: &mut DescriptorEncoder,
         name: &str,
         help: &str,
@@ -199,76 +243,88 @@ impl UpstreamCollector {
     ) -> Result<(), std::fmt::Error> {
         let counter = ConstCounter::new(value);
         let mut metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-        let labels = self.labels();
-        counter.encode(metric.encode_family(&labels)?)
+        counter.encode(metric.encode_family(&labels.pairs())?)
     }
 }
 
 impl Collector for UpstreamCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let s = self.pool.snapshot();
+        let pool = self.pool.load();
+        let labels = Labels::of(&pool);
+        let s = pool.snapshot();
         let as_u64 = |n: usize| n as u64;
-        self.gauge(
+        Self::gauge(
+            &labels,
             &mut e,
             "upstream_pool_size",
             "Upstream connections allowed at once",
             as_u64(s.size),
         )?;
-        self.gauge(
+        Self::gauge(
+            &labels,
             &mut e,
             "upstream_pool_open",
             "Upstream connections open (idle + busy)",
             as_u64(s.open),
         )?;
-        self.gauge(
+        Self::gauge(
+            &labels,
             &mut e,
             "upstream_pool_idle",
             "Upstream connections idle in the pool",
             as_u64(s.idle),
         )?;
-        self.gauge(
+        Self::gauge(
+            &labels,
             &mut e,
             "upstream_pool_busy",
             "Upstream connections serving a request",
             as_u64(s.busy),
         )?;
-        self.gauge(
+        Self::gauge(
+            &labels,
             &mut e,
             "upstream_pool_waiting",
             "Requests waiting for an upstream connection",
             as_u64(s.waiting),
         )?;
-        self.counter(
+        Self::counter(
+            &labels,
             &mut e,
             "upstream_connects",
             "Upstream connections opened",
             s.connects,
         )?;
-        self.counter(
+        Self::counter(
+            &labels,
             &mut e,
             "upstream_connect_failures",
             "Upstream connects that failed or timed out",
             s.connect_failures,
         )?;
-        self.counter(
+        Self::counter(
+            &labels,
             &mut e,
             "upstream_retries",
             "Requests retried on a fresh connection after a reused one failed",
             s.retries,
         )?;
-        self.counter(
+        Self::counter(
+            &labels,
             &mut e,
             "upstream_saturated",
             "Requests answered 503: pool queue full or acquire timeout",
             s.saturated,
         )?;
-        self.counter(
+        Self::counter(
+            &labels,
             &mut e,
             "upstream_stale_dropped",
             "Idle connections found closed by the upstream at checkout",
             s.stale_dropped,
         )?;
-        self.counter(
+        Self::counter(
+            &labels,
             &mut e,
             "upstream_idle_reaped",
             "Idle connections closed by the idle timeout",
@@ -276,31 +332,36 @@ impl Collector for UpstreamCollector {
         )?;
         let last = self.fpm_status.lock().ok().and_then(|g| g.clone());
         if let Some(fpm) = last {
-            self.gauge(
+            Self::gauge(
+                &labels,
                 &mut e,
                 "fpm_listen_queue",
                 "Connections waiting in php-fpm's listen queue (last status read)",
                 fpm.listen_queue,
             )?;
-            self.counter(
+            Self::counter(
+                &labels,
                 &mut e,
                 "fpm_max_children_reached",
                 "Times php-fpm hit its max children (last status read)",
                 fpm.max_children_reached,
             )?;
-            self.gauge(
+            Self::gauge(
+                &labels,
                 &mut e,
                 "fpm_active_processes",
                 "php-fpm workers serving a request (last status read)",
                 fpm.active_processes,
             )?;
-            self.gauge(
+            Self::gauge(
+                &labels,
                 &mut e,
                 "fpm_idle_processes",
                 "php-fpm workers idle (last status read)",
                 fpm.idle_processes,
             )?;
-            self.counter(
+            Self::counter(
+                &labels,
                 &mut e,
                 "fpm_slow_requests",
                 "Requests php-fpm saw run past request_slowlog_timeout (last status read)",

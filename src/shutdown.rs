@@ -1,7 +1,33 @@
 //! Signals: the first SIGINT/SIGTERM starts a graceful drain; a second one
-//! exits at once. Knows nothing of HTTP or FastCGI.
+//! exits at once; SIGHUP asks for a config reload. Knows nothing of HTTP or
+//! FastCGI.
 
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// One message per SIGHUP (several arriving during one reload count once).
+/// Call it early: until the handler is installed, SIGHUP's default action
+/// ends the process.
+pub fn hangups() -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(1);
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading the config");
+                    // Full means a reload is already pending: it will read the newest file.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(()) {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler; config reload is off")
+        }
+    }
+    rx
+}
 
 /// Completes on the first SIGINT or SIGTERM, then arms the second-signal
 /// fast exit.

@@ -7,6 +7,7 @@ mod ready;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -29,10 +30,11 @@ pub(crate) struct AdminState {
     pub ping_path: Option<String>,
 }
 
-/// Serves admin requests on `listener` until `stop` turns true.
+/// Serves admin requests on `listener` until `stop` turns true. Each request
+/// reads the state in force (a config reload may change the upstream).
 pub(crate) async fn serve(
     listener: Listener,
-    state: Arc<AdminState>,
+    state: Arc<ArcSwap<AdminState>>,
     mut stop: watch::Receiver<bool>,
 ) {
     tracing::info!(admin = %listener.describe(), "admin endpoints: /healthz /readyz /metrics");
@@ -60,7 +62,7 @@ pub(crate) async fn serve(
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let state = state.clone();
+                let state = state.load_full();
                 async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
             });
             let conn = builder.serve_connection(io, service);

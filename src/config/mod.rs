@@ -137,6 +137,9 @@ pub struct Config {
     pub admin_listen: Option<ListenAddr>,
     /// php-fpm's `ping.path`, for /readyz.
     pub fpm_ping_path: Option<String>,
+    /// `listen` came from the default, not a flag or the file: with sockets
+    /// handed over by systemd, only those are served.
+    pub listen_is_default: bool,
     /// `Server-Timing` on PHP responses.
     pub server_timing: bool,
     pub access_log_format: AccessLogFormat,
@@ -484,6 +487,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
     if php_only_front_controller && layer.front_controller.is_none() {
         return Err(ConfigError::PhpOnlyWithoutFrontController);
     }
+    let listen_is_default = layer.listen.is_none();
     let tls = tls_files(layer.tls_cert, layer.tls_key)?;
     let listen = resolve_listen(
         layer.listen.unwrap_or_else(|| vec![default_listen()]),
@@ -545,6 +549,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         server_timing: layer.server_timing.unwrap_or(false),
         access_log_format: layer.access_log_format.unwrap_or_default(),
         tls,
+        listen_is_default,
     })
 }
 

@@ -103,6 +103,7 @@ fn defaults_applied() {
             server_timing: false,
             access_log_format: AccessLogFormat::Combined,
             tls: None,
+            listen_is_default: true,
         }
     );
     assert_eq!(load(&fx.args()).unwrap(), config);
@@ -188,6 +189,7 @@ APP_ENV = "prod"
             server_timing: false,
             access_log_format: AccessLogFormat::Combined,
             tls: None,
+            listen_is_default: false,
         }
     );
 }

@@ -1,15 +1,18 @@
-//! The HTTP side: listeners (TCP, TLS and unix), hyper connections (HTTP/1.1
-//! and HTTP/2, h2c on plain ones) with their limits and timeouts, graceful
-//! drain, the per-request handler, and `respond`, the one place where errors
-//! become HTTP statuses.
+//! The HTTP side: listeners (TCP, TLS and unix, bound or handed over by
+//! systemd), hyper connections (HTTP/1.1 and HTTP/2, h2c on plain ones) with
+//! their limits and timeouts, graceful drain, config reload, the per-request
+//! handler, and `respond`, the one place where errors become HTTP statuses.
 
 mod accel;
 mod access_log;
+pub mod activation;
 mod body;
 pub mod forwarded;
 mod handler;
 mod limits;
+mod listeners;
 mod php_stderr;
+pub mod reload;
 pub mod respond;
 pub mod tls;
 
@@ -17,16 +20,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::service::service_fn;
+use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tokio_util::either::Either;
 
-use crate::cgi::params::{Endpoint, TlsInfo};
+use crate::cgi::params::Endpoint;
 use crate::config::{Config, ListenAddr};
 use crate::metrics::Metrics;
 use crate::route::RouteConfig;
@@ -34,6 +37,8 @@ use crate::static_files::StaticConfig;
 use crate::upstream::{Pool, PoolSettings, UpstreamAddr};
 use forwarded::Forwarding;
 use limits::HeadLimits;
+use listeners::ListenerSet;
+pub use reload::Reload;
 use tls::ReloadableTls;
 
 pub use access_log::AccessLogFormat;
@@ -122,7 +127,8 @@ pub async fn bind(addrs: &[ListenAddr]) -> Result<Vec<Listener>, ServeError> {
     Ok(out)
 }
 
-/// Per-process state shared by every request.
+/// The state every request reads: built from the config, replaced whole by
+/// a reload (requests in flight keep the one they started with).
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub route: RouteConfig,
@@ -137,9 +143,75 @@ pub(crate) struct AppState {
     /// gzip/brotli for PHP responses that qualify.
     pub compress: bool,
     pub metrics: Arc<Metrics>,
+    /// hyper's settings for connections accepted while this state is in force.
+    pub http: Arc<auto::Builder<TokioExecutor>>,
     /// `Server-Timing` on PHP responses.
     pub server_timing: bool,
     pub access_log_format: AccessLogFormat,
+    /// The certificate for TLS connections accepted while this state is in
+    /// force; set whenever a TLS listener exists (`run` checks).
+    pub tls: Option<Arc<ReloadableTls>>,
+    /// The TLS handshake is part of getting the request head.
+    pub handshake_timeout: std::time::Duration,
+}
+
+impl AppState {
+    pub(crate) fn new(
+        config: &Config,
+        pool: Pool,
+        metrics: Arc<Metrics>,
+        tls: Option<Arc<ReloadableTls>>,
+    ) -> AppState {
+        let limits = HeadLimits {
+            max_uri_length: config.max_uri_length,
+            max_header_size: config.max_header_size,
+            max_headers: config.max_headers,
+        };
+        AppState {
+            route: RouteConfig {
+                root: config.root.clone(),
+                index: config.index.clone(),
+                front_controller: config.front_controller.clone(),
+                php_only_front_controller: config.php_only_front_controller,
+                never_serve_ext: config.never_serve_ext.clone(),
+                follow_symlinks_outside_root: config.follow_symlinks_outside_root,
+                internal_locations: config.internal_locations.clone(),
+            },
+            pool,
+            extra_params: config.params.clone(),
+            server_name: config.server_name.clone(),
+            max_body_size: config.max_body_size,
+            static_files: StaticConfig::new(&config.cache_control),
+            http: Arc::new(http_builder(config, &limits)),
+            limits,
+            forwarding: Forwarding {
+                trusted: config.trusted_proxies.clone(),
+                header: config.real_ip_header,
+            },
+            sendfile_dir: config.sendfile_dir.clone(),
+            compress: config.compress,
+            metrics,
+            server_timing: config.server_timing,
+            access_log_format: config.access_log_format,
+            tls,
+            handshake_timeout: config.header_timeout,
+        }
+    }
+}
+
+fn http_builder(config: &Config, limits: &HeadLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .keep_alive(true)
+        .max_buf_size(limits.http1_buffer())
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .max_header_list_size(limits.http2_header_list());
+    builder
 }
 
 /// Serves HTTP on `listeners` until `shutdown` completes, then stops
@@ -170,12 +242,26 @@ pub fn load_tls(config: &Config) -> Result<Option<Arc<ReloadableTls>>, ServeErro
     }
 }
 
+/// The addresses of `config.listen` to bind, given the sockets handed over
+/// by systemd: those it already serves are skipped, and with any handed
+/// over, the default address is not bound at all.
+pub fn addresses_to_bind(config: &Config, inherited: &[Listener]) -> Vec<ListenAddr> {
+    let served: Vec<ListenAddr> = inherited.iter().map(listeners::address_of).collect();
+    listeners::wanted(config, !inherited.is_empty())
+        .into_iter()
+        .filter(|a| !served.contains(a))
+        .collect()
+}
+
 /// A configured server, before it runs; its pool can be watched (tests, metrics).
 #[derive(Debug)]
 pub struct Server {
     config: Config,
-    state: Arc<AppState>,
+    pool: Pool,
+    metrics: Arc<Metrics>,
     admin: Option<Listener>,
+    inherited: Vec<Listener>,
+    reload: Option<Reload>,
     tls: Option<Arc<ReloadableTls>>,
 }
 
@@ -184,64 +270,21 @@ impl Server {
     /// embedded php-fpm's socket before calling this. Left empty, the pool
     /// dials an empty unix path, so every script request gets 502.
     pub fn new(config: Config) -> Server {
-        let pool = Pool::new(PoolSettings {
-            addr: upstream_of(&config),
-            max_conns: config.max_upstream_conns,
-            max_idle: config.max_idle_conns,
-            queue_length: config.queue_length,
-            connect_timeout: config.connect_timeout,
-            acquire_timeout: config.acquire_timeout,
-            idle_timeout: config.idle_timeout,
-            read_timeout: config.read_timeout,
-        });
+        let pool = Pool::new(pool_settings(&config));
         let metrics = Arc::new(Metrics::new(pool.clone()));
-        let state = Arc::new(AppState {
-            route: RouteConfig {
-                root: config.root.clone(),
-                index: config.index.clone(),
-                front_controller: config.front_controller.clone(),
-                php_only_front_controller: config.php_only_front_controller,
-                never_serve_ext: config.never_serve_ext.clone(),
-                follow_symlinks_outside_root: config.follow_symlinks_outside_root,
-                internal_locations: config.internal_locations.clone(),
-            },
-            pool,
-            extra_params: config.params.clone(),
-            server_name: config.server_name.clone(),
-            max_body_size: config.max_body_size,
-            static_files: StaticConfig::new(&config.cache_control),
-            limits: HeadLimits {
-                max_uri_length: config.max_uri_length,
-                max_header_size: config.max_header_size,
-                max_headers: config.max_headers,
-            },
-            forwarding: Forwarding {
-                trusted: config.trusted_proxies.clone(),
-                header: config.real_ip_header,
-            },
-            sendfile_dir: config.sendfile_dir.clone(),
-            compress: config.compress,
-            metrics,
-            server_timing: config.server_timing,
-            access_log_format: config.access_log_format,
-        });
         Server {
             config,
-            state,
+            pool,
+            metrics,
             admin: None,
+            inherited: Vec::new(),
+            reload: None,
             tls: None,
         }
     }
 
     pub fn pool(&self) -> Pool {
-        self.state.pool.clone()
-    }
-
-    /// Serves `/healthz`, `/readyz` and `/metrics` on `listener` (bound by
-    /// the caller, like the public ones, so tests can use port 0).
-    pub fn with_admin(mut self, listener: Option<Listener>) -> Server {
-        self.admin = listener;
-        self
+        self.pool.clone()
     }
 
     /// Serves TLS with this certificate holder (from `load_tls`) instead of
@@ -251,31 +294,59 @@ impl Server {
         self
     }
 
+    /// Serves `/healthz`, `/readyz` and `/metrics` on `listener` (bound by
+    /// the caller, like the public ones, so tests can use port 0).
+    pub fn with_admin(mut self, listener: Option<Listener>) -> Server {
+        self.admin = listener;
+        self
+    }
+
+    /// Also serves on sockets handed over by systemd (`activation`); a
+    /// reload never closes them.
+    pub fn with_inherited(mut self, listeners: Vec<Listener>) -> Server {
+        self.inherited = listeners;
+        self
+    }
+
+    /// Reloads the config whenever `reload` is triggered (SIGHUP).
+    pub fn with_reload(mut self, reload: Reload) -> Server {
+        self.reload = Some(reload);
+        self
+    }
+
     pub async fn run(
-        self,
+        mut self,
         listeners: Vec<Listener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let tls = match self.tls {
-            Some(tls) => Some(tls),
-            None => load_tls(&self.config)?,
-        };
-        if tls.is_none() {
-            if let Some(l) = listeners.iter().find(|l| matches!(l, Listener::Tls(_))) {
+        if self.tls.is_none() {
+            self.tls = load_tls(&self.config)?;
+        }
+        if self.tls.is_none() {
+            let tls_listener = listeners
+                .iter()
+                .chain(self.inherited.iter())
+                .find(|l| matches!(l, Listener::Tls(_)));
+            if let Some(l) = tls_listener {
                 return Err(ServeError::TlsWithoutCert {
                     listen: l.describe(),
                 });
             }
         }
-        serve(
-            self.config,
-            self.state,
-            listeners,
-            self.admin,
-            tls,
-            shutdown,
-        )
-        .await
+        serve(self, listeners, shutdown).await
+    }
+}
+
+pub(crate) fn pool_settings(config: &Config) -> PoolSettings {
+    PoolSettings {
+        addr: upstream_of(config),
+        max_conns: config.max_upstream_conns,
+        max_idle: config.max_idle_conns,
+        queue_length: config.queue_length,
+        connect_timeout: config.connect_timeout,
+        acquire_timeout: config.acquire_timeout,
+        idle_timeout: config.idle_timeout,
+        read_timeout: config.read_timeout,
     }
 }
 
@@ -286,21 +357,31 @@ fn upstream_of(config: &Config) -> UpstreamAddr {
         .unwrap_or_else(|| UpstreamAddr::Unix(PathBuf::new()))
 }
 
-/// Logs the pool size and why; with a status path, follows php-fpm's size.
-fn size_pool(config: &Config, pool: &Pool, metrics: &Arc<Metrics>) {
+/// Starts the pool's idle reaper and logs its size and why; with a status
+/// path, follows php-fpm's size (the returned task, stopped when a reload
+/// replaces the pool).
+pub(crate) fn start_pool(
+    config: &Config,
+    pool: &Pool,
+    metrics: &Arc<Metrics>,
+) -> Option<AbortHandle> {
+    pool.spawn_reaper();
+    warn_if_exposed(&pool.settings().addr);
     let upstream = upstream_of(config);
     let Some(path) = config.fpm_status_path.clone() else {
         tracing::info!(%upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
-        return;
+        return None;
     };
     let follow = config.size_from_fpm_status;
     if !follow {
         tracing::info!(%upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
     }
     let metrics = metrics.clone();
-    crate::upstream::fpm_status::spawn_follower(pool.clone(), path, follow, move |status| {
-        metrics.record_fpm_status(status.clone())
-    });
+    let task =
+        crate::upstream::fpm_status::spawn_follower(pool.clone(), path, follow, move |status| {
+            metrics.record_fpm_status(status.clone())
+        });
+    Some(task.abort_handle())
 }
 
 /// Anyone who can speak FastCGI to php-fpm can run code (PHP ini values ride
@@ -311,208 +392,77 @@ fn warn_if_exposed(upstream: &crate::upstream::UpstreamAddr) {
     }
 }
 
+pub(crate) fn admin_state(config: &Config, metrics: &Arc<Metrics>) -> crate::admin::AdminState {
+    crate::admin::AdminState {
+        metrics: metrics.clone(),
+        upstream: upstream_of(config),
+        connect_timeout: config.connect_timeout,
+        ping_path: config.fpm_ping_path.clone(),
+    }
+}
+
 async fn serve(
-    config: Config,
-    state: Arc<AppState>,
+    server: Server,
     listeners: Vec<Listener>,
-    admin: Option<Listener>,
-    tls: Option<Arc<ReloadableTls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    state.pool.spawn_reaper();
-    size_pool(&config, &state.pool, &state.metrics);
-    warn_if_exposed(&upstream_of(&config));
-
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
-        .keep_alive(true)
-        .max_buf_size(state.limits.http1_buffer())
-        .max_headers(state.limits.max_headers);
-    builder
-        .http2()
-        .max_header_list_size(state.limits.http2_header_list());
-    let reload_task = tls.clone().map(tls::spawn_reload_on_sighup);
-    let shared = Arc::new(ConnShared {
-        state: state.clone(),
-        builder,
+    let Server {
+        config,
+        pool,
+        metrics,
+        admin,
+        inherited,
+        reload,
         tls,
-        // The handshake is part of getting the request head.
-        handshake_timeout: config.header_timeout,
+    } = server;
+    let follower = start_pool(&config, &pool, &metrics);
+    let state = Arc::new(AppState::new(&config, pool, metrics.clone(), tls));
+    let shared = Arc::new(ArcSwap::new(state));
+
+    let mut set = ListenerSet::new(shared.clone(), config.max_connections);
+    for listener in inherited {
+        set.start(listener, None, true);
+    }
+    for listener in listeners {
+        let configured = listeners::configured_for(&config.listen, &listener);
+        set.start(listener, configured, false);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut admin_task = None;
+    let admin_shared = admin.map(|admin| {
+        let admin_shared = Arc::new(ArcSwap::from_pointee(admin_state(&config, &metrics)));
+        admin_task = Some(tokio::spawn(crate::admin::serve(
+            admin,
+            admin_shared.clone(),
+            stop_rx,
+        )));
+        admin_shared
     });
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Each connection task holds a clone; when all are gone, the drain is over.
-    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let conn_permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let mut live = reload::Live {
+        config,
+        shared,
+        admin: admin_shared,
+        listeners: set,
+        metrics,
+        follower,
+    };
+    reload::until_shutdown(&mut live, reload, shutdown).await;
 
-    let mut accept_tasks = Vec::new();
-    let socket_files: Vec<PathBuf> = listeners
-        .iter()
-        .filter_map(|l| match l {
-            Listener::Unix { path, .. } => Some(path.clone()),
-            Listener::Tcp(_) | Listener::Tls(_) => None,
-        })
-        .collect();
-    for listener in listeners {
-        tracing::info!(listen = %listener.describe(), upstream = %upstream_of(&config), root = %config.root.display(), "serving");
-        accept_tasks.push(tokio::spawn(accept_loop(
-            listener,
-            shared.clone(),
-            stop_rx.clone(),
-            alive_tx.clone(),
-            conn_permits.clone(),
-        )));
-    }
-    drop(alive_tx);
-    if let Some(admin) = admin {
-        let admin_state = Arc::new(crate::admin::AdminState {
-            metrics: state.metrics.clone(),
-            upstream: upstream_of(&config),
-            connect_timeout: config.connect_timeout,
-            ping_path: config.fpm_ping_path.clone(),
-        });
-        accept_tasks.push(tokio::spawn(crate::admin::serve(
-            admin,
-            admin_state,
-            stop_rx.clone(),
-        )));
-    }
-
-    shutdown.await;
+    let reload::Live {
+        config, listeners, ..
+    } = live;
     tracing::info!(grace = ?config.grace_period, "shutting down: no new connections, draining in-flight requests");
     let _ = stop_tx.send(true);
-    if let Some(task) = reload_task {
-        task.abort();
-    }
-    for task in accept_tasks {
+    if let Some(task) = admin_task {
         let _ = task.await;
     }
-    match tokio::time::timeout(config.grace_period, alive_rx.recv()).await {
-        Ok(_) => tracing::info!("drained; bye"),
-        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
-    }
-    // Our sockets, our files: a later start would otherwise find them stale.
-    for path in socket_files {
-        let _ = std::fs::remove_file(path);
+    if listeners.shutdown(config.grace_period).await {
+        tracing::info!("drained; bye");
+    } else {
+        tracing::warn!("grace period over; closing the remaining connections");
     }
     Ok(())
-}
-
-/// What every connection of every listener shares.
-struct ConnShared {
-    state: Arc<AppState>,
-    builder: auto::Builder<TokioExecutor>,
-    /// Set whenever a TLS listener exists (`run` checks).
-    tls: Option<Arc<ReloadableTls>>,
-    handshake_timeout: Duration,
-}
-
-/// A just-accepted connection: ready for hyper, or TLS still to negotiate
-/// (done in the connection's own task, never in the accept loop).
-enum Accepted {
-    Plain(ClientIo),
-    Tls(tokio::net::TcpStream),
-}
-
-async fn accept_loop(
-    listener: Listener,
-    shared: Arc<ConnShared>,
-    mut stop: watch::Receiver<bool>,
-    alive: mpsc::Sender<()>,
-    permits: Arc<Semaphore>,
-) {
-    loop {
-        // A permit first, so a flood of connections waits in the kernel backlog.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
-        let accepted = tokio::select! {
-            a = accept_conn(&listener) => a,
-            _ = stop.changed() => return,
-        };
-        let (accepted, remote, local) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let shared = shared.clone();
-        let mut stop = stop.clone();
-        let alive = alive.clone();
-        tokio::spawn(async move {
-            let _alive = alive;
-            let _permit = permit;
-            match accepted {
-                Accepted::Plain(io) => serve_conn(io, &shared, stop, remote, local, None).await,
-                Accepted::Tls(tcp) => {
-                    let Some(tls) = &shared.tls else { return };
-                    let done = tokio::select! {
-                        done = tls.handshake(tcp, shared.handshake_timeout) => done,
-                        _ = stop.changed() => return,
-                    };
-                    if let Some((stream, info)) = done {
-                        let io = TokioIo::new(stream);
-                        serve_conn(io, &shared, stop, remote, local, Some(info)).await;
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Serves one connection's requests until it closes or the drain ends it.
-async fn serve_conn<I>(
-    io: I,
-    shared: &ConnShared,
-    mut stop: watch::Receiver<bool>,
-    remote: Endpoint,
-    local: Endpoint,
-    tls: Option<TlsInfo>,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let state = shared.state.clone();
-    let service = service_fn(move |req| {
-        let state = state.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(handler::handle(state, remote, local, tls, req).await)
-        }
-    });
-    let conn = shared.builder.serve_connection(io, service);
-    tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "client connection ended with an error");
-            }
-        }
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "client connection ended with an error while draining");
-            }
-        }
-    }
-}
-
-async fn accept_conn(listener: &Listener) -> std::io::Result<(Accepted, Endpoint, Endpoint)> {
-    match listener {
-        Listener::Tls(l) => {
-            let (s, remote, local) = accept_tcp(l).await?;
-            Ok((Accepted::Tls(s), remote, local))
-        }
-        other => {
-            let (io, remote, local) = accept(other).await?;
-            Ok((Accepted::Plain(io), remote, local))
-        }
-    }
 }
 
 /// An accepted client connection over TCP or a unix socket.
@@ -540,7 +490,7 @@ pub(crate) async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, En
     }
 }
 
-async fn accept_tcp(
+pub(crate) async fn accept_tcp(
     l: &TcpListener,
 ) -> std::io::Result<(tokio::net::TcpStream, Endpoint, Endpoint)> {
     let (s, peer) = l.accept().await?;

@@ -189,38 +189,6 @@ fn openssl_name(suite: CipherSuite) -> &'static str {
     }
 }
 
-/// Re-reads the certificate on every SIGHUP until the returned task is
-/// aborted. Kept apart so it can be folded into a whole-config reload.
-pub(crate) fn spawn_reload_on_sighup(tls: Arc<ReloadableTls>) -> tokio::task::JoinHandle<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    tokio::spawn(async move {
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; TLS certificates will not be reloaded");
-                return;
-            }
-        };
-        while hup.recv().await.is_some() {
-            reload_and_log(&tls);
-        }
-    })
-}
-
-fn reload_and_log(tls: &ReloadableTls) {
-    match tls.reload() {
-        Ok(()) => tracing::info!(
-            cert = %tls.files.cert.display(),
-            key = %tls.files.key.display(),
-            "TLS certificate reloaded; new connections use it"
-        ),
-        Err(e) => tracing::error!(
-            error = %e,
-            "TLS certificate reload failed; still serving the previous one"
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

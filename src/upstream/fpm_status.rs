@@ -50,13 +50,14 @@ const STATUS_RETRY: Duration = Duration::from_secs(2);
 
 /// Reads the status page through `pool` for as long as the task runs:
 /// `observe` sees every reading (metrics); with `follow`, the pool takes
-/// php-fpm's worker count as its size.
+/// php-fpm's worker count as its size. Abort the task to stop (a config
+/// reload that replaces the pool does).
 pub fn spawn_follower(
     pool: Pool,
     path: String,
     follow: bool,
     observe: impl Fn(&FpmStatus) + Send + 'static,
-) {
+) -> tokio::task::JoinHandle<()> {
     let upstream = pool.settings().addr.clone();
     tokio::spawn(async move {
         let mut unconfirmed: Option<usize> = None;
@@ -95,7 +96,7 @@ pub fn spawn_follower(
             }
             tokio::time::sleep(next).await;
         }
-    });
+    })
 }
 
 /// The encoded FastCGI request for php-fpm's status page (`?json`).

@@ -18,8 +18,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::conn::{self, Conn, ExchangeTimeouts, Outcome};
 use super::{UpstreamAddr, UpstreamError};
 
-/// How the pool is set up; built from the config.
-#[derive(Debug, Clone)]
+/// How the pool is set up; built from the config. A reload keeps the pool
+/// (and its warm connections) when these are equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
     pub addr: UpstreamAddr,
     pub max_conns: usize,

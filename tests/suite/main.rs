@@ -22,6 +22,7 @@ mod limits;
 mod observability;
 mod php_fpm_http;
 mod pool;
+mod reload;
 mod routing_static;
 mod static_files_http;
 mod tls;

@@ -494,7 +494,7 @@ fn the_binary_reloads_its_certificate_on_sighup() {
 
     std::fs::write(&files.key, "garbage\n").unwrap();
     bin.signal(libc::SIGHUP);
-    let line = bin.wait_for_new("reload failed");
+    let line = bin.wait_for_new("reload from the command line rejected");
     assert!(line.contains("ERROR") && line.contains(&key), "{line}");
     assert!(
         curl_blocking(&root_b, port),

@@ -1,0 +1,341 @@
+//! The running accept loops, one per listening socket, each stoppable on its
+//! own: a config reload adds and removes listeners while the others keep
+//! accepting. Every request reads the per-request state in force at that
+//! moment, so a reload reaches keep-alive connections too.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::{accept, accept_tcp, handler, AppState, ClientIo, Listener};
+use crate::cgi::params::{Endpoint, TlsInfo};
+use crate::config::{Config, ListenAddr};
+
+/// One listener's accept loop.
+#[derive(Debug)]
+struct Running {
+    /// The address it serves, compared with the config's `listen` on reload.
+    addr: ListenAddr,
+    /// The `listen` entry it was bound for, as written (`127.0.0.1:0` stays
+    /// port 0, so a reload does not take it for a new address).
+    configured: Option<ListenAddr>,
+    /// Handed over by the service manager: never closed or re-bound by a
+    /// reload, its socket file never removed (systemd owns it).
+    inherited: bool,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Every public listener, the connection limit they share, and the drain
+/// tracking of their connections.
+#[derive(Debug)]
+pub(super) struct ListenerSet {
+    running: Vec<Running>,
+    state: Arc<ArcSwap<AppState>>,
+    permits: Arc<Semaphore>,
+    /// The `max-connections` the permits were sized for.
+    max_connections: usize,
+    /// Each connection task holds a clone; when all are gone the drain is over.
+    alive: Option<mpsc::Sender<()>>,
+    alive_rx: mpsc::Receiver<()>,
+}
+
+impl ListenerSet {
+    pub fn new(state: Arc<ArcSwap<AppState>>, max_connections: usize) -> ListenerSet {
+        let max_connections = max_connections.max(1);
+        let (alive, alive_rx) = mpsc::channel(1);
+        ListenerSet {
+            running: Vec::new(),
+            state,
+            permits: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
+            alive: Some(alive),
+            alive_rx,
+        }
+    }
+
+    /// Starts accepting on `listener`, bound for the `configured` address
+    /// (None: handed over by systemd).
+    pub fn start(&mut self, listener: Listener, configured: Option<ListenAddr>, inherited: bool) {
+        let Some(alive) = self.alive.clone() else {
+            return; // Shutting down: nothing new starts.
+        };
+        let addr = address_of(&listener);
+        let (stop, stop_rx) = watch::channel(false);
+        let upstream = self.state.load().pool.settings().addr.clone();
+        tracing::info!(listen = %listener.describe(), inherited, %upstream, root = %self.state.load().route.root.display(), "serving");
+        let task = tokio::spawn(accept_loop(
+            listener,
+            self.state.clone(),
+            stop_rx,
+            alive,
+            self.permits.clone(),
+        ));
+        self.running.push(Running {
+            addr,
+            configured,
+            inherited,
+            stop,
+            task,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn has_inherited(&self) -> bool {
+        self.running.iter().any(|r| r.inherited)
+    }
+
+    /// True when a running listener already serves `addr`.
+    pub fn serves(&self, addr: &ListenAddr) -> bool {
+        self.running.iter().any(|r| r.is(addr))
+    }
+
+    /// The addresses `config` wants that no listener serves yet.
+    pub fn missing(&self, config: &Config) -> Vec<ListenAddr> {
+        wanted(config, self.has_inherited())
+            .iter()
+            .filter(|a| !self.serves(a))
+            .cloned()
+            .collect()
+    }
+
+    /// Stops the listeners `config` no longer lists (never inherited ones);
+    /// their open connections finish their requests and close.
+    pub async fn stop_unlisted(&mut self, config: &Config) {
+        let wanted = wanted(config, self.has_inherited());
+        let (keep, gone): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|r| r.inherited || wanted.iter().any(|a| r.is(a)));
+        self.running = keep;
+        for r in gone {
+            tracing::info!(listen = %r.addr, "no longer listed: stopped accepting; its connections drain");
+            stop(r).await;
+        }
+    }
+
+    /// Resizes the connection limit; fewer permits take effect as
+    /// connections close.
+    pub fn set_max_connections(&mut self, n: usize) {
+        let n = n.max(1);
+        let old = std::mem::replace(&mut self.max_connections, n);
+        if n > old {
+            self.permits.add_permits(n - old);
+        } else if n < old {
+            let permits = self.permits.clone();
+            tokio::spawn(async move {
+                for _ in 0..(old - n) {
+                    match permits.acquire().await {
+                        Ok(p) => p.forget(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    }
+
+    /// Stops every listener, then waits up to `grace` for their connections
+    /// to finish. True when all did.
+    pub async fn shutdown(mut self, grace: Duration) -> bool {
+        for r in std::mem::take(&mut self.running) {
+            stop(r).await;
+        }
+        drop(self.alive.take());
+        tokio::time::timeout(grace, self.alive_rx.recv())
+            .await
+            .is_ok()
+    }
+}
+
+impl Running {
+    /// Whether this listener is the one `addr` asks for.
+    fn is(&self, addr: &ListenAddr) -> bool {
+        self.configured.as_ref() == Some(addr) || same_socket(&self.addr, addr)
+    }
+}
+
+/// `127.0.0.1:80` and `http://127.0.0.1:80` name the same plain listener.
+fn same_socket(a: &ListenAddr, b: &ListenAddr) -> bool {
+    let plain = |x: &ListenAddr| match x {
+        ListenAddr::Http(sa) => ListenAddr::Tcp(*sa),
+        other => other.clone(),
+    };
+    plain(a) == plain(b)
+}
+
+/// The `listen` entry of `wanted` that `listener` was bound for: the same
+/// socket, or the same IP where the entry asked for any port (0).
+pub(super) fn configured_for(wanted: &[ListenAddr], listener: &Listener) -> Option<ListenAddr> {
+    let actual = address_of(listener);
+    wanted
+        .iter()
+        .find(|want| {
+            same_socket(want, &actual)
+                || match (want, &actual) {
+                    (ListenAddr::Tcp(w) | ListenAddr::Http(w), ListenAddr::Tcp(a))
+                    | (ListenAddr::Https(w), ListenAddr::Https(a)) => {
+                        w.port() == 0 && w.ip() == a.ip()
+                    }
+                    _ => false,
+                }
+        })
+        .cloned()
+}
+
+/// What `config` asks to listen on. Sockets handed over by systemd replace
+/// the default address; addresses given explicitly are served as well.
+pub(super) fn wanted(config: &Config, inherited: bool) -> Vec<ListenAddr> {
+    if inherited && config.listen_is_default {
+        Vec::new()
+    } else {
+        config.listen.clone()
+    }
+}
+
+/// The address a listener serves: TCP's real one (port 0 resolved), a unix
+/// socket's path.
+pub(super) fn address_of(listener: &Listener) -> ListenAddr {
+    match listener {
+        Listener::Tcp(l) => match l.local_addr() {
+            Ok(a) => ListenAddr::Tcp(a),
+            Err(_) => ListenAddr::Unix(PathBuf::new()),
+        },
+        Listener::Tls(l) => match l.local_addr() {
+            Ok(a) => ListenAddr::Https(a),
+            Err(_) => ListenAddr::Unix(PathBuf::new()),
+        },
+        Listener::Unix { path, .. } => ListenAddr::Unix(path.clone()),
+    }
+}
+
+async fn stop(r: Running) {
+    let _ = r.stop.send(true);
+    let _ = r.task.await;
+    // Our socket, our file: a later start would otherwise find it stale.
+    if let (ListenAddr::Unix(path), false) = (&r.addr, r.inherited) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    state: Arc<ArcSwap<AppState>>,
+    mut stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+    permits: Arc<Semaphore>,
+) {
+    loop {
+        // A permit first, so a flood of connections waits in the kernel backlog.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let accepted = tokio::select! {
+            a = accept_conn(&listener) => a,
+            _ = stop.changed() => return,
+        };
+        let (accepted, remote, local) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        let mut stop = stop.clone();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let _alive = alive;
+            let _permit = permit;
+            match accepted {
+                Accepted::Plain(io) => serve_conn(io, state, stop, remote, local, None).await,
+                Accepted::Tls(tcp) => {
+                    // The certificate in force when the connection came in.
+                    let current = state.load();
+                    let (Some(tls), timeout) = (current.tls.clone(), current.handshake_timeout)
+                    else {
+                        return;
+                    };
+                    drop(current);
+                    let done = tokio::select! {
+                        done = tls.handshake(tcp, timeout) => done,
+                        _ = stop.changed() => return,
+                    };
+                    if let Some((stream, info)) = done {
+                        let io = TokioIo::new(stream);
+                        serve_conn(io, state, stop, remote, local, Some(info)).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A just-accepted connection: ready for hyper, or TLS still to negotiate
+/// (done in the connection's own task, never in the accept loop).
+enum Accepted {
+    Plain(ClientIo),
+    Tls(tokio::net::TcpStream),
+}
+
+async fn accept_conn(listener: &Listener) -> std::io::Result<(Accepted, Endpoint, Endpoint)> {
+    match listener {
+        Listener::Tls(l) => {
+            let (s, remote, local) = accept_tcp(l).await?;
+            Ok((Accepted::Tls(s), remote, local))
+        }
+        other => {
+            let (io, remote, local) = accept(other).await?;
+            Ok((Accepted::Plain(io), remote, local))
+        }
+    }
+}
+
+/// Serves one connection's requests until it closes or the drain ends it.
+async fn serve_conn<I>(
+    io: I,
+    state: Arc<ArcSwap<AppState>>,
+    mut stop: watch::Receiver<bool>,
+    remote: Endpoint,
+    local: Endpoint,
+    tls: Option<TlsInfo>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    // The connection's HTTP settings (header timeout, buffer sizes) are
+    // those in force when it was accepted.
+    let builder = state.load().http.clone();
+    let service = service_fn(move |req| {
+        // One atomic load per request: a reload reaches kept-alive
+        // connections, and a request in flight keeps the state it began with.
+        let state = state.load_full();
+        async move {
+            Ok::<_, std::convert::Infallible>(handler::handle(state, remote, local, tls, req).await)
+        }
+    });
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "client connection ended with an error while draining");
+            }
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Config reload (SIGHUP): re-read the config the way it was read at start,
+//! and if it is valid, swap it in without dropping a connection.
+//!
+//! A reload has two halves. *Prepare* does everything that can fail (read
+//! and validate the file, bind the added listen addresses, and any future
+//! per-reload resource such as TLS certificates) without changing what is
+//! served; any failure rejects the reload with one error line and the
+//! running config stays. *Commit* cannot fail: it swaps the per-request
+//! state (new requests see the new routing, limits and pool; requests in
+//! flight finish on the old state, whose pool closes when its last request
+//! ends), starts the added listeners and stops the removed ones. Listeners
+//! whose address is unchanged are never touched.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use super::listeners::ListenerSet;
+use super::tls::{ReloadableTls, TlsError};
+use super::{admin_state, bind, pool_settings, start_pool, AppState, Listener, ServeError};
+use crate::admin::AdminState;
+use crate::config::{Config, ConfigError, ListenAddr};
+use crate::metrics::Metrics;
+use crate::upstream::{Pool, UpstreamAddr};
+
+type LoadFn = dyn Fn() -> Result<Config, ConfigError> + Send + Sync;
+
+/// Where a reload gets its config, and what asks for one.
+pub struct Reload {
+    load: Box<LoadFn>,
+    file: Option<PathBuf>,
+    trigger: mpsc::Receiver<()>,
+    embedded_upstream: Option<UpstreamAddr>,
+}
+
+impl fmt::Debug for Reload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reload")
+            .field("file", &self.file)
+            .field("embedded_upstream", &self.embedded_upstream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reload {
+    /// `load` builds the config as at start (the file re-read, the original
+    /// flags over it); `file` is that file, for messages; every message on
+    /// `trigger` reloads once.
+    pub fn new(
+        load: impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static,
+        file: Option<PathBuf>,
+        trigger: mpsc::Receiver<()>,
+    ) -> Reload {
+        Reload {
+            load: Box::new(load),
+            file,
+            trigger,
+            embedded_upstream: None,
+        }
+    }
+
+    /// The embedded php-fpm's socket: a reloaded config without `upstream`
+    /// still means it.
+    pub fn with_embedded_upstream(mut self, addr: UpstreamAddr) -> Reload {
+        self.embedded_upstream = Some(addr);
+        self
+    }
+}
+
+/// What a running server can change on reload.
+pub(super) struct Live {
+    /// The config in force (with the embedded php-fpm's upstream filled in).
+    pub config: Config,
+    pub shared: Arc<ArcSwap<AppState>>,
+    pub admin: Option<Arc<ArcSwap<AdminState>>>,
+    pub listeners: ListenerSet,
+    pub metrics: Arc<Metrics>,
+    /// The task following php-fpm's status page for the current pool.
+    pub follower: Option<AbortHandle>,
+}
+
+/// Reloads on each trigger until `shutdown` completes.
+pub(super) async fn until_shutdown(
+    live: &mut Live,
+    reload: Option<Reload>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let Some(mut reload) = reload else {
+        shutdown.await;
+        return;
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            got = reload.trigger.recv() => match got {
+                Some(()) => live.reload(&reload).await,
+                None => {
+                    shutdown.await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("key `listen`: {0}")]
+    Bind(ServeError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+}
+
+impl Live {
+    async fn reload(&mut self, source: &Reload) {
+        match self.try_reload(source).await {
+            Ok(done) => tracing::info!(
+                changed = %done.changed,
+                listeners_added = done.added,
+                listeners_removed = done.removed,
+                upstream_pool = if done.new_pool { "new" } else { "kept" },
+                "config reloaded"
+            ),
+            Err(e) => {
+                let from = source.file.as_ref().map_or_else(
+                    || "the command line".to_owned(),
+                    |f| f.display().to_string(),
+                );
+                tracing::error!("config reload from {from} rejected, the running config stays: {e}")
+            }
+        }
+    }
+
+    async fn try_reload(&mut self, source: &Reload) -> Result<Done, ReloadError> {
+        // Prepare: nothing served changes until every step here succeeded.
+        let mut new = (source.load)()?;
+        self.keep_restart_only(&mut new, source.embedded_upstream.as_ref());
+        let added = self.bind_missing(&new).await?;
+        // Certificates are read and checked here, before the commit, and go
+        // in with the state below: one SIGHUP reloads both, and a bad
+        // certificate rejects the whole reload.
+        let tls = match &new.tls {
+            Some(files) => Some(Arc::new(ReloadableTls::load(files)?)),
+            None => None,
+        };
+
+        // Commit.
+        let changed = changed_keys(&self.config, &new);
+        let old_pool = self.shared.load().pool.clone();
+        let new_pool = pool_settings(&new) != *old_pool.settings()
+            || new.fpm_status_path != self.config.fpm_status_path
+            || new.size_from_fpm_status != self.config.size_from_fpm_status;
+        let pool = if new_pool {
+            let pool = Pool::new(pool_settings(&new));
+            if let Some(old) = self.follower.take() {
+                old.abort();
+            }
+            self.follower = start_pool(&new, &pool, &self.metrics);
+            self.metrics.set_pool(pool.clone());
+            pool
+        } else {
+            // Same settings: keep its warm connections (and learned size).
+            old_pool
+        };
+        self.shared.store(Arc::new(AppState::new(
+            &new,
+            pool,
+            self.metrics.clone(),
+            tls,
+        )));
+        if let Some(admin) = &self.admin {
+            admin.store(Arc::new(admin_state(&new, &self.metrics)));
+        }
+        self.listeners.set_max_connections(new.max_connections);
+        let added = added.commit();
+        let added_count = added.len();
+        for (addr, listener) in added {
+            self.listeners.start(listener, Some(addr), false);
+        }
+        let before = self.listeners.len();
+        self.listeners.stop_unlisted(&new).await;
+        let removed = before - self.listeners.len();
+        self.config = new;
+        if let Some(files) = &self.config.tls {
+            tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS certificate reloaded; new connections use it");
+        }
+        Ok(Done {
+            changed,
+            added: added_count,
+            removed,
+            new_pool,
+        })
+    }
+
+    /// Settings that cannot change without a restart keep their running
+    /// value, with a warning naming them.
+    fn keep_restart_only(&self, new: &mut Config, embedded: Option<&UpstreamAddr>) {
+        let old = &self.config;
+        let warn = |key: &str| {
+            tracing::warn!(
+                key,
+                "changing `{key}` needs a restart; the running value stays"
+            );
+        };
+        match (embedded, &new.upstream) {
+            (Some(addr), None) => new.upstream = Some(addr.clone()),
+            (Some(_), Some(_)) | (None, None) => {
+                warn("upstream");
+                new.upstream = old.upstream.clone();
+                new.fpm_status_path = old.fpm_status_path.clone();
+                new.size_from_fpm_status = old.size_from_fpm_status;
+            }
+            (None, Some(_)) => {}
+        }
+        if new.admin_listen != old.admin_listen {
+            warn("admin-listen");
+            new.admin_listen = old.admin_listen.clone();
+        }
+        if new.php_fpm != old.php_fpm {
+            warn("php-fpm");
+            new.php_fpm = old.php_fpm.clone();
+        }
+        if new.fpm_children != old.fpm_children {
+            warn("fpm-children");
+            new.fpm_children = old.fpm_children;
+        }
+        if new.log_level != old.log_level {
+            warn("log-level");
+            new.log_level = old.log_level.clone();
+        }
+    }
+
+    /// Binds the addresses `new` adds; on failure, what was bound so far
+    /// is closed again and the reload is rejected.
+    async fn bind_missing(&self, new: &Config) -> Result<Fresh, ReloadError> {
+        let mut fresh = Fresh(Vec::new());
+        for addr in self.listeners.missing(new) {
+            let bound = bind(std::slice::from_ref(&addr))
+                .await
+                .map_err(ReloadError::Bind)?;
+            fresh.0.extend(bound.into_iter().map(|l| (addr.clone(), l)));
+        }
+        Ok(fresh)
+    }
+}
+
+/// Listeners bound for a reload that has not committed yet. Dropped (the
+/// reload failed), they close and their socket files go.
+struct Fresh(Vec<(ListenAddr, Listener)>);
+
+impl Fresh {
+    fn commit(mut self) -> Vec<(ListenAddr, Listener)> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Fresh {
+    fn drop(&mut self) {
+        for (_, listener) in &self.0 {
+            if let Listener::Unix { path, .. } = listener {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// What a reload did, for its log line.
+struct Done {
+    changed: String,
+    added: usize,
+    removed: usize,
+    new_pool: bool,
+}
+
+/// The config keys whose value differs, for the log: `root, listen` or `none`.
+fn changed_keys(old: &Config, new: &Config) -> String {
+    macro_rules! differ {
+        ($($field:ident => $key:literal),* $(,)?) => {{
+            let mut keys: Vec<&str> = Vec::new();
+            $( if old.$field != new.$field { keys.push($key); } )*
+            keys
+        }};
+    }
+    let keys = differ!(
+        listen => "listen",
+        upstream => "upstream",
+        root => "root",
+        index => "index",
+        front_controller => "front-controller",
+        server_name => "server-name",
+        max_body_size => "max-body-size",
+        connect_timeout => "connect-timeout",
+        read_timeout => "read-timeout",
+        header_timeout => "header-timeout",
+        grace_period => "grace-period",
+        max_upstream_conns => "max-upstream-conns",
+        max_connections => "max-connections",
+        log_level => "log-level",
+        params => "params",
+        fpm_status_path => "fpm-status-path",
+        max_idle_conns => "max-idle-conns",
+        queue_length => "queue-length",
+        acquire_timeout => "acquire-timeout",
+        idle_timeout => "idle-timeout",
+        php_only_front_controller => "php-only-front-controller",
+        never_serve_ext => "never-serve-ext",
+        follow_symlinks_outside_root => "follow-symlinks-outside-root",
+        cache_control => "cache-control",
+        max_uri_length => "max-uri-length",
+        max_header_size => "max-header-size",
+        max_headers => "max-headers",
+        trusted_proxies => "trusted-proxy",
+        real_ip_header => "real-ip-header",
+        internal_locations => "internal-location",
+        sendfile_dir => "sendfile-dir",
+        compress => "compress",
+        php_fpm => "php-fpm",
+        fpm_children => "fpm-children",
+        admin_listen => "admin-listen",
+        fpm_ping_path => "fpm-ping-path",
+    );
+    if keys.is_empty() {
+        "none".to_owned()
+    } else {
+        keys.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_keys;
+    use crate::config::{self, ServeArgs};
+
+    #[test]
+    fn changed_keys_name_the_file_keys() {
+        let root = env!("CARGO_MANIFEST_DIR").to_owned();
+        let args = |extra: &[&str]| {
+            let mut args = ServeArgs {
+                root: Some(root.clone().into()),
+                upstream: Some("unix:/run/fpm.sock".to_owned()),
+                ..ServeArgs::default()
+            };
+            args.trusted_proxy = extra.iter().map(|s| (*s).to_owned()).collect();
+            config::load(&args).unwrap()
+        };
+        let old = args(&[]);
+        assert_eq!(changed_keys(&old, &old), "none");
+        let mut new = args(&["10.0.0.0/8"]);
+        new.front_controller = Some("/index.php".to_owned());
+        assert_eq!(changed_keys(&old, &new), "front-controller, trusted-proxy");
+    }
+}
