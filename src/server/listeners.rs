@@ -233,11 +233,6 @@ async fn accept_loop(
     permits: Arc<Semaphore>,
 ) {
     loop {
-        // A permit first, so a flood of connections waits in the kernel backlog.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
         let accepted = tokio::select! {
             a = accept_conn(&listener) => a,
             _ = stop.changed() => return,
@@ -250,6 +245,15 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // The permit after the accept: taken before, every idle listener held
+        // one, and with a small max-connections one listener starved the
+        // others. This loop accepts nothing more until the permit comes, so a
+        // flood still waits in the kernel backlog, one connection per listener
+        // waiting here.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
         };
         let state = state.clone();
         let mut stop = stop.clone();

@@ -143,3 +143,55 @@ async fn body_over_max_body_size_is_413() {
         gw.shutdown().await;
     }
 }
+
+/// With several listeners and `--max-connections 1`, a connection to any of
+/// them is served: the permit is taken per accepted connection. Taken before
+/// `accept`, every idle listener held one and the second listener's client
+/// waited forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_counts_connections_not_listeners() {
+    use clap::Parser;
+    use fcgi_gateway::config::{self, Cli, Command};
+    use fcgi_gateway::server::{Listener, Server};
+
+    let root = fixtures_dir().display().to_string();
+    let upstream = support::shared_upstreams().remove(0);
+    let argv = [
+        "fcgi-gateway",
+        "serve",
+        "--upstream",
+        &upstream,
+        "--root",
+        &root,
+        "--max-connections",
+        "1",
+    ];
+    let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+        panic!("not serve")
+    };
+    // Whichever listener would have held the only permit, one of the two
+    // orders asks the other one first.
+    for order in [[0, 1], [1, 0]] {
+        let config = config::load(&args).unwrap();
+        let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let second = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addrs = [first.local_addr().unwrap(), second.local_addr().unwrap()];
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(Server::new(config).run(
+            vec![Listener::Tcp(first), Listener::Tcp(second)],
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        for i in order {
+            let addr = addrs[i];
+            let reply =
+                tokio::time::timeout(Duration::from_secs(5), gateway::get(addr, "/data.txt"))
+                    .await
+                    .unwrap_or_else(|_| panic!("{addr}: no answer with max-connections 1"));
+            assert_eq!(reply.status, 200, "{addr}");
+        }
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+}
