@@ -4,6 +4,7 @@
 
 pub mod addr;
 pub mod body;
+mod capacity;
 pub mod conn;
 pub mod fpm_status;
 pub mod pool;

@@ -1,0 +1,174 @@
+//! What the pool learns about php-fpm's real capacity from its own traffic:
+//! windows of releases that saw (or did not see) fresh connections stuck in
+//! php-fpm's backlog, and when to probe for one connection more. Pure logic,
+//! fed by `pool`.
+
+use std::time::{Duration, Instant};
+/// Evidence about php-fpm's real capacity, gathered over a window of releases.
+#[derive(Debug, Default)]
+pub(super) struct CapacityWindow {
+    pub(super) releases: u32,
+    pub(super) closed_for_waiter: u32,
+    /// Most connections known to hold a worker at once (busy and past their
+    /// first byte, or reused) seen in this window.
+    pub(super) peak_served: usize,
+    /// Requests queued for a connection at some release in this window.
+    pub(super) saw_waiters: bool,
+    pub(super) started: Option<Instant>,
+}
+
+/// A fresh connection waiting for its first byte.
+#[derive(Debug)]
+pub(super) struct AwaitingFresh {
+    pub(super) id: u64,
+    pub(super) since: Instant,
+    /// When a returning connection was last closed to free a worker for it.
+    pub(super) freed_for_at: Option<Instant>,
+}
+
+/// What `stuck_fresh` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stuck {
+    None,
+    /// A stuck connection, already helped by a recent close.
+    Seen,
+    /// A stuck connection: close the returning one for it.
+    Claimed,
+}
+
+/// A fresh connection counts as stuck in php-fpm's backlog only after this
+/// long, or 4x the usual time to first byte when that is longer. Calling it
+/// stuck sooner closed connections during every fresh connection's normal
+/// first-byte wait; each close made the next request dial, and under load
+/// that loop re-dialed most requests.
+pub(super) const STUCK_MIN: Duration = Duration::from_millis(5);
+
+/// Releases per capacity-learning window, and its shortest duration.
+pub(super) const LEARN_WINDOW: u32 = 64;
+pub(super) const LEARN_WINDOW_MIN_TIME: Duration = Duration::from_millis(50);
+
+/// After a shrink, the pool waits this long before probing one connection
+/// more; each probe that php-fpm's backlog refutes doubles the wait. Probing
+/// every window (a few ms under load) kept a pool one above php-fpm's worker
+/// count closing and re-dialing most of its connections.
+pub(super) const PROBE_DELAY_MIN: Duration = Duration::from_secs(1);
+pub(super) const PROBE_DELAY_MAX: Duration = Duration::from_secs(300);
+
+/// Capacity learning: the current window, and when growing may be tried.
+#[derive(Debug)]
+pub(super) struct Learning {
+    pub(super) window: CapacityWindow,
+    /// No probe up before this instant (set by a shrink).
+    pub(super) no_probe_before: Option<Instant>,
+    pub(super) probe_delay: Duration,
+    /// The last resize was a probe up, not yet confirmed by a clean window.
+    pub(super) probing: bool,
+}
+
+impl Default for Learning {
+    fn default() -> Self {
+        Learning {
+            window: CapacityWindow::default(),
+            no_probe_before: None,
+            probe_delay: PROBE_DELAY_MIN,
+            probing: false,
+        }
+    }
+}
+
+/// What a finished learning window says about the pool size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Shrink { peak: usize },
+    Grow,
+    Keep,
+}
+
+impl Learning {
+    /// Closes the window and decides, holding back probes after a shrink.
+    pub(super) fn verdict(&mut self, now: Instant) -> Verdict {
+        let w = std::mem::take(&mut self.window);
+        if w.closed_for_waiter * 2 > w.releases {
+            if self.probing {
+                self.probe_delay = (self.probe_delay * 2).min(PROBE_DELAY_MAX);
+            }
+            self.probing = false;
+            self.no_probe_before = Some(now + self.probe_delay);
+            return Verdict::Shrink {
+                peak: w.peak_served,
+            };
+        }
+        if w.closed_for_waiter == 0 {
+            if self.probing {
+                // The probe held: php-fpm really serves that many.
+                self.probing = false;
+                self.probe_delay = PROBE_DELAY_MIN;
+            }
+            let may_probe = self.no_probe_before.is_none_or(|t| now >= t);
+            if w.saw_waiters && may_probe {
+                return Verdict::Grow;
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(releases: u32, stuck: u32, waiters: bool) -> CapacityWindow {
+        CapacityWindow {
+            releases,
+            closed_for_waiter: stuck,
+            peak_served: 4,
+            saw_waiters: waiters,
+            started: None,
+        }
+    }
+
+    #[test]
+    fn probes_wait_after_a_shrink_and_back_off_when_refuted() {
+        let mut l = Learning::default();
+        let t0 = Instant::now();
+        l.window = window(64, 40, true);
+        assert_eq!(l.verdict(t0), Verdict::Shrink { peak: 4 });
+        // Demand without backlog right after the shrink: no probe yet.
+        l.window = window(64, 0, true);
+        assert_eq!(l.verdict(t0 + Duration::from_millis(10)), Verdict::Keep);
+        l.window = window(64, 0, true);
+        let t1 = t0 + PROBE_DELAY_MIN;
+        assert_eq!(l.verdict(t1), Verdict::Grow);
+        l.probing = true;
+        // The probe is refuted: the next one waits twice as long.
+        l.window = window(64, 50, true);
+        assert_eq!(l.verdict(t1), Verdict::Shrink { peak: 4 });
+        assert_eq!(l.probe_delay, PROBE_DELAY_MIN * 2);
+        l.window = window(64, 0, true);
+        assert_eq!(l.verdict(t1 + PROBE_DELAY_MIN), Verdict::Keep);
+        l.window = window(64, 0, true);
+        assert_eq!(l.verdict(t1 + PROBE_DELAY_MIN * 2), Verdict::Grow);
+    }
+
+    #[test]
+    fn a_probe_that_holds_resets_the_delay() {
+        let mut l = Learning {
+            probe_delay: PROBE_DELAY_MIN * 8,
+            probing: true,
+            ..Learning::default()
+        };
+        l.window = window(64, 0, false);
+        assert_eq!(l.verdict(Instant::now()), Verdict::Keep);
+        assert_eq!(l.probe_delay, PROBE_DELAY_MIN);
+        assert!(!l.probing);
+    }
+
+    #[test]
+    fn no_growth_without_waiting_requests() {
+        let mut l = Learning {
+            window: window(64, 0, false),
+            ..Learning::default()
+        };
+        assert_eq!(l.verdict(Instant::now()), Verdict::Keep);
+    }
+}
