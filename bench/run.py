@@ -48,6 +48,9 @@ SCENARIOS = {
     "front": ("/blog/some/article?page=2", None, "front-controller route"),
     "static4k": ("/static4k.css", None, "4 KiB static file"),
     "static1m": ("/static1m.png", None, "1 MiB static image"),
+    # HTTP/2 cleartext with prior knowledge, driven by h2load (one stream per
+    # connection at a time, like wrk's one request per connection).
+    "hello-h2c": ("/hello.php", "h2load", "hello-world PHP over h2c"),
 }
 
 
@@ -163,6 +166,29 @@ def hold_idle_clients(port, count, path):
     return socks, failures
 
 
+def parse_h2load(text):
+    """h2load reports req/s, mean latency and counts, no percentiles."""
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+    counts = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                       r"(\d+) failed, (\d+) errored", text)
+    status = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", text)
+
+    def dur(v):
+        m = re.match(r"([\d.]+)(us|ms|s)", v or "")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)] if m else None
+
+    done = int(counts.group(2)) if counts else 0
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50_ms": dur(mean.group(1)) if mean else None,  # h2load's mean, not a median
+        "p99_ms": None,
+        "requests": done,
+        "non2xx": (int(status.group(2)) + int(status.group(3)) + int(status.group(4))) if status else 0,
+        "socket_errors": (int(counts.group(4)) + int(counts.group(5))) if counts else 0,
+    }
+
+
 def parse_wrk(text):
     def dur(s):
         m = re.match(r"([\d.]+)(us|ms|s|m)", s)
@@ -191,10 +217,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=3, help="seconds per cell")
-    ap.add_argument("--scenarios", default="hello,64k,post1m,front,static4k")
+    ap.add_argument("--scenarios", default="hello,64k,post1m,front,static4k,hello-h2c")
     ap.add_argument("--concurrency", default="1,32,256")
     ap.add_argument("--sockets", default="unix,tcp")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--workers", type=int, default=1,
+                    help="nginx worker_processes and the gateway's --workers alike")
     ap.add_argument("--idle-clients", type=int, default=1000,
                     help="after the cells, hold this many idle keep-alive clients on each "
                          "server and record its RSS (0 skips)")
@@ -210,9 +238,11 @@ def main():
     for k in kinds:
         if k not in ("nginx", "nginx-nokeep", "gateway", "gateway-noidle"):
             sys.exit(f"unknown server kind {k}")
-    for tool in ("nginx", "wrk"):
+    tools = ["nginx", "wrk"] + (["h2load"] if any(SCENARIOS[s][1] == "h2load" for s in scenarios) else [])
+    for tool in tools:
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
-            sys.exit(f"{tool} not found: apt-get install {tool}")
+            package = "nghttp2-client" if tool == "h2load" else tool
+            sys.exit(f"{tool} not found: apt-get install {package}")
 
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     gateway_bin = os.path.join(ROOT, "target", "release", "fcgi-gateway")
@@ -261,11 +291,14 @@ def main():
         start(fpm_cmd)
 
         servers = {}
+        # nginx serves h2c on a port of its own; the gateway on the same one.
+        h2_ports = {}
         nginx_servers = []
         for kind in [k for k in kinds if k.startswith("nginx")]:
             keep = kind == "nginx"
             for sock in sockets:
                 port = free_port()
+                h2_port = free_port()
                 name = f"{kind}-{sock}"
                 up = upstream[name]
                 target = f"unix:{up}" if sock == "unix" else up
@@ -275,7 +308,7 @@ def main():
                 nginx_servers.append(f"""
     upstream {ident} {{ server {target}; {keepalive} }}
     server {{
-        listen 127.0.0.1:{port}; root {docroot};
+        listen 127.0.0.1:{port}; listen 127.0.0.1:{h2_port} http2; root {docroot};
         location / {{ try_files $uri $uri/ /index.php?$query_string; }}
         location ~ \\.php$ {{
             try_files $fastcgi_script_name =404;
@@ -285,9 +318,10 @@ def main():
         }}
     }}""")
                 servers[name] = port
+                h2_ports[name] = h2_port
         with open(f"{work}/nginx.conf", "w") as f:
             f.write(f"""daemon off;
-worker_processes 1;
+worker_processes {args.workers};
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log;
 events {{ worker_connections 4096; }}
@@ -311,8 +345,10 @@ http {{
                 gateways[name] = start([
                     gateway_bin, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", addr,
                     "--root", docroot, "--front-controller", "/index.php",
-                    "--max-upstream-conns", "4", "--log-level", "warn"] + extra)
+                    "--max-upstream-conns", "4", "--workers", str(args.workers),
+                    "--log-level", "warn"] + extra)
                 servers[name] = port
+                h2_ports[name] = port
 
         for name, port in servers.items():
             for _ in range(100):
@@ -336,14 +372,18 @@ http {{
                 for server in kinds:
                     name = f"{server}-{sock}"
                     pids = pids_of(name)
-                    cmd = ["wrk", f"-t{min(2, c)}", f"-c{c}", f"-d{args.duration}s", "--latency"]
-                    if lua:
-                        cmd += ["-s", f"{work}/{lua}"]
-                    cmd.append(f"http://127.0.0.1:{servers[name]}{path}")
+                    if lua == "h2load":
+                        cmd = ["h2load", f"-t{min(2, c)}", f"-c{c}", "-m1", f"-D{args.duration}",
+                               f"http://127.0.0.1:{h2_ports[name]}{path}"]
+                    else:
+                        cmd = ["wrk", f"-t{min(2, c)}", f"-c{c}", f"-d{args.duration}s", "--latency"]
+                        if lua:
+                            cmd += ["-s", f"{work}/{lua}"]
+                        cmd.append(f"http://127.0.0.1:{servers[name]}{path}")
                     before = cpu_ticks(pids)
                     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
                     after = cpu_ticks(pids)
-                    m = parse_wrk(out)
+                    m = parse_h2load(out) if lua == "h2load" else parse_wrk(out)
                     m["cpu_us_per_req"] = ((after - before) / CLK_TCK * 1e6 / m["requests"]) if m["requests"] else None
                     m["rss_peak_kib"] = rss_peak_kib(pids)
                     results.setdefault((sc, c, sock, server), []).append(m)
@@ -416,8 +456,11 @@ http {{
              f"Machine: {machine}. One php-fpm, a pool per server and socket (static, 4 children); "
              f"wrk {args.duration}s per cell; median of {args.rounds} interleaved rounds. "
              f"CPU = the server's own CPU per request (all its processes). "
+             f"Both servers run {args.workers} worker(s) (nginx worker_processes, gateway --workers). "
              f"nginx: upstream keepalive 4 + fastcgi_keep_conn on; nginx-nokeep: a connection per request; "
-             f"gateway: --max-upstream-conns 4; gateway-noidle: plus --max-idle-conns 0.", "",
+             f"gateway: --max-upstream-conns 4; gateway-noidle: plus --max-idle-conns 0. "
+             f"hello-h2c runs h2load over HTTP/2 cleartext (prior knowledge): its p50 column is "
+             f"h2load's mean, and it reports no p99.", "",
              f"| scenario | c | socket | server | req/s | vs {base_kind} | p50 ms | p99 ms | cpu µs/req | failed | peak RSS KiB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:

@@ -89,9 +89,13 @@ fn serve(
     args: config::ServeArgs,
     inherited: Vec<activation::Inherited>,
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // Default (None): tokio's one thread per CPU (or TOKIO_WORKER_THREADS).
+    if let Some(workers) = config.workers {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime.build()?;
     runtime.block_on(async move {
         // First: SIGHUP's default action would end the process.
         let hangups = shutdown::hangups();

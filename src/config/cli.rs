@@ -334,4 +334,11 @@ pub struct ServeArgs {
         help = "PEM private key (PKCS#8, RSA or EC) of --tls-cert; re-read on SIGHUP"
     )]
     pub tls_key: Option<PathBuf>,
+
+    #[arg(
+        long,
+        value_name = "N",
+        help = "Threads serving connections (like nginx's worker_processes) [default: the CPU count]"
+    )]
+    pub workers: Option<String>,
 }

@@ -60,6 +60,7 @@ pub(super) const KEYS: &[&str] = &[
     "access-log-format",
     "tls-cert",
     "tls-key",
+    "workers",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -194,6 +195,7 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
             }
             "tls-cert" => layer.tls_cert = Some(file_path(base_dir, value).map_err(bad)?),
             "tls-key" => layer.tls_key = Some(file_path(base_dir, value).map_err(bad)?),
+            "workers" => layer.workers = Some(count(value).map_err(bad)?),
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);
                 layer.real_ip_header = Some(header.map_err(bad)?);

@@ -146,6 +146,8 @@ pub struct Config {
     /// Certificate and key for the `https` listeners; with it, bare TCP
     /// listen addresses have been resolved to `ListenAddr::Https`.
     pub tls: Option<TlsFiles>,
+    /// Runtime worker threads; None: one per CPU.
+    pub workers: Option<usize>,
 }
 
 /// `tls-cert` and `tls-key`: paths as given (not canonicalized, so a
@@ -288,6 +290,7 @@ struct Layer {
     tls_cert: Option<PathBuf>,
     /// Already joined onto the config file's directory when it came from one.
     tls_key: Option<PathBuf>,
+    workers: Option<usize>,
 }
 
 impl Layer {
@@ -338,6 +341,7 @@ impl Layer {
             access_log_format: self.access_log_format.or(lower.access_log_format),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
+            workers: self.workers.or(lower.workers),
         }
     }
 }
@@ -466,6 +470,7 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         access_log_format: flag("--access-log-format", &args.access_log_format, str::parse)?,
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
+        workers: flag("--workers", &args.workers, parse_count)?,
     })
 }
 
@@ -550,6 +555,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         access_log_format: layer.access_log_format.unwrap_or_default(),
         tls,
         listen_is_default,
+        workers: layer.workers,
     })
 }
 

@@ -103,6 +103,7 @@ fn defaults_applied() {
             server_timing: false,
             access_log_format: AccessLogFormat::Combined,
             tls: None,
+            workers: None,
             listen_is_default: true,
         }
     );
@@ -190,6 +191,7 @@ APP_ENV = "prod"
             access_log_format: AccessLogFormat::Combined,
             tls: None,
             listen_is_default: false,
+            workers: None,
         }
     );
 }
@@ -313,7 +315,7 @@ fn unknown_key_names_key_and_file() {
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
          internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path, \
-         server-timing, access-log-format, tls-cert, tls-key)",
+         server-timing, access-log-format, tls-cert, tls-key, workers)",
         fx.file().display()
     );
     assert_eq!(text, expected);
@@ -681,4 +683,12 @@ fn file_keys_match_flags() {
     for arg in serve.get_arguments() {
         assert!(arg.get_help().is_some(), "{:?} has no help", arg.get_id());
     }
+}
+
+#[test]
+fn workers_from_file_and_flag() {
+    let fx = Fixture::new(&format!("{MINIMAL}workers = 2\n"));
+    assert_eq!(check_file(&fx.file()).unwrap().workers, Some(2));
+    let fx = Fixture::new(&format!("{MINIMAL}workers = 0\n"));
+    assert!(message(check_file(&fx.file())).contains("`workers`"));
 }

@@ -232,6 +232,10 @@ impl Live {
             warn("fpm-children");
             new.fpm_children = old.fpm_children;
         }
+        if new.workers != old.workers {
+            warn("workers");
+            new.workers = old.workers;
+        }
         if new.log_level != old.log_level {
             warn("log-level");
             new.log_level = old.log_level.clone();

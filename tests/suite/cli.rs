@@ -275,3 +275,46 @@ fn log_level_flag_and_rust_log_both_work() {
         "info by default: {default}"
     );
 }
+
+/// Threads named like tokio's workers in the process `pid` (before any
+/// request, no blocking-pool thread exists to be counted with them).
+fn runtime_workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("tokio-r"))
+        .count()
+}
+
+/// `--workers N` sets how many threads serve connections (nginx's
+/// worker_processes); without it, one per CPU.
+#[test]
+fn workers_flag_sets_the_runtime_threads() {
+    let upstream = format!("tcp:{}", support::shared_fpm().tcp_addr);
+    let root = fixtures_dir().display().to_string();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    for (extra, expected) in [
+        (vec!["--workers", "1"], 1),
+        (vec!["--workers", "3"], 3),
+        (vec![], cpus),
+    ] {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream,
+            "--root",
+            &root,
+        ];
+        args.extend(extra.iter().copied());
+        let mut gw = support::binary::Binary::start(&args);
+        gw.wait_for("serving");
+        assert_eq!(runtime_workers(gw.child.id()), expected, "{extra:?}");
+        gw.signal(libc::SIGTERM);
+        assert_eq!(gw.wait_exit(), Some(0));
+    }
+    let (code, _, err) = run(&["serve", "--root", &root, "--workers", "0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--workers"), "{err}");
+}
