@@ -99,28 +99,25 @@ def cpu_ticks(pids):
     return total
 
 
-def rss_peak_kib(pids):
+def status_kib(pids, field):
+    """Sum of a /proc/PID/status memory field (VmRSS, VmHWM) over pids."""
     total = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/status") as f:
-                m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
+                m = re.search(field + r":\s+(\d+) kB", f.read())
             total += int(m.group(1)) if m else 0
         except OSError:
             pass
     return total
+
+
+def rss_peak_kib(pids):
+    return status_kib(pids, "VmHWM")
 
 
 def rss_now_kib(pids):
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/status") as f:
-                m = re.search(r"VmRSS:\s+(\d+) kB", f.read())
-            total += int(m.group(1)) if m else 0
-        except OSError:
-            pass
-    return total
+    return status_kib(pids, "VmRSS")
 
 
 def read_http_response(sock):

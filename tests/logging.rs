@@ -245,18 +245,26 @@ fn access_lines(logs: &[u8]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn combined_access_line_field_by_field() {
+/// A hostile PHP request, then a static file, through a gateway logging in
+/// `format` to the shared php-fpm's upstream number `upstream`; returns the
+/// docroot and the access lines (exactly one per request).
+async fn hostile_then_static(format: &str, upstream: usize) -> (String, Vec<String>) {
     let (_guard, logs) = capture_logs();
-    let upstream = support::shared_upstreams().remove(0);
+    let upstream = support::shared_upstreams().remove(upstream);
     let root = support::php_fpm::fixtures_dir().display().to_string();
-    let gw = Gateway::serve(&upstream, &root, &["--access-log-format", "combined"]).await;
+    let gw = Gateway::serve(&upstream, &root, &["--access-log-format", format]).await;
     hostile_request(gw.addr, "/hello.php?q=%22a").await;
     assert_eq!(gateway::get(gw.addr, "/data.txt").await.status, 200);
     gw.shutdown().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let lines = access_lines(&logs.lock().unwrap());
     assert_eq!(lines.len(), 2, "one line per request: {lines:#?}");
+    (root, lines)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn combined_access_line_field_by_field() {
+    let (root, lines) = hostile_then_static("combined", 0).await;
 
     let line = &lines[0];
     // Every quote the client sent is escaped: the line splits on `"` into
@@ -308,16 +316,7 @@ async fn combined_access_line_field_by_field() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn json_access_line_field_by_field() {
-    let (_guard, logs) = capture_logs();
-    let upstream = support::shared_upstreams().remove(1);
-    let root = support::php_fpm::fixtures_dir().display().to_string();
-    let gw = Gateway::serve(&upstream, &root, &["--access-log-format", "json"]).await;
-    hostile_request(gw.addr, "/hello.php?q=%22a").await;
-    assert_eq!(gateway::get(gw.addr, "/data.txt").await.status, 200);
-    gw.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let lines = access_lines(&logs.lock().unwrap());
-    assert_eq!(lines.len(), 2, "one line per request: {lines:#?}");
+    let (_, lines) = hostile_then_static("json", 1).await;
     let parse = |line: &str| -> serde_json::Value {
         serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"))
     };

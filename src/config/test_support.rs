@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::{Cli, Command, ServeArgs};
+use super::{load, Cli, Command, Config, ConfigError, ServeArgs};
 
 /// `fcgi-gateway serve ARGV...` parsed into its arguments.
 pub(super) fn serve_args(argv: &[&str]) -> ServeArgs {
@@ -28,4 +28,20 @@ pub(super) fn file_with(extra: &str) -> (tempfile::TempDir, PathBuf) {
     )
     .unwrap();
     (dir, path)
+}
+
+/// `serve --upstream unix:/x --root <a temp dir>` plus `extra`, loaded.
+pub(super) fn flags(extra: &[&str]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap().to_owned();
+    let mut argv = vec!["--upstream", "unix:/x", "--root", root.as_str()];
+    argv.extend_from_slice(extra);
+    load(&serve_args(&argv))
+}
+
+/// The error's message, checked to be the promised single line.
+pub(super) fn message(result: Result<Config, ConfigError>) -> String {
+    let text = result.unwrap_err().to_string();
+    assert!(!text.contains('\n'), "multi-line error: {text}");
+    text
 }

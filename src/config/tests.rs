@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 use tempfile::TempDir;
 
+use super::test_support::message;
 use super::*;
 
 /// A temp dir holding `gateway.toml` (with `body`) and a `www` directory.
@@ -36,13 +37,6 @@ impl Fixture {
             ..ServeArgs::default()
         }
     }
-}
-
-/// The error's message, checked to be the promised single line.
-fn message(result: Result<Config, ConfigError>) -> String {
-    let text = result.unwrap_err().to_string();
-    assert!(!text.contains('\n'), "multi-line error: {text}");
-    text
 }
 
 fn serve_args(argv: &[&str]) -> ServeArgs {

@@ -3,22 +3,8 @@
 
 use std::fs;
 
-use super::test_support::{file_with, serve_args};
+use super::test_support::{file_with, flags, message, serve_args};
 use super::*;
-
-fn flags(extra: &[&str]) -> Result<Config, ConfigError> {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_str().unwrap().to_owned();
-    let mut argv = vec!["--upstream", "unix:/x", "--root", root.as_str()];
-    argv.extend_from_slice(extra);
-    load(&serve_args(&argv))
-}
-
-fn message(result: Result<Config, ConfigError>) -> String {
-    let text = result.unwrap_err().to_string();
-    assert!(!text.contains('\n'), "multi-line error: {text}");
-    text
-}
 
 #[test]
 fn limit_keys_and_flags_are_read() {

@@ -1,14 +1,8 @@
 //! Tests for the routing and static-file settings: `php-only-front-controller`,
 //! `never-serve-ext`, `follow-symlinks-outside-root` and `cache-control`.
 
-use super::test_support::{file_with, serve_args};
+use super::test_support::{file_with, message, serve_args};
 use super::*;
-
-fn message(result: Result<Config, ConfigError>) -> String {
-    let text = result.unwrap_err().to_string();
-    assert!(!text.contains('\n'), "multi-line error: {text}");
-    text
-}
 
 #[test]
 fn routing_and_static_keys_are_read() {
