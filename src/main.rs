@@ -99,6 +99,8 @@ fn serve(
     runtime.block_on(async move {
         // First: SIGHUP's default action would end the process.
         let hangups = shutdown::hangups();
+        // Likewise SIGTERM/SIGINT: from here on they drain instead of killing.
+        let stop = shutdown::first_signal();
         let inherited = inherited
             .into_iter()
             .map(activation::Inherited::into_listener)
@@ -133,7 +135,7 @@ fn serve(
             .with_tls(tls)
             .with_inherited(inherited)
             .with_reload(reload)
-            .run(listeners, shutdown::first_signal())
+            .run(listeners, stop)
             .await;
         // php-fpm goes last, after in-flight requests have drained.
         if let Some(fpm) = fpm {

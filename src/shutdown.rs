@@ -30,29 +30,34 @@ pub fn hangups() -> mpsc::Receiver<()> {
 }
 
 /// Completes on the first SIGINT or SIGTERM, then arms the second-signal
-/// fast exit.
-pub async fn first_signal() {
-    let (mut int, mut term) = match (
+/// fast exit. The handlers are installed by this call, not when the future
+/// is first polled: a signal arriving in between (say, right after the
+/// listeners are up) would otherwise end the process without a drain.
+pub fn first_signal() -> impl std::future::Future<Output = ()> + Send {
+    let handlers = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) {
-        (Ok(i), Ok(t)) => (i, t),
-        _ => {
+        (Ok(i), Ok(t)) => Some((i, t)),
+        _ => None,
+    };
+    async move {
+        let Some((mut int, mut term)) = handlers else {
             tracing::error!("cannot install signal handlers; stop with SIGKILL");
             std::future::pending::<()>().await;
             return;
-        }
-    };
-    tokio::select! {
-        _ = int.recv() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
-    tokio::spawn(async move {
+        };
         tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
         }
-        tracing::warn!("second signal: exiting now without draining");
-        std::process::exit(1);
-    });
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            tracing::warn!("second signal: exiting now without draining");
+            std::process::exit(1);
+        });
+    }
 }

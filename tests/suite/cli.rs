@@ -318,3 +318,27 @@ fn workers_flag_sets_the_runtime_threads() {
     assert_eq!(code, 2);
     assert!(err.contains("--workers"), "{err}");
 }
+
+/// SIGTERM the moment the listeners are up still drains and exits 0: the
+/// handlers are installed before serving starts, not when the shutdown
+/// future is first polled (CI once saw the default action kill the process
+/// in that window).
+#[test]
+fn sigterm_right_after_start_drains() {
+    let upstream = format!("tcp:{}", support::shared_fpm().tcp_addr);
+    let root = fixtures_dir().display().to_string();
+    for _ in 0..10 {
+        let mut gw = support::binary::Binary::start(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream,
+            "--root",
+            &root,
+        ]);
+        gw.wait_for("serving");
+        gw.signal(libc::SIGTERM);
+        assert_eq!(gw.wait_exit(), Some(0), "log:\n{}", gw.log.join("\n"));
+    }
+}
