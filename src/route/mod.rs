@@ -12,7 +12,9 @@ mod tests_internal;
 #[cfg(test)]
 mod tests_safety;
 
+use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub use internal::{accel_redirect_target, sendfile_target};
@@ -233,13 +235,12 @@ fn static_file_at(cfg: &RouteConfig, file: PathBuf, allow_internal: bool) -> Rou
         return Route::NotFound;
     }
     let real_name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let hidden = match real.strip_prefix(&cfg.root) {
-        Ok(inside) => inside.components().enumerate().any(|(i, c)| {
-            let name = c.as_os_str().as_encoded_bytes();
-            name.starts_with(b".") && !(i == 0 && name == WELL_KNOWN.as_bytes())
-        }),
-        Err(_) if cfg.follow_symlinks_outside_root => real_name.starts_with('.'),
-        Err(_) => return Route::NotFound,
+    let hidden = match below(&cfg.root, &real) {
+        Some(inside) => segments(inside)
+            .enumerate()
+            .any(|(i, name)| name.starts_with(b".") && !(i == 0 && name == WELL_KNOWN.as_bytes())),
+        None if cfg.follow_symlinks_outside_root => real_name.starts_with('.'),
+        None => return Route::NotFound,
     };
     if hidden || real_name.is_empty() || is_never_served(cfg, real_name) {
         return Route::NotFound;
@@ -284,12 +285,12 @@ fn is_script_file(cfg: &RouteConfig, file: &Path) -> bool {
 /// whole path. None when something is a symlink or missing (callers fall
 /// back to the full check).
 fn plain_path_metadata(root: &Path, path: &Path) -> Option<fs::Metadata> {
-    let rel = path.strip_prefix(root).ok()?;
+    let rel = below(root, path)?;
     let mut current = PathBuf::with_capacity(path.as_os_str().len());
     current.push(root);
     let mut last = None;
-    for component in rel.components() {
-        current.push(component);
+    for segment in segments(rel) {
+        current.push(OsStr::from_bytes(segment));
         let meta = fs::symlink_metadata(&current).ok()?;
         if meta.file_type().is_symlink() {
             return None;
@@ -297,6 +298,27 @@ fn plain_path_metadata(root: &Path, path: &Path) -> Option<fs::Metadata> {
         last = Some(meta);
     }
     last
+}
+
+/// `path` below `root` (a canonical directory), as bytes after the
+/// separator; None when `path` is neither `root` nor below it. Compared as
+/// bytes: `Path::strip_prefix` walks both paths component by component and
+/// took ~9 % of a static request's instructions (callgrind).
+fn below<'a>(root: &Path, path: &'a Path) -> Option<&'a [u8]> {
+    let root = root.as_os_str().as_bytes();
+    let rest = path.as_os_str().as_bytes().strip_prefix(root)?;
+    if rest.is_empty() || root.ends_with(b"/") {
+        Some(rest)
+    } else {
+        rest.strip_prefix(b"/")
+    }
+}
+
+/// The names in a relative path, as `Path::components` yields them for the
+/// paths built here (no empty names, no `.`).
+fn segments(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
+    rel.split(|b| *b == b'/')
+        .filter(|name| !name.is_empty() && *name != b".")
 }
 
 /// Inside the root once symlinks (of the file or any parent) are resolved,

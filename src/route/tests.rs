@@ -401,3 +401,21 @@ fn symlink_inside_the_root_keeps_the_link_name() {
         script(&t, "alias.php", "/alias.php", Some("/p"), "/alias.php/p")
     );
 }
+
+#[test]
+fn below_compares_whole_names() {
+    let root = Path::new("/srv/www");
+    assert_eq!(below(root, Path::new("/srv/www")), Some(&b""[..]));
+    assert_eq!(
+        below(root, Path::new("/srv/www/a/b.css")),
+        Some(&b"a/b.css"[..])
+    );
+    assert_eq!(below(root, Path::new("/srv/www2/a")), None);
+    assert_eq!(below(root, Path::new("/srv/ww")), None);
+    assert_eq!(
+        below(Path::new("/"), Path::new("/etc/x")),
+        Some(&b"etc/x"[..])
+    );
+    let names: Vec<&[u8]> = segments(b"a//./.git/x").collect();
+    assert_eq!(names, [&b"a"[..], b".git", b"x"]);
+}
