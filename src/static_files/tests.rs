@@ -276,3 +276,15 @@ async fn other_methods_and_missing_files() {
     .unwrap_err();
     assert!(matches!(err, StaticError::NotAFile { .. }), "{err}");
 }
+
+#[test]
+fn content_type_cache_keys_on_the_lowercase_extension() {
+    let css = cached_content_type(Path::new("/x/a.CSS"));
+    assert_eq!(css, "text/css; charset=utf-8");
+    assert_eq!(cached_content_type(Path::new("/x/b.css")), css);
+    assert_eq!(cached_content_type(Path::new("/x/c.png")), "image/png");
+    assert_eq!(
+        cached_content_type(Path::new("/x/noext")),
+        "application/octet-stream"
+    );
+}
