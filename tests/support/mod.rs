@@ -71,11 +71,30 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
-/// One php-fpm for the whole test binary; the harness stops it (by PID) when
-/// the process exits.
+static SHARED_FPM: std::sync::OnceLock<PhpFpm> = std::sync::OnceLock::new();
+
+/// One php-fpm for the whole test binary. A `static` is never dropped, so
+/// when the test binary exits an `atexit` hook stops it by PID and removes
+/// its temp dir (before, every run left one in /tmp).
 pub fn shared_fpm() -> &'static PhpFpm {
-    static FPM: std::sync::OnceLock<PhpFpm> = std::sync::OnceLock::new();
-    FPM.get_or_init(PhpFpm::start)
+    SHARED_FPM.get_or_init(|| {
+        let fpm = PhpFpm::start();
+        // SAFETY: atexit(3) only stores the pointer of a plain `extern "C"`
+        // function without captures; the function touches nothing but a
+        // static that is set by then, makes no call that can unwind, and runs
+        // once, at exit.
+        unsafe { libc::atexit(stop_shared_fpm) };
+        fpm
+    })
+}
+
+extern "C" fn stop_shared_fpm() {
+    if let Some(fpm) = SHARED_FPM.get() {
+        // SAFETY: kill(2) on the PID of our own child php-fpm master; the
+        // process is not reaped before we exit, so the PID names it.
+        unsafe { libc::kill(fpm.pid as libc::pid_t, libc::SIGTERM) };
+        let _ = std::fs::remove_dir_all(fpm.dir());
+    }
 }
 
 /// `--upstream` values for both of a php-fpm's pools: unix, then tcp.

@@ -145,6 +145,11 @@ impl PhpFpm {
         fpm
     }
 
+    /// The temp dir holding its config, log and unix socket.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Stop php-fpm: SIGTERM to the master by PID and wait for it to exit; if
     /// it is still running after 5 s, SIGKILL the master and its workers by
     /// PID. Calling it again (or dropping afterwards) does nothing.
