@@ -133,14 +133,18 @@ impl EmbeddedFpm {
     }
 }
 
-fn locate(explicit: Option<&Path>) -> Result<PathBuf, FpmError> {
+/// The php-fpm this machine has: `explicit` if it is an executable file;
+/// else `php-fpm` on PATH; else the highest `php-fpm8.x`/`php-fpm7.x` on PATH
+/// or in /usr/sbin. The test harness finds its php-fpm the same way.
+pub fn installed_php_fpm(explicit: Option<&Path>) -> Option<PathBuf> {
     let path_dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
-    match (
-        find_php_fpm(explicit, &path_dirs, Path::new("/usr/sbin")),
-        explicit,
-    ) {
+    find_php_fpm(explicit, &path_dirs, Path::new("/usr/sbin"))
+}
+
+fn locate(explicit: Option<&Path>) -> Result<PathBuf, FpmError> {
+    match (installed_php_fpm(explicit), explicit) {
         (Some(bin), _) => Ok(bin),
         // A missing explicit binary is a missing php-fpm: the hints help most.
         (None, Some(bin)) if bin.exists() => Err(FpmError::NotExecutable(bin.to_owned())),

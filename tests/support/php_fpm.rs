@@ -29,12 +29,10 @@
 //! dropped) is still stopped when the test binary exits.
 
 use std::env;
-use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -480,44 +478,12 @@ fn render_config(
 /// on PATH or in /usr/sbin. Panics loudly when there is none: tests that need
 /// php-fpm must fail, not skip.
 fn find_php_fpm() -> PathBuf {
-    if let Some(bin) = env::var_os("PHP_FPM_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(
-            is_executable(&bin),
-            "PHP_FPM_BIN={} is not an executable file",
-            bin.display()
-        );
+    let explicit = env::var_os("PHP_FPM_BIN").map(PathBuf::from);
+    if let Some(bin) = fcgi_gateway::embedded_fpm::installed_php_fpm(explicit.as_deref()) {
         return bin;
     }
-    let mut dirs: Vec<PathBuf> = env::var_os("PATH")
-        .map(|path| env::split_paths(&path).collect())
-        .unwrap_or_default();
-    if let Some(bin) = dirs
-        .iter()
-        .map(|d| d.join("php-fpm"))
-        .find(|p| is_executable(p))
-    {
-        return bin;
-    }
-    dirs.push(PathBuf::from("/usr/sbin"));
-    let mut versioned: Vec<(Vec<u32>, PathBuf)> = Vec::new();
-    for dir in &dirs {
-        let Ok(entries) = fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if let Some(version) = php_fpm_version(entry.file_name().as_os_str()) {
-                if is_executable(&path) {
-                    versioned.push((version, path));
-                }
-            }
-        }
-    }
-    // Highest version first; PATH order breaks ties (stable sort).
-    versioned.sort_by(|a, b| b.0.cmp(&a.0));
-    if let Some((_, bin)) = versioned.into_iter().next() {
-        return bin;
+    if let Some(bin) = explicit {
+        panic!("PHP_FPM_BIN={} is not an executable file", bin.display());
     }
     panic!(
         "\n\n========================================================================\n\
@@ -527,20 +493,6 @@ fn find_php_fpm() -> PathBuf {
          php-fpm7.x/php-fpm8.x on PATH and in /usr/sbin.\n\
          ========================================================================\n"
     );
-}
-
-/// `php-fpm8.2` → `[8, 2]`; only major versions 7 and 8.
-fn php_fpm_version(name: &OsStr) -> Option<Vec<u32>> {
-    let rest = name.to_str()?.strip_prefix("php-fpm")?;
-    let version: Vec<u32> = rest
-        .split('.')
-        .map(|part| part.parse().ok())
-        .collect::<Option<_>>()?;
-    matches!(version.first(), Some(7 | 8)).then_some(version)
-}
-
-fn is_executable(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
