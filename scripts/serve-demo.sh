@@ -6,21 +6,10 @@
 # socket and stops it on exit; PHP_FPM_BIN names a particular binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 listen="${1:-127.0.0.1:8080}"
 
-have_fpm() {
-    [[ -n "${PHP_FPM_BIN:-}" ]] && return 0
-    compgen -c php-fpm >/dev/null 2>&1 && return 0
-    ls /usr/sbin/php-fpm* >/dev/null 2>&1
-}
-
-if ! have_fpm; then
-    echo "php-fpm not found; installing it with apt-get" >&2
-    sudo_cmd=""
-    [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq php-fpm >/dev/null
-fi
+have_php_fpm || apt_install php-fpm
 
 fpm_flag=()
 [[ -n "${PHP_FPM_BIN:-}" ]] && fpm_flag=(--php-fpm "$PHP_FPM_BIN")
