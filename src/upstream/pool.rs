@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::capacity::{
-    AwaitingFresh, Learning, Stuck, Verdict, LEARN_WINDOW, LEARN_WINDOW_MIN_TIME, STUCK_MIN,
-};
+use super::capacity::{AwaitingFresh, Learning, Stuck, Verdict, STUCK_MIN};
 use super::conn::{self, Conn, ExchangeTimeouts, Outcome};
 use super::{UpstreamAddr, UpstreamError};
 
@@ -52,11 +50,8 @@ pub struct PoolStats {
     pub retries: AtomicU64,
     /// Requests refused with 503: queue full or acquire timeout.
     pub saturated: AtomicU64,
-    pub closed_after_use: AtomicU64,
     /// Connections closed on return because a fresh one waited for a worker.
     pub closed_for_waiter: AtomicU64,
-    /// Connections closed on return because the pool had shrunk below them.
-    pub closed_over_size: AtomicU64,
 }
 
 /// Told the times of the pool's work as it happens (metrics implement it).
@@ -504,7 +499,8 @@ impl Lease {
     }
 
     /// Returns the connection to the idle list when the exchange left it
-    /// clean and no fresh connection is waiting for a worker; else closes it.
+    /// clean, no stuck fresh connection needs its worker, and the pool has
+    /// room for it; else closes it.
     /// The permit is released either way.
     pub fn release(self, outcome: Outcome) {
         let Lease {
@@ -516,7 +512,6 @@ impl Lease {
         guard.first_byte();
         let pool = guard.pool.clone();
         if outcome != Outcome::Reusable {
-            pool.stats.closed_after_use.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let awaiting = pool.fresh_awaiting_first_byte.load(Ordering::Acquire);
@@ -542,8 +537,6 @@ impl Lease {
         if let Ok(mut idle) = pool.idle.lock() {
             if idle.len() < max_idle && idle.len() + busy <= size {
                 idle.push(conn);
-            } else {
-                pool.stats.closed_over_size.fetch_add(1, Ordering::Relaxed);
             }
         };
         // `guard` and `_permit` drop here, after the connection is back, so
@@ -584,35 +577,28 @@ impl PoolInner {
     }
 }
 
-/// When most connections coming back had to be closed because fresh ones
-/// sat in php-fpm's backlog, the pool is larger than php-fpm's worker count:
-/// shrink it to the most connections php-fpm was seen serving at once.
+/// When most releases found a fresh connection stuck in php-fpm's backlog,
+/// the pool is larger than php-fpm's worker count: shrink it towards the most
+/// connections php-fpm was seen serving at once (`capacity` decides when).
 fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize, saw_stuck: bool) {
     if pool.size_is_known.load(Ordering::Acquire) {
         return;
     }
-    let busy = pool.busy.load(Ordering::Acquire);
-    let served = busy.saturating_sub(awaiting).max(1);
-    let verdict = {
-        let Ok(mut learning) = pool.learning.lock() else {
-            return;
-        };
-        let w = &mut learning.window;
-        w.releases += 1;
-        if saw_stuck {
-            w.closed_for_waiter += 1;
-        }
-        w.peak_served = w.peak_served.max(served);
-        w.saw_waiters |= pool.waiting.load(Ordering::Relaxed) > 0;
-        let started = *w.started.get_or_insert_with(Instant::now);
-        // Enough releases, and long enough for a backlogged connection to
-        // have been called stuck (at 20k req/s, 64 releases take 3 ms).
-        if w.releases < LEARN_WINDOW || started.elapsed() < LEARN_WINDOW_MIN_TIME {
-            return;
-        }
-        learning.verdict(Instant::now())
-    };
+    let served = pool
+        .busy
+        .load(Ordering::Acquire)
+        .saturating_sub(awaiting)
+        .max(1);
+    let saw_waiters = pool.waiting.load(Ordering::Relaxed) > 0;
     let size = pool.size.load(Ordering::Acquire);
+    let can_grow = size < pool.settings.max_conns;
+    let verdict = match pool.learning.lock() {
+        Ok(mut learning) => learning.record(served, saw_stuck, saw_waiters, can_grow),
+        Err(_) => None,
+    };
+    let Some(verdict) = verdict else {
+        return;
+    };
     let floor = (pool.settings.max_conns / 2).max(1);
     let handle = Pool {
         inner: pool.clone(),
@@ -630,10 +616,7 @@ fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize, saw_stuck: bool) {
             );
         }
         // Demand and no backlog seen: try one more, up to the configured size.
-        Verdict::Grow if size < pool.settings.max_conns => {
-            if let Ok(mut learning) = pool.learning.lock() {
-                learning.probing = true;
-            }
+        Verdict::Grow => {
             handle.resize(
                 size + 1,
                 "no backlog seen under load; probing one more connection",
