@@ -154,10 +154,7 @@ struct UpstreamFamilies {
 impl UpstreamFamilies {
     /// Makes `pool` record into the series of its upstream.
     fn observe(&self, pool: &Pool) {
-        let labels: UpstreamLabels = [
-            ("upstream", pool.settings().addr.to_string()),
-            ("socket", pool.settings().addr.kind().to_owned()),
-        ];
+        let labels = Labels::of(pool).owned();
         pool.set_observer(Arc::new(UpstreamTimes {
             connect: self.connect.get_or_create_owned(&labels),
             first_byte: self.first_byte.get_or_create_owned(&labels),
@@ -218,6 +215,14 @@ impl Labels {
 
     fn pairs(&self) -> [(&'static str, &str); 2] {
         [("upstream", &self.upstream), ("socket", self.socket)]
+    }
+
+    /// The same labels as a family key, for the timing histograms.
+    fn owned(&self) -> UpstreamLabels {
+        [
+            ("upstream", self.upstream.clone()),
+            ("socket", self.socket.to_owned()),
+        ]
     }
 }
 
