@@ -281,7 +281,7 @@ async fn exchange_with(
                         rearm_quickack(&reader);
                         if !got_bytes {
                             if let Some(guard) = first_byte.as_deref_mut() {
-                                guard.first_byte();
+                                guard.first_byte_after(sent_at.elapsed());
                             }
                         }
                         got_bytes = true;

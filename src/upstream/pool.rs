@@ -156,8 +156,8 @@ pub(crate) struct LeaseGuard {
     pool: Arc<PoolInner>,
     /// Set while this lease's fresh connection waits for its first byte.
     awaiting_id: Option<u64>,
-    /// When the request on a reused connection went out.
-    reused_sent_at: Option<Instant>,
+    /// The request went out on a reused connection.
+    reused: bool,
 }
 
 impl Pool {
@@ -366,7 +366,7 @@ impl Pool {
             guard: LeaseGuard {
                 pool: self.inner.clone(),
                 awaiting_id: None,
-                reused_sent_at: None,
+                reused: false,
             },
             _permit: permit,
             waited,
@@ -473,7 +473,7 @@ impl Lease {
     pub fn request_sent(&mut self) {
         let guard = &mut self.guard;
         if self.conn.is_reused() {
-            guard.reused_sent_at = Some(Instant::now());
+            guard.reused = true;
             return;
         }
         if guard.awaiting_id.is_some() {
@@ -627,10 +627,12 @@ fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize, saw_stuck: bool) {
 }
 
 impl LeaseGuard {
-    pub(crate) fn first_byte(&mut self) {
-        if let Some(sent) = self.reused_sent_at.take() {
+    /// The first byte came back `after` the request went out (the exchange
+    /// times it): a reused connection's time feeds what "usual" is.
+    pub(crate) fn first_byte_after(&mut self, after: Duration) {
+        if std::mem::take(&mut self.reused) {
             // An average over ~8 samples; racing updates lose a sample, no more.
-            let sample = sent.elapsed().as_micros().min(u64::MAX as u128) as u64;
+            let sample = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
             let avg = &self.pool.reused_first_byte_micros;
             let old = avg.load(Ordering::Relaxed);
             let new = if old == 0 {
@@ -640,6 +642,11 @@ impl LeaseGuard {
             };
             avg.store(new, Ordering::Relaxed);
         }
+        self.first_byte();
+    }
+
+    /// Ends the wait for the first byte, if this lease was still waiting.
+    pub(crate) fn first_byte(&mut self) {
         if let Some(id) = self.awaiting_id.take() {
             if let Ok(mut awaiting) = self.pool.awaiting.lock() {
                 awaiting.retain(|a| a.id != id);
