@@ -7,8 +7,11 @@
 use std::fs;
 use std::path::Path;
 
-use super::path::{has_hidden_segment, normalise, percent_decode, WELL_KNOWN};
-use super::{is_never_served, static_file_at, under_root, Route, RouteConfig};
+use super::path::{has_hidden_segment, normalise, percent_decode};
+use super::{
+    below, has_hidden_name, is_never_served, segments, static_file_at, under_root, Route,
+    RouteConfig,
+};
 
 /// Whether a normalised client path lies in an internal location
 /// (segment-wise: `/protected` covers `/protected/x`, not `/protectedx`).
@@ -25,13 +28,13 @@ pub(super) fn holds_real_path(cfg: &RouteConfig, real: &Path) -> bool {
     if cfg.internal_locations.is_empty() {
         return false;
     }
-    let Ok(inside) = real.strip_prefix(&cfg.root) else {
+    let Some(inside) = below(&cfg.root, real) else {
         return false;
     };
     let mut path = String::new();
-    for c in inside.components() {
+    for name in segments(inside) {
         path.push('/');
-        path.push_str(&c.as_os_str().to_string_lossy());
+        path.push_str(&String::from_utf8_lossy(name));
     }
     is_internal(cfg, &path)
 }
@@ -68,13 +71,10 @@ pub fn sendfile_target(cfg: &RouteConfig, dir: &Path, value: &str) -> Route {
     let Ok(real) = fs::canonicalize(value) else {
         return Route::NotFound;
     };
-    let Ok(inside) = real.strip_prefix(dir) else {
+    let Some(inside) = below(dir, &real) else {
         return Route::NotFound;
     };
-    let hidden = inside.components().enumerate().any(|(i, c)| {
-        let name = c.as_os_str().as_encoded_bytes();
-        name.starts_with(b".") && !(i == 0 && name == WELL_KNOWN.as_bytes())
-    });
+    let hidden = has_hidden_name(inside);
     let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if hidden || name.is_empty() || is_never_served(cfg, name) {
         return Route::NotFound;

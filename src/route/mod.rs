@@ -236,9 +236,7 @@ fn static_file_at(cfg: &RouteConfig, file: PathBuf, allow_internal: bool) -> Rou
     }
     let real_name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let hidden = match below(&cfg.root, &real) {
-        Some(inside) => segments(inside)
-            .enumerate()
-            .any(|(i, name)| name.starts_with(b".") && !(i == 0 && name == WELL_KNOWN.as_bytes())),
+        Some(inside) => has_hidden_name(inside),
         None if cfg.follow_symlinks_outside_root => real_name.starts_with('.'),
         None => return Route::NotFound,
     };
@@ -312,6 +310,14 @@ fn below<'a>(root: &Path, path: &'a Path) -> Option<&'a [u8]> {
     } else {
         rest.strip_prefix(b"/")
     }
+}
+
+/// Whether a real path below the root or the sendfile dir (`rel`, from
+/// `below`) has a dot name, `/.well-known` at its top excepted.
+fn has_hidden_name(rel: &[u8]) -> bool {
+    segments(rel)
+        .enumerate()
+        .any(|(i, name)| name.starts_with(b".") && !(i == 0 && name == WELL_KNOWN.as_bytes()))
 }
 
 /// The names in a relative path, as `Path::components` yields them for the
