@@ -45,7 +45,7 @@ pub(crate) async fn handle(
 ) -> Response<GatewayBody> {
     let start = Instant::now();
     let client = state.forwarding.resolve(remote, req.headers());
-    let log = AccessLog::new(
+    let mut log = AccessLog::new(
         state.metrics.clone(),
         state.access_log_format,
         start,
@@ -58,7 +58,6 @@ pub(crate) async fn handle(
     };
     let status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
-    let mut log = log;
     log.upstream_time = upstream_time;
     Response::from_parts(parts, body.with_log(log, status))
 }
