@@ -106,7 +106,14 @@ pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route 
         return Route::NotFound;
     }
     let target = under_root(&cfg.root, rel);
-    match fs::metadata(&target) {
+    // With no symlink on the way, the lstat chain is the file's own metadata
+    // and the only stat a static file costs here.
+    let (found, plain) = match walk_plain(&cfg.root, &target) {
+        Walk::Plain(meta) => (Ok(meta), true),
+        Walk::Missing(e) => (Err(e), false),
+        Walk::Symlink => (fs::metadata(&target), false),
+    };
+    match found {
         Ok(meta) if meta.is_dir() => {
             if !is_allowed_location(cfg, &target) {
                 return Route::NotFound;
@@ -118,7 +125,13 @@ pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route 
                 return route;
             }
         }
-        Ok(meta) if meta.is_file() && !trailing_slash => return static_file(cfg, target),
+        Ok(meta) if meta.is_file() && !trailing_slash => {
+            return if plain {
+                checked_static_file(cfg, target.clone(), target, false)
+            } else {
+                static_file(cfg, target)
+            };
+        }
         // Sockets, FIFOs and devices are never served (reading a FIFO would block).
         Ok(_) if !trailing_slash => return Route::NotFound,
         // Missing, ENOTDIR (a file with a trailing slash), EACCES...: the path
@@ -231,6 +244,16 @@ fn static_file_at(cfg: &RouteConfig, file: PathBuf, allow_internal: bool) -> Rou
             Err(_) => return Route::NotFound,
         },
     };
+    checked_static_file(cfg, file, real, allow_internal)
+}
+
+/// `file`, whose real path is `real`, unless where it really lives forbids it.
+fn checked_static_file(
+    cfg: &RouteConfig,
+    file: PathBuf,
+    real: PathBuf,
+    allow_internal: bool,
+) -> Route {
     if !allow_internal && internal::holds_real_path(cfg, &real) {
         return Route::NotFound;
     }
@@ -283,19 +306,46 @@ fn is_script_file(cfg: &RouteConfig, file: &Path) -> bool {
 /// whole path. None when something is a symlink or missing (callers fall
 /// back to the full check).
 fn plain_path_metadata(root: &Path, path: &Path) -> Option<fs::Metadata> {
-    let rel = below(root, path)?;
+    match walk_plain(root, path) {
+        Walk::Plain(meta) => Some(meta),
+        Walk::Missing(_) | Walk::Symlink => None,
+    }
+}
+
+/// What the lstat chain below the root found.
+enum Walk {
+    /// No symlink on the way: the path's own metadata.
+    Plain(fs::Metadata),
+    /// A level is missing or unreadable, so the whole path is too (the
+    /// levels above it are no symlinks): the error a stat of it would give.
+    Missing(std::io::Error),
+    /// A symlink on the way, or the path is not below the root.
+    Symlink,
+}
+
+fn walk_plain(root: &Path, path: &Path) -> Walk {
+    let Some(rel) = below(root, path) else {
+        return Walk::Symlink;
+    };
     let mut current = PathBuf::with_capacity(path.as_os_str().len());
     current.push(root);
     let mut last = None;
     for segment in segments(rel) {
         current.push(OsStr::from_bytes(segment));
-        let meta = fs::symlink_metadata(&current).ok()?;
+        let meta = match fs::symlink_metadata(&current) {
+            Ok(meta) => meta,
+            Err(e) => return Walk::Missing(e),
+        };
         if meta.file_type().is_symlink() {
-            return None;
+            return Walk::Symlink;
         }
         last = Some(meta);
     }
-    last
+    match last {
+        Some(meta) => Walk::Plain(meta),
+        // The root itself: stat it the usual way.
+        None => Walk::Symlink,
+    }
 }
 
 /// `path` below `root` (a canonical directory), as bytes after the

@@ -256,32 +256,51 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let state = state.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         let alive = alive.clone();
-        tokio::spawn(async move {
-            let _alive = alive;
-            let _permit = permit;
-            match accepted {
-                Accepted::Plain(io) => serve_conn(io, state, stop, remote, local, None).await,
-                Accepted::Tls(tcp) => {
-                    // The certificate in force when the connection came in.
-                    let current = state.load();
-                    let (Some(tls), timeout) = (current.tls.clone(), current.handshake_timeout)
-                    else {
-                        return;
-                    };
-                    drop(current);
-                    let done = tokio::select! {
-                        done = tls.handshake(tcp, timeout) => done,
-                        _ = stop.changed() => return,
-                    };
-                    if let Some((stream, info)) = done {
-                        let io = TokioIo::new(stream);
-                        serve_conn(io, state, stop, remote, local, Some(info)).await;
-                    }
-                }
+        // Two task kinds, so a plain connection's task is not sized for the
+        // TLS handshake and stream it never uses: the task lives as long as
+        // the connection, idle or not.
+        match accepted {
+            Accepted::Plain(io) => {
+                tokio::spawn(async move {
+                    let _alive = alive;
+                    let _permit = permit;
+                    serve_conn(io, state, stop, remote, local, None).await;
+                });
             }
-        });
+            Accepted::Tls(tcp) => {
+                tokio::spawn(async move {
+                    let _alive = alive;
+                    let _permit = permit;
+                    serve_tls_conn(tcp, state, stop, remote, local).await;
+                });
+            }
+        }
+    }
+}
+
+/// Negotiates TLS with the certificate in force when the connection came
+/// in, then serves it.
+async fn serve_tls_conn(
+    tcp: tokio::net::TcpStream,
+    state: Arc<ArcSwap<AppState>>,
+    mut stop: watch::Receiver<bool>,
+    remote: Endpoint,
+    local: Endpoint,
+) {
+    let current = state.load();
+    let (Some(tls), timeout) = (current.tls.clone(), current.handshake_timeout) else {
+        return;
+    };
+    drop(current);
+    let done = tokio::select! {
+        done = tls.handshake(tcp, timeout) => done,
+        _ = stop.changed() => return,
+    };
+    if let Some((stream, info)) = done {
+        let io = TokioIo::new(stream);
+        serve_conn(io, state, stop, remote, local, Some(info)).await;
     }
 }
 
@@ -323,9 +342,11 @@ async fn serve_conn<I>(
         // One atomic load per request: a reload reaches kept-alive
         // connections, and a request in flight keeps the state it began with.
         let state = state.load_full();
-        async move {
-            Ok::<_, std::convert::Infallible>(handler::handle(state, remote, local, tls, req).await)
-        }
+        // Boxed: hyper keeps a slot the size of this future for every
+        // connection, idle ones too; the request's own state (~4 KB) is
+        // better allocated only while a request runs.
+        let handling = Box::pin(handler::handle(state, remote, local, tls, req));
+        async move { Ok::<_, std::convert::Infallible>(handling.await) }
     });
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use std::io::{Read, Seek};
@@ -191,22 +192,55 @@ pub async fn serve(
 /// A sibling must be a plain regular file: a symlink is ignored, so a link
 /// cannot route around what `route` allowed for the file itself.
 fn choose_variant(path: &Path, headers: &HeaderMap) -> (Option<(Encoding, PathBuf)>, bool) {
-    let mut best: Option<(u16, Encoding, PathBuf)> = None;
-    let mut any = false;
-    for enc in Encoding::ALL {
-        let sibling = sibling_path(path, enc);
-        let exists = std::fs::symlink_metadata(&sibling).is_ok_and(|m| m.file_type().is_file());
+    let existing = existing_siblings(path);
+    let mut best: Option<(u16, Encoding)> = None;
+    for (enc, exists) in Encoding::ALL.into_iter().zip(existing) {
         if !exists {
             continue;
         }
-        any = true;
         let weight = accepted_weight(headers, enc);
         // Strictly greater: on a tie the earlier (preferred) encoding stays.
-        if weight > 0 && best.as_ref().is_none_or(|(w, _, _)| weight > *w) {
-            best = Some((weight, enc, sibling));
+        if weight > 0 && best.is_none_or(|(w, _)| weight > w) {
+            best = Some((weight, enc));
         }
     }
-    (best.map(|(_, enc, p)| (enc, p)), any)
+    let any = existing.contains(&true);
+    (best.map(|(_, enc)| (enc, sibling_path(path, enc))), any)
+}
+
+/// How long what was seen of a file's siblings is trusted. Looking costs a
+/// stat per encoding on every request, two of a small file's seven syscalls;
+/// a sibling added or removed shows within this time (a removed one that is
+/// still chosen falls back to the file itself).
+const SIBLINGS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Files whose siblings are remembered; past this many the memory is
+/// dropped and filled again.
+const SIBLINGS_CACHE_MAX: usize = 4096;
+
+type SiblingCache = Mutex<HashMap<PathBuf, (Instant, [bool; Encoding::ALL.len()])>>;
+
+/// Which of `path`'s precompressed siblings exist as regular files, as seen
+/// within the last `SIBLINGS_FRESH_FOR`.
+fn existing_siblings(path: &Path) -> [bool; Encoding::ALL.len()] {
+    static CACHE: OnceLock<SiblingCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let now = Instant::now();
+    if let Some((seen, existing)) = cache.lock().ok().and_then(|c| c.get(path).copied()) {
+        if now.duration_since(seen) < SIBLINGS_FRESH_FOR {
+            return existing;
+        }
+    }
+    let existing = Encoding::ALL.map(|enc| {
+        std::fs::symlink_metadata(sibling_path(path, enc)).is_ok_and(|m| m.file_type().is_file())
+    });
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= SIBLINGS_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(path.to_owned(), (now, existing));
+    }
+    existing
 }
 
 fn sibling_path(path: &Path, enc: Encoding) -> PathBuf {

@@ -288,3 +288,36 @@ fn content_type_cache_keys_on_the_lowercase_extension() {
         "application/octet-stream"
     );
 }
+
+/// What is known of siblings is remembered for a moment: one stat per
+/// encoding per request was two of a small file's seven syscalls. A sibling
+/// added shows within `SIBLINGS_FRESH_FOR`; one removed while still
+/// remembered falls back to the file itself, never to an error.
+#[tokio::test]
+async fn siblings_are_remembered_briefly_and_a_vanished_one_falls_back() {
+    let site = Site::new(&[("page.css", b"plain")]);
+    let css = site.path("page.css");
+    let gzip = [("accept-encoding", "gzip")];
+    let got = get(&css, &gzip).await;
+    assert_eq!(got.body, b"plain");
+    assert_eq!(got.header("vary"), None);
+
+    std::fs::write(site.path("page.css.gz"), b"gz-bytes").unwrap();
+    // Within the moment the earlier look stands...
+    let got = get(&css, &gzip).await;
+    assert_eq!(got.header("content-encoding"), None);
+    assert_eq!(got.body, b"plain");
+    // ...after it the new sibling is seen.
+    tokio::time::sleep(SIBLINGS_FRESH_FOR + Duration::from_millis(50)).await;
+    let got = get(&css, &gzip).await;
+    assert_eq!(got.header("content-encoding"), Some("gzip"));
+    assert_eq!(got.header("vary"), Some("accept-encoding"));
+    assert_eq!(got.body, b"gz-bytes");
+
+    // Removed while still remembered: the plain file, with a 200.
+    std::fs::remove_file(site.path("page.css.gz")).unwrap();
+    let got = get(&css, &gzip).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("content-encoding"), None);
+    assert_eq!(got.body, b"plain");
+}
