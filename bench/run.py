@@ -361,6 +361,31 @@ http {{
             p = nginx if name.startswith("nginx") else gateways[name]
             return proc_tree(p.pid)
 
+        # First, on servers fresh from start: the peak RSS is then the idle
+        # clients' own, not left over from the load cells.
+        idle = {}
+        if args.idle_clients:
+            try:
+                import resource
+                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                want = min(hard, args.idle_clients + 256)
+                if soft < want:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            except (ImportError, ValueError, OSError):
+                pass
+            for name in servers:
+                pids = pids_of(name)
+                before = rss_now_kib(pids)
+                socks, failures = hold_idle_clients(servers[name], args.idle_clients, "/hello.php")
+                time.sleep(1)
+                idle[name] = {"clients": len(socks), "failed": failures,
+                              "rss_before_kib": before, "rss_held_kib": rss_now_kib(pids),
+                              "rss_peak_kib": rss_peak_kib(pids)}
+                for s in socks:
+                    s.close()
+                print(f"idle {name:13} {len(socks)} clients held, {failures} failed, "
+                      f"RSS {before} -> {idle[name]['rss_held_kib']} KiB "
+                      f"(peak {idle[name]['rss_peak_kib']} KiB)", flush=True)
         cells = [(sc, c, sock) for sc in scenarios for c in concurrency for sock in sockets]
         results = {}
         for r in range(args.rounds):
@@ -387,29 +412,6 @@ http {{
                     print(f"round {r + 1} {sc:9} c={c:<4} {name:13} {m['rps']:10.0f} req/s "
                           f"p99 {m['p99_ms']} ms  cpu/req {m['cpu_us_per_req'] and round(m['cpu_us_per_req'], 1)} us  "
                           f"errors {m['non2xx'] + m['socket_errors']}", flush=True)
-        idle = {}
-        if args.idle_clients:
-            try:
-                import resource
-                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-                want = min(hard, args.idle_clients + 256)
-                if soft < want:
-                    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-            except (ImportError, ValueError, OSError):
-                pass
-            for name in servers:
-                pids = pids_of(name)
-                before = rss_now_kib(pids)
-                socks, failures = hold_idle_clients(servers[name], args.idle_clients, "/hello.php")
-                time.sleep(1)
-                idle[name] = {"clients": len(socks), "failed": failures,
-                              "rss_before_kib": before, "rss_held_kib": rss_now_kib(pids),
-                              "rss_peak_kib": rss_peak_kib(pids)}
-                for s in socks:
-                    s.close()
-                print(f"idle {name:13} {len(socks)} clients held, {failures} failed, "
-                      f"RSS {before} -> {idle[name]['rss_held_kib']} KiB "
-                      f"(peak {idle[name]['rss_peak_kib']} KiB)", flush=True)
     finally:
         for p in reversed(procs):
             try:
@@ -466,8 +468,9 @@ http {{
             f"| {fmt(row['rps_ratio_vs_' + base_kind], 2)} | {fmt(row['p50_ms'], 2)} | {fmt(row['p99_ms'], 2)} "
             f"| {fmt(row['cpu_us_per_req'], 1)} | {row['failed_total']} | {fmt(row['rss_peak_kib'])} |")
     if idle:
-        lines += ["", f"Idle keep-alive clients: {args.idle_clients} connections opened after the cells, "
-                  "one GET /hello.php each, then held open (RSS of all the server's processes).", "",
+        lines += ["", f"Idle keep-alive clients: {args.idle_clients} connections opened before the cells, "
+                  "on servers fresh from start, one GET /hello.php each, then held open "
+                  "(RSS of all the server's processes; peak = VmHWM so far).", "",
                   "| server | clients held | failed | RSS before KiB | RSS held KiB | peak RSS KiB |",
                   "|---|---|---|---|---|---|"]
         for name, v in idle.items():

@@ -89,12 +89,19 @@ fn serve(
     args: config::ServeArgs,
     inherited: Vec<activation::Inherited>,
 ) -> anyhow::Result<()> {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
+    // One worker: tokio's single-threaded scheduler on this thread, which
+    // skips the multi-threaded one's cross-thread bookkeeping on every wake.
     // Default (None): tokio's one thread per CPU (or TOKIO_WORKER_THREADS).
-    if let Some(workers) = config.workers {
-        runtime.worker_threads(workers);
-    }
+    let mut runtime = match config.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(workers);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    runtime.enable_all();
     let runtime = runtime.build()?;
     runtime.block_on(async move {
         // First: SIGHUP's default action would end the process.

@@ -198,6 +198,7 @@ async fn exchange_with(
     let mut decoder = ResponseDecoder::new(REQUEST_ID);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut got_bytes = false;
+    let mut just_read = false;
     let mut deadline = tokio::time::Instant::now() + timeouts.read;
     loop {
         // Decode everything already buffered before reading again.
@@ -244,6 +245,11 @@ async fn exchange_with(
                 Err(e) => return Err(fail(UpstreamError::Protocol(e), got_bytes, body_consumed)),
             }
         }
+        // More of the response is to come: ACK it at once. Not before: a
+        // response that came whole (most) would pay a syscall for nothing.
+        if std::mem::take(&mut just_read) {
+            rearm_quickack(&reader);
+        }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_CHUNK);
         }
@@ -278,7 +284,7 @@ async fn exchange_with(
                         return Err(fail(error, got_bytes, body_consumed || !body_done));
                     }
                     Ok(_) => {
-                        rearm_quickack(&reader);
+                        just_read = true;
                         if !got_bytes {
                             if let Some(guard) = first_byte.as_deref_mut() {
                                 guard.first_byte_after(sent_at.elapsed());

@@ -286,17 +286,27 @@ fn runtime_workers(pid: u32) -> usize {
         .count()
 }
 
+/// All threads of the process `pid`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
 /// `--workers N` sets how many threads serve connections (nginx's
-/// worker_processes); without it, one per CPU.
+/// worker_processes); without it, one per CPU. With one, the main thread
+/// itself serves (tokio's single-threaded scheduler): no worker thread, no
+/// hand-off between threads.
 #[test]
 fn workers_flag_sets_the_runtime_threads() {
     let upstream = format!("tcp:{}", support::shared_fpm().tcp_addr);
     let root = fixtures_dir().display().to_string();
     let cpus = std::thread::available_parallelism().unwrap().get();
-    for (extra, expected) in [
-        (vec!["--workers", "1"], 1),
-        (vec!["--workers", "3"], 3),
-        (vec![], cpus),
+    // (flags, tokio worker threads, all threads: the workers plus main)
+    for (extra, expected, all) in [
+        (vec!["--workers", "1"], 0, 1),
+        (vec!["--workers", "3"], 3, 4),
+        (vec![], cpus, cpus + 1),
     ] {
         let mut args = vec![
             "serve",
@@ -311,6 +321,17 @@ fn workers_flag_sets_the_runtime_threads() {
         let mut gw = support::binary::Binary::start(&args);
         gw.wait_for("serving");
         assert_eq!(runtime_workers(gw.child.id()), expected, "{extra:?}");
+        assert_eq!(threads(gw.child.id()), all, "{extra:?}");
+        // And that thread serves PHP.
+        let line = gw.wait_for("listen=http://");
+        let (_, rest) = line.split_once("listen=http://").unwrap();
+        let addr: std::net::SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.write_all(b"GET /hello.php HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{extra:?}: {reply}");
         gw.signal(libc::SIGTERM);
         assert_eq!(gw.wait_exit(), Some(0));
     }
