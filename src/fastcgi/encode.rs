@@ -92,6 +92,39 @@ pub fn encode_params<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         .fold(0, usize::saturating_add);
     out.reserve(total.saturating_add(framing_overhead(total) + HEADER_LEN));
 
+    if total <= MAX_CONTENT_LEN {
+        // The usual case, one record: pairs appended as they are, without
+        // the per-piece bookkeeping of a stream that may split them.
+        let start = out.len();
+        out.put_slice(&[0; HEADER_LEN]);
+        for (name, value) in params {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            debug_assert!(
+                nvpair::is_encodable(name, value),
+                "FastCGI name-value pair longer than MAX_NV_LEN"
+            );
+            if let Some((prefix, prefix_len)) = length_prefix(name.len(), value.len()) {
+                out.extend_from_slice(&prefix[..prefix_len]);
+                out.extend_from_slice(name);
+                out.extend_from_slice(value);
+            }
+        }
+        let len = out.len() - start - HEADER_LEN;
+        if len == 0 {
+            // No pairs: no record, only the terminator (an empty record
+            // would end the stream just the same).
+            out.truncate(start);
+        } else {
+            // At most `total`, so within one record.
+            let len = u16::try_from(len).unwrap_or(u16::MAX);
+            let (header, padding) = stream_record_header(RecordType::Params, request_id, len);
+            out[start..start + HEADER_LEN].copy_from_slice(&header);
+            out.put_slice(&PADDING[..padding]);
+        }
+        encode_stream_end(out, RecordType::Params, request_id);
+        return;
+    }
+
     let mut writer = StreamWriter::new(out, RecordType::Params, request_id);
     for (name, value) in params {
         let (name, value) = (name.as_ref(), value.as_ref());
