@@ -97,18 +97,7 @@ pub fn encode_params<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         // the per-piece bookkeeping of a stream that may split them.
         let start = out.len();
         out.put_slice(&[0; HEADER_LEN]);
-        for (name, value) in params {
-            let (name, value) = (name.as_ref(), value.as_ref());
-            debug_assert!(
-                nvpair::is_encodable(name, value),
-                "FastCGI name-value pair longer than MAX_NV_LEN"
-            );
-            if let Some((prefix, prefix_len)) = length_prefix(name.len(), value.len()) {
-                out.extend_from_slice(&prefix[..prefix_len]);
-                out.extend_from_slice(name);
-                out.extend_from_slice(value);
-            }
-        }
+        put_pairs(params, |piece| out.extend_from_slice(piece));
         let len = out.len() - start - HEADER_LEN;
         if len == 0 {
             // No pairs: no record, only the terminator (an empty record
@@ -121,11 +110,16 @@ pub fn encode_params<N: AsRef<[u8]>, V: AsRef<[u8]>>(
             out[start..start + HEADER_LEN].copy_from_slice(&header);
             out.put_slice(&PADDING[..padding]);
         }
-        encode_stream_end(out, RecordType::Params, request_id);
-        return;
+    } else {
+        let mut writer = StreamWriter::new(out, RecordType::Params, request_id);
+        put_pairs(params, |piece| writer.write(piece));
+        writer.finish();
     }
+    encode_stream_end(out, RecordType::Params, request_id);
+}
 
-    let mut writer = StreamWriter::new(out, RecordType::Params, request_id);
+/// Hands each encodable pair to `put` as length prefix, name, value.
+fn put_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(params: &[(N, V)], mut put: impl FnMut(&[u8])) {
     for (name, value) in params {
         let (name, value) = (name.as_ref(), value.as_ref());
         debug_assert!(
@@ -133,13 +127,11 @@ pub fn encode_params<N: AsRef<[u8]>, V: AsRef<[u8]>>(
             "FastCGI name-value pair longer than MAX_NV_LEN"
         );
         if let Some((prefix, prefix_len)) = length_prefix(name.len(), value.len()) {
-            writer.write(&prefix[..prefix_len]);
-            writer.write(name);
-            writer.write(value);
+            put(&prefix[..prefix_len]);
+            put(name);
+            put(value);
         }
     }
-    writer.finish();
-    encode_stream_end(out, RecordType::Params, request_id);
 }
 
 /// Writes a byte stream into records, filling each record up to 65535 bytes
