@@ -5,7 +5,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
@@ -320,57 +320,24 @@ async fn send_body<W: AsyncWrite + Unpin>(
     writer: &mut W,
     body: &mut RequestBody,
 ) -> Result<(), UpstreamError> {
-    let mut frame = BytesMut::with_capacity(fastcgi::record::HEADER_LEN * 2 + READ_CHUNK);
     while let Some(chunk) = body.next_chunk().await? {
         // Records carry at most 65535 bytes; split big chunks without copying them.
         for piece in chunk.chunks(fastcgi::record::MAX_CONTENT_LEN) {
             let (header, padding) =
                 fastcgi::stream_record_header(RecordType::Stdin, REQUEST_ID, piece.len() as u16);
-            frame.clear();
-            frame.extend_from_slice(&header);
-            if piece.len() <= 16 * 1024 {
-                frame.extend_from_slice(piece);
-                frame.extend_from_slice(&fastcgi::PADDING[..padding]);
-                writer
-                    .write_all(&frame)
-                    .await
-                    .map_err(UpstreamError::Write)?;
-            } else {
-                // Header, data and padding in one writev: three writes a
-                // record made most of a big upload's syscalls.
-                let mut parts = [
-                    io::IoSlice::new(&frame),
-                    io::IoSlice::new(piece),
-                    io::IoSlice::new(&fastcgi::PADDING[..padding]),
-                ];
-                write_all_vectored(writer, &mut parts)
-                    .await
-                    .map_err(UpstreamError::Write)?;
-            }
+            // Header, data and padding go out together (tokio writes a
+            // chain of buffers with writev): one syscall per record.
+            let mut record =
+                Buf::chain(Buf::chain(&header[..], piece), &fastcgi::PADDING[..padding]);
+            writer
+                .write_all_buf(&mut record)
+                .await
+                .map_err(UpstreamError::Write)?;
         }
     }
-    frame.clear();
-    fastcgi::encode_stream_end(&mut frame, RecordType::Stdin, REQUEST_ID);
-    writer
-        .write_all(&frame)
-        .await
-        .map_err(UpstreamError::Write)?;
-    Ok(())
-}
-
-/// `write_all` for several buffers, as few writev calls as the socket takes.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    mut parts: &mut [io::IoSlice<'_>],
-) -> io::Result<()> {
-    io::IoSlice::advance_slices(&mut parts, 0);
-    while !parts.is_empty() {
-        let n = writer.write_vectored(parts).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        io::IoSlice::advance_slices(&mut parts, n);
-    }
+    let mut end = BytesMut::with_capacity(fastcgi::record::HEADER_LEN);
+    fastcgi::encode_stream_end(&mut end, RecordType::Stdin, REQUEST_ID);
+    writer.write_all(&end).await.map_err(UpstreamError::Write)?;
     Ok(())
 }
 
