@@ -92,34 +92,7 @@ pub fn encode_params<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         .fold(0, usize::saturating_add);
     out.reserve(total.saturating_add(framing_overhead(total) + HEADER_LEN));
 
-    if total <= MAX_CONTENT_LEN {
-        // The usual case, one record: pairs appended as they are, without
-        // the per-piece bookkeeping of a stream that may split them.
-        let start = out.len();
-        out.put_slice(&[0; HEADER_LEN]);
-        put_pairs(params, |piece| out.extend_from_slice(piece));
-        let len = out.len() - start - HEADER_LEN;
-        if len == 0 {
-            // No pairs: no record, only the terminator (an empty record
-            // would end the stream just the same).
-            out.truncate(start);
-        } else {
-            // At most `total`, so within one record.
-            let len = u16::try_from(len).unwrap_or(u16::MAX);
-            let (header, padding) = stream_record_header(RecordType::Params, request_id, len);
-            out[start..start + HEADER_LEN].copy_from_slice(&header);
-            out.put_slice(&PADDING[..padding]);
-        }
-    } else {
-        let mut writer = StreamWriter::new(out, RecordType::Params, request_id);
-        put_pairs(params, |piece| writer.write(piece));
-        writer.finish();
-    }
-    encode_stream_end(out, RecordType::Params, request_id);
-}
-
-/// Hands each encodable pair to `put` as length prefix, name, value.
-fn put_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(params: &[(N, V)], mut put: impl FnMut(&[u8])) {
+    let mut writer = StreamWriter::new(out, RecordType::Params, request_id);
     for (name, value) in params {
         let (name, value) = (name.as_ref(), value.as_ref());
         debug_assert!(
@@ -127,11 +100,13 @@ fn put_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(params: &[(N, V)], mut put: impl Fn
             "FastCGI name-value pair longer than MAX_NV_LEN"
         );
         if let Some((prefix, prefix_len)) = length_prefix(name.len(), value.len()) {
-            put(&prefix[..prefix_len]);
-            put(name);
-            put(value);
+            writer.write(&prefix[..prefix_len]);
+            writer.write(name);
+            writer.write(value);
         }
     }
+    writer.finish();
+    encode_stream_end(out, RecordType::Params, request_id);
 }
 
 /// Writes a byte stream into records, filling each record up to 65535 bytes
@@ -155,7 +130,21 @@ impl<'a> StreamWriter<'a> {
         }
     }
 
-    fn write(&mut self, mut data: &[u8]) {
+    /// Inlined: it runs three times per pair, and the usual piece fits the
+    /// open record as it is (PARAMS are rarely over one record).
+    #[inline]
+    fn write(&mut self, data: &[u8]) {
+        if let Some(start) = self.open {
+            if self.out.len() - start - HEADER_LEN + data.len() < MAX_CONTENT_LEN {
+                self.out.extend_from_slice(data);
+                return;
+            }
+        }
+        self.write_split(data);
+    }
+
+    /// Opens a record when none is, and splits `data` where one fills up.
+    fn write_split(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let start = match self.open {
                 Some(start) => start,
