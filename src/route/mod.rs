@@ -111,7 +111,7 @@ pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route 
     let (found, plain) = match walk_plain(&cfg.root, &target) {
         Walk::Plain(meta) => (Ok(meta), true),
         Walk::Missing(e) => (Err(e), false),
-        Walk::Symlink => (fs::metadata(&target), false),
+        Walk::NotPlain => (fs::metadata(&target), false),
     };
     match found {
         Ok(meta) if meta.is_dir() => {
@@ -125,12 +125,9 @@ pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route 
                 return route;
             }
         }
+        // The walk above already told whether `target` is its own real path.
         Ok(meta) if meta.is_file() && !trailing_slash => {
-            return if plain {
-                checked_static_file(cfg, target.clone(), target, false)
-            } else {
-                static_file(cfg, target)
-            };
+            return static_file_if_allowed(cfg, target, plain, false)
         }
         // Sockets, FIFOs and devices are never served (reading a FIFO would block).
         Ok(_) if !trailing_slash => return Route::NotFound,
@@ -237,28 +234,36 @@ fn static_file(cfg: &RouteConfig, file: PathBuf) -> Route {
 /// `static_file`, where `allow_internal` lets the real file lie in an
 /// internal location (for `X-Accel-Redirect`, never for a client's path).
 fn static_file_at(cfg: &RouteConfig, file: PathBuf, allow_internal: bool) -> Route {
-    let real = match plain_path_metadata(&cfg.root, &file) {
-        Some(meta) if meta.is_file() => file.clone(),
-        _ => match fs::canonicalize(&file) {
-            Ok(real) => real,
-            Err(_) => return Route::NotFound,
-        },
-    };
-    checked_static_file(cfg, file, real, allow_internal)
+    let plain = plain_path_metadata(&cfg.root, &file).is_some_and(|meta| meta.is_file());
+    static_file_if_allowed(cfg, file, plain, allow_internal)
 }
 
-/// `file`, whose real path is `real`, unless where it really lives forbids it.
-fn checked_static_file(
+/// `file` as a static file, unless where it really lives forbids it.
+/// `plain`: no symlink lies on its way below the root, so it is its own
+/// real path and needs no canonicalizing.
+fn static_file_if_allowed(
     cfg: &RouteConfig,
     file: PathBuf,
-    real: PathBuf,
+    plain: bool,
     allow_internal: bool,
 ) -> Route {
-    if !allow_internal && internal::holds_real_path(cfg, &real) {
+    let canonical;
+    let real: &Path = if plain {
+        &file
+    } else {
+        match fs::canonicalize(&file) {
+            Ok(path) => {
+                canonical = path;
+                &canonical
+            }
+            Err(_) => return Route::NotFound,
+        }
+    };
+    if !allow_internal && internal::holds_real_path(cfg, real) {
         return Route::NotFound;
     }
     let real_name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let hidden = match below(&cfg.root, &real) {
+    let hidden = match below(&cfg.root, real) {
         Some(inside) => has_hidden_name(inside),
         None if cfg.follow_symlinks_outside_root => real_name.starts_with('.'),
         None => return Route::NotFound,
@@ -308,7 +313,7 @@ fn is_script_file(cfg: &RouteConfig, file: &Path) -> bool {
 fn plain_path_metadata(root: &Path, path: &Path) -> Option<fs::Metadata> {
     match walk_plain(root, path) {
         Walk::Plain(meta) => Some(meta),
-        Walk::Missing(_) | Walk::Symlink => None,
+        Walk::Missing(_) | Walk::NotPlain => None,
     }
 }
 
@@ -319,13 +324,14 @@ enum Walk {
     /// A level is missing or unreadable, so the whole path is too (the
     /// levels above it are no symlinks): the error a stat of it would give.
     Missing(std::io::Error),
-    /// A symlink on the way, or the path is not below the root.
-    Symlink,
+    /// A symlink on the way, the root itself, or a path not below the
+    /// root: stat it the usual way.
+    NotPlain,
 }
 
 fn walk_plain(root: &Path, path: &Path) -> Walk {
     let Some(rel) = below(root, path) else {
-        return Walk::Symlink;
+        return Walk::NotPlain;
     };
     let mut current = PathBuf::with_capacity(path.as_os_str().len());
     current.push(root);
@@ -337,14 +343,13 @@ fn walk_plain(root: &Path, path: &Path) -> Walk {
             Err(e) => return Walk::Missing(e),
         };
         if meta.file_type().is_symlink() {
-            return Walk::Symlink;
+            return Walk::NotPlain;
         }
         last = Some(meta);
     }
     match last {
         Some(meta) => Walk::Plain(meta),
-        // The root itself: stat it the usual way.
-        None => Walk::Symlink,
+        None => Walk::NotPlain,
     }
 }
 
