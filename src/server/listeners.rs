@@ -3,6 +3,7 @@
 //! accepting. Every request reads the per-request state in force at that
 //! moment, so a reload reaches keep-alive connections too.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{accept, accept_tcp, handler, AppState, ClientIo, Listener};
@@ -262,22 +263,32 @@ async fn accept_loop(
         // TLS handshake and stream it never uses: the task lives as long as
         // the connection, idle or not.
         match accepted {
-            Accepted::Plain(io) => {
-                tokio::spawn(async move {
-                    let _alive = alive;
-                    let _permit = permit;
-                    serve_conn(io, state, stop, remote, local, None).await;
-                });
-            }
-            Accepted::Tls(tcp) => {
-                tokio::spawn(async move {
-                    let _alive = alive;
-                    let _permit = permit;
-                    serve_tls_conn(tcp, state, stop, remote, local).await;
-                });
-            }
+            Accepted::Plain(io) => spawn_conn(
+                alive,
+                permit,
+                serve_conn(io, state, stop, remote, local, None),
+            ),
+            Accepted::Tls(tcp) => spawn_conn(
+                alive,
+                permit,
+                serve_tls_conn(tcp, state, stop, remote, local),
+            ),
         }
     }
+}
+
+/// Runs one connection in its own task, holding its connection permit and
+/// the drain's liveness token until it ends.
+fn spawn_conn(
+    alive: mpsc::Sender<()>,
+    permit: OwnedSemaphorePermit,
+    serving: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let _alive = alive;
+        let _permit = permit;
+        serving.await;
+    });
 }
 
 /// Negotiates TLS with the certificate in force when the connection came
