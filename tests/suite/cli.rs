@@ -323,10 +323,7 @@ fn workers_flag_sets_the_runtime_threads() {
         assert_eq!(runtime_workers(gw.child.id()), expected, "{extra:?}");
         assert_eq!(threads(gw.child.id()), all, "{extra:?}");
         // And that thread serves PHP.
-        let line = gw.wait_for("listen=http://");
-        let (_, rest) = line.split_once("listen=http://").unwrap();
-        let addr: std::net::SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        let mut conn = std::net::TcpStream::connect(gw.listen_addr("http")).unwrap();
         conn.write_all(b"GET /hello.php HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut reply = String::new();

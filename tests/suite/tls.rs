@@ -439,14 +439,6 @@ async fn a_silent_client_loses_its_permit_at_the_handshake_timeout() {
     gw.shutdown().await;
 }
 
-/// The port of the `https://` listener, from the binary's "serving" line.
-fn https_port(bin: &mut Binary) -> u16 {
-    let line = bin.wait_for("listen=https://");
-    let (_, rest) = line.split_once("listen=https://").unwrap();
-    let addr: SocketAddr = rest.split_whitespace().next().unwrap().parse().unwrap();
-    addr.port()
-}
-
 fn curl_blocking(root: &str, port: u16) -> bool {
     let url = format!("https://localhost:{port}/hello.php");
     let resolve = format!("localhost:{port}:127.0.0.1");
@@ -483,7 +475,7 @@ fn the_binary_reloads_its_certificate_on_sighup() {
         "--tls-key",
         &key,
     ]);
-    let port = https_port(&mut bin);
+    let port = bin.listen_addr("https").port();
     assert!(curl_blocking(&root_a, port));
 
     files.write(&b);

@@ -66,6 +66,15 @@ impl Binary {
         self.wait_for_new(needle)
     }
 
+    /// The address of the listener whose "serving" line says
+    /// `listen=SCHEME://ADDR`.
+    pub fn listen_addr(&mut self, scheme: &str) -> std::net::SocketAddr {
+        let marker = format!("listen={scheme}://");
+        let line = self.wait_for(&marker);
+        let (_, rest) = line.split_once(&marker).unwrap();
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
     /// Waits for a log line containing `needle` not read before.
     pub fn wait_for_new(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
