@@ -317,6 +317,13 @@ impl Collector for UpstreamCollector {
         Self::counter(
             &labels,
             &mut e,
+            "upstream_sent_ahead",
+            "Requests written onto a busy upstream connection to follow its current one",
+            s.sent_ahead,
+        )?;
+        Self::counter(
+            &labels,
+            &mut e,
             "upstream_saturated",
             "Requests answered 503: pool queue full or acquire timeout",
             s.saturated,

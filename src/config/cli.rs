@@ -341,4 +341,14 @@ pub struct ServeArgs {
         help = "Threads serving connections (like nginx's worker_processes) [default: the CPU count]"
     )]
     pub workers: Option<String>,
+
+    #[arg(
+        long,
+        value_name = "on|off",
+        help = "When every upstream connection is busy, write a bodiless request onto one \
+                whose request still runs, so php-fpm need not sleep between the two; paused \
+                for 2s after any request slower than 10ms (a request may wait behind one \
+                slow one) [default: on]"
+    )]
+    pub upstream_pipelining: Option<String>,
 }

@@ -61,6 +61,7 @@ pub(super) const KEYS: &[&str] = &[
     "tls-cert",
     "tls-key",
     "workers",
+    "upstream-pipelining",
 ];
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
@@ -196,6 +197,9 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
             "tls-cert" => layer.tls_cert = Some(file_path(base_dir, value).map_err(bad)?),
             "tls-key" => layer.tls_key = Some(file_path(base_dir, value).map_err(bad)?),
             "workers" => layer.workers = Some(count(value).map_err(bad)?),
+            "upstream-pipelining" => {
+                layer.upstream_pipelining = Some(boolean(value).map_err(bad)?);
+            }
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);
                 layer.real_ip_header = Some(header.map_err(bad)?);

@@ -38,7 +38,7 @@ use crate::upstream::UpstreamAddr;
 use values::{
     check_ext, check_front_controller, check_index, check_internal_location, check_log_level,
     check_server_name, check_status_path, check_timeout, parse_cache_control_flag, parse_count,
-    parse_count_or_zero, parse_head_limit, parse_uri_limit,
+    parse_count_or_zero, parse_head_limit, parse_on_off, parse_uri_limit,
 };
 
 const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
@@ -148,6 +148,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Runtime worker threads; None: one per CPU.
     pub workers: Option<usize>,
+    /// Requests may be sent ahead onto busy upstream connections.
+    pub upstream_pipelining: bool,
 }
 
 /// `tls-cert` and `tls-key`: paths as given (not canonicalized, so a
@@ -291,6 +293,7 @@ struct Layer {
     /// Already joined onto the config file's directory when it came from one.
     tls_key: Option<PathBuf>,
     workers: Option<usize>,
+    upstream_pipelining: Option<bool>,
 }
 
 impl Layer {
@@ -342,6 +345,7 @@ impl Layer {
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
             workers: self.workers.or(lower.workers),
+            upstream_pipelining: self.upstream_pipelining.or(lower.upstream_pipelining),
         }
     }
 }
@@ -471,6 +475,11 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
         workers: flag("--workers", &args.workers, parse_count)?,
+        upstream_pipelining: flag(
+            "--upstream-pipelining",
+            &args.upstream_pipelining,
+            parse_on_off,
+        )?,
     })
 }
 
@@ -556,6 +565,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         tls,
         listen_is_default,
         workers: layer.workers,
+        upstream_pipelining: layer.upstream_pipelining.unwrap_or(true),
     })
 }
 

@@ -98,6 +98,7 @@ fn defaults_applied() {
             access_log_format: AccessLogFormat::Combined,
             tls: None,
             workers: None,
+            upstream_pipelining: true,
             listen_is_default: true,
         }
     );
@@ -186,6 +187,7 @@ APP_ENV = "prod"
             tls: None,
             listen_is_default: false,
             workers: None,
+            upstream_pipelining: true,
         }
     );
 }
@@ -309,7 +311,7 @@ fn unknown_key_names_key_and_file() {
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
          internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path, \
-         server-timing, access-log-format, tls-cert, tls-key, workers)",
+         server-timing, access-log-format, tls-cert, tls-key, workers, upstream-pipelining)",
         fx.file().display()
     );
     assert_eq!(text, expected);

@@ -153,6 +153,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// A count that must be at least 1 (connection limits).
+/// `on` or `off` (a flag that defaults to on).
+pub(crate) fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?} is neither on nor off")),
+    }
+}
+
 pub(crate) fn parse_count(s: &str) -> Result<usize, String> {
     let n: usize = s
         .trim()

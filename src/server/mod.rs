@@ -347,6 +347,7 @@ pub(crate) fn pool_settings(config: &Config) -> PoolSettings {
         acquire_timeout: config.acquire_timeout,
         idle_timeout: config.idle_timeout,
         read_timeout: config.read_timeout,
+        pipelining: config.upstream_pipelining,
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::either::Either;
 
 use super::body::RequestBody;
+use super::pipeline::Handoff;
 use super::pool::{Lease, LeaseGuard};
 use super::{Timing, UpstreamAddr, UpstreamError};
 use crate::fastcgi::{self, DecodeError, Event, ProtocolStatus, RecordType, ResponseDecoder};
@@ -36,6 +37,10 @@ pub struct Conn {
     /// How many exchanges completed on it; 0 = fresh.
     pub(crate) uses: u64,
     pub(crate) idle_since: Instant,
+    /// Response bytes read but not yet decoded. Kept with the connection:
+    /// after one response ends, what follows belongs to the request sent
+    /// ahead (`pipeline`).
+    read_buf: BytesMut,
 }
 
 impl Conn {
@@ -78,6 +83,7 @@ pub async fn dial(addr: &UpstreamAddr, timeout: Duration) -> Result<Conn, Upstre
             stream,
             uses: 0,
             idle_since: Instant::now(),
+            read_buf: BytesMut::new(),
         }),
         Ok(Err(source)) => Err(UpstreamError::Connect {
             addr: addr.to_string(),
@@ -139,7 +145,7 @@ pub async fn exchange(
     out: &mpsc::Sender<Output>,
     timeouts: ExchangeTimeouts,
 ) -> Result<Outcome, ExchangeFailure> {
-    exchange_with(conn, None, head, body, out, timeouts, None).await
+    exchange_with(conn, None, Some(head), body, out, timeouts, None).await
 }
 
 /// Where an exchange notes its time to the first STDOUT record, and whether
@@ -151,7 +157,8 @@ pub(crate) struct Clock<'a> {
 }
 
 /// `exchange` on a pooled connection, telling the pool when the request went
-/// out and when the first byte came back (the backlog signal).
+/// out and when the first byte came back (the backlog signal). A request
+/// that was sent ahead (`pipeline`) only reads its response.
 pub(crate) async fn exchange_leased(
     lease: &mut Lease,
     head: Bytes,
@@ -160,21 +167,30 @@ pub(crate) async fn exchange_leased(
     timeouts: ExchangeTimeouts,
     clock: Clock<'_>,
 ) -> Result<Outcome, ExchangeFailure> {
+    let head = (!lease.was_sent_ahead()).then_some(head);
     lease.request_sent();
-    let (conn, guard) = lease.parts();
+    let Some((conn, guard)) = lease.parts() else {
+        return Err(ExchangeFailure {
+            error: UpstreamError::Closed,
+            got_response_bytes: false,
+            body_consumed: false,
+        });
+    };
     exchange_with(conn, Some(guard), head, body, out, timeouts, Some(clock)).await
 }
 
 async fn exchange_with(
     conn: &mut Conn,
     mut first_byte: Option<&mut LeaseGuard>,
-    head: Bytes,
+    head: Option<Bytes>,
     body: &mut RequestBody,
     out: &mpsc::Sender<Output>,
     timeouts: ExchangeTimeouts,
     mut clock: Option<Clock<'_>>,
 ) -> Result<Outcome, ExchangeFailure> {
     let sent_at = Instant::now();
+    let reused = conn.is_reused();
+    let buf = &mut conn.read_buf;
     let (mut reader, mut writer) = split(&mut conn.stream);
     let fail = |error, got, consumed| ExchangeFailure {
         error,
@@ -182,11 +198,20 @@ async fn exchange_with(
         body_consumed: consumed,
     };
 
-    if let Err(e) = writer.write_all(&head).await {
-        return Err(fail(UpstreamError::Write(e), false, false));
+    if let Some(head) = head {
+        if let Err(e) = writer.write_all(&head).await {
+            return Err(fail(UpstreamError::Write(e), false, false));
+        }
     }
 
     let mut body_done = body.is_empty();
+    // php-fpm has this whole request: the next may queue up behind it on a
+    // live worker's connection.
+    if body_done && reused {
+        if let Some(guard) = first_byte.as_deref_mut() {
+            send_ahead(guard, &mut writer).await;
+        }
+    }
     let mut body_consumed = false;
     let mut body_fut = std::pin::pin!(async {
         if body.is_empty() {
@@ -196,14 +221,13 @@ async fn exchange_with(
     });
 
     let mut decoder = ResponseDecoder::new(REQUEST_ID);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut got_bytes = false;
     let mut just_read = false;
     let mut deadline = tokio::time::Instant::now() + timeouts.read;
     loop {
         // Decode everything already buffered before reading again.
         loop {
-            match decoder.decode(&mut buf) {
+            match decoder.decode(buf) {
                 Ok(Some(Event::Stdout(data))) => {
                     // Taken once: after the first STDOUT the clock is gone.
                     if let Some(Clock { timing, report }) = clock.take() {
@@ -226,8 +250,18 @@ async fn exchange_with(
                 })) => {
                     return match protocol_status {
                         ProtocolStatus::RequestComplete => {
-                            // Unsent STDIN or trailing bytes would corrupt the next exchange.
-                            if body_done && buf.is_empty() {
+                            // Unsent STDIN or trailing bytes would corrupt the
+                            // next exchange, unless they are the response to
+                            // the request sent ahead.
+                            let sent_ahead = first_byte.as_ref().is_some_and(|g| g.has_successor());
+                            if sent_ahead {
+                                // php-fpm answers the request sent ahead
+                                // without a write of ours to carry the ACK of
+                                // this response; without it, its Nagle holds
+                                // that answer until our delayed ACK (~40 ms).
+                                rearm_quickack(&reader);
+                            }
+                            if body_done && (buf.is_empty() || sent_ahead) {
                                 Ok(Outcome::Reusable)
                             } else {
                                 Ok(Outcome::Close)
@@ -274,10 +308,10 @@ async fn exchange_with(
                 // The read timeout counts from the moment php-fpm has the whole request.
                 deadline = tokio::time::Instant::now() + timeouts.read;
             }
-            res = reader.read_buf(&mut buf) => {
+            res = reader.read_buf(buf) => {
                 match res {
                     Ok(0) => {
-                        let error = match decoder.finish(&buf) {
+                        let error = match decoder.finish(buf) {
                             Err(DecodeError::Truncated) | Ok(()) => UpstreamError::Closed,
                             Err(e) => UpstreamError::Protocol(e),
                         };
@@ -310,6 +344,61 @@ async fn exchange_with(
                     UpstreamError::HeadTimeout { after: timeouts.read }
                 };
                 return Err(fail(error, got_bytes, body_consumed));
+            }
+        }
+    }
+}
+
+/// Writes the oldest request waiting to be sent ahead, if the pool allows
+/// one now, and tells the lease it is behind the current one.
+async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>) {
+    let Some((head, successor)) = guard.claim_successor() else {
+        return;
+    };
+    match writer.write_all(&head).await {
+        Ok(()) => guard.set_successor(successor),
+        // The connection broke: php-fpm cannot run a request it did not get
+        // whole, and the exchange ahead fails on the same broken socket.
+        Err(_) => {
+            let _ = successor.send(Handoff::NotSent);
+        }
+    }
+}
+
+/// Why `read_away` could not finish a response.
+#[derive(Debug)]
+pub(crate) enum ReadAwayFailure {
+    /// php-fpm closed or reset the connection before END_REQUEST.
+    Dead,
+    /// Anything else (timeout, malformed records): php-fpm may still run.
+    Other(UpstreamError),
+}
+
+/// Reads the current response to its END_REQUEST and drops it, leaving
+/// what follows (the next response) in the connection's buffer.
+pub(crate) async fn read_away(conn: &mut Conn, timeout: Duration) -> Result<(), ReadAwayFailure> {
+    let mut decoder = ResponseDecoder::new(REQUEST_ID);
+    loop {
+        loop {
+            match decoder.decode(&mut conn.read_buf) {
+                Ok(Some(Event::EndRequest { .. })) => return Ok(()),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return Err(ReadAwayFailure::Other(UpstreamError::Protocol(e))),
+            }
+        }
+        conn.read_buf.reserve(READ_CHUNK);
+        let read = match &mut conn.stream {
+            Stream::Tcp(s) => tokio::time::timeout(timeout, s.read_buf(&mut conn.read_buf)).await,
+            Stream::Unix(s) => tokio::time::timeout(timeout, s.read_buf(&mut conn.read_buf)).await,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadAwayFailure::Dead),
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                return Err(ReadAwayFailure::Other(UpstreamError::ReadTimeout {
+                    after: timeout,
+                }))
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod body;
 mod capacity;
 pub mod conn;
 pub mod fpm_status;
+mod pipeline;
 pub mod pool;
 
 use std::time::{Duration, Instant};
@@ -135,7 +136,9 @@ pub async fn forward(
     let report = measure == Measure::ObserveAndReport;
     let mut retried = false;
     loop {
-        let mut lease = match pool.acquire(retried).await {
+        // Only a request php-fpm gets whole at once may wait on a busy connection.
+        let ahead = (request.body.is_empty() && !retried).then_some(&request.head);
+        let mut lease = match pool.acquire(retried, ahead).await {
             Ok(lease) => lease,
             Err(e) => {
                 let _ = out.send(Output::Failed(e)).await;
@@ -144,7 +147,7 @@ pub async fn forward(
         };
         watch.timing.queue += lease.waited();
         watch.timing.connect = lease.dialled();
-        let reused = lease.conn().is_reused();
+        let reused = lease.is_reused();
         let result = conn::exchange_leased(
             &mut lease,
             request.head.clone(),

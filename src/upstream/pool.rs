@@ -15,10 +15,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use bytes::Bytes;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::capacity::{AwaitingFresh, Learning, Stuck, Verdict, STUCK_MIN};
 use super::conn::{self, Conn, ExchangeTimeouts, Outcome};
+use super::pipeline::{Handoff, Pipeline};
 use super::{UpstreamAddr, UpstreamError};
 
 /// How the pool is set up; built from the config. A reload keeps the pool
@@ -33,6 +35,9 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
     pub read_timeout: Duration,
+    /// Whether bodiless requests may be written ahead onto busy connections
+    /// when all are busy (`pipeline`).
+    pub pipelining: bool,
 }
 
 /// Counters, readable at any time (exposed by metrics later).
@@ -83,6 +88,8 @@ pub struct PoolSnapshot {
     pub retries: u64,
     pub saturated: u64,
     pub closed_for_waiter: u64,
+    /// Requests written onto a connection while the one before still ran.
+    pub sent_ahead: u64,
 }
 
 impl PoolStats {
@@ -129,6 +136,7 @@ struct PoolInner {
     size_is_known: std::sync::atomic::AtomicBool,
     stats: PoolStats,
     observer: OnceLock<Arc<dyn ExchangeObserver>>,
+    pub(crate) pipeline: Pipeline,
 }
 
 /// A cheap handle; clones share one pool.
@@ -138,16 +146,26 @@ pub struct Pool {
 }
 
 /// One connection checked out of the pool, holding its permit. Dropping a
-/// lease without `release` closes the connection and frees the slot.
+/// lease without `release` closes the connection and frees the slot, except
+/// when a request was sent ahead on it: then the current response is read
+/// away first and the connection goes to that request.
 #[derive(Debug)]
 pub struct Lease {
-    conn: Conn,
-    guard: LeaseGuard,
-    _permit: OwnedSemaphorePermit,
+    /// Always set until `release` or drop takes it.
+    held: Option<Held>,
     /// How long the request waited for its slot.
     waited: Duration,
     /// How long dialling took, when the connection is new.
     dialled: Option<Duration>,
+    /// The request is already on the connection (it was sent ahead).
+    sent_ahead: bool,
+}
+
+#[derive(Debug)]
+struct Held {
+    conn: Conn,
+    guard: LeaseGuard,
+    permit: OwnedSemaphorePermit,
 }
 
 /// The bookkeeping of one lease, undone when it drops (released or not).
@@ -158,6 +176,10 @@ pub(crate) struct LeaseGuard {
     awaiting_id: Option<u64>,
     /// The request went out on a reused connection.
     reused: bool,
+    /// When the current request went out.
+    sent_at: Option<Instant>,
+    /// The request written ahead on this connection, told when it may read.
+    successor: Option<oneshot::Sender<Handoff>>,
 }
 
 impl Pool {
@@ -182,6 +204,7 @@ impl Pool {
                 size_is_known: std::sync::atomic::AtomicBool::new(false),
                 stats: PoolStats::default(),
                 observer: OnceLock::new(),
+                pipeline: Pipeline::new(settings.pipelining),
                 settings,
             }),
         }
@@ -236,6 +259,7 @@ impl Pool {
             retries: get(&s.retries),
             saturated: get(&s.saturated),
             closed_for_waiter: get(&s.closed_for_waiter),
+            sent_ahead: get(&inner.pipeline.sent_ahead),
         }
     }
 
@@ -280,12 +304,32 @@ impl Pool {
 
     /// Waits (FIFO, bounded in length and time) for a slot, then hands out a
     /// live idle connection or dials a new one. `fresh_only` skips idle ones
-    /// (the retry after a reused connection failed).
-    pub async fn acquire(&self, fresh_only: bool) -> Result<Lease, UpstreamError> {
+    /// (the retry after a reused connection failed). `ahead`, the whole
+    /// request of one without a streamed body, lets it be sent ahead onto a
+    /// busy connection while it waits (`pipeline`); the lease then says so.
+    pub async fn acquire(
+        &self,
+        fresh_only: bool,
+        ahead: Option<&Bytes>,
+    ) -> Result<Lease, UpstreamError> {
         let inner = &self.inner;
-        let (permit, waited) = match inner.permits.clone().try_acquire_owned() {
-            Ok(permit) => (permit, Duration::ZERO),
-            Err(_) => self.wait_for_permit().await?,
+        let mut ahead = ahead;
+        let (permit, waited) = loop {
+            if let Ok(permit) = inner.permits.clone().try_acquire_owned() {
+                break (permit, Duration::ZERO);
+            }
+            match self.wait_for_permit(ahead.take()).await? {
+                (Granted::Permit(permit), waited) => break (permit, waited),
+                (Granted::Handoff(Handoff::Ready(mut lease)), waited) => {
+                    inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
+                    inner.stats.reused.fetch_add(1, Ordering::Relaxed);
+                    lease.waited = waited;
+                    return Ok(*lease);
+                }
+                // php-fpm never read it: wait again, this time for a slot of its own.
+                (Granted::Handoff(Handoff::NotSent), _) => continue,
+                (Granted::Handoff(Handoff::Lost(e)), _) => return Err(e),
+            }
         };
         inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
         if !fresh_only {
@@ -322,8 +366,13 @@ impl Pool {
         }
     }
 
-    /// A permit after waiting in the queue, and how long that took.
-    async fn wait_for_permit(&self) -> Result<(OwnedSemaphorePermit, Duration), UpstreamError> {
+    /// A permit after waiting in the queue, or, for a request that may be
+    /// sent ahead (`ahead`), a connection it was written onto; and how long
+    /// that took.
+    async fn wait_for_permit(
+        &self,
+        ahead: Option<&Bytes>,
+    ) -> Result<(Granted, Duration), UpstreamError> {
         let inner = &self.inner;
         let wait = inner.settings.acquire_timeout;
         let queued = inner.waiting.fetch_add(1, Ordering::AcqRel);
@@ -336,16 +385,51 @@ impl Pool {
             });
         }
         let started = Instant::now();
-        let res = tokio::time::timeout(wait, inner.permits.clone().acquire_owned()).await;
+        let pipeline = &inner.pipeline;
+        let ticket = ahead
+            .filter(|_| pipeline.is_open())
+            .map(|head| pipeline.enqueue(head.clone()));
+        let permit = inner.permits.clone().acquire_owned();
+        let res = match ticket {
+            None => match tokio::time::timeout(wait, permit).await {
+                Ok(Ok(permit)) => Ok(Granted::Permit(permit)),
+                Ok(Err(_)) | Err(_) => Err(()),
+            },
+            Some(mut ticket) => {
+                enum First {
+                    Permit(Option<OwnedSemaphorePermit>),
+                    Handoff(Handoff),
+                    TimedOut,
+                }
+                let first = tokio::select! {
+                    biased;
+                    handoff = ticket.receiver() => {
+                        First::Handoff(handoff.unwrap_or(Handoff::Lost(UpstreamError::Closed)))
+                    }
+                    permit = permit => First::Permit(permit.ok()),
+                    _ = tokio::time::sleep(wait) => First::TimedOut,
+                };
+                match first {
+                    First::Handoff(handoff) => Ok(Granted::Handoff(handoff)),
+                    First::Permit(Some(permit)) if ticket.withdraw(pipeline) => {
+                        Ok(Granted::Permit(permit))
+                    }
+                    First::Permit(None) | First::TimedOut if ticket.withdraw(pipeline) => Err(()),
+                    // Claimed meanwhile: the request is on a connection now,
+                    // and that connection is its only way to a response.
+                    _ => Ok(Granted::Handoff(ticket.handoff().await)),
+                }
+            }
+        };
         let waited = started.elapsed();
         inner
             .stats
             .waited_micros
             .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
         match res {
-            Ok(Ok(permit)) => Ok((permit, waited)),
+            Ok(granted) => Ok((granted, waited)),
             // The semaphore is never closed; treat that like saturation anyway.
-            Ok(Err(_)) | Err(_) => {
+            Err(()) => {
                 inner.stats.saturated.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(upstream = %inner.settings.addr, after = ?wait, "upstream pool saturated: no connection free in time");
                 Err(UpstreamError::AcquireTimeout { after: wait })
@@ -362,15 +446,20 @@ impl Pool {
     ) -> Lease {
         self.inner.busy.fetch_add(1, Ordering::Relaxed);
         Lease {
-            conn,
-            guard: LeaseGuard {
-                pool: self.inner.clone(),
-                awaiting_id: None,
-                reused: false,
-            },
-            _permit: permit,
+            held: Some(Held {
+                conn,
+                guard: LeaseGuard {
+                    pool: self.inner.clone(),
+                    awaiting_id: None,
+                    reused: false,
+                    sent_at: None,
+                    successor: None,
+                },
+                permit,
+            }),
             waited,
             dialled,
+            sent_ahead: false,
         }
     }
 
@@ -445,6 +534,12 @@ impl Pool {
     }
 }
 
+/// What waiting in the queue gave a request.
+enum Granted {
+    Permit(OwnedSemaphorePermit),
+    Handoff(Handoff),
+}
+
 struct DecrementOnDrop<'a>(&'a AtomicUsize);
 
 impl Drop for DecrementOnDrop<'_> {
@@ -454,8 +549,9 @@ impl Drop for DecrementOnDrop<'_> {
 }
 
 impl Lease {
-    pub fn conn(&mut self) -> &mut Conn {
-        &mut self.conn
+    /// Whether the connection served a request before this one.
+    pub fn is_reused(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| h.conn.is_reused())
     }
 
     /// How long the request waited in the queue for this slot.
@@ -468,11 +564,19 @@ impl Lease {
         self.dialled
     }
 
-    /// Marks a fresh connection whose request is on its way: until its first
-    /// byte arrives it may be waiting in php-fpm's backlog.
+    /// The request is already on the connection: only its response is to come.
+    pub(crate) fn was_sent_ahead(&self) -> bool {
+        self.sent_ahead
+    }
+
+    /// Marks the request as on its way. A fresh connection may sit in
+    /// php-fpm's backlog until its first byte arrives.
     pub fn request_sent(&mut self) {
-        let guard = &mut self.guard;
-        if self.conn.is_reused() {
+        let Some(Held { conn, guard, .. }) = self.held.as_mut() else {
+            return;
+        };
+        guard.sent_at = Some(Instant::now());
+        if conn.is_reused() {
             guard.reused = true;
             return;
         }
@@ -494,25 +598,33 @@ impl Lease {
     }
 
     /// The connection and the bookkeeping to tell the pool about the first byte.
-    pub(crate) fn parts(&mut self) -> (&mut Conn, &mut LeaseGuard) {
-        (&mut self.conn, &mut self.guard)
+    pub(crate) fn parts(&mut self) -> Option<(&mut Conn, &mut LeaseGuard)> {
+        self.held.as_mut().map(|h| (&mut h.conn, &mut h.guard))
     }
 
-    /// Returns the connection to the idle list when the exchange left it
+    /// Hands the connection to the request sent ahead on it, if any;
+    /// otherwise returns it to the idle list when the exchange left it
     /// clean, no stuck fresh connection needs its worker, and the pool has
-    /// room for it; else closes it.
-    /// The permit is released either way.
-    pub fn release(self, outcome: Outcome) {
-        let Lease {
+    /// room for it; else closes it. The permit goes with the connection to
+    /// the request sent ahead, or is released.
+    pub fn release(mut self, outcome: Outcome) {
+        if outcome != Outcome::Reusable {
+            // Dropping closes it, or first reads the response away for a
+            // request sent ahead.
+            return;
+        }
+        let Some(Held {
             mut conn,
             mut guard,
-            _permit,
-            ..
-        } = self;
+            permit,
+        }) = self.held.take()
+        else {
+            return;
+        };
         guard.first_byte();
         let pool = guard.pool.clone();
-        if outcome != Outcome::Reusable {
-            return;
+        if let Some(sent_at) = guard.sent_at.take() {
+            pool.pipeline.exchange_took(sent_at.elapsed());
         }
         let awaiting = pool.fresh_awaiting_first_byte.load(Ordering::Acquire);
         let stuck = if awaiting > 0 {
@@ -520,15 +632,32 @@ impl Lease {
         } else {
             Stuck::None
         };
-        let free_a_worker = stuck == Stuck::Claimed;
         learn_capacity(&pool, awaiting, stuck != Stuck::None);
-        if free_a_worker {
+        conn.uses += 1;
+        if let Some(successor) = guard.successor.take() {
+            // Its response comes next on this connection, so it cannot be
+            // closed for a stuck one; if the request gave up waiting, the
+            // returned lease drops here and closes it, aborting that script
+            // as a client leaving would.
+            let next = Lease {
+                held: Some(Held {
+                    conn,
+                    guard,
+                    permit,
+                }),
+                waited: Duration::ZERO,
+                dialled: None,
+                sent_ahead: true,
+            };
+            let _ = successor.send(Handoff::Ready(Box::new(next)));
+            return;
+        }
+        if stuck == Stuck::Claimed {
             // Our idle connection would pin the worker that connection needs.
             pool.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let max_idle = pool.settings.max_idle;
-        conn.uses += 1;
         conn.idle_since = Instant::now();
         // After a shrink, open connections may outnumber the size: an idle
         // one beyond it would never be handed out, yet pin a php-fpm worker.
@@ -539,8 +668,59 @@ impl Lease {
                 idle.push(conn);
             }
         };
-        // `guard` and `_permit` drop here, after the connection is back, so
+        // `guard` and `permit` drop here, after the connection is back, so
         // the next waiter finds it idle instead of dialing.
+        drop(guard);
+        drop(permit);
+    }
+}
+
+impl Drop for Lease {
+    /// A lease dropped with a request sent ahead on its connection (the
+    /// client left, or the exchange failed): that request must not be lost,
+    /// so the current response is read away in a task of its own and the
+    /// connection then handed on.
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        if held.guard.successor.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut lease = Lease {
+            held: Some(held),
+            waited: Duration::ZERO,
+            dialled: None,
+            sent_ahead: false,
+        };
+        runtime.spawn(async move {
+            let read_timeout = lease
+                .held
+                .as_ref()
+                .map(|h| h.guard.pool.settings.read_timeout);
+            let finished = match (lease.held.as_mut(), read_timeout) {
+                (Some(held), Some(after)) => conn::read_away(&mut held.conn, after).await,
+                _ => Err(conn::ReadAwayFailure::Dead),
+            };
+            match finished {
+                Ok(()) => lease.release(Outcome::Reusable),
+                Err(failure) => {
+                    let Some(successor) =
+                        lease.held.as_mut().and_then(|h| h.guard.successor.take())
+                    else {
+                        return;
+                    };
+                    let _ = successor.send(match failure {
+                        // php-fpm closed before it finished: it never read the request behind.
+                        conn::ReadAwayFailure::Dead => Handoff::NotSent,
+                        conn::ReadAwayFailure::Other(e) => Handoff::Lost(e),
+                    });
+                }
+            }
+        });
     }
 }
 
@@ -659,6 +839,24 @@ impl LeaseGuard {
 }
 
 impl LeaseGuard {
+    /// A request to write ahead onto this connection, if one waits and the
+    /// pool allows it now.
+    pub(crate) fn claim_successor(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
+        if self.successor.is_some() {
+            return None;
+        }
+        self.pool.pipeline.claim()
+    }
+
+    /// The claimed request is on the connection, behind the current one.
+    pub(crate) fn set_successor(&mut self, successor: oneshot::Sender<Handoff>) {
+        self.successor = Some(successor);
+    }
+
+    pub(crate) fn has_successor(&self) -> bool {
+        self.successor.is_some()
+    }
+
     /// While a fresh connection awaits its first byte: when to look again
     /// whether it is stuck in php-fpm's backlog.
     pub(crate) fn stuck_check_at(&self) -> Option<Instant> {
