@@ -344,11 +344,11 @@ pub struct ServeArgs {
 
     #[arg(
         long,
-        value_name = "on|off",
+        value_name = "on|off|DURATION",
         help = "When every upstream connection is busy, write a bodiless request onto one \
-                whose request still runs, so php-fpm need not sleep between the two; paused \
-                for 2s after any request slower than 10ms (a request may wait behind one \
-                slow one) [default: on]"
+                whose request still runs, so php-fpm need not sleep between the two. A request \
+                slower than DURATION (on: 10ms) pauses it for 2s: the request behind a slow \
+                one waits for it [default: on]"
     )]
     pub upstream_pipelining: Option<String>,
 }

@@ -198,7 +198,7 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
             "tls-key" => layer.tls_key = Some(file_path(base_dir, value).map_err(bad)?),
             "workers" => layer.workers = Some(count(value).map_err(bad)?),
             "upstream-pipelining" => {
-                layer.upstream_pipelining = Some(boolean(value).map_err(bad)?);
+                layer.upstream_pipelining = Some(pipelining(value).map_err(bad)?);
             }
             "real-ip-header" => {
                 let header = string(value).and_then(str::parse);
@@ -294,6 +294,16 @@ fn file_path(base_dir: &Path, value: &Value) -> Result<std::path::PathBuf, Strin
 
 fn duration(value: &Value) -> Result<std::time::Duration, String> {
     string(value).and_then(parse_duration)
+}
+
+/// `true`, `false`, or like the flag: "on", "off" or a duration.
+fn pipelining(value: &Value) -> Result<Option<std::time::Duration>, String> {
+    match value {
+        Value::Boolean(true) => Ok(Some(super::values::PIPELINING_SLOW_DEFAULT)),
+        Value::Boolean(false) => Ok(None),
+        Value::String(s) => super::values::parse_pipelining(s),
+        _ => Err(found("true, false or a duration", value)),
+    }
 }
 
 fn count_or_zero(value: &Value) -> Result<usize, String> {

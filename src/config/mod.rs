@@ -38,7 +38,7 @@ use crate::upstream::UpstreamAddr;
 use values::{
     check_ext, check_front_controller, check_index, check_internal_location, check_log_level,
     check_server_name, check_status_path, check_timeout, parse_cache_control_flag, parse_count,
-    parse_count_or_zero, parse_head_limit, parse_on_off, parse_uri_limit,
+    parse_count_or_zero, parse_head_limit, parse_pipelining, parse_uri_limit,
 };
 
 const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
@@ -148,8 +148,9 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Runtime worker threads; None: one per CPU.
     pub workers: Option<usize>,
-    /// Requests may be sent ahead onto busy upstream connections.
-    pub upstream_pipelining: bool,
+    /// Requests may be sent ahead onto busy upstream connections while no
+    /// exchange took longer than this; None: never.
+    pub upstream_pipelining: Option<Duration>,
 }
 
 /// `tls-cert` and `tls-key`: paths as given (not canonicalized, so a
@@ -293,7 +294,7 @@ struct Layer {
     /// Already joined onto the config file's directory when it came from one.
     tls_key: Option<PathBuf>,
     workers: Option<usize>,
-    upstream_pipelining: Option<bool>,
+    upstream_pipelining: Option<Option<Duration>>,
 }
 
 impl Layer {
@@ -478,7 +479,7 @@ fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
         upstream_pipelining: flag(
             "--upstream-pipelining",
             &args.upstream_pipelining,
-            parse_on_off,
+            parse_pipelining,
         )?,
     })
 }
@@ -565,7 +566,9 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         tls,
         listen_is_default,
         workers: layer.workers,
-        upstream_pipelining: layer.upstream_pipelining.unwrap_or(true),
+        upstream_pipelining: layer
+            .upstream_pipelining
+            .unwrap_or(Some(values::PIPELINING_SLOW_DEFAULT)),
     })
 }
 

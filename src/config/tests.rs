@@ -98,7 +98,7 @@ fn defaults_applied() {
             access_log_format: AccessLogFormat::Combined,
             tls: None,
             workers: None,
-            upstream_pipelining: true,
+            upstream_pipelining: Some(Duration::from_millis(10)),
             listen_is_default: true,
         }
     );
@@ -187,7 +187,7 @@ APP_ENV = "prod"
             tls: None,
             listen_is_default: false,
             workers: None,
-            upstream_pipelining: true,
+            upstream_pipelining: Some(Duration::from_millis(10)),
         }
     );
 }

@@ -194,3 +194,30 @@ fn server_timing_and_access_log_format_from_flag_and_file() {
     let (_dir, path) = file_with("server-timing = \"yes\"\n");
     assert!(message(check_file(&path)).contains("key `server-timing`"));
 }
+
+#[test]
+fn upstream_pipelining_from_flag_and_file() {
+    use std::time::Duration;
+    // On by default, pausing after a request slower than 10 ms.
+    assert_eq!(
+        flags(&[]).unwrap().upstream_pipelining,
+        Some(Duration::from_millis(10))
+    );
+    let off = flags(&["--upstream-pipelining", "off"]).unwrap();
+    assert_eq!(off.upstream_pipelining, None);
+    let slow = flags(&["--upstream-pipelining", "250ms"]).unwrap();
+    assert_eq!(slow.upstream_pipelining, Some(Duration::from_millis(250)));
+    let text = message(flags(&["--upstream-pipelining", "sometimes"]));
+    assert!(text.starts_with("--upstream-pipelining: "), "{text}");
+    assert!(text.contains("on, off or a duration"), "{text}");
+
+    let (_dir, path) = file_with("upstream-pipelining = false\n");
+    assert_eq!(check_file(&path).unwrap().upstream_pipelining, None);
+    let (_dir, path) = file_with("upstream-pipelining = \"40ms\"\n");
+    assert_eq!(
+        check_file(&path).unwrap().upstream_pipelining,
+        Some(Duration::from_millis(40))
+    );
+    let (_dir, path) = file_with("upstream-pipelining = 3\n");
+    assert!(message(check_file(&path)).contains("key `upstream-pipelining`"));
+}

@@ -153,12 +153,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// A count that must be at least 1 (connection limits).
-/// `on` or `off` (a flag that defaults to on).
-pub(crate) fn parse_on_off(s: &str) -> Result<bool, String> {
+/// How slow a request may be before upstream pipelining pauses, by default.
+pub const PIPELINING_SLOW_DEFAULT: Duration = Duration::from_millis(10);
+
+/// `upstream-pipelining`: `off` (None), `on` (the default threshold) or the
+/// threshold itself, a duration.
+pub(crate) fn parse_pipelining(s: &str) -> Result<Option<Duration>, String> {
     match s.trim() {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        other => Err(format!("{other:?} is neither on nor off")),
+        "on" => Ok(Some(PIPELINING_SLOW_DEFAULT)),
+        "off" => Ok(None),
+        other => parse_duration(other)
+            .and_then(check_timeout)
+            .map(Some)
+            .map_err(|_| format!("{other:?} is not on, off or a duration {DURATION_HINT}")),
     }
 }
 

@@ -9,8 +9,9 @@
 //! - onto a reused connection (a live worker, not one in php-fpm's backlog)
 //!   whose own request has no streamed body (php-fpm has all of it);
 //! - while the pool's recent exchanges were all fast: one that takes longer
-//!   than `SLOW` pauses pipelining for `PAUSE`. A slow request thus delays
-//!   at most the one request behind it.
+//!   than the threshold (`--upstream-pipelining`, 10 ms by default) pauses
+//!   pipelining for `PAUSE`. A slow request thus delays at most the one
+//!   request behind it.
 //!
 //! What is written onto a connection stays there: when the request ahead
 //! ends, the connection with the next request's response to come is handed
@@ -30,9 +31,6 @@ use tokio::sync::oneshot;
 use super::pool::Lease;
 use super::UpstreamError;
 
-/// An exchange slower than this pauses pipelining: a request behind a slow
-/// one would wait for it.
-pub(crate) const SLOW: Duration = Duration::from_millis(10);
 /// How long pipelining stays off after something was slow.
 pub(crate) const PAUSE: Duration = Duration::from_secs(2);
 
@@ -66,7 +64,9 @@ struct Queued {
 /// pipelining is on right now.
 #[derive(Debug)]
 pub(crate) struct Pipeline {
-    enabled: bool,
+    /// An exchange slower than this pauses pipelining (a request behind a
+    /// slow one waits for it); None: pipelining is off.
+    slow: Option<Duration>,
     queue: Mutex<VecDeque<Queued>>,
     /// Entries in `queue` (a lock-free look on every exchange).
     queued: AtomicUsize,
@@ -85,9 +85,9 @@ pub(crate) struct Ticket {
 }
 
 impl Pipeline {
-    pub(crate) fn new(enabled: bool) -> Pipeline {
+    pub(crate) fn new(slow: Option<Duration>) -> Pipeline {
         Pipeline {
-            enabled,
+            slow,
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
             epoch: Instant::now(),
@@ -102,7 +102,7 @@ impl Pipeline {
 
     /// Whether requests may be sent ahead now.
     pub(crate) fn is_open(&self) -> bool {
-        self.enabled && self.now_micros() >= self.paused_until.load(Ordering::Relaxed)
+        self.slow.is_some() && self.now_micros() >= self.paused_until.load(Ordering::Relaxed)
     }
 
     fn pause(&self) {
@@ -114,7 +114,7 @@ impl Pipeline {
 
     /// An exchange ended `took` after its request went out.
     pub(crate) fn exchange_took(&self, took: Duration) {
-        if self.enabled && took > SLOW {
+        if self.slow.is_some_and(|slow| took > slow) {
             self.pause();
         }
     }

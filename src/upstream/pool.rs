@@ -36,8 +36,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     pub read_timeout: Duration,
     /// Whether bodiless requests may be written ahead onto busy connections
-    /// when all are busy (`pipeline`).
-    pub pipelining: bool,
+    /// when all are busy (`pipeline`): while no exchange took longer than this.
+    pub pipelining: Option<Duration>,
 }
 
 /// Counters, readable at any time (exposed by metrics later).

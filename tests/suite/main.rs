@@ -21,6 +21,7 @@ mod harness_selftest;
 mod limits;
 mod observability;
 mod php_fpm_http;
+mod pipelining;
 mod pool;
 mod reload;
 mod routing_static;

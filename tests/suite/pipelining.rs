@@ -1,0 +1,326 @@
+//! Upstream pipelining: requests written onto a busy connection behind the
+//! running one, against real php-fpm (answers, worker recycling, the pause
+//! after a slow request) and the fake server (the request ahead abandoned
+//! or its connection dying).
+
+use crate::support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::fake_fcgi::{FakeFcgi, Script, Step};
+use support::gateway::{self, Gateway};
+use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
+    Gateway::serve(upstream, &fixtures_dir().display().to_string(), extra).await
+}
+
+/// `total` GETs of `path?n=<i>` from `concurrency` clients; for each, whether
+/// it was a 200 whose body names its own query string (`env.php` echoes it).
+async fn load_checked(
+    addr: std::net::SocketAddr,
+    total: usize,
+    concurrency: usize,
+) -> Vec<Result<(), String>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return results;
+                }
+                let query = format!("n={i}");
+                let reply = gateway::get(addr, &format!("/env.php?{query}")).await;
+                let ok = reply.status == 200 && reply.json()["QUERY_STRING"] == query;
+                results.push(if ok {
+                    Ok(())
+                } else {
+                    Err(format!("{query}: {} {}", reply.status, reply.text()))
+                });
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    all
+}
+
+/// Sends `total` GETs of `path` from `concurrency` clients; returns the statuses.
+async fn load(
+    addr: std::net::SocketAddr,
+    path: &str,
+    total: usize,
+    concurrency: usize,
+) -> Vec<u16> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let next = next.clone();
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                statuses.push(gateway::get(addr, &path).await.status);
+            }
+            statuses
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_ahead_each_get_their_own_answer() {
+    let fpm = PhpFpm::start();
+    for upstream in support::upstreams_of(&fpm) {
+        // A high pause threshold: this test is about the answers, and a
+        // noisy machine must not switch pipelining off under it.
+        let gw = gateway_for(
+            &upstream,
+            &["--max-upstream-conns", "2", "--upstream-pipelining", "5s"],
+        )
+        .await;
+        let results = load_checked(gw.addr, 600, 16).await;
+        let snap = gw.pool.snapshot();
+        let wrong: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(wrong.is_empty(), "{upstream}: {wrong:?}; pool {snap:?}");
+        assert_eq!(results.len(), 600);
+        assert!(
+            snap.sent_ahead > 0,
+            "{upstream}: 16 clients on 2 connections, yet nothing was sent ahead: {snap:?}"
+        );
+        assert_eq!(snap.connects, 2, "{upstream}: {snap:?}");
+        gw.shutdown().await;
+
+        let gw = gateway_for(
+            &upstream,
+            &["--max-upstream-conns", "2", "--upstream-pipelining", "off"],
+        )
+        .await;
+        let results = load_checked(gw.addr, 200, 16).await;
+        let snap = gw.pool.snapshot();
+        assert!(results.iter().all(Result::is_ok), "{upstream}: {snap:?}");
+        assert_eq!(
+            snap.sent_ahead, 0,
+            "{upstream}: pipelining is off: {snap:?}"
+        );
+        gw.shutdown().await;
+    }
+}
+
+/// php-fpm workers exit after 3 requests; a request sent ahead onto a
+/// recycled worker's connection was never read, and is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_recycling_with_requests_sent_ahead_fails_none() {
+    let fpm = PhpFpm::start_with(PhpFpmOptions {
+        children: 4,
+        max_requests: 3,
+        ..Default::default()
+    });
+    for upstream in support::upstreams_of(&fpm) {
+        let gw = gateway_for(
+            &upstream,
+            &["--max-upstream-conns", "4", "--upstream-pipelining", "5s"],
+        )
+        .await;
+        let statuses = load(gw.addr, "/hello.php", 2000, 16).await;
+        let snap = gw.pool.snapshot();
+        let failed = statuses.iter().filter(|s| **s != 200).count();
+        assert_eq!(failed, 0, "{upstream}: {failed} of 2000 failed; {snap:?}");
+        assert_eq!(statuses.len(), 2000);
+        assert!(snap.sent_ahead > 0, "{upstream}: {snap:?}");
+        assert!(snap.retries > 0, "{upstream}: {snap:?}");
+        gw.shutdown().await;
+    }
+}
+
+/// A request slower than the threshold pauses pipelining for 2 s, so no
+/// more requests queue up behind slow ones; then it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_pauses_pipelining() {
+    let fpm = PhpFpm::start();
+    let upstream = format!("unix:{}", fpm.unix_socket.display());
+    let gw = gateway_for(
+        &upstream,
+        &[
+            "--max-upstream-conns",
+            "2",
+            "--upstream-pipelining",
+            "100ms",
+        ],
+    )
+    .await;
+    let sent_ahead = || gw.pool.snapshot().sent_ahead;
+    assert!(load(gw.addr, "/hello.php", 300, 8)
+        .await
+        .iter()
+        .all(|s| *s == 200));
+    assert!(sent_ahead() > 0, "{:?}", gw.pool.snapshot());
+
+    assert_eq!(
+        gateway::get(gw.addr, "/slow.php?ms=300").await.text(),
+        "slept 300"
+    );
+    let before = sent_ahead();
+    assert!(load(gw.addr, "/hello.php", 200, 8)
+        .await
+        .iter()
+        .all(|s| *s == 200));
+    assert_eq!(sent_ahead(), before, "paused after the slow request");
+
+    // Resumes once the pause is over (a few tries: a noisy machine may make
+    // a hello.php take over 100 ms and pause it again).
+    let mut resumed = false;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let before = sent_ahead();
+        assert!(load(gw.addr, "/hello.php", 200, 8)
+            .await
+            .iter()
+            .all(|s| *s == 200));
+        if sent_ahead() > before {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(
+        resumed,
+        "pipelining never resumed: {:?}",
+        gw.pool.snapshot()
+    );
+    gw.shutdown().await;
+}
+
+fn header_then(body: &str) -> Step {
+    Step::Stdout(format!("Content-Type: text/plain\r\n\r\n{body}").into_bytes())
+}
+
+fn end() -> Step {
+    Step::End {
+        app_status: 0,
+        protocol_status: 0,
+    }
+}
+
+/// One connection: `hold` keeps it busy while `ahead` and then `behind`
+/// queue up, so `behind` is written onto it right after `ahead`.
+/// Returns the gateway, the fake and `behind`'s reply; `ahead`'s client reads
+/// its first bytes and leaves.
+async fn ahead_and_behind(
+    upstream_of: fn(&FakeFcgi) -> String,
+    ahead: Script,
+) -> (Gateway, FakeFcgi, gateway::Reply) {
+    let hold = Script::new(vec![
+        Step::Sleep(Duration::from_millis(300)),
+        header_then("held"),
+        end(),
+    ]);
+    let fake = FakeFcgi::start(vec![Script::ok("warm"), hold, ahead, Script::ok("behind")]).await;
+    let gw = gateway_for(
+        &upstream_of(&fake),
+        &["--max-upstream-conns", "1", "--upstream-pipelining", "10s"],
+    )
+    .await;
+    let addr = gw.addr;
+    assert_eq!(gateway::get(addr, "/hello.php").await.text(), "warm");
+    let held = tokio::spawn(async move { gateway::get(addr, "/hello.php").await.text() });
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let ahead_client = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /hello.php HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !seen.windows(2).any(|w| w == b"a1") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        // Leaves with the response half read.
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let behind = tokio::spawn(async move { gateway::get(addr, "/hello.php").await });
+    assert_eq!(held.await.expect("held"), "held");
+    let seen = ahead_client.await.expect("ahead client");
+    assert!(
+        seen.windows(2).any(|w| w == b"a1"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    let reply = tokio::time::timeout(Duration::from_secs(10), behind)
+        .await
+        .expect("the request behind was answered in time")
+        .expect("behind");
+    (gw, fake, reply)
+}
+
+fn unix_of(fake: &FakeFcgi) -> String {
+    format!("unix:{}", fake.unix_socket.display())
+}
+
+fn tcp_of(fake: &FakeFcgi) -> String {
+    format!("tcp:{}", fake.tcp_addr)
+}
+
+/// The client of the request ahead leaves mid-response: its response is
+/// read away, and the request behind gets its own on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_behind_an_abandoned_one_is_answered() {
+    for upstream_of in [unix_of as fn(&FakeFcgi) -> String, tcp_of] {
+        let ahead = Script::new(vec![
+            header_then("a1"),
+            Step::Sleep(Duration::from_millis(200)),
+            Step::Stdout(b"a2".to_vec()),
+            Step::Sleep(Duration::from_millis(200)),
+            Step::Stdout(b"a3".to_vec()),
+            end(),
+        ]);
+        let (gw, fake, reply) = ahead_and_behind(upstream_of, ahead).await;
+        let snap = gw.pool.snapshot();
+        assert_eq!(reply.status, 200, "{snap:?}");
+        assert_eq!(reply.text(), "behind", "{snap:?}");
+        assert_eq!(snap.sent_ahead, 1, "{snap:?}");
+        assert_eq!(fake.connections_seen(), 1, "served on the same connection");
+        assert_eq!(fake.requests_seen(), 4);
+        gw.shutdown().await;
+    }
+}
+
+/// The connection dies before the request ahead ends: php-fpm never read
+/// the request behind, so it is sent again on a new connection, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_behind_a_dead_connection_is_sent_again() {
+    for upstream_of in [unix_of as fn(&FakeFcgi) -> String, tcp_of] {
+        let ahead = Script::new(vec![
+            header_then("a1"),
+            Step::Sleep(Duration::from_millis(100)),
+            Step::Close,
+        ]);
+        let (gw, fake, reply) = ahead_and_behind(upstream_of, ahead).await;
+        let snap = gw.pool.snapshot();
+        assert_eq!(reply.status, 200, "{snap:?}");
+        assert_eq!(reply.text(), "behind", "{snap:?}");
+        assert_eq!(snap.sent_ahead, 1, "{snap:?}");
+        assert_eq!(fake.connections_seen(), 2, "{snap:?}");
+        // warm, held, ahead, behind: the copy of `behind` on the dead
+        // connection was never read.
+        assert_eq!(fake.requests_seen(), 4, "{snap:?}");
+        gw.shutdown().await;
+    }
+}
