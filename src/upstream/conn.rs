@@ -176,7 +176,23 @@ pub(crate) async fn exchange_leased(
             body_consumed: false,
         });
     };
-    exchange_with(conn, Some(guard), head, body, out, timeouts, Some(clock)).await
+    let outcome = exchange_with(
+        conn,
+        Some(&mut *guard),
+        head,
+        body,
+        out,
+        timeouts,
+        Some(clock),
+    )
+    .await?;
+    if outcome == Outcome::Reusable && guard.has_successor() {
+        // php-fpm runs the request sent ahead now: put the one after it on
+        // the connection too, so php-fpm does not wait for the hand-over.
+        let (_, mut writer) = split(&mut conn.stream);
+        send_ahead(guard, &mut writer, 1).await;
+    }
+    Ok(outcome)
 }
 
 async fn exchange_with(
@@ -209,7 +225,7 @@ async fn exchange_with(
     // live worker's connection.
     if body_done && reused {
         if let Some(guard) = first_byte.as_deref_mut() {
-            send_ahead(guard, &mut writer).await;
+            send_ahead(guard, &mut writer, 0).await;
         }
     }
     let mut body_consumed = false;
@@ -351,8 +367,8 @@ async fn exchange_with(
 
 /// Writes the oldest request waiting to be sent ahead, if the pool allows
 /// one now, and tells the lease it is behind the current one.
-async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>) {
-    let Some((head, successor)) = guard.claim_successor() else {
+async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, behind: usize) {
+    let Some((head, successor)) = guard.claim_successor(behind) else {
         return;
     };
     match writer.write_all(&head).await {

@@ -180,6 +180,8 @@ pub(crate) struct LeaseGuard {
     sent_at: Option<Instant>,
     /// The request written ahead on this connection, told when it may read.
     successor: Option<oneshot::Sender<Handoff>>,
+    /// The one written behind that, while the successor runs in php-fpm.
+    successor_after: Option<oneshot::Sender<Handoff>>,
 }
 
 impl Pool {
@@ -454,6 +456,7 @@ impl Pool {
                     reused: false,
                     sent_at: None,
                     successor: None,
+                    successor_after: None,
                 },
                 permit,
             }),
@@ -635,6 +638,7 @@ impl Lease {
         learn_capacity(&pool, awaiting, stuck != Stuck::None);
         conn.uses += 1;
         if let Some(successor) = guard.successor.take() {
+            guard.successor = guard.successor_after.take();
             // Its response comes next on this connection, so it cannot be
             // closed for a stuck one; if the request gave up waiting, the
             // returned lease drops here and closes it, aborting that script
@@ -708,16 +712,30 @@ impl Drop for Lease {
             match finished {
                 Ok(()) => lease.release(Outcome::Reusable),
                 Err(failure) => {
-                    let Some(successor) =
-                        lease.held.as_mut().and_then(|h| h.guard.successor.take())
-                    else {
+                    let Some(guard) = lease.held.as_mut().map(|h| &mut h.guard) else {
                         return;
                     };
-                    let _ = successor.send(match failure {
-                        // php-fpm closed before it finished: it never read the request behind.
-                        conn::ReadAwayFailure::Dead => Handoff::NotSent,
-                        conn::ReadAwayFailure::Other(e) => Handoff::Lost(e),
-                    });
+                    let (first, second) = (guard.successor.take(), guard.successor_after.take());
+                    let tell = |successor: Option<oneshot::Sender<Handoff>>, lost| {
+                        if let Some(successor) = successor {
+                            let _ = successor.send(match lost {
+                                // php-fpm closed before it finished: it never
+                                // read the requests behind.
+                                None => Handoff::NotSent,
+                                Some(e) => Handoff::Lost(e),
+                            });
+                        }
+                    };
+                    match failure {
+                        conn::ReadAwayFailure::Dead => {
+                            tell(first, None);
+                            tell(second, None);
+                        }
+                        conn::ReadAwayFailure::Other(e) => {
+                            tell(first, Some(e));
+                            tell(second, Some(UpstreamError::Closed));
+                        }
+                    }
                 }
             }
         });
@@ -841,16 +859,28 @@ impl LeaseGuard {
 impl LeaseGuard {
     /// A request to write ahead onto this connection, if one waits and the
     /// pool allows it now.
-    pub(crate) fn claim_successor(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
-        if self.successor.is_some() {
+    /// `behind`: how many requests must already be written behind the
+    /// current one (0 when it has just gone out, 1 when its response ended
+    /// and php-fpm runs the next).
+    pub(crate) fn claim_successor(
+        &self,
+        behind: usize,
+    ) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
+        let queued =
+            usize::from(self.successor.is_some()) + usize::from(self.successor_after.is_some());
+        if queued != behind {
             return None;
         }
         self.pool.pipeline.claim()
     }
 
-    /// The claimed request is on the connection, behind the current one.
+    /// The claimed request is on the connection, behind those already there.
     pub(crate) fn set_successor(&mut self, successor: oneshot::Sender<Handoff>) {
-        self.successor = Some(successor);
+        if self.successor.is_none() {
+            self.successor = Some(successor);
+        } else {
+            self.successor_after = Some(successor);
+        }
     }
 
     pub(crate) fn has_successor(&self) -> bool {

@@ -214,14 +214,14 @@ fn end() -> Step {
     }
 }
 
-/// One connection: `hold` keeps it busy while `ahead` and then `behind`
-/// queue up, so `behind` is written onto it right after `ahead`.
-/// Returns the gateway, the fake and `behind`'s reply; `ahead`'s client reads
-/// its first bytes and leaves.
+/// One connection: `hold` keeps it busy while `ahead` and then two more
+/// requests queue up, so those are written onto it behind `ahead`.
+/// `ahead`'s client reads its first bytes and leaves. Returns the gateway,
+/// the fake and the replies of the two behind.
 async fn ahead_and_behind(
     upstream_of: fn(&FakeFcgi) -> String,
     ahead: Script,
-) -> (Gateway, FakeFcgi, gateway::Reply) {
+) -> (Gateway, FakeFcgi, Vec<gateway::Reply>) {
     let hold = Script::new(vec![
         Step::Sleep(Duration::from_millis(300)),
         header_then("held"),
@@ -254,8 +254,13 @@ async fn ahead_and_behind(
         // Leaves with the response half read.
         seen
     });
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    let behind = tokio::spawn(async move { gateway::get(addr, "/hello.php").await });
+    let mut behind = Vec::new();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        behind.push(tokio::spawn(async move {
+            gateway::get(addr, "/hello.php").await
+        }));
+    }
     assert_eq!(held.await.expect("held"), "held");
     let seen = ahead_client.await.expect("ahead client");
     assert!(
@@ -263,11 +268,15 @@ async fn ahead_and_behind(
         "{}",
         String::from_utf8_lossy(&seen)
     );
-    let reply = tokio::time::timeout(Duration::from_secs(10), behind)
-        .await
-        .expect("the request behind was answered in time")
-        .expect("behind");
-    (gw, fake, reply)
+    let mut replies = Vec::new();
+    for task in behind {
+        let reply = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("a request behind was answered in time")
+            .expect("behind");
+        replies.push(reply);
+    }
+    (gw, fake, replies)
 }
 
 fn unix_of(fake: &FakeFcgi) -> String {
@@ -291,13 +300,16 @@ async fn request_behind_an_abandoned_one_is_answered() {
             Step::Stdout(b"a3".to_vec()),
             end(),
         ]);
-        let (gw, fake, reply) = ahead_and_behind(upstream_of, ahead).await;
+        let (gw, fake, replies) = ahead_and_behind(upstream_of, ahead).await;
         let snap = gw.pool.snapshot();
-        assert_eq!(reply.status, 200, "{snap:?}");
-        assert_eq!(reply.text(), "behind", "{snap:?}");
-        assert_eq!(snap.sent_ahead, 1, "{snap:?}");
+        for reply in replies {
+            assert_eq!(reply.status, 200, "{snap:?}");
+            assert_eq!(reply.text(), "behind", "{snap:?}");
+        }
+        // Each was written behind the one before.
+        assert_eq!(snap.sent_ahead, 2, "{snap:?}");
         assert_eq!(fake.connections_seen(), 1, "served on the same connection");
-        assert_eq!(fake.requests_seen(), 4);
+        assert_eq!(fake.requests_seen(), 5);
         gw.shutdown().await;
     }
 }
@@ -312,15 +324,18 @@ async fn request_behind_a_dead_connection_is_sent_again() {
             Step::Sleep(Duration::from_millis(100)),
             Step::Close,
         ]);
-        let (gw, fake, reply) = ahead_and_behind(upstream_of, ahead).await;
+        let (gw, fake, replies) = ahead_and_behind(upstream_of, ahead).await;
         let snap = gw.pool.snapshot();
-        assert_eq!(reply.status, 200, "{snap:?}");
-        assert_eq!(reply.text(), "behind", "{snap:?}");
+        for reply in replies {
+            assert_eq!(reply.status, 200, "{snap:?}");
+            assert_eq!(reply.text(), "behind", "{snap:?}");
+        }
+        // Only the first was on the connection when it died.
         assert_eq!(snap.sent_ahead, 1, "{snap:?}");
         assert_eq!(fake.connections_seen(), 2, "{snap:?}");
-        // warm, held, ahead, behind: the copy of `behind` on the dead
-        // connection was never read.
-        assert_eq!(fake.requests_seen(), 4, "{snap:?}");
+        // warm, held, ahead and the two behind: the copy on the dead
+        // connection was never read, so nothing ran twice.
+        assert_eq!(fake.requests_seen(), 5, "{snap:?}");
         gw.shutdown().await;
     }
 }
