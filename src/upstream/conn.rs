@@ -190,7 +190,7 @@ pub(crate) async fn exchange_leased(
         // php-fpm runs the request sent ahead now: put the one after it on
         // the connection too, so php-fpm does not wait for the hand-over.
         let (_, mut writer) = split(&mut conn.stream);
-        send_ahead(guard, &mut writer, 1).await;
+        send_ahead(guard, &mut writer).await;
     }
     Ok(outcome)
 }
@@ -225,7 +225,7 @@ async fn exchange_with(
     // live worker's connection.
     if body_done && reused {
         if let Some(guard) = first_byte.as_deref_mut() {
-            send_ahead(guard, &mut writer, 0).await;
+            send_ahead(guard, &mut writer).await;
         }
     }
     let mut body_consumed = false;
@@ -367,16 +367,16 @@ async fn exchange_with(
 
 /// Writes the oldest request waiting to be sent ahead, if the pool allows
 /// one now, and tells the lease it is behind the current one.
-async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, behind: usize) {
-    let Some((head, successor)) = guard.claim_successor(behind) else {
-        return;
-    };
-    match writer.write_all(&head).await {
-        Ok(()) => guard.set_successor(successor),
-        // The connection broke: php-fpm cannot run a request it did not get
-        // whole, and the exchange ahead fails on the same broken socket.
-        Err(_) => {
-            let _ = successor.send(Handoff::NotSent);
+async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>) {
+    while let Some((head, successor)) = guard.claim_successor() {
+        match writer.write_all(&head).await {
+            Ok(()) => guard.set_successor(successor),
+            // The connection broke: php-fpm cannot run a request it did not
+            // get whole, and the exchange ahead fails on the same socket.
+            Err(_) => {
+                let _ = successor.send(Handoff::NotSent);
+                return;
+            }
         }
     }
 }

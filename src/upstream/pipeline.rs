@@ -1,17 +1,19 @@
-//! Pipelining: when every pooled connection is busy, a request without a
+//! Pipelining: when every pooled connection is busy, requests without a
 //! streamed body may be written onto a connection whose current request is
-//! still running. php-fpm then finds the next request waiting when it ends
-//! the current one, instead of going to sleep in `read` and being woken by
-//! our write: measured here, its CPU per hello-world request halves.
+//! still running (up to `MAX_BEHIND` of them). php-fpm then finds the next
+//! request waiting when it ends the current one, instead of going to sleep
+//! in `read` and being woken by our write. Measured here (hello.php, wrk
+//! -c32, 4 workers): php-fpm's CPU per request 23 -> 11 µs, the gateway's
+//! 16 -> 12.5 µs, since waking a process that is not asleep is cheap.
 //!
-//! The price is head-of-line blocking: the request behind waits for the one
-//! ahead, however long it runs. So requests are only sent ahead:
+//! The price is head-of-line blocking: a request behind waits for those
+//! ahead, however long they run. So requests are only sent ahead:
 //! - onto a reused connection (a live worker, not one in php-fpm's backlog)
 //!   whose own request has no streamed body (php-fpm has all of it);
 //! - while the pool's recent exchanges were all fast: one that takes longer
 //!   than the threshold (`--upstream-pipelining`, 10 ms by default) pauses
-//!   pipelining for `PAUSE`. A slow request thus delays at most the one
-//!   request behind it.
+//!   pipelining for `PAUSE`. A slow request thus delays at most the
+//!   `MAX_BEHIND` requests already behind it.
 //!
 //! What is written onto a connection stays there: when the request ahead
 //! ends, the connection with the next request's response to come is handed
@@ -31,6 +33,11 @@ use tokio::sync::oneshot;
 use super::pool::Lease;
 use super::UpstreamError;
 
+/// The most requests written behind the running one on a connection. With
+/// 4 php-fpm workers under wrk -c32: 2 behind gave 1.45x nginx's hello.php
+/// rate, 4 gave 1.86x, 8 gave 2.0x; more also means more requests stuck
+/// behind an unexpectedly slow one.
+pub(crate) const MAX_BEHIND: usize = 4;
 /// How long pipelining stays off after something was slow.
 pub(crate) const PAUSE: Duration = Duration::from_secs(2);
 

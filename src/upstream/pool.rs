@@ -11,6 +11,7 @@
 //!   learned from how often that happens (`capacity`).
 //! - Failed connects back off, so a dead php-fpm is not hammered.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::capacity::{AwaitingFresh, Learning, Stuck, Verdict, STUCK_MIN};
 use super::conn::{self, Conn, ExchangeTimeouts, Outcome};
-use super::pipeline::{Handoff, Pipeline};
+use super::pipeline::{Handoff, Pipeline, MAX_BEHIND};
 use super::{UpstreamAddr, UpstreamError};
 
 /// How the pool is set up; built from the config. A reload keeps the pool
@@ -178,10 +179,9 @@ pub(crate) struct LeaseGuard {
     reused: bool,
     /// When the current request went out.
     sent_at: Option<Instant>,
-    /// The request written ahead on this connection, told when it may read.
-    successor: Option<oneshot::Sender<Handoff>>,
-    /// The one written behind that, while the successor runs in php-fpm.
-    successor_after: Option<oneshot::Sender<Handoff>>,
+    /// The requests written behind the current one on this connection, in
+    /// order, each told when its turn to read comes.
+    successors: VecDeque<oneshot::Sender<Handoff>>,
 }
 
 impl Pool {
@@ -455,8 +455,7 @@ impl Pool {
                     awaiting_id: None,
                     reused: false,
                     sent_at: None,
-                    successor: None,
-                    successor_after: None,
+                    successors: VecDeque::new(),
                 },
                 permit,
             }),
@@ -637,8 +636,7 @@ impl Lease {
         };
         learn_capacity(&pool, awaiting, stuck != Stuck::None);
         conn.uses += 1;
-        if let Some(successor) = guard.successor.take() {
-            guard.successor = guard.successor_after.take();
+        if let Some(successor) = guard.successors.pop_front() {
             // Its response comes next on this connection, so it cannot be
             // closed for a stuck one; if the request gave up waiting, the
             // returned lease drops here and closes it, aborting that script
@@ -688,7 +686,7 @@ impl Drop for Lease {
         let Some(held) = self.held.take() else {
             return;
         };
-        if held.guard.successor.is_none() {
+        if held.guard.successors.is_empty() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -712,29 +710,23 @@ impl Drop for Lease {
             match finished {
                 Ok(()) => lease.release(Outcome::Reusable),
                 Err(failure) => {
-                    let Some(guard) = lease.held.as_mut().map(|h| &mut h.guard) else {
+                    let Some(held) = lease.held.as_mut() else {
                         return;
                     };
-                    let (first, second) = (guard.successor.take(), guard.successor_after.take());
-                    let tell = |successor: Option<oneshot::Sender<Handoff>>, lost| {
-                        if let Some(successor) = successor {
-                            let _ = successor.send(match lost {
-                                // php-fpm closed before it finished: it never
-                                // read the requests behind.
-                                None => Handoff::NotSent,
-                                Some(e) => Handoff::Lost(e),
-                            });
-                        }
+                    let successors = std::mem::take(&mut held.guard.successors);
+                    // php-fpm closed before it finished: it never read the
+                    // requests behind. Otherwise it may still run them.
+                    let dead = matches!(failure, conn::ReadAwayFailure::Dead);
+                    let mut error = match failure {
+                        conn::ReadAwayFailure::Dead => None,
+                        conn::ReadAwayFailure::Other(e) => Some(e),
                     };
-                    match failure {
-                        conn::ReadAwayFailure::Dead => {
-                            tell(first, None);
-                            tell(second, None);
-                        }
-                        conn::ReadAwayFailure::Other(e) => {
-                            tell(first, Some(e));
-                            tell(second, Some(UpstreamError::Closed));
-                        }
+                    for successor in successors {
+                        let _ = successor.send(if dead {
+                            Handoff::NotSent
+                        } else {
+                            Handoff::Lost(error.take().unwrap_or(UpstreamError::Closed))
+                        });
                     }
                 }
             }
@@ -859,16 +851,10 @@ impl LeaseGuard {
 impl LeaseGuard {
     /// A request to write ahead onto this connection, if one waits and the
     /// pool allows it now.
-    /// `behind`: how many requests must already be written behind the
-    /// current one (0 when it has just gone out, 1 when its response ended
-    /// and php-fpm runs the next).
-    pub(crate) fn claim_successor(
-        &self,
-        behind: usize,
-    ) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
-        let queued =
-            usize::from(self.successor.is_some()) + usize::from(self.successor_after.is_some());
-        if queued != behind {
+    /// A request to write onto this connection behind those already there,
+    /// if fewer than `MAX_BEHIND` are, one waits and the pool allows it now.
+    pub(crate) fn claim_successor(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
+        if self.successors.len() >= MAX_BEHIND {
             return None;
         }
         self.pool.pipeline.claim()
@@ -876,15 +862,11 @@ impl LeaseGuard {
 
     /// The claimed request is on the connection, behind those already there.
     pub(crate) fn set_successor(&mut self, successor: oneshot::Sender<Handoff>) {
-        if self.successor.is_none() {
-            self.successor = Some(successor);
-        } else {
-            self.successor_after = Some(successor);
-        }
+        self.successors.push_back(successor);
     }
 
     pub(crate) fn has_successor(&self) -> bool {
-        self.successor.is_some()
+        !self.successors.is_empty()
     }
 
     /// While a fresh connection awaits its first byte: when to look again

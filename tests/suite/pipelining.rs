@@ -101,7 +101,6 @@ async fn requests_sent_ahead_each_get_their_own_answer() {
             snap.sent_ahead > 0,
             "{upstream}: 16 clients on 2 connections, yet nothing was sent ahead: {snap:?}"
         );
-        assert_eq!(snap.connects, 2, "{upstream}: {snap:?}");
         gw.shutdown().await;
 
         let gw = gateway_for(
@@ -330,8 +329,8 @@ async fn request_behind_a_dead_connection_is_sent_again() {
             assert_eq!(reply.status, 200, "{snap:?}");
             assert_eq!(reply.text(), "behind", "{snap:?}");
         }
-        // Only the first was on the connection when it died.
-        assert_eq!(snap.sent_ahead, 1, "{snap:?}");
+        // Both were on the connection when it died.
+        assert_eq!(snap.sent_ahead, 2, "{snap:?}");
         assert_eq!(fake.connections_seen(), 2, "{snap:?}");
         // warm, held, ahead and the two behind: the copy on the dead
         // connection was never read, so nothing ran twice.
