@@ -10,6 +10,12 @@
 //! ahead, however long they run. So requests are only sent ahead:
 //! - onto a reused connection (a live worker, not one in php-fpm's backlog)
 //!   whose own request has no streamed body (php-fpm has all of it);
+//! - when the request is small (`MAX_HEAD`): what waits in the socket
+//!   unread must never fill it, or our write would wait for php-fpm while
+//!   php-fpm waits for us to read its response;
+//! - while no request that cannot be sent ahead waits for a connection:
+//!   a connection with requests behind is handed on, never released, so it
+//!   would otherwise never come free for that one;
 //! - while the pool's recent exchanges were all fast: one that takes longer
 //!   than the threshold (`--upstream-pipelining`, 10 ms by default) pauses
 //!   pipelining for `PAUSE`. A slow request thus delays at most the
@@ -38,6 +44,10 @@ use super::UpstreamError;
 /// rate, 4 gave 1.86x, 8 gave 2.0x; more also means more requests stuck
 /// behind an unexpectedly slow one.
 pub(crate) const MAX_BEHIND: usize = 4;
+/// The largest request (head and inline body) sent ahead. With
+/// `MAX_BEHIND` of them a connection holds at most 32 KiB that php-fpm has
+/// not read: less than any socket buffer, so writing them never waits.
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// How long pipelining stays off after something was slow.
 pub(crate) const PAUSE: Duration = Duration::from_secs(2);
 
@@ -82,6 +92,9 @@ pub(crate) struct Pipeline {
     paused_until: AtomicU64,
     /// Requests written ahead onto a busy connection.
     pub(crate) sent_ahead: AtomicU64,
+    /// Requests waiting for a connection that cannot be sent ahead: while
+    /// there are any, nothing is, so connections come free for them.
+    others_waiting: AtomicUsize,
 }
 
 /// A waiter's place in the queue.
@@ -100,6 +113,7 @@ impl Pipeline {
             epoch: Instant::now(),
             paused_until: AtomicU64::new(0),
             sent_ahead: AtomicU64::new(0),
+            others_waiting: AtomicUsize::new(0),
         }
     }
 
@@ -127,27 +141,33 @@ impl Pipeline {
     }
 
     /// Queues a request (its whole FastCGI request in `head`) to be sent
-    /// ahead by the next exchange that may.
-    pub(crate) fn enqueue(&self, head: Bytes) -> Ticket {
+    /// ahead by the next exchange that may. None when it may not be sent
+    /// ahead now (paused, too big, or a panic poisoned the queue): it then
+    /// waits as usual.
+    pub(crate) fn enqueue(&self, head: &Bytes) -> Option<Ticket> {
+        if !self.is_open() || head.len() > MAX_HEAD {
+            return None;
+        }
+        let head = head.clone();
         let state = Arc::new(AtomicU8::new(QUEUED));
         let (tx, rx) = oneshot::channel();
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.push_back(Queued {
-                head,
-                state: state.clone(),
-                tx,
-            });
-            self.queued.fetch_add(1, Ordering::AcqRel);
-        }
-        // If the lock was poisoned, the sender is gone and the ticket reads
-        // as lost; `withdraw` still succeeds, so the waiter just waits as usual.
-        Ticket { state, rx }
+        let mut queue = self.queue.lock().ok()?;
+        queue.push_back(Queued {
+            head,
+            state: state.clone(),
+            tx,
+        });
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        Some(Ticket { state, rx })
     }
 
     /// The oldest queued request, now claimed: the caller writes `head` onto
     /// its connection and keeps the sender for the hand-off.
     pub(crate) fn claim(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
-        if self.queued.load(Ordering::Acquire) == 0 || !self.is_open() {
+        if self.queued.load(Ordering::Acquire) == 0
+            || self.others_waiting.load(Ordering::Acquire) > 0
+            || !self.is_open()
+        {
             return None;
         }
         let mut queue = self.queue.lock().ok()?;
@@ -163,6 +183,20 @@ impl Pipeline {
             }
         }
         None
+    }
+
+    /// Waits for `slot` (a pool permit) as a request that cannot be sent
+    /// ahead, which stops requests being sent ahead meanwhile.
+    pub(crate) async fn waiting_for_a_slot<F: std::future::Future>(&self, slot: F) -> F::Output {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.others_waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.others_waiting);
+        slot.await
     }
 
     fn remove(&self, state: &Arc<AtomicU8>) {

@@ -388,12 +388,10 @@ impl Pool {
         }
         let started = Instant::now();
         let pipeline = &inner.pipeline;
-        let ticket = ahead
-            .filter(|_| pipeline.is_open())
-            .map(|head| pipeline.enqueue(head.clone()));
+        let ticket = ahead.and_then(|head| pipeline.enqueue(head));
         let permit = inner.permits.clone().acquire_owned();
         let res = match ticket {
-            None => match tokio::time::timeout(wait, permit).await {
+            None => match tokio::time::timeout(wait, pipeline.waiting_for_a_slot(permit)).await {
                 Ok(Ok(permit)) => Ok(Granted::Permit(permit)),
                 Ok(Err(_)) | Err(_) => Err(()),
             },

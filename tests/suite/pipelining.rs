@@ -338,3 +338,93 @@ async fn request_behind_a_dead_connection_is_sent_again() {
         gw.shutdown().await;
     }
 }
+
+/// A connection with requests behind it is handed on, never released. A
+/// request that cannot be sent ahead (a streamed body) must still get a
+/// connection under a steady stream of ones that can: while it waits,
+/// nothing is sent ahead, so a connection comes free for it. Without that
+/// it waited out --acquire-timeout and got 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_upload_is_not_starved_by_pipelined_requests() {
+    let fpm = PhpFpm::start();
+    for upstream in support::upstreams_of(&fpm) {
+        let gw = gateway_for(
+            &upstream,
+            &[
+                "--max-upstream-conns",
+                "1",
+                "--upstream-pipelining",
+                "10s",
+                "--acquire-timeout",
+                "2s",
+            ],
+        )
+        .await;
+        let addr = gw.addr;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = Vec::new();
+        // Enough clients that some always wait to be sent ahead.
+        for _ in 0..32 {
+            let stop = stop.clone();
+            clients.push(tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    statuses.push(gateway::get(addr, "/hello.php").await.status);
+                }
+                statuses
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sent_ahead_before = gw.pool.snapshot().sent_ahead;
+        // Larger than what is sent along with the request head: streamed.
+        let body = bytes::Bytes::from(vec![b'x'; 256 * 1024]);
+        let upload = gateway::request(addr, "POST", "/echo_post.php", &[], body).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut statuses = Vec::new();
+        for c in clients {
+            statuses.extend(c.await.expect("client"));
+        }
+        let snap = gw.pool.snapshot();
+        assert_eq!(upload.status, 200, "{upstream}: {} {snap:?}", upload.text());
+        assert_eq!(upload.json()["length"], 256 * 1024);
+        assert!(sent_ahead_before > 0, "{upstream}: {snap:?}");
+        assert!(statuses.iter().all(|s| *s == 200), "{upstream}: {snap:?}");
+        gw.shutdown().await;
+    }
+}
+
+/// Requests bigger than 8 KiB are never sent ahead: several of them unread
+/// in the socket could fill it, and our write would then wait for php-fpm
+/// while php-fpm waits for us to read its response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_requests_are_not_sent_ahead() {
+    let fpm = PhpFpm::start();
+    let upstream = format!("unix:{}", fpm.unix_socket.display());
+    let gw = gateway_for(
+        &upstream,
+        &["--max-upstream-conns", "1", "--upstream-pipelining", "10s"],
+    )
+    .await;
+    let addr = gw.addr;
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        clients.push(tokio::spawn(async move {
+            let mut lengths = Vec::new();
+            for _ in 0..10 {
+                // Sent along with the request head (inline), yet too big.
+                let body = bytes::Bytes::from(vec![b'y'; 16 * 1024]);
+                let reply = gateway::request(addr, "POST", "/echo_post.php", &[], body).await;
+                assert_eq!(reply.status, 200, "{}", reply.text());
+                lengths.push(reply.json()["length"].as_u64());
+            }
+            lengths
+        }));
+    }
+    for c in clients {
+        let lengths = c.await.expect("client");
+        assert!(lengths.iter().all(|l| *l == Some(16 * 1024)), "{lengths:?}");
+    }
+    let snap = gw.pool.snapshot();
+    assert_eq!(snap.sent_ahead, 0, "{snap:?}");
+    gw.shutdown().await;
+}
