@@ -3,6 +3,7 @@
 //! Cache-Control, and a body streamed from disk. Decides nothing about what
 //! may be served; that is `route`'s job.
 
+mod contents;
 mod file_body;
 mod negotiate;
 mod range;
@@ -94,13 +95,19 @@ pub async fn serve(
     // File system calls here are synchronous: stat/open/read of a cached
     // file take microseconds, far less than a hop to the blocking pool.
     let (variant, has_variants) = choose_variant(path, headers);
-    let (file, meta, encoding) = match variant {
-        Some((enc, sibling)) => match open_file(&sibling) {
-            Ok((file, meta)) => (file, meta, Some(enc)),
+    let (source, meta, encoding, read_from) = match &variant {
+        Some((enc, sibling)) => match source_of(sibling) {
+            Ok((source, meta)) => (source, meta, Some(*enc), sibling.as_path()),
             // Vanished since the check: fall back to the file itself.
-            Err(_) => open_plain(path)?,
+            Err(_) => {
+                let (source, meta) = source_of(path)?;
+                (source, meta, None, path)
+            }
         },
-        None => open_plain(path)?,
+        None => {
+            let (source, meta) = source_of(path)?;
+            (source, meta, None, path)
+        }
     };
     let len = meta.len();
     let validators = Validators::new(len, meta.modified().ok(), encoding);
@@ -171,7 +178,15 @@ pub async fn serve(
         path: path.to_owned(),
         source,
     };
-    let mut file = file;
+    let mut file = match source {
+        // Its identity matched the file's, so its length is `len`.
+        Source::Remembered(data) => {
+            let part = data.slice(start as usize..(start + count) as usize);
+            *resp.body_mut() = GatewayBody::full(part);
+            return Ok(resp);
+        }
+        Source::File(file) => file,
+    };
     if start > 0 {
         file.seek(io::SeekFrom::Start(start)).map_err(io_err)?;
     }
@@ -179,11 +194,31 @@ pub async fn serve(
         // Small files go out as one buffer: no per-chunk reads, no extra task hops.
         let mut data = vec![0u8; count as usize];
         file.read_exact(&mut data).map_err(io_err)?;
-        *resp.body_mut() = GatewayBody::full(data.into());
+        let data = bytes::Bytes::from(data);
+        if count == len {
+            contents::remember(read_from, &meta, &data);
+        }
+        *resp.body_mut() = GatewayBody::full(data);
     } else {
         *resp.body_mut() = GatewayBody::boxed(FileBody::new(File::from_std(file), count));
     }
     Ok(resp)
+}
+
+/// Where a file's bytes come from.
+enum Source {
+    /// Read before, and the file is still the same (`contents`).
+    Remembered(bytes::Bytes),
+    File(std::fs::File),
+}
+
+/// The remembered contents of `path` if still current, else the file opened.
+fn source_of(path: &Path) -> Result<(Source, std::fs::Metadata), StaticError> {
+    if let Some((data, meta)) = contents::lookup(path) {
+        return Ok((Source::Remembered(data), meta));
+    }
+    let (file, meta) = open_file(path)?;
+    Ok((Source::File(file), meta))
 }
 
 /// The precompressed sibling to send, if the client accepts one that exists,
@@ -247,13 +282,6 @@ fn sibling_path(path: &Path, enc: Encoding) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
     name.push(enc.suffix());
     PathBuf::from(name)
-}
-
-fn open_plain(
-    path: &Path,
-) -> Result<(std::fs::File, std::fs::Metadata, Option<Encoding>), StaticError> {
-    let (file, meta) = open_file(path)?;
-    Ok((file, meta, None))
 }
 
 /// Opens and checks the file through its descriptor, so what is sent is

@@ -321,3 +321,37 @@ async fn siblings_are_remembered_briefly_and_a_vanished_one_falls_back() {
     assert_eq!(got.header("content-encoding"), None);
     assert_eq!(got.body, b"plain");
 }
+
+#[tokio::test]
+async fn small_files_are_served_from_memory_while_unchanged() {
+    let site = Site::new(&[("page.html", b"first"), ("big.bin", &[7u8; 70 * 1024])]);
+    let path = site.path("page.html");
+    // A file changed within the last second is not remembered: a second
+    // write in the same tick of the file clock could keep its ctime.
+    assert_eq!(get(&path, &[]).await.body, b"first");
+    assert!(contents::lookup(&path).is_none());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&path, &[]).await.body, b"first");
+    // Serving remembered it, with the file's identity.
+    let (data, _) = contents::lookup(&path).expect("remembered after one GET");
+    assert_eq!(&data[..], b"first");
+
+    // What is sent comes from memory: a stand-in with the same identity is
+    // what goes out, whole and in ranges.
+    let meta = std::fs::metadata(&path).unwrap();
+    contents::remember(&path, &meta, &bytes::Bytes::from_static(b"FROMM"));
+    assert_eq!(get(&path, &[]).await.body, b"FROMM");
+    let part = get(&path, &[("range", "bytes=1-2")]).await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.body, b"RO");
+
+    // Any later write changes the identity (ctime at least): the file is
+    // read again.
+    std::fs::write(&path, b"other").unwrap();
+    assert_eq!(get(&path, &[]).await.body, b"other");
+
+    // Bigger files are read each time.
+    let big = site.path("big.bin");
+    assert_eq!(get(&big, &[]).await.body.len(), 70 * 1024);
+    assert!(contents::lookup(&big).is_none());
+}
