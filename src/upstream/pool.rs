@@ -636,9 +636,10 @@ impl Lease {
         conn.uses += 1;
         if let Some(successor) = guard.successors.pop_front() {
             // Its response comes next on this connection, so it cannot be
-            // closed for a stuck one; if the request gave up waiting, the
-            // returned lease drops here and closes it, aborting that script
-            // as a client leaving would.
+            // closed for a stuck one. If the request gave up waiting, the
+            // returned lease drops here: that closes the connection,
+            // aborting its script as a client leaving would, or, with more
+            // requests behind it, reads its response away for them.
             let next = Lease {
                 held: Some(Held {
                     conn,
