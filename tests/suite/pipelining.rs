@@ -18,6 +18,11 @@ async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
     Gateway::serve(upstream, &fixtures_dir().display().to_string(), extra).await
 }
 
+/// A gateway in front of `fpm`'s unix-socket pool.
+async fn unix_gateway(fpm: &PhpFpm, extra: &[&str]) -> Gateway {
+    gateway_for(&format!("unix:{}", fpm.unix_socket.display()), extra).await
+}
+
 /// `total` GETs of `path?n=<i>` from `concurrency` clients; for each, whether
 /// it was a 200 whose body names its own query string (`env.php` echoes it).
 async fn load_checked(
@@ -45,33 +50,6 @@ async fn load_checked(
                     Err(format!("{query}: {} {}", reply.status, reply.text()))
                 });
             }
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("client task"));
-    }
-    all
-}
-
-/// Sends `total` GETs of `path` from `concurrency` clients; returns the statuses.
-async fn load(
-    addr: std::net::SocketAddr,
-    path: &str,
-    total: usize,
-    concurrency: usize,
-) -> Vec<u16> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let next = next.clone();
-        let path = path.to_owned();
-        tasks.push(tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < total {
-                statuses.push(gateway::get(addr, &path).await.status);
-            }
-            statuses
         }));
     }
     let mut all = Vec::new();
@@ -134,7 +112,7 @@ async fn worker_recycling_with_requests_sent_ahead_fails_none() {
             &["--max-upstream-conns", "4", "--upstream-pipelining", "5s"],
         )
         .await;
-        let statuses = load(gw.addr, "/hello.php", 2000, 16).await;
+        let statuses = gateway::load(gw.addr, "/hello.php", 2000, 16).await;
         let snap = gw.pool.snapshot();
         let failed = statuses.iter().filter(|s| **s != 200).count();
         assert_eq!(failed, 0, "{upstream}: {failed} of 2000 failed; {snap:?}");
@@ -150,9 +128,8 @@ async fn worker_recycling_with_requests_sent_ahead_fails_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_request_pauses_pipelining() {
     let fpm = PhpFpm::start();
-    let upstream = format!("unix:{}", fpm.unix_socket.display());
-    let gw = gateway_for(
-        &upstream,
+    let gw = unix_gateway(
+        &fpm,
         &[
             "--max-upstream-conns",
             "2",
@@ -162,7 +139,7 @@ async fn a_slow_request_pauses_pipelining() {
     )
     .await;
     let sent_ahead = || gw.pool.snapshot().sent_ahead;
-    assert!(load(gw.addr, "/hello.php", 300, 8)
+    assert!(gateway::load(gw.addr, "/hello.php", 300, 8)
         .await
         .iter()
         .all(|s| *s == 200));
@@ -173,7 +150,7 @@ async fn a_slow_request_pauses_pipelining() {
         "slept 300"
     );
     let before = sent_ahead();
-    assert!(load(gw.addr, "/hello.php", 200, 8)
+    assert!(gateway::load(gw.addr, "/hello.php", 200, 8)
         .await
         .iter()
         .all(|s| *s == 200));
@@ -185,7 +162,7 @@ async fn a_slow_request_pauses_pipelining() {
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(2100)).await;
         let before = sent_ahead();
-        assert!(load(gw.addr, "/hello.php", 200, 8)
+        assert!(gateway::load(gw.addr, "/hello.php", 200, 8)
             .await
             .iter()
             .all(|s| *s == 200));
@@ -399,9 +376,8 @@ async fn a_streamed_upload_is_not_starved_by_pipelined_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_requests_are_not_sent_ahead() {
     let fpm = PhpFpm::start();
-    let upstream = format!("unix:{}", fpm.unix_socket.display());
-    let gw = gateway_for(
-        &upstream,
+    let gw = unix_gateway(
+        &fpm,
         &["--max-upstream-conns", "1", "--upstream-pipelining", "10s"],
     )
     .await;

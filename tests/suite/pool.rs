@@ -4,7 +4,6 @@
 
 use crate::support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,33 +19,6 @@ async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
     Gateway::serve(upstream, &fixtures_dir().display().to_string(), extra).await
 }
 
-/// Sends `total` GETs of `path` with `concurrency` clients; returns the statuses.
-async fn load(
-    addr: std::net::SocketAddr,
-    path: &str,
-    total: usize,
-    concurrency: usize,
-) -> Vec<u16> {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let next = next.clone();
-        let path = path.to_owned();
-        tasks.push(tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
-                statuses.push(gateway::get(addr, &path).await.status);
-            }
-            statuses
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_recycling_never_fails_a_request() {
     let fpm = PhpFpm::start_with(PhpFpmOptions {
@@ -56,7 +28,7 @@ async fn worker_recycling_never_fails_a_request() {
     });
     for upstream in upstreams(&fpm) {
         let gw = gateway_for(&upstream, &[]).await;
-        let statuses = load(gw.addr, "/hello.php", 5000, 16).await;
+        let statuses = gateway::load(gw.addr, "/hello.php", 5000, 16).await;
         let failed = statuses.iter().filter(|s| **s != 200).count();
         let snap = gw.pool.snapshot();
         assert_eq!(
@@ -94,7 +66,7 @@ async fn oversized_pool_settles_without_redialing() {
     for upstream in upstreams(&fpm) {
         let gw = gateway_for(&upstream, &["--max-upstream-conns", "8"]).await;
         let total = 4000;
-        let statuses = load(gw.addr, "/hello.php", total, 32).await;
+        let statuses = gateway::load(gw.addr, "/hello.php", total, 32).await;
         let snap = gw.pool.snapshot();
         assert!(
             statuses.iter().all(|s| *s == 200),
@@ -148,7 +120,7 @@ async fn php_fpm_restart_recovers_without_gateway_restart() {
             assert!(Instant::now() < deadline, "no recovery after restart");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let statuses = load(gw.addr, "/hello.php", 200, 8).await;
+        let statuses = gateway::load(gw.addr, "/hello.php", 200, 8).await;
         assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     }
     gw_unix.shutdown().await;
@@ -170,7 +142,7 @@ async fn pinned_workers_do_not_deadlock() {
         )
         .await;
         let started = Instant::now();
-        let statuses = load(gw.addr, "/slow.php?ms=300", 12, 12).await;
+        let statuses = gateway::load(gw.addr, "/slow.php?ms=300", 12, 12).await;
         let took = started.elapsed();
         assert_eq!(
             statuses,

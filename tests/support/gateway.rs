@@ -182,6 +182,28 @@ pub async fn send(
         .expect("response from gateway")
 }
 
+/// Sends `total` GETs of `path` from `concurrency` clients; returns the statuses.
+pub async fn load(addr: SocketAddr, path: &str, total: usize, concurrency: usize) -> Vec<u16> {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let next = next.clone();
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                statuses.push(get(addr, &path).await.status);
+            }
+            statuses
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    all
+}
+
 /// Writes raw bytes and reads until the server closes or `timeout` passes.
 pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
