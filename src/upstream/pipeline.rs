@@ -224,10 +224,10 @@ impl Ticket {
     }
 
     /// Waits for the request ahead to end (claimed requests only).
-    pub(crate) async fn handoff(self) -> Handoff {
+    pub(crate) async fn handoff(mut self) -> Handoff {
         // The sender went away without a word: the exchange ahead was dropped
         // while writing this request, so whether php-fpm got it is unknown.
-        self.rx
+        (&mut self.rx)
             .await
             .unwrap_or(Handoff::Lost(UpstreamError::Closed))
     }
@@ -235,5 +235,15 @@ impl Ticket {
     /// The receiving end, for waiting on it alongside a permit.
     pub(crate) fn receiver(&mut self) -> &mut oneshot::Receiver<Handoff> {
         &mut self.rx
+    }
+}
+
+impl Drop for Ticket {
+    /// A request given up while queued (its client left) must not be sent
+    /// ahead and run for nobody: `claim` skips it from now on.
+    fn drop(&mut self) {
+        let _ = self
+            .state
+            .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire);
     }
 }

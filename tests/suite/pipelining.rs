@@ -404,3 +404,41 @@ async fn big_requests_are_not_sent_ahead() {
     assert_eq!(snap.sent_ahead, 0, "{snap:?}");
     gw.shutdown().await;
 }
+
+/// A request whose client left while it waited in the queue is never sent
+/// ahead: php-fpm would run it for nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_given_up_while_queued_is_not_sent() {
+    let hold = Script::new(vec![
+        Step::Sleep(Duration::from_millis(400)),
+        header_then("held"),
+        end(),
+    ]);
+    let fake = FakeFcgi::start(vec![Script::ok("warm"), hold, Script::ok("next")]).await;
+    let gw = gateway_for(
+        &unix_of(&fake),
+        &["--max-upstream-conns", "1", "--upstream-pipelining", "10s"],
+    )
+    .await;
+    let addr = gw.addr;
+    assert_eq!(gateway::get(addr, "/hello.php").await.text(), "warm");
+    let held = tokio::spawn(async move { gateway::get(addr, "/hello.php").await.text() });
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /hello.php HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Leaves while its request waits for the only connection.
+    }
+    assert_eq!(held.await.expect("held"), "held");
+    // The next request starts an exchange that would send the queued one ahead.
+    assert_eq!(gateway::get(addr, "/hello.php").await.text(), "next");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let snap = gw.pool.snapshot();
+    assert_eq!(snap.sent_ahead, 0, "{snap:?}");
+    assert_eq!(fake.requests_seen(), 3, "{snap:?}");
+    gw.shutdown().await;
+}
