@@ -134,6 +134,7 @@ async fn route_and_forward(
         FcgiRequest {
             head: head.freeze(),
             body,
+            route: upstream::route_key(parts.uri.path()),
         },
         state.server_timing,
     );

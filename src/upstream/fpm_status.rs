@@ -177,6 +177,7 @@ pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
         FcgiRequest {
             head,
             body: RequestBody::Empty,
+            route: 0,
         },
         tx,
         Measure::Nothing,

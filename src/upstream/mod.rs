@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 pub use addr::UpstreamAddr;
 pub use body::{RequestBody, Spool, SpoolError};
 pub use conn::{ExchangeTimeouts, Output};
+pub use pipeline::route_key;
 pub use pool::{ExchangeObserver, Pool, PoolSettings, PoolSnapshot, PoolStats};
 
 use crate::fastcgi::{DecodeError, ProtocolStatus};
@@ -66,6 +67,9 @@ pub enum UpstreamError {
 pub struct FcgiRequest {
     pub head: Bytes,
     pub body: RequestBody,
+    /// Which URL path it is for (a hash; `pipeline::route_key`): requests
+    /// are not sent ahead behind one whose path was recently slow.
+    pub route: u64,
 }
 
 /// Where one request's time at the upstream went, each part measured where
@@ -138,7 +142,7 @@ pub async fn forward(
     loop {
         // Only a request php-fpm gets whole at once may wait on a busy connection.
         let ahead = (request.body.is_empty() && !retried).then_some(&request.head);
-        let mut lease = match pool.acquire(retried, ahead).await {
+        let mut lease = match pool.acquire(retried, ahead, request.route).await {
             Ok(lease) => lease,
             Err(e) => {
                 let _ = out.send(Output::Failed(e)).await;
@@ -148,6 +152,7 @@ pub async fn forward(
         watch.timing.queue += lease.waited();
         watch.timing.connect = lease.dialled();
         let reused = lease.is_reused();
+        lease.set_route(request.route);
         let result = conn::exchange_leased(
             &mut lease,
             request.head.clone(),

@@ -19,7 +19,10 @@
 //! - while the pool's recent exchanges were all fast: one that takes longer
 //!   than the threshold (`--upstream-pipelining`, 10 ms by default) pauses
 //!   pipelining for `PAUSE`. A slow request thus delays at most the
-//!   `MAX_BEHIND` requests already behind it.
+//!   `MAX_BEHIND` requests already behind it;
+//! - and never for or behind a request for a URL path that was slow in the
+//!   last `SLOW_PATH_REMEMBERED` (a long poll, an export): only the first
+//!   slow request to a path can hold others up.
 //!
 //! What is written onto a connection stays there: when the request ahead
 //! ends, the connection with the next request's response to come is handed
@@ -28,7 +31,7 @@
 //! is not lost. When the connection dies before the request ahead ended,
 //! php-fpm never read the one behind: it is sent again (`Handoff::NotSent`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,6 +51,10 @@ pub(crate) const MAX_BEHIND: usize = 4;
 /// `MAX_BEHIND` of them a connection holds at most 32 KiB that php-fpm has
 /// not read: less than any socket buffer, so writing them never waits.
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
+/// How long a URL path that was slow gets no requests sent behind it.
+const SLOW_PATH_REMEMBERED: Duration = Duration::from_secs(60);
+/// Slow paths remembered at most; past it, the memory starts afresh.
+const SLOW_PATHS_MAX: usize = 4096;
 /// How long pipelining stays off after something was slow.
 pub(crate) const PAUSE: Duration = Duration::from_secs(2);
 
@@ -95,6 +102,16 @@ pub(crate) struct Pipeline {
     /// Requests waiting for a connection that cannot be sent ahead: while
     /// there are any, nothing is, so connections come free for them.
     others_waiting: AtomicUsize,
+    /// URL paths (`route_key`) that were slow, and when.
+    slow_paths: Mutex<HashMap<u64, Instant>>,
+}
+
+/// A URL path's key for remembering that it was slow (FNV-1a; 0 is "none").
+pub fn route_key(path: &str) -> u64 {
+    let hash = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash.max(1)
 }
 
 /// A waiter's place in the queue.
@@ -114,6 +131,7 @@ impl Pipeline {
             paused_until: AtomicU64::new(0),
             sent_ahead: AtomicU64::new(0),
             others_waiting: AtomicUsize::new(0),
+            slow_paths: Mutex::new(HashMap::new()),
         }
     }
 
@@ -133,19 +151,47 @@ impl Pipeline {
         }
     }
 
-    /// An exchange ended `took` after its request went out.
-    pub(crate) fn exchange_took(&self, took: Duration) {
-        if self.slow.is_some_and(|slow| took > slow) {
-            self.pause();
+    /// An exchange for `route` ended `took` after its request went out.
+    pub(crate) fn exchange_took(&self, route: u64, took: Duration) {
+        if self.slow.is_none_or(|slow| took <= slow) {
+            return;
+        }
+        self.pause();
+        if route == 0 {
+            return;
+        }
+        if let Ok(mut paths) = self.slow_paths.lock() {
+            if paths.len() >= SLOW_PATHS_MAX {
+                paths.clear();
+            }
+            paths.insert(route, Instant::now());
+        }
+    }
+
+    /// Whether requests for `route` were slow lately: none are sent behind it.
+    pub(crate) fn was_slow(&self, route: u64) -> bool {
+        if route == 0 {
+            return false;
+        }
+        let Ok(mut paths) = self.slow_paths.lock() else {
+            return true;
+        };
+        match paths.get(&route) {
+            Some(at) if at.elapsed() < SLOW_PATH_REMEMBERED => true,
+            Some(_) => {
+                paths.remove(&route);
+                false
+            }
+            None => false,
         }
     }
 
     /// Queues a request (its whole FastCGI request in `head`) to be sent
     /// ahead by the next exchange that may. None when it may not be sent
-    /// ahead now (paused, too big, or a panic poisoned the queue): it then
-    /// waits as usual.
-    pub(crate) fn enqueue(&self, head: &Bytes) -> Option<Ticket> {
-        if !self.is_open() || head.len() > MAX_HEAD {
+    /// ahead now (paused, too big, its path `route` was slow lately, or a
+    /// panic poisoned the queue): it then waits as usual.
+    pub(crate) fn enqueue(&self, head: &Bytes, route: u64) -> Option<Ticket> {
+        if !self.is_open() || head.len() > MAX_HEAD || self.was_slow(route) {
             return None;
         }
         let head = head.clone();
@@ -159,6 +205,11 @@ impl Pipeline {
         });
         self.queued.fetch_add(1, Ordering::AcqRel);
         Some(Ticket { state, rx })
+    }
+
+    /// Whether any request waits to be sent ahead (no lock taken).
+    pub(crate) fn has_queued(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > 0
     }
 
     /// The oldest queued request, now claimed: the caller writes `head` onto

@@ -179,6 +179,8 @@ pub(crate) struct LeaseGuard {
     reused: bool,
     /// When the current request went out.
     sent_at: Option<Instant>,
+    /// The current request's URL path (`pipeline::route_key`).
+    route: u64,
     /// The requests written behind the current one on this connection, in
     /// order, each told when its turn to read comes.
     successors: VecDeque<oneshot::Sender<Handoff>>,
@@ -309,10 +311,12 @@ impl Pool {
     /// (the retry after a reused connection failed). `ahead`, the whole
     /// request of one without a streamed body, lets it be sent ahead onto a
     /// busy connection while it waits (`pipeline`); the lease then says so.
+    /// `route` is its URL path's key (`pipeline::route_key`).
     pub async fn acquire(
         &self,
         fresh_only: bool,
         ahead: Option<&Bytes>,
+        route: u64,
     ) -> Result<Lease, UpstreamError> {
         let inner = &self.inner;
         let mut ahead = ahead;
@@ -320,7 +324,7 @@ impl Pool {
             if let Ok(permit) = inner.permits.clone().try_acquire_owned() {
                 break (permit, Duration::ZERO);
             }
-            match self.wait_for_permit(ahead.take()).await? {
+            match self.wait_for_permit(ahead.take(), route).await? {
                 (Granted::Permit(permit), waited) => break (permit, waited),
                 (Granted::Handoff(Handoff::Ready(mut lease)), waited) => {
                     inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
@@ -374,6 +378,7 @@ impl Pool {
     async fn wait_for_permit(
         &self,
         ahead: Option<&Bytes>,
+        route: u64,
     ) -> Result<(Granted, Duration), UpstreamError> {
         let inner = &self.inner;
         let wait = inner.settings.acquire_timeout;
@@ -388,7 +393,7 @@ impl Pool {
         }
         let started = Instant::now();
         let pipeline = &inner.pipeline;
-        let ticket = ahead.and_then(|head| pipeline.enqueue(head));
+        let ticket = ahead.and_then(|head| pipeline.enqueue(head, route));
         let permit = inner.permits.clone().acquire_owned();
         let res = match ticket {
             None => match tokio::time::timeout(wait, pipeline.waiting_for_a_slot(permit)).await {
@@ -453,6 +458,7 @@ impl Pool {
                     awaiting_id: None,
                     reused: false,
                     sent_at: None,
+                    route: 0,
                     successors: VecDeque::new(),
                 },
                 permit,
@@ -564,6 +570,13 @@ impl Lease {
         self.dialled
     }
 
+    /// Which URL path the request is for (`pipeline::route_key`).
+    pub(crate) fn set_route(&mut self, route: u64) {
+        if let Some(held) = self.held.as_mut() {
+            held.guard.route = route;
+        }
+    }
+
     /// The request is already on the connection: only its response is to come.
     pub(crate) fn was_sent_ahead(&self) -> bool {
         self.sent_ahead
@@ -624,7 +637,7 @@ impl Lease {
         guard.first_byte();
         let pool = guard.pool.clone();
         if let Some(sent_at) = guard.sent_at.take() {
-            pool.pipeline.exchange_took(sent_at.elapsed());
+            pool.pipeline.exchange_took(guard.route, sent_at.elapsed());
         }
         let awaiting = pool.fresh_awaiting_first_byte.load(Ordering::Acquire);
         let stuck = if awaiting > 0 {
@@ -853,10 +866,14 @@ impl LeaseGuard {
     /// A request to write onto this connection behind those already there,
     /// if fewer than `MAX_BEHIND` are, one waits and the pool allows it now.
     pub(crate) fn claim_successor(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
-        if self.successors.len() >= MAX_BEHIND {
+        let pipeline = &self.pool.pipeline;
+        if self.successors.len() >= MAX_BEHIND
+            || !pipeline.has_queued()
+            || pipeline.was_slow(self.route)
+        {
             return None;
         }
-        self.pool.pipeline.claim()
+        pipeline.claim()
     }
 
     /// The claimed request is on the connection, behind those already there.

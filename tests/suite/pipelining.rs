@@ -442,3 +442,63 @@ async fn a_request_given_up_while_queued_is_not_sent() {
     assert_eq!(fake.requests_seen(), 3, "{snap:?}");
     gw.shutdown().await;
 }
+
+/// Nothing is sent behind a request for a URL path that was slow lately:
+/// the fast requests queued while it starts go to the other connection
+/// instead of waiting behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_waits_behind_a_path_that_was_slow() {
+    let fpm = PhpFpm::start();
+    let gw = unix_gateway(
+        &fpm,
+        &[
+            "--max-upstream-conns",
+            "2",
+            "--upstream-pipelining",
+            "200ms",
+        ],
+    )
+    .await;
+    let addr = gw.addr;
+    // /slow.php is slow once (and pauses pipelining for 2 s).
+    assert_eq!(gateway::get(addr, "/slow.php?ms=300").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let started = std::time::Instant::now();
+    // Two quick-enough requests take both connections...
+    let mut holds = Vec::new();
+    for _ in 0..2 {
+        holds.push(tokio::spawn(async move {
+            gateway::get(addr, "/slow.php?ms=100").await.status
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // ...so the slow one and then fast ones queue; the slow one starts first.
+    let slow = tokio::spawn(async move {
+        let status = gateway::get(addr, "/slow.php?ms=600").await.status;
+        (status, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut fast = Vec::new();
+    for _ in 0..4 {
+        fast.push(tokio::spawn(async move {
+            let status = gateway::get(addr, "/hello.php").await.status;
+            (status, started.elapsed())
+        }));
+    }
+    for h in holds {
+        assert_eq!(h.await.expect("hold"), 200);
+    }
+    let (status, slow_done) = slow.await.expect("slow");
+    assert_eq!(status, 200);
+    let snap = gw.pool.snapshot();
+    for f in fast {
+        let (status, done) = f.await.expect("fast");
+        assert_eq!(status, 200);
+        assert!(
+            done < slow_done,
+            "a fast request ({done:?}) waited behind the slow one ({slow_done:?}): {snap:?}"
+        );
+    }
+    gw.shutdown().await;
+}
