@@ -18,9 +18,16 @@ async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
     Gateway::serve(upstream, &fixtures_dir().display().to_string(), extra).await
 }
 
-/// A gateway in front of `fpm`'s unix-socket pool.
-async fn unix_gateway(fpm: &PhpFpm, extra: &[&str]) -> Gateway {
-    gateway_for(&format!("unix:{}", fpm.unix_socket.display()), extra).await
+/// A gateway in front of `fpm`'s unix-socket pool with `conns` upstream
+/// connections, pipelining paused by any request slower than `threshold`.
+async fn pipelining_gateway(fpm: &PhpFpm, conns: &str, threshold: &str) -> Gateway {
+    let extra = [
+        "--max-upstream-conns",
+        conns,
+        "--upstream-pipelining",
+        threshold,
+    ];
+    gateway_for(&format!("unix:{}", fpm.unix_socket.display()), &extra).await
 }
 
 /// `total` GETs of `path?n=<i>` from `concurrency` clients; for each, whether
@@ -128,16 +135,7 @@ async fn worker_recycling_with_requests_sent_ahead_fails_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_request_pauses_pipelining() {
     let fpm = PhpFpm::start();
-    let gw = unix_gateway(
-        &fpm,
-        &[
-            "--max-upstream-conns",
-            "2",
-            "--upstream-pipelining",
-            "100ms",
-        ],
-    )
-    .await;
+    let gw = pipelining_gateway(&fpm, "2", "100ms").await;
     let sent_ahead = || gw.pool.snapshot().sent_ahead;
     assert!(gateway::load(gw.addr, "/hello.php", 300, 8)
         .await
@@ -376,11 +374,7 @@ async fn a_streamed_upload_is_not_starved_by_pipelined_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_requests_are_not_sent_ahead() {
     let fpm = PhpFpm::start();
-    let gw = unix_gateway(
-        &fpm,
-        &["--max-upstream-conns", "1", "--upstream-pipelining", "10s"],
-    )
-    .await;
+    let gw = pipelining_gateway(&fpm, "1", "10s").await;
     let addr = gw.addr;
     let mut clients = Vec::new();
     for _ in 0..16 {
@@ -449,16 +443,7 @@ async fn a_request_given_up_while_queued_is_not_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_waits_behind_a_path_that_was_slow() {
     let fpm = PhpFpm::start();
-    let gw = unix_gateway(
-        &fpm,
-        &[
-            "--max-upstream-conns",
-            "2",
-            "--upstream-pipelining",
-            "200ms",
-        ],
-    )
-    .await;
+    let gw = pipelining_gateway(&fpm, "2", "200ms").await;
     let addr = gw.addr;
     // /slow.php is slow once (and pauses pipelining for 2 s).
     assert_eq!(gateway::get(addr, "/slow.php?ms=300").await.status, 200);
