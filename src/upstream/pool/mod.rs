@@ -17,12 +17,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::capacity::{AwaitingFresh, Learning, Stuck, Verdict, STUCK_MIN};
-use super::conn::{self, Conn, ExchangeTimeouts, Outcome};
-use super::pipeline::{Handoff, Pipeline, MAX_BEHIND};
+use super::conn::{self, Conn, ExchangeTimeouts};
+use super::pipeline::{Handoff, Pipeline};
 use super::{UpstreamAddr, UpstreamError};
+
+mod lease;
+use lease::Held;
+pub use lease::Lease;
+pub(crate) use lease::LeaseGuard;
 
 /// How the pool is set up; built from the config. A reload keeps the pool
 /// (and its warm connections) when these are equal.
@@ -144,46 +149,6 @@ struct PoolInner {
 #[derive(Debug, Clone)]
 pub struct Pool {
     inner: Arc<PoolInner>,
-}
-
-/// One connection checked out of the pool, holding its permit. Dropping a
-/// lease without `release` closes the connection and frees the slot, except
-/// when a request was sent ahead on it: then the current response is read
-/// away first and the connection goes to that request.
-#[derive(Debug)]
-pub struct Lease {
-    /// Always set until `release` or drop takes it.
-    held: Option<Held>,
-    /// How long the request waited for its slot.
-    waited: Duration,
-    /// How long dialling took, when the connection is new.
-    dialled: Option<Duration>,
-    /// The request is already on the connection (it was sent ahead).
-    sent_ahead: bool,
-}
-
-#[derive(Debug)]
-struct Held {
-    conn: Conn,
-    guard: LeaseGuard,
-    permit: OwnedSemaphorePermit,
-}
-
-/// The bookkeeping of one lease, undone when it drops (released or not).
-#[derive(Debug)]
-pub(crate) struct LeaseGuard {
-    pool: Arc<PoolInner>,
-    /// Set while this lease's fresh connection waits for its first byte.
-    awaiting_id: Option<u64>,
-    /// The request went out on a reused connection.
-    reused: bool,
-    /// When the current request went out.
-    sent_at: Option<Instant>,
-    /// The current request's URL path (`pipeline::route_key`).
-    route: u64,
-    /// The requests written behind the current one on this connection, in
-    /// order, each told when its turn to read comes.
-    successors: VecDeque<oneshot::Sender<Handoff>>,
 }
 
 impl Pool {
@@ -554,198 +519,6 @@ impl Drop for DecrementOnDrop<'_> {
     }
 }
 
-impl Lease {
-    /// Whether the connection served a request before this one.
-    pub fn is_reused(&self) -> bool {
-        self.held.as_ref().is_some_and(|h| h.conn.is_reused())
-    }
-
-    /// How long the request waited in the queue for this slot.
-    pub fn waited(&self) -> Duration {
-        self.waited
-    }
-
-    /// How long dialling took, when this connection is new.
-    pub fn dialled(&self) -> Option<Duration> {
-        self.dialled
-    }
-
-    /// Which URL path the request is for (`pipeline::route_key`).
-    pub(crate) fn set_route(&mut self, route: u64) {
-        if let Some(held) = self.held.as_mut() {
-            held.guard.route = route;
-        }
-    }
-
-    /// The request is already on the connection: only its response is to come.
-    pub(crate) fn was_sent_ahead(&self) -> bool {
-        self.sent_ahead
-    }
-
-    /// Marks the request as on its way. A fresh connection may sit in
-    /// php-fpm's backlog until its first byte arrives.
-    pub fn request_sent(&mut self) {
-        let Some(Held { conn, guard, .. }) = self.held.as_mut() else {
-            return;
-        };
-        guard.sent_at = Some(Instant::now());
-        if conn.is_reused() {
-            guard.reused = true;
-            return;
-        }
-        if guard.awaiting_id.is_some() {
-            return;
-        }
-        let pool = &guard.pool;
-        let id = pool.next_awaiting_id.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut awaiting) = pool.awaiting.lock() {
-            awaiting.push(AwaitingFresh {
-                id,
-                since: Instant::now(),
-                freed_for_at: None,
-            });
-            guard.awaiting_id = Some(id);
-            pool.fresh_awaiting_first_byte
-                .fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    /// The connection and the bookkeeping to tell the pool about the first byte.
-    pub(crate) fn parts(&mut self) -> Option<(&mut Conn, &mut LeaseGuard)> {
-        self.held.as_mut().map(|h| (&mut h.conn, &mut h.guard))
-    }
-
-    /// Hands the connection to the request sent ahead on it, if any;
-    /// otherwise returns it to the idle list when the exchange left it
-    /// clean, no stuck fresh connection needs its worker, and the pool has
-    /// room for it; else closes it. The permit goes with the connection to
-    /// the request sent ahead, or is released.
-    pub fn release(mut self, outcome: Outcome) {
-        if outcome != Outcome::Reusable {
-            // Dropping closes it, or first reads the response away for a
-            // request sent ahead.
-            return;
-        }
-        let Some(Held {
-            mut conn,
-            mut guard,
-            permit,
-        }) = self.held.take()
-        else {
-            return;
-        };
-        guard.first_byte();
-        let pool = guard.pool.clone();
-        if let Some(sent_at) = guard.sent_at.take() {
-            pool.pipeline.exchange_took(guard.route, sent_at.elapsed());
-        }
-        let awaiting = pool.fresh_awaiting_first_byte.load(Ordering::Acquire);
-        let stuck = if awaiting > 0 {
-            pool.stuck_fresh()
-        } else {
-            Stuck::None
-        };
-        learn_capacity(&pool, awaiting, stuck != Stuck::None);
-        conn.uses += 1;
-        if let Some(successor) = guard.successors.pop_front() {
-            // Its response comes next on this connection, so it cannot be
-            // closed for a stuck one. If the request gave up waiting, the
-            // returned lease drops here: that closes the connection,
-            // aborting its script as a client leaving would, or, with more
-            // requests behind it, reads its response away for them.
-            let next = Lease {
-                held: Some(Held {
-                    conn,
-                    guard,
-                    permit,
-                }),
-                waited: Duration::ZERO,
-                dialled: None,
-                sent_ahead: true,
-            };
-            let _ = successor.send(Handoff::Ready(Box::new(next)));
-            return;
-        }
-        if stuck == Stuck::Claimed {
-            // Our idle connection would pin the worker that connection needs.
-            pool.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let max_idle = pool.settings.max_idle;
-        conn.idle_since = Instant::now();
-        // After a shrink, open connections may outnumber the size: an idle
-        // one beyond it would never be handed out, yet pin a php-fpm worker.
-        let size = pool.size.load(Ordering::Acquire);
-        let busy = pool.busy.load(Ordering::Acquire);
-        if let Ok(mut idle) = pool.idle.lock() {
-            if idle.len() < max_idle && idle.len() + busy <= size {
-                idle.push(conn);
-            }
-        };
-        // `guard` and `permit` drop here, after the connection is back, so
-        // the next waiter finds it idle instead of dialing.
-        drop(guard);
-        drop(permit);
-    }
-}
-
-impl Drop for Lease {
-    /// A lease dropped with a request sent ahead on its connection (the
-    /// client left, or the exchange failed): that request must not be lost,
-    /// so the current response is read away in a task of its own and the
-    /// connection then handed on.
-    fn drop(&mut self) {
-        let Some(held) = self.held.take() else {
-            return;
-        };
-        if held.guard.successors.is_empty() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut lease = Lease {
-            held: Some(held),
-            waited: Duration::ZERO,
-            dialled: None,
-            sent_ahead: false,
-        };
-        runtime.spawn(async move {
-            let read_timeout = lease
-                .held
-                .as_ref()
-                .map(|h| h.guard.pool.settings.read_timeout);
-            let finished = match (lease.held.as_mut(), read_timeout) {
-                (Some(held), Some(after)) => conn::read_away(&mut held.conn, after).await,
-                _ => Err(conn::ReadAwayFailure::Dead),
-            };
-            match finished {
-                Ok(()) => lease.release(Outcome::Reusable),
-                Err(failure) => {
-                    let Some(held) = lease.held.as_mut() else {
-                        return;
-                    };
-                    let successors = std::mem::take(&mut held.guard.successors);
-                    // php-fpm closed before it finished: it never read the
-                    // requests behind. Otherwise it may still run them.
-                    let dead = matches!(failure, conn::ReadAwayFailure::Dead);
-                    let mut error = match failure {
-                        conn::ReadAwayFailure::Dead => None,
-                        conn::ReadAwayFailure::Other(e) => Some(e),
-                    };
-                    for successor in successors {
-                        let _ = successor.send(if dead {
-                            Handoff::NotSent
-                        } else {
-                            Handoff::Lost(error.take().unwrap_or(UpstreamError::Closed))
-                        });
-                    }
-                }
-            }
-        });
-    }
-}
-
 impl PoolInner {
     fn stuck_after(&self) -> Duration {
         let usual = Duration::from_micros(self.reused_first_byte_micros.load(Ordering::Relaxed));
@@ -825,104 +598,5 @@ fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize, saw_stuck: bool) {
             );
         }
         _ => {}
-    }
-}
-
-impl LeaseGuard {
-    /// The first byte came back `after` the request went out (the exchange
-    /// times it): a reused connection's time feeds what "usual" is.
-    pub(crate) fn first_byte_after(&mut self, after: Duration) {
-        if std::mem::take(&mut self.reused) {
-            // An average over ~8 samples; racing updates lose a sample, no more.
-            let sample = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
-            let avg = &self.pool.reused_first_byte_micros;
-            let old = avg.load(Ordering::Relaxed);
-            let new = if old == 0 {
-                sample
-            } else {
-                old - old / 8 + sample / 8
-            };
-            avg.store(new, Ordering::Relaxed);
-        }
-        self.first_byte();
-    }
-
-    /// Ends the wait for the first byte, if this lease was still waiting.
-    pub(crate) fn first_byte(&mut self) {
-        if let Some(id) = self.awaiting_id.take() {
-            if let Ok(mut awaiting) = self.pool.awaiting.lock() {
-                awaiting.retain(|a| a.id != id);
-            }
-            self.pool
-                .fresh_awaiting_first_byte
-                .fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-impl LeaseGuard {
-    /// A request to write ahead onto this connection, if one waits and the
-    /// pool allows it now.
-    /// A request to write onto this connection behind those already there,
-    /// if fewer than `MAX_BEHIND` are, one waits and the pool allows it now.
-    pub(crate) fn claim_successor(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
-        let pipeline = &self.pool.pipeline;
-        if self.successors.len() >= MAX_BEHIND
-            || !pipeline.has_queued()
-            || pipeline.was_slow(self.route)
-        {
-            return None;
-        }
-        pipeline.claim()
-    }
-
-    /// The claimed request is on the connection, behind those already there.
-    pub(crate) fn set_successor(&mut self, successor: oneshot::Sender<Handoff>) {
-        self.successors.push_back(successor);
-    }
-
-    pub(crate) fn has_successor(&self) -> bool {
-        !self.successors.is_empty()
-    }
-
-    /// While a fresh connection awaits its first byte: when to look again
-    /// whether it is stuck in php-fpm's backlog.
-    pub(crate) fn stuck_check_at(&self) -> Option<Instant> {
-        let id = self.awaiting_id?;
-        let awaiting = self.pool.awaiting.lock().ok()?;
-        let me = awaiting.iter().find(|a| a.id == id)?;
-        Some(me.freed_for_at.unwrap_or(me.since) + self.pool.stuck_after())
-    }
-
-    /// Called when this fresh connection has waited past `stuck_check_at`:
-    /// idle connections of ours may be what pins every php-fpm worker (no
-    /// connection comes back to be closed for it), so close the oldest one.
-    pub(crate) fn free_a_worker(&mut self) {
-        let Some(id) = self.awaiting_id else {
-            return;
-        };
-        let pool = &self.pool;
-        if let Ok(mut awaiting) = pool.awaiting.lock() {
-            if let Some(me) = awaiting.iter_mut().find(|a| a.id == id) {
-                me.freed_for_at = Some(Instant::now());
-            }
-        }
-        let evicted = pool.idle.lock().ok().and_then(|mut idle| {
-            if idle.is_empty() {
-                None
-            } else {
-                Some(idle.remove(0))
-            }
-        });
-        if evicted.is_some() {
-            pool.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        self.first_byte();
-        self.pool.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
