@@ -152,7 +152,6 @@ pub async fn forward(
         watch.timing.queue += lease.waited();
         watch.timing.connect = lease.dialled();
         let reused = lease.is_reused();
-        lease.set_route(request.route);
         let result = conn::exchange_leased(
             &mut lease,
             request.head.clone(),

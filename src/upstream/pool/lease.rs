@@ -72,8 +72,9 @@ impl Lease {
         self.dialled
     }
 
-    /// Which URL path the request is for (`pipeline::route_key`).
-    pub(crate) fn set_route(&mut self, route: u64) {
+    /// Which URL path the request is for (`pipeline::route_key`): the
+    /// request handed a connection gets it in place of the one before.
+    pub(super) fn set_route(&mut self, route: u64) {
         if let Some(held) = self.held.as_mut() {
             held.guard.route = route;
         }

@@ -295,6 +295,7 @@ impl Pool {
                     inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
                     inner.stats.reused.fetch_add(1, Ordering::Relaxed);
                     lease.waited = waited;
+                    lease.set_route(route);
                     return Ok(*lease);
                 }
                 // php-fpm never read it: wait again, this time for a slot of its own.
@@ -314,7 +315,7 @@ impl Pool {
                     continue;
                 }
                 inner.stats.reused.fetch_add(1, Ordering::Relaxed);
-                return Ok(self.lease(conn, permit, waited, None));
+                return Ok(self.lease(conn, permit, waited, None, route));
             }
         }
         self.check_backoff()?;
@@ -327,7 +328,7 @@ impl Pool {
                     observer.connected(took);
                 }
                 self.connect_succeeded();
-                Ok(self.lease(conn, permit, waited, Some(took)))
+                Ok(self.lease(conn, permit, waited, Some(took), route))
             }
             Err(e) => {
                 inner.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -413,6 +414,7 @@ impl Pool {
         permit: OwnedSemaphorePermit,
         waited: Duration,
         dialled: Option<Duration>,
+        route: u64,
     ) -> Lease {
         self.inner.busy.fetch_add(1, Ordering::Relaxed);
         Lease {
@@ -423,7 +425,7 @@ impl Pool {
                     awaiting_id: None,
                     reused: false,
                     sent_at: None,
-                    route: 0,
+                    route,
                     successors: VecDeque::new(),
                 },
                 permit,
