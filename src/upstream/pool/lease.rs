@@ -47,8 +47,6 @@ pub(crate) struct LeaseGuard {
     pub(super) awaiting_id: Option<u64>,
     /// The request went out on a reused connection.
     pub(super) reused: bool,
-    /// When the current request went out.
-    pub(super) sent_at: Option<Instant>,
     /// The current request's URL path (`pipeline::route_key`).
     pub(super) route: u64,
     /// The requests written behind the current one on this connection, in
@@ -91,7 +89,6 @@ impl Lease {
         let Some(Held { conn, guard, .. }) = self.held.as_mut() else {
             return;
         };
-        guard.sent_at = Some(Instant::now());
         if conn.is_reused() {
             guard.reused = true;
             return;
@@ -139,9 +136,6 @@ impl Lease {
         };
         guard.first_byte();
         let pool = guard.pool.clone();
-        if let Some(sent_at) = guard.sent_at.take() {
-            pool.pipeline.exchange_took(guard.route, sent_at.elapsed());
-        }
         let awaiting = pool.fresh_awaiting_first_byte.load(Ordering::Acquire);
         let stuck = if awaiting > 0 {
             pool.stuck_fresh()
@@ -218,12 +212,19 @@ impl Drop for Lease {
                 .held
                 .as_ref()
                 .map(|h| h.guard.pool.settings.read_timeout);
+            let started = Instant::now();
             let finished = match (lease.held.as_mut(), read_timeout) {
                 (Some(held), Some(after)) => conn::read_away(&mut held.conn, after).await,
                 _ => Err(conn::ReadAwayFailure::Dead),
             };
             match finished {
-                Ok(()) => lease.release(Outcome::Reusable),
+                Ok(()) => {
+                    // At least this long: a slow script still pauses pipelining.
+                    if let Some(held) = lease.held.as_ref() {
+                        held.guard.response_ended_after(started.elapsed());
+                    }
+                    lease.release(Outcome::Reusable)
+                }
                 Err(failure) => {
                     let Some(held) = lease.held.as_mut() else {
                         return;
@@ -266,6 +267,12 @@ impl LeaseGuard {
             avg.store(new, Ordering::Relaxed);
         }
         self.first_byte();
+    }
+
+    /// The response ended `after` the request went out (the exchange times
+    /// it): a slow one pauses pipelining (`pipeline`).
+    pub(crate) fn response_ended_after(&self, after: Duration) {
+        self.pool.pipeline.exchange_took(self.route, after);
     }
 
     /// Ends the wait for the first byte, if this lease was still waiting.

@@ -424,7 +424,6 @@ impl Pool {
                     pool: self.inner.clone(),
                     awaiting_id: None,
                     reused: false,
-                    sent_at: None,
                     route,
                     successors: VecDeque::new(),
                 },
