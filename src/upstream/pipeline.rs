@@ -59,10 +59,13 @@ const SLOW_PATHS_MAX: usize = 4096;
 pub(crate) const PAUSE: Duration = Duration::from_secs(2);
 
 /// What a request that was sent ahead learns when the request before it ends.
+/// The lease is kept inline: it travels in the oneshot channel's own
+/// allocation, where a box would add one more per request sent ahead.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Handoff {
     /// The connection it was written to; its response comes next.
-    Ready(Box<Lease>),
+    Ready(Lease),
     /// The connection died before the request ahead ended, so php-fpm never
     /// read this one: it may be sent again.
     NotSent,

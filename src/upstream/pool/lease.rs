@@ -160,7 +160,7 @@ impl Lease {
                 dialled: None,
                 sent_ahead: true,
             };
-            let _ = successor.send(Handoff::Ready(Box::new(next)));
+            let _ = successor.send(Handoff::Ready(next));
             return;
         }
         if stuck == Stuck::Claimed {

@@ -296,7 +296,7 @@ impl Pool {
                     inner.stats.reused.fetch_add(1, Ordering::Relaxed);
                     lease.waited = waited;
                     lease.set_route(route);
-                    return Ok(*lease);
+                    return Ok(lease);
                 }
                 // php-fpm never read it: wait again, this time for a slot of its own.
                 (Granted::Handoff(Handoff::NotSent), _) => continue,
@@ -367,6 +367,7 @@ impl Pool {
                 Ok(Err(_)) | Err(_) => Err(()),
             },
             Some(mut ticket) => {
+                #[allow(clippy::large_enum_variant)] // a local, never boxed
                 enum First {
                     Permit(Option<OwnedSemaphorePermit>),
                     Handoff(Handoff),
@@ -506,7 +507,8 @@ impl Pool {
     }
 }
 
-/// What waiting in the queue gave a request.
+/// What waiting in the queue gave a request (returned, never stored).
+#[allow(clippy::large_enum_variant)]
 enum Granted {
     Permit(OwnedSemaphorePermit),
     Handoff(Handoff),
