@@ -299,8 +299,8 @@ fn duration(value: &Value) -> Result<std::time::Duration, String> {
 /// `true`, `false`, or like the flag: "on", "off" or a duration.
 fn pipelining(value: &Value) -> Result<Option<std::time::Duration>, String> {
     match value {
-        Value::Boolean(true) => Ok(Some(super::values::PIPELINING_SLOW_DEFAULT)),
-        Value::Boolean(false) => Ok(None),
+        // A boolean means what the flag's on/off do.
+        Value::Boolean(on) => super::values::parse_pipelining(if *on { "on" } else { "off" }),
         Value::String(s) => super::values::parse_pipelining(s),
         _ => Err(found("true, false or a duration", value)),
     }
