@@ -109,12 +109,12 @@ pub(crate) struct Pipeline {
     slow_paths: Mutex<HashMap<u64, Instant>>,
 }
 
-/// A URL path's key for remembering that it was slow (FNV-1a; 0 is "none").
+/// A URL path's key for remembering that it was slow (0 is "none").
 pub fn route_key(path: &str) -> u64 {
-    let hash = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    hash.max(1)
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    path.hash(&mut hasher);
+    hasher.finish().max(1)
 }
 
 /// A waiter's place in the queue.
