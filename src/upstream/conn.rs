@@ -272,15 +272,16 @@ async fn exchange_with(
                             // Unsent STDIN or trailing bytes would corrupt the
                             // next exchange, unless they are the response to
                             // the request sent ahead.
-                            let sent_ahead = first_byte.as_ref().is_some_and(|g| g.has_successor());
-                            if sent_ahead {
+                            let requests_behind =
+                                first_byte.as_ref().is_some_and(|g| g.has_successor());
+                            if requests_behind {
                                 // php-fpm answers the request sent ahead
                                 // without a write of ours to carry the ACK of
                                 // this response; without it, its Nagle holds
                                 // that answer until our delayed ACK (~40 ms).
                                 rearm_quickack(&reader);
                             }
-                            if body_done && (buf.is_empty() || sent_ahead) {
+                            if body_done && (buf.is_empty() || requests_behind) {
                                 Ok(Outcome::Reusable)
                             } else {
                                 Ok(Outcome::Close)
@@ -397,23 +398,22 @@ pub(crate) enum ReadAwayFailure {
 /// what follows (the next response) in the connection's buffer.
 pub(crate) async fn read_away(conn: &mut Conn, timeout: Duration) -> Result<(), ReadAwayFailure> {
     let mut decoder = ResponseDecoder::new(REQUEST_ID);
+    let buf = &mut conn.read_buf;
+    let (mut reader, _) = split(&mut conn.stream);
     loop {
         loop {
-            match decoder.decode(&mut conn.read_buf) {
+            match decoder.decode(buf) {
                 Ok(Some(Event::EndRequest { .. })) => return Ok(()),
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => return Err(ReadAwayFailure::Other(UpstreamError::Protocol(e))),
             }
         }
-        conn.read_buf.reserve(READ_CHUNK);
-        let read = match &mut conn.stream {
-            Stream::Tcp(s) => tokio::time::timeout(timeout, s.read_buf(&mut conn.read_buf)).await,
-            Stream::Unix(s) => tokio::time::timeout(timeout, s.read_buf(&mut conn.read_buf)).await,
-        };
-        match read {
+        buf.reserve(READ_CHUNK);
+        match tokio::time::timeout(timeout, reader.read_buf(buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadAwayFailure::Dead),
-            Ok(Ok(_)) => {}
+            // More is to come: ACK it at once, as `exchange_with` does.
+            Ok(Ok(_)) => rearm_quickack(&reader),
             Err(_) => {
                 return Err(ReadAwayFailure::Other(UpstreamError::ReadTimeout {
                     after: timeout,
