@@ -289,6 +289,20 @@ impl Collector for UpstreamCollector {
         Self::gauge(
             &labels,
             &mut e,
+            "upstream_backlog_visible",
+            "1 when php-fpm's listen backlog is read from the kernel (php-fpm on this host), 0 when the pool judges it by timing",
+            u64::from(s.sees_backlog),
+        )?;
+        Self::counter(
+            &labels,
+            &mut e,
+            "upstream_closed_for_backlog",
+            "Upstream connections closed to free a php-fpm worker for one of ours waiting in its backlog",
+            s.closed_for_waiter,
+        )?;
+        Self::gauge(
+            &labels,
+            &mut e,
             "upstream_pool_waiting",
             "Requests waiting for an upstream connection",
             as_u64(s.waiting),

@@ -129,7 +129,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "N",
-        help = "Most connections open to the upstream at once [default: 8]"
+        help = "Most connections open to the upstream at once; fewer when php-fpm has fewer workers (learned) [default: 8]"
     )]
     pub max_upstream_conns: Option<String>,
 
@@ -174,7 +174,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "DUR",
-        help = "How long a request may wait for a free upstream connection before 503 [default: 5s]"
+        help = "How long a request may wait for a free upstream connection before 503 [default: the read timeout]"
     )]
     pub acquire_timeout: Option<String>,
 

@@ -49,7 +49,6 @@ const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_UPSTREAM_CONNS: usize = 8;
 const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 const DEFAULT_QUEUE_LENGTH: usize = 1024;
-const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_LOG_LEVEL: &str = "info";
 const DEFAULT_INDEX: &[&str] = &["index.php", "index.html"];
@@ -493,6 +492,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         (_, given) => given,
     };
     let size_from_fpm_status = fpm_status_path.is_some() && layer.max_upstream_conns.is_none();
+    let read_timeout = layer.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
     let max_upstream_conns = layer
         .max_upstream_conns
         .unwrap_or(DEFAULT_MAX_UPSTREAM_CONNS);
@@ -522,7 +522,7 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         server_name: layer.server_name,
         max_body_size: layer.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE),
         connect_timeout: layer.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        read_timeout: layer.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
+        read_timeout,
         header_timeout: layer.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
         grace_period: layer.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
         max_upstream_conns,
@@ -538,7 +538,10 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
             .max_idle_conns
             .map_or(max_upstream_conns, |n| n.min(max_upstream_conns)),
         queue_length: layer.queue_length.unwrap_or(DEFAULT_QUEUE_LENGTH),
-        acquire_timeout: layer.acquire_timeout.unwrap_or(DEFAULT_ACQUIRE_TIMEOUT),
+        // A request waiting for a connection waits, as it would in php-fpm's
+        // own backlog behind nginx, as long as php-fpm may take to answer:
+        // no 503 where nginx would serve. `queue-length` bounds the waiting.
+        acquire_timeout: layer.acquire_timeout.unwrap_or(read_timeout),
         idle_timeout: layer.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
         php_only_front_controller,
         never_serve_ext: layer.never_serve_ext.unwrap_or_else(|| {

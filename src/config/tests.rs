@@ -76,7 +76,7 @@ fn defaults_applied() {
             size_from_fpm_status: false,
             max_idle_conns: 8,
             queue_length: 1024,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
             php_only_front_controller: false,
             never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
@@ -254,6 +254,21 @@ fn flags_override_file() {
     assert_eq!(config.log_level, "warn");
     // Neither: defaults.
     assert_eq!(config.connect_timeout, Duration::from_secs(5));
+}
+
+/// A request never gets a 503 for waiting on a connection sooner than
+/// php-fpm itself may take to answer: the acquire timeout follows the read
+/// timeout unless set.
+#[test]
+fn acquire_timeout_defaults_to_the_read_timeout() {
+    let fx = Fixture::new(&format!("{MINIMAL}read-timeout = \"3s\"\n"));
+    let config = check_file(&fx.file()).unwrap();
+    assert_eq!(config.acquire_timeout, Duration::from_secs(3));
+    let fx = Fixture::new(&format!(
+        "{MINIMAL}read-timeout = \"3s\"\nacquire-timeout = \"1s\"\n"
+    ));
+    let config = check_file(&fx.file()).unwrap();
+    assert_eq!(config.acquire_timeout, Duration::from_secs(1));
 }
 
 #[test]

@@ -1,9 +1,44 @@
-//! What the pool learns about php-fpm's real capacity from its own traffic:
-//! windows of releases that saw (or did not see) fresh connections stuck in
-//! php-fpm's backlog, and when to probe for one connection more. Pure logic,
-//! fed by `pool`.
+//! What the pool learns about php-fpm's real capacity: from the kernel's
+//! count of connections in php-fpm's listen backlog when it can see it
+//! (`ExactSizing`), else from its own traffic (`Learning`: windows of
+//! releases that saw, or did not see, fresh connections stuck in php-fpm's
+//! backlog). When to probe for one connection more. Pure logic, fed by `pool`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// With the exact signal: how often, at most, the pool tries one connection
+/// more while requests wait for one and php-fpm's backlog is empty. A try
+/// that finds no worker costs one connect and one close; php-fpm's dynamic
+/// pools add workers about once a second, so this keeps up with them.
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(200);
+
+/// Sizing by the exact signal (the kernel's count of php-fpm's backlog).
+#[derive(Debug, Default)]
+pub(super) struct ExactSizing {
+    /// No probe before this instant.
+    next_probe_at: Option<Instant>,
+}
+
+impl ExactSizing {
+    /// `in_backlog` of our `open` connections wait for a worker: php-fpm
+    /// serves the rest, so that is the size (at least 1). Holds off the
+    /// next probe, since php-fpm just proved to have no worker free.
+    pub(super) fn saw_backlog(&mut self, now: Instant, open: usize, in_backlog: usize) -> usize {
+        self.next_probe_at = Some(now + PROBE_EVERY);
+        open.saturating_sub(in_backlog).max(1)
+    }
+
+    /// Whether a probe may be made now.
+    pub(super) fn probe_due(&self, now: Instant) -> bool {
+        self.next_probe_at.is_none_or(|at| now >= at)
+    }
+
+    /// A probe was made (or found php-fpm full) at `now`.
+    pub(super) fn probed(&mut self, now: Instant) {
+        self.next_probe_at = Some(now + PROBE_EVERY);
+    }
+}
 /// Evidence about php-fpm's real capacity, gathered over a window of releases.
 #[derive(Debug, Default)]
 pub(super) struct CapacityWindow {
@@ -190,6 +225,20 @@ mod tests {
         assert_eq!(l.verdict(Instant::now(), true), Verdict::Keep);
         assert_eq!(l.probe_delay, PROBE_DELAY_MIN);
         assert!(!l.probing);
+    }
+
+    #[test]
+    fn exact_sizing_is_what_php_fpm_accepted_and_probes_are_spaced() {
+        let mut e = ExactSizing::default();
+        let t0 = Instant::now();
+        assert!(e.probe_due(t0));
+        assert_eq!(e.saw_backlog(t0, 8, 6), 2);
+        assert!(!e.probe_due(t0 + PROBE_EVERY / 2));
+        assert!(e.probe_due(t0 + PROBE_EVERY));
+        e.probed(t0 + PROBE_EVERY);
+        assert!(!e.probe_due(t0 + PROBE_EVERY + PROBE_EVERY / 2));
+        // Never below one connection, whatever the kernel says.
+        assert_eq!(e.saw_backlog(t0, 3, 5), 1);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! This is the only place that does upstream socket I/O.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -28,6 +29,9 @@ const READ_CHUNK: usize = 64 * 1024;
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// An in-process peer (`connect::Connect` implementations other than
+    /// sockets: the pool's tests drive it against an in-memory php-fpm).
+    Memory(tokio::io::DuplexStream),
 }
 
 /// A FastCGI connection plus what the pool needs to know about it.
@@ -50,11 +54,22 @@ impl Conn {
 
     /// True when the peer closed (EOF), reset, or sent unexpected bytes while
     /// the connection sat idle. A non-blocking peek: one syscall, no waiting.
-    pub fn is_stale(&self) -> bool {
+    pub fn is_stale(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        let res = match &self.stream {
+        let res = match &mut self.stream {
             Stream::Tcp(s) => s.try_read(&mut probe),
             Stream::Unix(s) => s.try_read(&mut probe),
+            Stream::Memory(s) => {
+                // The same look without a socket: poll once, never wait.
+                use tokio::io::AsyncRead;
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let mut buf = tokio::io::ReadBuf::new(&mut probe);
+                match std::pin::Pin::new(s).poll_read(&mut cx, &mut buf) {
+                    std::task::Poll::Ready(Ok(())) => Ok(buf.filled().len()),
+                    std::task::Poll::Ready(Err(e)) => Err(e),
+                    std::task::Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
         };
         match res {
             // Readable with no request outstanding: EOF (0) or stray bytes.
@@ -65,20 +80,31 @@ impl Conn {
     }
 }
 
+/// Opens a stream to `addr` (no timeout).
+pub(crate) async fn open(addr: &UpstreamAddr) -> io::Result<Stream> {
+    match addr {
+        UpstreamAddr::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+        UpstreamAddr::Tcp { host, port } => {
+            let s = TcpStream::connect((host.as_str(), *port)).await?;
+            // Our request head is one coalesced write; never hold it back.
+            s.set_nodelay(true)?;
+            Ok(Stream::Tcp(s))
+        }
+    }
+}
+
 /// Opens a new connection within `timeout`.
 pub async fn dial(addr: &UpstreamAddr, timeout: Duration) -> Result<Conn, UpstreamError> {
-    let connect = async {
-        match addr {
-            UpstreamAddr::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
-            UpstreamAddr::Tcp { host, port } => {
-                let s = TcpStream::connect((host.as_str(), *port)).await?;
-                // Our request head is one coalesced write; never hold it back.
-                s.set_nodelay(true)?;
-                Ok(Stream::Tcp(s))
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, connect).await {
+    dial_with(open(addr), addr, timeout).await
+}
+
+/// Opens a new connection through `connecting` within `timeout`; errors name `addr`.
+pub(crate) async fn dial_with(
+    connecting: impl std::future::Future<Output = io::Result<Stream>>,
+    addr: &UpstreamAddr,
+    timeout: Duration,
+) -> Result<Conn, UpstreamError> {
+    match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(stream)) => Ok(Conn {
             stream,
             uses: 0,
@@ -239,7 +265,7 @@ async fn exchange_with(
     let mut decoder = ResponseDecoder::new(REQUEST_ID);
     let mut got_bytes = false;
     let mut just_read = false;
-    let mut deadline = tokio::time::Instant::now() + timeouts.read;
+    let mut deadline = Instant::now() + timeouts.read;
     loop {
         // Decode everything already buffered before reading again.
         loop {
@@ -308,7 +334,7 @@ async fn exchange_with(
             buf.reserve(READ_CHUNK);
         }
         let stuck_check = match (&first_byte, got_bytes) {
-            (Some(guard), false) => guard.stuck_check_at().map(tokio::time::Instant::from_std),
+            (Some(guard), false) => guard.stuck_check_at(),
             _ => None,
         };
         tokio::select! {
@@ -326,7 +352,7 @@ async fn exchange_with(
                     return Err(fail(e, got_bytes, true));
                 }
                 // The read timeout counts from the moment php-fpm has the whole request.
-                deadline = tokio::time::Instant::now() + timeouts.read;
+                deadline = Instant::now() + timeouts.read;
             }
             res = reader.read_buf(buf) => {
                 match res {
@@ -345,7 +371,7 @@ async fn exchange_with(
                             }
                         }
                         got_bytes = true;
-                        deadline = tokio::time::Instant::now() + timeouts.read;
+                        deadline = Instant::now() + timeouts.read;
                     }
                     Err(e) => {
                         return Err(fail(UpstreamError::Read(e), got_bytes, body_consumed || !body_done));
@@ -451,14 +477,16 @@ async fn send_body<W: AsyncWrite + Unpin>(
 
 // --- borrowed read/write halves over either stream kind ---
 
-type ReadHalf<'a> = Either<tokio::net::tcp::ReadHalf<'a>, tokio::net::unix::ReadHalf<'a>>;
-type WriteHalf<'a> = Either<tokio::net::tcp::WriteHalf<'a>, tokio::net::unix::WriteHalf<'a>>;
+type SocketRead<'a> = Either<tokio::net::tcp::ReadHalf<'a>, tokio::net::unix::ReadHalf<'a>>;
+type SocketWrite<'a> = Either<tokio::net::tcp::WriteHalf<'a>, tokio::net::unix::WriteHalf<'a>>;
+type ReadHalf<'a> = Either<SocketRead<'a>, tokio::io::ReadHalf<&'a mut tokio::io::DuplexStream>>;
+type WriteHalf<'a> = Either<SocketWrite<'a>, tokio::io::WriteHalf<&'a mut tokio::io::DuplexStream>>;
 
 /// php-fpm writes big responses in pieces without TCP_NODELAY; if we delay
 /// our ACKs, its Nagle waits ~40 ms per response. Linux clears QUICKACK
 /// after a while, so it is re-armed after every read.
 fn rearm_quickack(reader: &ReadHalf<'_>) {
-    if let Either::Left(r) = reader {
+    if let Either::Left(Either::Left(r)) = reader {
         let tcp: &TcpStream = r.as_ref();
         let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
     }
@@ -468,10 +496,17 @@ fn split(stream: &mut Stream) -> (ReadHalf<'_>, WriteHalf<'_>) {
     match stream {
         Stream::Tcp(s) => {
             let (r, w) = s.split();
-            (Either::Left(r), Either::Left(w))
+            (Either::Left(Either::Left(r)), Either::Left(Either::Left(w)))
         }
         Stream::Unix(s) => {
             let (r, w) = s.split();
+            (
+                Either::Left(Either::Right(r)),
+                Either::Left(Either::Right(w)),
+            )
+        }
+        Stream::Memory(s) => {
+            let (r, w) = tokio::io::split(s);
             (Either::Right(r), Either::Right(w))
         }
     }

@@ -6,11 +6,14 @@ pub mod addr;
 pub mod body;
 mod capacity;
 pub mod conn;
+pub mod connect;
 pub mod fpm_status;
+pub mod listen_queue;
 mod pipeline;
 pub mod pool;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -18,6 +21,7 @@ use tokio::sync::mpsc;
 pub use addr::UpstreamAddr;
 pub use body::{RequestBody, Spool, SpoolError};
 pub use conn::{ExchangeTimeouts, Output};
+pub use connect::{AddrConnector, Connect};
 pub use pipeline::route_key;
 pub use pool::{ExchangeObserver, Pool, PoolSettings, PoolSnapshot, PoolStats};
 

@@ -25,6 +25,7 @@ mod pipelining;
 mod pool;
 mod reload;
 mod routing_static;
+mod slow_pages;
 mod static_files_http;
 mod tls;
 mod trusted_proxy;

@@ -5,10 +5,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
 
 use super::super::capacity::{AwaitingFresh, Stuck};
 use super::super::conn::{self, Conn, Outcome};
@@ -36,13 +37,20 @@ pub struct Lease {
 pub(super) struct Held {
     pub(super) conn: Conn,
     pub(super) guard: LeaseGuard,
-    pub(super) permit: OwnedSemaphorePermit,
 }
+
+/// With the exact backlog signal, how often a fresh connection still
+/// without its first byte looks whether it waits in php-fpm's backlog
+/// behind an idle connection of ours (a race the release rule can miss).
+const EXACT_RECHECK: Duration = Duration::from_millis(10);
 
 /// The bookkeeping of one lease, undone when it drops (released or not).
 #[derive(Debug)]
 pub(crate) struct LeaseGuard {
     pub(super) pool: Arc<PoolInner>,
+    /// The pool slot; given back (or retired after a shrink) on drop, after
+    /// the connection went back to the idle list.
+    pub(super) permit: Option<OwnedSemaphorePermit>,
     /// Set while this lease's fresh connection waits for its first byte.
     pub(super) awaiting_id: Option<u64>,
     /// The request went out on a reused connection.
@@ -117,9 +125,9 @@ impl Lease {
 
     /// Hands the connection to the request sent ahead on it, if any;
     /// otherwise returns it to the idle list when the exchange left it
-    /// clean, no stuck fresh connection needs its worker, and the pool has
-    /// room for it; else closes it. The permit goes with the connection to
-    /// the request sent ahead, or is released.
+    /// clean, no connection of ours waits in php-fpm's backlog for its
+    /// worker, and the pool has room for it; else closes it. The permit goes
+    /// with the connection to the request sent ahead, or is released.
     pub fn release(mut self, outcome: Outcome) {
         if outcome != Outcome::Reusable {
             // Dropping closes it, or first reads the response away for a
@@ -129,20 +137,30 @@ impl Lease {
         let Some(Held {
             mut conn,
             mut guard,
-            permit,
         }) = self.held.take()
         else {
             return;
         };
         guard.first_byte();
         let pool = guard.pool.clone();
-        let awaiting = pool.fresh_awaiting_first_byte.load(Ordering::Acquire);
-        let stuck = if awaiting > 0 {
-            pool.stuck_fresh()
-        } else {
-            Stuck::None
+        let worker_needed = match pool.ours_in_backlog() {
+            Some(0) => false,
+            Some(in_backlog) => {
+                pool.saw_backlog(in_backlog);
+                true
+            }
+            // No exact signal (remote tcp): judge by time to first byte.
+            None => {
+                let awaiting = pool.fresh_awaiting_first_byte.load(Ordering::Acquire);
+                let stuck = if awaiting > 0 {
+                    pool.stuck_fresh()
+                } else {
+                    Stuck::None
+                };
+                learn_capacity(&pool, awaiting, stuck != Stuck::None);
+                stuck == Stuck::Claimed
+            }
         };
-        learn_capacity(&pool, awaiting, stuck != Stuck::None);
         conn.uses += 1;
         if let Some(successor) = guard.successors.pop_front() {
             // Its response comes next on this connection, so it cannot be
@@ -151,11 +169,7 @@ impl Lease {
             // aborting its script as a client leaving would, or, with more
             // requests behind it, reads its response away for them.
             let next = Lease {
-                held: Some(Held {
-                    conn,
-                    guard,
-                    permit,
-                }),
+                held: Some(Held { conn, guard }),
                 waited: Duration::ZERO,
                 dialled: None,
                 sent_ahead: true,
@@ -163,9 +177,9 @@ impl Lease {
             let _ = successor.send(Handoff::Ready(next));
             return;
         }
-        if stuck == Stuck::Claimed {
-            // Our idle connection would pin the worker that connection needs.
-            pool.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
+        if worker_needed {
+            // Idle, it would pin the worker our waiting connection needs.
+            pool.freed_a_worker();
             return;
         }
         let max_idle = pool.settings.max_idle;
@@ -179,10 +193,9 @@ impl Lease {
                 idle.push(conn);
             }
         };
-        // `guard` and `permit` drop here, after the connection is back, so
-        // the next waiter finds it idle instead of dialing.
+        // `guard` (with the permit) drops here, after the connection is
+        // back, so the next waiter finds it idle instead of dialing.
         drop(guard);
-        drop(permit);
     }
 }
 
@@ -298,6 +311,7 @@ impl LeaseGuard {
         if self.successors.len() >= MAX_BEHIND
             || !pipeline.has_queued()
             || pipeline.was_slow(self.route)
+            || !self.pool.may_send_ahead()
         {
             return None;
         }
@@ -319,7 +333,12 @@ impl LeaseGuard {
         let id = self.awaiting_id?;
         let awaiting = self.pool.awaiting.lock().ok()?;
         let me = awaiting.iter().find(|a| a.id == id)?;
-        Some(me.freed_for_at.unwrap_or(me.since) + self.pool.stuck_after())
+        let period = if self.pool.connector.sees_backlog() {
+            EXACT_RECHECK
+        } else {
+            self.pool.stuck_after()
+        };
+        Some(me.freed_for_at.unwrap_or(me.since) + period)
     }
 
     /// Called when this fresh connection has waited past `stuck_check_at`:
@@ -335,6 +354,16 @@ impl LeaseGuard {
                 me.freed_for_at = Some(Instant::now());
             }
         }
+        if pool.idle.lock().map_or(true, |idle| idle.is_empty()) {
+            return;
+        }
+        if pool.connector.sees_backlog() {
+            // Close an idle one only when ours really waits (the kernel says).
+            match pool.ours_in_backlog() {
+                Some(in_backlog) if in_backlog > 0 => pool.saw_backlog(in_backlog),
+                _ => return,
+            }
+        }
         let evicted = pool.idle.lock().ok().and_then(|mut idle| {
             if idle.is_empty() {
                 None
@@ -343,7 +372,7 @@ impl LeaseGuard {
             }
         });
         if evicted.is_some() {
-            pool.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
+            pool.freed_a_worker();
         }
     }
 }
@@ -352,5 +381,10 @@ impl Drop for LeaseGuard {
     fn drop(&mut self) {
         self.first_byte();
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
+        if let Some(permit) = self.permit.take() {
+            if self.pool.retire_permit() {
+                permit.forget();
+            }
+        }
     }
 }

@@ -4,27 +4,39 @@
 //! - Waiters queue FIFO (tokio's semaphore is fair), bounded in length and time.
 //! - Idle connections are LIFO, checked for liveness at checkout, reaped after
 //!   the idle timeout so dynamic php-fpm pools can shrink.
-//! - A kept-alive connection pins a php-fpm worker. A fresh connection still
-//!   waiting for its first byte well past the usual time sits in php-fpm's
-//!   backlog behind our own connections: one coming back (or, if none comes,
-//!   the oldest idle one) is closed to free a worker for it, and the size is
+//! - A kept-alive connection pins a php-fpm worker, so a connection of ours
+//!   waiting in php-fpm's listen backlog is served only when we close one.
+//!   While one waits there, a connection coming back (or, if none comes, the
+//!   oldest idle one) is closed to free its worker for it: php-fpm's backlog
+//!   then serves our requests in order, as it does for nginx without
+//!   keep-alive, and no kept-alive connection sits idle on a worker.
+//! - Where php-fpm runs on this host the kernel says how many connections
+//!   wait in that backlog (`connect`, `listen_queue`): the pool shrinks to
+//!   the connections php-fpm accepted the moment one of ours waits, and
+//!   tries one more every `PROBE_EVERY` while requests queue and nothing
+//!   waits there. Elsewhere (remote tcp) a fresh connection without its
+//!   first byte well past the usual time counts as waiting, and the size is
 //!   learned from how often that happens (`capacity`).
 //! - Failed connects back off, so a dead php-fpm is not hammered.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
-use super::capacity::{AwaitingFresh, Learning, Stuck, Verdict, STUCK_MIN};
+use super::capacity::{AwaitingFresh, ExactSizing, Learning, Stuck, Verdict, STUCK_MIN};
 use super::conn::{self, Conn, ExchangeTimeouts};
+use super::connect::{AddrConnector, Connect};
 use super::pipeline::{Handoff, Pipeline};
 use super::{UpstreamAddr, UpstreamError};
 
 mod lease;
+#[cfg(test)]
+mod tests;
 use lease::Held;
 pub use lease::Lease;
 pub(crate) use lease::LeaseGuard;
@@ -63,6 +75,8 @@ pub struct PoolStats {
     pub saturated: AtomicU64,
     /// Connections closed on return because a fresh one waited for a worker.
     pub closed_for_waiter: AtomicU64,
+    /// Times php-fpm's listen backlog was read (the exact signal).
+    pub backlog_reads: AtomicU64,
 }
 
 /// Told the times of the pool's work as it happens (metrics implement it).
@@ -96,6 +110,9 @@ pub struct PoolSnapshot {
     pub closed_for_waiter: u64,
     /// Requests written onto a connection while the one before still ran.
     pub sent_ahead: u64,
+    /// Whether php-fpm's listen backlog can be read from here (`connect`).
+    pub sees_backlog: bool,
+    pub backlog_reads: u64,
 }
 
 impl PoolStats {
@@ -116,14 +133,32 @@ struct Backoff {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// How long a new connection may sit in php-fpm's accept queue before it
+/// counts as waiting for a worker: a free worker takes it within
+/// microseconds, a busy machine's scheduler may take a little longer.
+const ACCEPT_GRACE: Duration = Duration::from_millis(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct PoolInner {
     settings: PoolSettings,
-    /// Current size; may change when php-fpm's status page says so.
+    connector: Arc<dyn Connect>,
+    /// Current size: learned from php-fpm's backlog, or told by its status page.
     size: AtomicUsize,
     permits: Arc<Semaphore>,
+    /// Permits to retire as leases give them back, after a shrink below
+    /// the connections in use.
+    surplus: AtomicUsize,
+    /// Sizing by the exact backlog signal (`capacity::ExactSizing`).
+    exact: Mutex<ExactSizing>,
+    /// When we last closed connections to free their workers for ours in
+    /// the backlog: for `ACCEPT_GRACE` each such worker is on its way to
+    /// accept one, which the kernel's count does not show yet.
+    freed_for_backlog: Mutex<Vec<Instant>>,
+    /// One of our connections waited in php-fpm's backlog at the current
+    /// size: php-fpm has no worker free for one more (read lock-free when
+    /// deciding whether to send a request ahead).
+    at_capacity: AtomicBool,
     idle: Mutex<Vec<Conn>>,
     busy: AtomicUsize,
     waiting: AtomicUsize,
@@ -153,9 +188,21 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(settings: PoolSettings) -> Pool {
+        let connector = Arc::new(AddrConnector::new(settings.addr.clone()));
+        Pool::with_connector(settings, connector)
+    }
+
+    /// A pool that opens its connections through `connector` (the seam the
+    /// pool's own tests use); `settings.addr` only names it in logs.
+    pub fn with_connector(settings: PoolSettings, connector: Arc<dyn Connect>) -> Pool {
         let size = settings.max_conns.max(1);
         Pool {
             inner: Arc::new(PoolInner {
+                connector,
+                surplus: AtomicUsize::new(0),
+                exact: Mutex::new(ExactSizing::default()),
+                freed_for_backlog: Mutex::new(Vec::new()),
+                at_capacity: AtomicBool::new(false),
                 permits: Arc::new(Semaphore::new(size)),
                 size: AtomicUsize::new(size),
                 idle: Mutex::new(Vec::with_capacity(size)),
@@ -229,6 +276,8 @@ impl Pool {
             saturated: get(&s.saturated),
             closed_for_waiter: get(&s.closed_for_waiter),
             sent_ahead: get(&inner.pipeline.sent_ahead),
+            sees_backlog: inner.connector.sees_backlog(),
+            backlog_reads: get(&s.backlog_reads),
         }
     }
 
@@ -240,35 +289,10 @@ impl Pool {
     }
 
     /// Changes the pool size (e.g. to php-fpm's `max children`). Shrinking
-    /// takes effect as busy connections come back.
+    /// closes idle connections beyond the new size now; busy ones are
+    /// closed, and their permits retired, as they come back.
     pub fn resize(&self, new_size: usize, why: &str) {
-        let new_size = new_size.max(1);
-        let inner = &self.inner;
-        let old = inner.size.swap(new_size, Ordering::AcqRel);
-        if new_size > old {
-            inner.permits.add_permits(new_size - old);
-        } else if new_size < old {
-            // Idle connections beyond the new size go now (oldest first);
-            // busy ones are closed as they come back (see `release`).
-            let busy = inner.busy.load(Ordering::Acquire);
-            if let Ok(mut idle) = inner.idle.lock() {
-                let excess = (idle.len() + busy).saturating_sub(new_size).min(idle.len());
-                idle.drain(..excess);
-            }
-            let inner = inner.clone();
-            // Permits held by busy connections are taken as they come back.
-            tokio::spawn(async move {
-                for _ in 0..(old - new_size) {
-                    match inner.permits.acquire().await {
-                        Ok(p) => p.forget(),
-                        Err(_) => return,
-                    }
-                }
-            });
-        }
-        if new_size != old {
-            tracing::info!(upstream = %inner.settings.addr, from = old, to = new_size, "upstream pool resized: {why}");
-        }
+        self.inner.resize(new_size, why);
     }
 
     /// Waits (FIFO, bounded in length and time) for a slot, then hands out a
@@ -289,6 +313,10 @@ impl Pool {
             if let Ok(permit) = inner.permits.clone().try_acquire_owned() {
                 break (permit, Duration::ZERO);
             }
+            // Every connection is busy: php-fpm may have a worker free.
+            if inner.probe_one_more() {
+                continue;
+            }
             match self.wait_for_permit(ahead.take(), route).await? {
                 (Granted::Permit(permit), waited) => break (permit, waited),
                 (Granted::Handoff(Handoff::Ready(mut lease)), waited) => {
@@ -305,7 +333,7 @@ impl Pool {
         };
         inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
         if !fresh_only {
-            while let Some(conn) = self.pop_idle() {
+            while let Some(mut conn) = self.pop_idle() {
                 if conn.idle_since.elapsed() >= inner.settings.idle_timeout {
                     inner.stats.idle_reaped.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -321,7 +349,14 @@ impl Pool {
         self.check_backoff()?;
         inner.stats.connects.fetch_add(1, Ordering::Relaxed);
         let dial_start = Instant::now();
-        match conn::dial(&inner.settings.addr, inner.settings.connect_timeout).await {
+        let connecting = inner.connector.connect();
+        match conn::dial_with(
+            connecting,
+            &inner.settings.addr,
+            inner.settings.connect_timeout,
+        )
+        .await
+        {
             Ok(conn) => {
                 let took = dial_start.elapsed();
                 if let Some(observer) = self.observer() {
@@ -423,12 +458,12 @@ impl Pool {
                 conn,
                 guard: LeaseGuard {
                     pool: self.inner.clone(),
+                    permit: Some(permit),
                     awaiting_id: None,
                     reused: false,
                     route,
                     successors: VecDeque::new(),
                 },
-                permit,
             }),
             waited,
             dialled,
@@ -523,6 +558,184 @@ impl Drop for DecrementOnDrop<'_> {
 }
 
 impl PoolInner {
+    /// See `Pool::resize`.
+    fn resize(self: &Arc<Self>, new_size: usize, why: &str) {
+        let new_size = new_size.max(1);
+        let old = self.size.swap(new_size, Ordering::AcqRel);
+        if new_size > old {
+            // Surplus permits still out are kept instead of retired first.
+            let mut grow = new_size - old;
+            while grow > 0 {
+                let surplus = self.surplus.load(Ordering::Acquire);
+                if surplus == 0 {
+                    break;
+                }
+                let take = surplus.min(grow);
+                if self
+                    .surplus
+                    .compare_exchange(surplus, surplus - take, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    grow -= take;
+                }
+            }
+            self.permits.add_permits(grow);
+        } else if new_size < old {
+            // Free permits go now; those held by busy connections as they
+            // come back (`retire_permit`).
+            let shrink = old - new_size;
+            let forgotten = self.permits.forget_permits(shrink);
+            self.surplus.fetch_add(shrink - forgotten, Ordering::AcqRel);
+            // Idle connections beyond the new size go now (oldest first).
+            let busy = self.busy.load(Ordering::Acquire);
+            if let Ok(mut idle) = self.idle.lock() {
+                let excess = (idle.len() + busy).saturating_sub(new_size).min(idle.len());
+                idle.drain(..excess);
+            }
+        }
+        if new_size != old {
+            tracing::info!(upstream = %self.settings.addr, from = old, to = new_size, "upstream pool resized: {why}");
+        }
+    }
+
+    /// Whether a permit coming back is one too many after a shrink: then it
+    /// is forgotten instead of released.
+    pub(super) fn retire_permit(&self) -> bool {
+        let mut surplus = self.surplus.load(Ordering::Acquire);
+        while surplus > 0 {
+            match self.surplus.compare_exchange(
+                surplus,
+                surplus - 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => surplus = now,
+            }
+        }
+        false
+    }
+
+    /// How many of our fresh connections wait in php-fpm's listen backlog,
+    /// when the kernel can tell (`Connect::backlog`); None elsewhere. Read
+    /// only while a fresh connection of ours awaits its first byte, so a
+    /// pool at its size pays nothing for it.
+    fn ours_in_backlog(&self) -> Option<usize> {
+        if !self.connector.sees_backlog() {
+            return None;
+        }
+        if self.fresh_awaiting_first_byte.load(Ordering::Acquire) == 0 {
+            return Some(0);
+        }
+        // A connection just made may be in the queue only until a free
+        // worker wakes to accept it: not evidence yet.
+        let now = Instant::now();
+        let settled = self.awaiting.lock().map_or(0, |awaiting| {
+            awaiting
+                .iter()
+                .filter(|a| now.duration_since(a.since) >= ACCEPT_GRACE)
+                .count()
+        });
+        if settled == 0 {
+            return Some(0);
+        }
+        self.stats.backlog_reads.fetch_add(1, Ordering::Relaxed);
+        // Others' connections may wait there too; ours are at most
+        // `settled`, less those a worker we just freed is about to take.
+        let waiting = self.connector.backlog()?.min(settled);
+        Some(waiting.saturating_sub(self.workers_on_their_way(now)))
+    }
+
+    /// Workers freed for our backlog in the last `ACCEPT_GRACE`.
+    fn workers_on_their_way(&self, now: Instant) -> usize {
+        self.freed_for_backlog.lock().map_or(0, |mut freed| {
+            freed.retain(|at| now.duration_since(*at) < ACCEPT_GRACE);
+            freed.len()
+        })
+    }
+
+    /// A connection of ours is closed so its worker takes one from the backlog.
+    pub(super) fn freed_a_worker(&self) {
+        self.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
+        if self.connector.sees_backlog() {
+            if let Ok(mut freed) = self.freed_for_backlog.lock() {
+                freed.push(Instant::now());
+            }
+        }
+    }
+
+    /// `in_backlog` of our connections wait in php-fpm's backlog (exact
+    /// signal): php-fpm serves the others and has no worker for more, so
+    /// the pool shrinks to them.
+    fn saw_backlog(self: &Arc<Self>, in_backlog: usize) {
+        self.at_capacity.store(true, Ordering::Release);
+        let open = self.busy.load(Ordering::Acquire) + self.idle.lock().map_or(0, |i| i.len());
+        let target = match self.exact.lock() {
+            Ok(mut exact) => exact.saw_backlog(Instant::now(), open, in_backlog),
+            Err(_) => return,
+        };
+        if self.size_is_known.load(Ordering::Acquire) {
+            return;
+        }
+        if target < self.size.load(Ordering::Acquire) {
+            self.resize(
+                target,
+                &format!("learned: php-fpm accepted {target} of our connections while {in_backlog} waited in its backlog"),
+            );
+        }
+    }
+
+    /// Every connection is busy and a request must wait: when php-fpm's
+    /// backlog is visible and empty, try one connection more (at most every
+    /// `PROBE_EVERY`, up to the configured size). True when the pool grew.
+    fn probe_one_more(self: &Arc<Self>) -> bool {
+        let size = self.size.load(Ordering::Acquire);
+        if size >= self.settings.max_conns
+            || self.size_is_known.load(Ordering::Acquire)
+            || self.fresh_awaiting_first_byte.load(Ordering::Acquire) > 0
+            || !self.connector.sees_backlog()
+        {
+            return false;
+        }
+        let due = match self.exact.lock() {
+            Ok(exact) => exact.probe_due(Instant::now()),
+            Err(_) => false,
+        };
+        if !due {
+            return false;
+        }
+        // Someone else's connection waiting there means no worker is free.
+        self.stats.backlog_reads.fetch_add(1, Ordering::Relaxed);
+        if self.connector.backlog() != Some(0) {
+            if let Ok(mut exact) = self.exact.lock() {
+                exact.probed(Instant::now());
+            }
+            return false;
+        }
+        if let Ok(mut exact) = self.exact.lock() {
+            exact.probed(Instant::now());
+        }
+        self.at_capacity.store(false, Ordering::Release);
+        self.resize(
+            size + 1,
+            "requests wait and php-fpm's backlog is empty: trying one more connection",
+        );
+        true
+    }
+
+    /// Whether a request may be written behind a running one now: not
+    /// while a connection of ours may still wait for a worker, nor while
+    /// php-fpm may have a worker free (the pool has not yet found its size).
+    pub(super) fn may_send_ahead(&self) -> bool {
+        if self.fresh_awaiting_first_byte.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        !self.connector.sees_backlog()
+            || self.at_capacity.load(Ordering::Acquire)
+            || self.size_is_known.load(Ordering::Acquire)
+            || self.size.load(Ordering::Acquire) >= self.settings.max_conns
+    }
+
     fn stuck_after(&self) -> Duration {
         let usual = Duration::from_micros(self.reused_first_byte_micros.load(Ordering::Relaxed));
         STUCK_MIN.max(usual * 4)
@@ -578,9 +791,7 @@ fn learn_capacity(pool: &Arc<PoolInner>, awaiting: usize, saw_stuck: bool) {
         return;
     };
     let floor = (pool.settings.max_conns / 2).max(1);
-    let handle = Pool {
-        inner: pool.clone(),
-    };
+    let handle = pool;
     match verdict {
         // Step down, not straight to the peak: worker restarts (pm.max_requests)
         // make a moment look smaller than php-fpm really is.

@@ -1,0 +1,364 @@
+//! The pool's policy against an in-memory php-fpm (`FakeFpm`): workers that
+//! accept connections from a listen backlog and keep them until we close
+//! them, as php-fpm does, with scripts that sleep on tokio's paused clock.
+//! So pinned workers, slow pages, a pool that grows and shrinks, and the
+//! backlog signal present or absent are tested exactly and quickly.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{Pool, PoolSettings};
+use crate::fastcgi::{self, ProtocolStatus, RecordType, RequestDecoder, RequestEvent, Role};
+use crate::upstream::conn::{Output, Stream, REQUEST_ID};
+use crate::upstream::connect::{Connect, Dialing};
+use crate::upstream::{route_key, FcgiRequest, RequestBody, UpstreamAddr};
+
+/// php-fpm in memory: a listen backlog and workers that take from it.
+#[derive(Debug, Default)]
+struct FakeFpm {
+    backlog: Mutex<VecDeque<DuplexStream>>,
+    arrived: Notify,
+    /// Workers waiting in "accept" for a connection.
+    idle_workers: AtomicUsize,
+    /// Requests answered.
+    served: AtomicUsize,
+    /// Requests that were already waiting on their connection when the
+    /// worker finished the one before (sent ahead) while another worker
+    /// sat idle: what pipelining must never cause.
+    behind_while_a_worker_was_free: AtomicUsize,
+    /// Requests that were sent ahead at all (waiting when the one before ended).
+    found_waiting_behind: AtomicUsize,
+}
+
+impl FakeFpm {
+    fn start(workers: usize) -> Arc<FakeFpm> {
+        let fpm = Arc::new(FakeFpm::default());
+        fpm.add_workers(workers);
+        fpm
+    }
+
+    /// More workers, as a dynamic pool forks them or a reload with more children.
+    fn add_workers(self: &Arc<Self>, n: usize) {
+        for _ in 0..n {
+            let fpm = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    let conn = fpm.accept().await;
+                    fpm.serve(conn).await;
+                }
+            });
+        }
+    }
+
+    async fn accept(&self) -> DuplexStream {
+        self.idle_workers.fetch_add(1, Ordering::SeqCst);
+        let conn = loop {
+            let next = self.backlog.lock().unwrap().pop_front();
+            if let Some(conn) = next {
+                break conn;
+            }
+            self.arrived.notified().await;
+        };
+        self.idle_workers.fetch_sub(1, Ordering::SeqCst);
+        conn
+    }
+
+    /// Serves one kept-alive connection until the client closes it. A
+    /// script sleeps for its `SLEEP_MS` param.
+    async fn serve(&self, mut conn: DuplexStream) {
+        let mut buf = BytesMut::new();
+        let mut decoder = RequestDecoder::new();
+        let mut sleep = Duration::ZERO;
+        loop {
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(RequestEvent::Params(params))) => {
+                        sleep = params
+                            .iter()
+                            .find(|(k, _)| &k[..] == b"SLEEP_MS")
+                            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+                            .map_or(Duration::ZERO, Duration::from_millis);
+                    }
+                    Ok(Some(RequestEvent::StdinEnd)) => {
+                        tokio::time::sleep(sleep).await;
+                        let mut out = BytesMut::new();
+                        fastcgi::encode_stream(
+                            &mut out,
+                            RecordType::Stdout,
+                            REQUEST_ID,
+                            b"Content-Type: text/plain\r\n\r\nok",
+                        );
+                        fastcgi::encode_stream_end(&mut out, RecordType::Stdout, REQUEST_ID);
+                        fastcgi::encode_end_request(
+                            &mut out,
+                            REQUEST_ID,
+                            0,
+                            ProtocolStatus::RequestComplete,
+                        );
+                        if conn.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        self.served.fetch_add(1, Ordering::SeqCst);
+                        if !buf.is_empty() {
+                            self.found_waiting_behind.fetch_add(1, Ordering::SeqCst);
+                            if self.idle_workers.load(Ordering::SeqCst) > 0 {
+                                self.behind_while_a_worker_was_free
+                                    .fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(_) => return,
+                }
+            }
+            match conn.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Dials the fake: the connection waits in its backlog until a worker
+/// takes it. `shows_backlog` says whether the kernel's count is visible
+/// (a local php-fpm) or not (remote tcp: the timing fallback).
+#[derive(Debug)]
+struct FakeConnector {
+    fpm: Arc<FakeFpm>,
+    shows_backlog: bool,
+}
+
+impl Connect for FakeConnector {
+    fn connect(&self) -> Dialing<'_> {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        self.fpm.backlog.lock().unwrap().push_back(theirs);
+        self.fpm.arrived.notify_one();
+        Box::pin(async move { Ok(Stream::Memory(ours)) })
+    }
+
+    fn backlog(&self) -> Option<usize> {
+        self.shows_backlog
+            .then(|| self.fpm.backlog.lock().unwrap().len())
+    }
+
+    fn sees_backlog(&self) -> bool {
+        self.shows_backlog
+    }
+}
+
+fn settings(max_conns: usize, read_timeout: Duration) -> PoolSettings {
+    PoolSettings {
+        addr: UpstreamAddr::Unix("/fake/php-fpm.sock".into()),
+        max_conns,
+        max_idle: max_conns,
+        queue_length: 1024,
+        connect_timeout: Duration::from_secs(5),
+        // As the config makes it by default: no shorter than the read timeout.
+        acquire_timeout: read_timeout,
+        idle_timeout: Duration::from_secs(30),
+        read_timeout,
+        pipelining: Some(Duration::from_millis(10)),
+    }
+}
+
+fn pool_on(fpm: &Arc<FakeFpm>, shows_backlog: bool, settings: PoolSettings) -> Pool {
+    let connector = Arc::new(FakeConnector {
+        fpm: fpm.clone(),
+        shows_backlog,
+    });
+    Pool::with_connector(settings, connector)
+}
+
+/// One request for a script that sleeps `sleep_ms`; Ok when it was answered.
+async fn request(pool: Pool, sleep_ms: u64) -> Result<(), String> {
+    let mut head = BytesMut::new();
+    fastcgi::encode_request(
+        &mut head,
+        &fastcgi::Request {
+            request_id: REQUEST_ID,
+            role: Role::Responder,
+            keep_conn: true,
+            params: vec![
+                (
+                    Bytes::from_static(b"SCRIPT_NAME"),
+                    Bytes::from_static(b"/x.php"),
+                ),
+                (
+                    Bytes::from_static(b"SLEEP_MS"),
+                    Bytes::from(sleep_ms.to_string()),
+                ),
+            ],
+            stdin: Bytes::new(),
+        },
+    );
+    let request = FcgiRequest {
+        head: head.freeze(),
+        body: RequestBody::Empty,
+        route: route_key(&format!("/sleep/{sleep_ms}")),
+    };
+    let mut response = crate::upstream::start(pool, request, false);
+    let mut answered = false;
+    while let Some(out) = response.recv().await {
+        match out {
+            Output::Stdout(_) => answered = true,
+            Output::Failed(e) => return Err(e.to_string()),
+            Output::Stderr(_) | Output::Timing(_) => {}
+        }
+    }
+    if answered {
+        Ok(())
+    } else {
+        Err("no response".into())
+    }
+}
+
+/// `clients` requests at once; how long until the last answer, and the failures.
+async fn burst(pool: &Pool, clients: usize, sleep_ms: u64) -> (Duration, Vec<String>) {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| tokio::spawn(request(pool.clone(), sleep_ms)))
+        .collect();
+    let mut failures = Vec::new();
+    for task in tasks {
+        if let Err(e) = task.await.unwrap() {
+            failures.push(e);
+        }
+    }
+    (started.elapsed(), failures)
+}
+
+/// What php-fpm's workers allow at best: every worker busy until the end.
+fn ideal(clients: usize, sleep_ms: u64, workers: usize) -> Duration {
+    Duration::from_millis(sleep_ms * clients as u64 / workers as u64)
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_pages_on_pinned_workers_take_the_ideal_time_without_a_504() {
+    // The cases: 2 workers, a pool of 8, 300 ms pages; 12 clients
+    // with read-timeout 3 s (the last is due at 1.8 s), 40 with the default.
+    for (clients, read_timeout) in [(12, 3), (40, 60)] {
+        let fpm = FakeFpm::start(2);
+        let pool = pool_on(&fpm, true, settings(8, Duration::from_secs(read_timeout)));
+        let (took, failures) = burst(&pool, clients, 300).await;
+        assert!(failures.is_empty(), "{clients} clients: {failures:?}");
+        let best = ideal(clients, 300, 2);
+        assert!(
+            took <= best + Duration::from_millis(50),
+            "{clients} clients took {took:?}; php-fpm allows {best:?}; {:?}",
+            pool.snapshot()
+        );
+        // And it learned php-fpm's size from the backlog, within the burst.
+        assert_eq!(pool.size(), 2, "{:?}", pool.snapshot());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_sized_to_the_workers_serves_a_burst_without_a_503() {
+    // `--max-upstream-conns 2`: 40 requests queue for 6 s, longer than the
+    // old 5 s acquire timeout; the default now follows the read timeout.
+    let fpm = FakeFpm::start(2);
+    let pool = pool_on(&fpm, true, settings(2, Duration::from_secs(60)));
+    let (took, failures) = burst(&pool, 40, 300).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(
+        took <= ideal(40, 300, 2) + Duration::from_millis(50),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_backlog_signal_slow_pages_are_still_all_served() {
+    // Remote tcp: no kernel count, so the timing fallback decides.
+    let fpm = FakeFpm::start(2);
+    let pool = pool_on(&fpm, false, settings(8, Duration::from_secs(60)));
+    let (took, failures) = burst(&pool, 40, 300).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let best = ideal(40, 300, 2);
+    assert!(
+        took <= best * 3 / 2,
+        "took {took:?}, ideal {best:?}: {:?}",
+        pool.snapshot()
+    );
+    assert_eq!(pool.snapshot().backlog_reads, 0, "no signal, no reads");
+}
+
+/// Clients that each send requests one after another until `until`.
+async fn sustained(pool: &Pool, clients: usize, sleep_ms: u64, until: Instant) -> Vec<String> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                while Instant::now() < until {
+                    if let Err(e) = request(pool.clone(), sleep_ms).await {
+                        failures.push(e);
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for task in tasks {
+        failures.extend(task.await.unwrap());
+    }
+    failures
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pool_shrinks_to_php_fpm_and_grows_with_it() {
+    let fpm = FakeFpm::start(2);
+    let pool = pool_on(&fpm, true, settings(8, Duration::from_secs(60)));
+    let t0 = Instant::now();
+    let load = {
+        let pool = pool.clone();
+        tokio::spawn(async move { sustained(&pool, 16, 5, t0 + Duration::from_secs(3)).await })
+    };
+    // Within a few requests the pool is php-fpm's size.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(pool.size(), 2, "{:?}", pool.snapshot());
+    // php-fpm grows (a dynamic pool forking, a reload with more children).
+    tokio::time::sleep_until(t0 + Duration::from_secs(1)).await;
+    fpm.add_workers(3);
+    tokio::time::sleep_until(t0 + Duration::from_secs(2)).await;
+    assert_eq!(pool.size(), 5, "{:?}", pool.snapshot());
+    let failures = load.await.unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    // Probes that found php-fpm full cost a connect each, no more: far
+    // fewer connects than requests.
+    let snap = pool.snapshot();
+    let served = fpm.served.load(Ordering::SeqCst) as u64;
+    assert!(
+        snap.connects * 20 < served,
+        "{} connects for {served} requests: {snap:?}",
+        snap.connects
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_sent_ahead_while_a_worker_is_free() {
+    // 6 workers, a pool of 8, fast pages from 32 clients: requests go
+    // behind running ones only once php-fpm is known to be full.
+    let fpm = FakeFpm::start(6);
+    let pool = pool_on(&fpm, true, settings(8, Duration::from_secs(60)));
+    let t0 = Instant::now();
+    let failures = sustained(&pool, 32, 1, t0 + Duration::from_secs(2)).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let snap = pool.snapshot();
+    assert_eq!(snap.size, 6, "{snap:?}");
+    assert!(snap.sent_ahead > 0, "pipelining never ran: {snap:?}");
+    assert!(fpm.found_waiting_behind.load(Ordering::SeqCst) > 0);
+    assert_eq!(
+        fpm.behind_while_a_worker_was_free.load(Ordering::SeqCst),
+        0,
+        "{snap:?}"
+    );
+}

@@ -1,0 +1,125 @@
+//! Slow pages in a burst on a small php-fpm pool, at the gateway's default
+//! pool flags, over unix and tcp: every request answered (no 504 for a
+//! request parked in php-fpm's backlog behind our idle connections, no 503
+//! for waiting on a connection), and the pool learns php-fpm's size from
+//! the kernel's count of its listen backlog. How long the bursts take
+//! against the ideal is measured by `bench/slow.py`, not here.
+
+use crate::support;
+
+use support::gateway::{self, Gateway};
+use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
+
+const SLOW: &str = "/slow.php?ms=300";
+
+async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
+    Gateway::serve(upstream, &fixtures_dir().display().to_string(), extra).await
+}
+
+fn two_static_workers() -> PhpFpm {
+    PhpFpm::start_with(PhpFpmOptions {
+        children: 2,
+        ..Default::default()
+    })
+}
+
+fn not_ok(statuses: &[u16]) -> Vec<u16> {
+    statuses.iter().copied().filter(|s| *s != 200).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_slow_requests_on_two_workers_all_answer_within_the_read_timeout() {
+    let fpm = two_static_workers();
+    for upstream in support::upstreams_of(&fpm) {
+        // The last of 12 × 300 ms on 2 workers is due at 1.8 s: a request
+        // left in php-fpm's backlog behind our kept-alive connections got
+        // 504 at 3 s.
+        let gw = gateway_for(&upstream, &["--read-timeout", "3s"]).await;
+        let statuses = gateway::load(gw.addr, SLOW, 12, 12).await;
+        let snap = gw.pool.snapshot();
+        assert_eq!(statuses.len(), 12);
+        assert!(
+            not_ok(&statuses).is_empty(),
+            "{upstream}: {:?}; pool {snap:?}",
+            not_ok(&statuses)
+        );
+        assert!(snap.sees_backlog, "{upstream}: php-fpm is local: {snap:?}");
+        assert_eq!(
+            snap.size, 2,
+            "{upstream}: php-fpm's size not learned: {snap:?}"
+        );
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_slow_requests_on_two_workers_never_get_a_503() {
+    let fpm = two_static_workers();
+    for upstream in support::upstreams_of(&fpm) {
+        // 6 s of work: past the old 5 s acquire timeout for requests queued
+        // for a connection, which now defaults to the read timeout.
+        let gw = gateway_for(&upstream, &[]).await;
+        let statuses = gateway::load(gw.addr, SLOW, 40, 40).await;
+        let snap = gw.pool.snapshot();
+        assert_eq!(statuses.len(), 40);
+        assert!(
+            not_ok(&statuses).is_empty(),
+            "{upstream}: {:?}; pool {snap:?}",
+            not_ok(&statuses)
+        );
+        assert_eq!(snap.saturated, 0, "{upstream}: {snap:?}");
+        assert_eq!(snap.size, 2, "{upstream}: {snap:?}");
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_slow_requests_on_a_pool_sized_to_the_workers_never_get_a_503() {
+    let fpm = two_static_workers();
+    for upstream in support::upstreams_of(&fpm) {
+        let gw = gateway_for(&upstream, &["--max-upstream-conns", "2"]).await;
+        let statuses = gateway::load(gw.addr, SLOW, 40, 40).await;
+        let snap = gw.pool.snapshot();
+        assert!(
+            not_ok(&statuses).is_empty(),
+            "{upstream}: {:?}; pool {snap:?}",
+            not_ok(&statuses)
+        );
+        assert_eq!(snap.saturated, 0, "{upstream}: {snap:?}");
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_slow_requests_on_debians_default_pool_all_answer() {
+    // Debian's www.conf: dynamic, 5 children at most, 2 at start, 1-3 spare.
+    let fpm = PhpFpm::start_with(PhpFpmOptions {
+        children: 5,
+        pm: "dynamic",
+        extra_pool_lines: vec![
+            "pm.start_servers = 2".into(),
+            "pm.min_spare_servers = 1".into(),
+            "pm.max_spare_servers = 3".into(),
+        ],
+        ..Default::default()
+    });
+    for upstream in support::upstreams_of(&fpm) {
+        let gw = gateway_for(&upstream, &[]).await;
+        // Warm, as a site is: php-fpm has grown once already.
+        let warm = gateway::load(gw.addr, SLOW, 10, 10).await;
+        assert!(not_ok(&warm).is_empty(), "{upstream}: warm-up {warm:?}");
+        let statuses = gateway::load(gw.addr, SLOW, 40, 40).await;
+        let snap = gw.pool.snapshot();
+        assert!(
+            not_ok(&statuses).is_empty(),
+            "{upstream}: {:?}; pool {snap:?}",
+            not_ok(&statuses)
+        );
+        assert_eq!(snap.saturated, 0, "{upstream}: {snap:?}");
+        assert!(
+            snap.size <= 5,
+            "{upstream}: more than php-fpm's 5: {snap:?}"
+        );
+        gw.shutdown().await;
+    }
+}
