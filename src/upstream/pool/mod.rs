@@ -137,6 +137,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(20);
 /// counts as waiting for a worker: a free worker takes it within
 /// microseconds, a busy machine's scheduler may take a little longer.
 const ACCEPT_GRACE: Duration = Duration::from_millis(2);
+/// The longest a worker we freed counts as on its way to accept: past it,
+/// the kernel's count is believed as it is.
+const IN_TRANSIT_MAX: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
@@ -151,10 +154,12 @@ struct PoolInner {
     surplus: AtomicUsize,
     /// Sizing by the exact backlog signal (`capacity::ExactSizing`).
     exact: Mutex<ExactSizing>,
-    /// When we last closed connections to free their workers for ours in
-    /// the backlog: for `ACCEPT_GRACE` each such worker is on its way to
-    /// accept one, which the kernel's count does not show yet.
-    freed_for_backlog: Mutex<Vec<Instant>>,
+    /// Connections we closed to free their workers for ours in the
+    /// backlog, with when and the backlog then: until the kernel's count
+    /// drops below that, the worker is still on its way to accept one.
+    freed_for_backlog: Mutex<Vec<(Instant, usize)>>,
+    /// The backlog as last read.
+    last_backlog: AtomicUsize,
     /// One of our connections waited in php-fpm's backlog at the current
     /// size: php-fpm has no worker free for one more (read lock-free when
     /// deciding whether to send a request ahead).
@@ -202,6 +207,7 @@ impl Pool {
                 surplus: AtomicUsize::new(0),
                 exact: Mutex::new(ExactSizing::default()),
                 freed_for_backlog: Mutex::new(Vec::new()),
+                last_backlog: AtomicUsize::new(0),
                 at_capacity: AtomicBool::new(false),
                 permits: Arc::new(Semaphore::new(size)),
                 size: AtomicUsize::new(size),
@@ -642,14 +648,17 @@ impl PoolInner {
         self.stats.backlog_reads.fetch_add(1, Ordering::Relaxed);
         // Others' connections may wait there too; ours are at most
         // `settled`, less those a worker we just freed is about to take.
-        let waiting = self.connector.backlog()?.min(settled);
-        Some(waiting.saturating_sub(self.workers_on_their_way(now)))
+        let backlog = self.connector.backlog()?;
+        self.last_backlog.store(backlog, Ordering::Relaxed);
+        let on_their_way = self.workers_on_their_way(now, backlog);
+        Some(backlog.min(settled).saturating_sub(on_their_way))
     }
 
-    /// Workers freed for our backlog in the last `ACCEPT_GRACE`.
-    fn workers_on_their_way(&self, now: Instant) -> usize {
+    /// Workers we freed for our backlog that have not taken a connection
+    /// from it yet, judged by the kernel's count `backlog` now.
+    fn workers_on_their_way(&self, now: Instant, backlog: usize) -> usize {
         self.freed_for_backlog.lock().map_or(0, |mut freed| {
-            freed.retain(|at| now.duration_since(*at) < ACCEPT_GRACE);
+            freed.retain(|&(at, then)| backlog >= then && now.duration_since(at) < IN_TRANSIT_MAX);
             freed.len()
         })
     }
@@ -658,8 +667,9 @@ impl PoolInner {
     pub(super) fn freed_a_worker(&self) {
         self.stats.closed_for_waiter.fetch_add(1, Ordering::Relaxed);
         if self.connector.sees_backlog() {
+            let backlog = self.last_backlog.load(Ordering::Relaxed);
             if let Ok(mut freed) = self.freed_for_backlog.lock() {
-                freed.push(Instant::now());
+                freed.push((Instant::now(), backlog));
             }
         }
     }
