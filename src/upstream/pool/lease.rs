@@ -182,6 +182,11 @@ impl Lease {
             pool.freed_a_worker();
             return;
         }
+        // Requests queued since a burst began make no new acquire calls:
+        // php-fpm growing meanwhile (a dynamic pool forking) is found here.
+        if pool.waiting.load(Ordering::Relaxed) > 0 {
+            pool.probe_one_more();
+        }
         let max_idle = pool.settings.max_idle;
         conn.idle_since = Instant::now();
         // After a shrink, open connections may outnumber the size: an idle

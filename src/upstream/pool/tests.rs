@@ -362,3 +362,33 @@ async fn nothing_is_sent_ahead_while_a_worker_is_free() {
         "{snap:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn php_fpm_growing_during_a_burst_is_used_before_it_ends() {
+    // A dynamic pool forks workers while a burst waits: the queued requests
+    // make no new acquire calls, so the connections coming back must probe.
+    let fpm = FakeFpm::start(2);
+    let pool = pool_on(&fpm, true, settings(8, Duration::from_secs(60)));
+    let grow = {
+        let fpm = fpm.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            fpm.add_workers(3);
+        })
+    };
+    let (took, failures) = burst(&pool, 40, 300).await;
+    grow.await.unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    // All 5 workers were used; a probe at the burst's tail may leave the
+    // size one above, until the next burst finds php-fpm full.
+    let snap = pool.snapshot();
+    assert_eq!(snap.open, 5, "{snap:?}");
+    assert!((5..=6).contains(&snap.size), "{snap:?}");
+    // 2 workers alone need 6 s; growing by one connection per probe
+    // (200 ms) from 0.6 s on, the 5 finish the 12 s of work near 3 s.
+    assert!(
+        took <= Duration::from_millis(3300),
+        "took {took:?}: {:?}",
+        pool.snapshot()
+    );
+}
