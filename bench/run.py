@@ -16,12 +16,14 @@ from /proc) and its peak RSS.
     python3 bench/run.py [--rounds 3] [--duration 3] [--scenarios hello,...]
                          [--concurrency 1,32,256] [--out bench/results]
 
+`--scenarios slow` (alone or in the list) also runs bench/slow.py -- bursts of
+300 ms pages on a small php-fpm pool -- with the same --rounds and --out.
+
 Needs php-fpm, nginx, wrk (apt-get install php8.2-fpm nginx wrk) and a
 release build (cargo build --release; the script runs it).
 """
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -35,6 +37,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+from common import find_php_fpm, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -52,24 +56,6 @@ SCENARIOS = {
     # connection at a time, like wrk's one request per connection).
     "hello-h2c": ("/hello.php", "h2load", "hello-world PHP over h2c"),
 }
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def find_php_fpm():
-    if os.environ.get("PHP_FPM_BIN"):
-        return os.environ["PHP_FPM_BIN"]
-    for name in ["php-fpm"] + sorted(glob.glob("/usr/sbin/php-fpm*"), reverse=True):
-        path = shutil.which(name) or (name if os.path.exists(name) else None)
-        if path:
-            return path
-    sys.exit("php-fpm not found: apt-get install php8.2-fpm")
 
 
 def proc_tree(pid):
@@ -229,6 +215,12 @@ def main():
                          "gateway-noidle (--max-idle-conns 0)")
     args = ap.parse_args()
     scenarios = args.scenarios.split(",")
+    if "slow" in scenarios:  # its own script: bursts, not wrk; see bench/slow.py
+        import slow
+        slow.main(["--rounds", str(args.rounds), "--out", args.out])
+        scenarios = [s for s in scenarios if s != "slow"]
+        if not scenarios:
+            return
     concurrency = [int(c) for c in args.concurrency.split(",")]
     sockets = args.sockets.split(",")
     kinds = args.servers.split(",")

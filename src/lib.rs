@@ -10,7 +10,7 @@
 //! - `cgi`      — HTTP request → CGI params; CGI response head → HTTP head.
 //! - `compress` — optional gzip/brotli of PHP responses, streamed with flushes.
 //! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
-//! - `upstream` — `unix:`/`tcp:` addresses, dialing, one connection's drive, the connection pool.
+//! - `upstream` — `unix:`/`tcp:` addresses, dialing (`connect`, with php-fpm's listen backlog read from the kernel by `listen_queue`), one connection's drive, the connection pool.
 //! - `shutdown` — signals (SIGINT/SIGTERM drain, SIGHUP reload) and the drain deadline.
 //! - `embedded_fpm` — php-fpm as our supervised child when no upstream is given.
 //! - `admin`    — the admin listener: /healthz, /readyz, /metrics.

@@ -1,0 +1,27 @@
+"""Helpers shared by the benchmark scripts (run.py, slow.py)."""
+
+import glob
+import os
+import shutil
+import socket
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def find_php_fpm():
+    if os.environ.get("PHP_FPM_BIN"):
+        return os.environ["PHP_FPM_BIN"]
+    for name in ["php-fpm"] + sorted(glob.glob("/usr/sbin/php-fpm*"), reverse=True):
+        path = shutil.which(name) or (name if os.path.exists(name) else None)
+        if path:
+            return path
+    sys.exit("php-fpm not found: apt-get install php8.2-fpm")
