@@ -3,6 +3,7 @@
 import glob
 import os
 import shutil
+import signal
 import socket
 import sys
 
@@ -25,3 +26,16 @@ def find_php_fpm():
         if path:
             return path
     sys.exit("php-fpm not found: apt-get install php8.2-fpm")
+
+
+def stop_all(procs, work):
+    """Stops the processes we started (by their Popen handle, newest first)
+    and removes the work directory."""
+    for p in reversed(procs):
+        try:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=10)
+        except Exception:
+            p.kill()
+            p.wait()
+    shutil.rmtree(work, ignore_errors=True)

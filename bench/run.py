@@ -29,7 +29,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ import tempfile
 import time
 import urllib.request
 
-from common import find_php_fpm, free_port
+from common import find_php_fpm, free_port, stop_all
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -405,13 +404,7 @@ http {{
                           f"p99 {m['p99_ms']} ms  cpu/req {m['cpu_us_per_req'] and round(m['cpu_us_per_req'], 1)} us  "
                           f"errors {m['non2xx'] + m['socket_errors']}", flush=True)
     finally:
-        for p in reversed(procs):
-            try:
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout=10)
-            except Exception:
-                p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs, work)
 
     def med(vals):
         vals = [v for v in vals if v is not None]

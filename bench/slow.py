@@ -37,7 +37,6 @@ import os
 import platform
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -47,7 +46,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, find_php_fpm, free_port  # noqa: E402
+from common import ROOT, find_php_fpm, free_port, stop_all  # noqa: E402
 
 SLEEP_MS = 300
 
@@ -291,14 +290,7 @@ http {{
                                   f"non-200 {sum(bad.values())} {dict(bad) or ''}", flush=True)
                             time.sleep(0.2)
     finally:
-        for p in reversed(procs):
-            try:
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout=10)
-            except Exception:
-                p.kill()
-                p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs, work)
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     machine = f"{platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}"
