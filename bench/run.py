@@ -211,7 +211,10 @@ def main():
     ap.add_argument("--servers", default="nginx,gateway",
                     help="server kinds, compared against the first: nginx (upstream keepalive), "
                          "nginx-nokeep (a new php-fpm connection per request), gateway, "
-                         "gateway-noidle (--max-idle-conns 0)")
+                         "gateway-noidle (--max-idle-conns 0), gateway-base (--base-bin)")
+    ap.add_argument("--base-bin",
+                    help="another fcgi-gateway binary (an earlier commit's release build), run as "
+                         "server kind gateway-base with the same flags: an A/B in one run")
     args = ap.parse_args()
     scenarios = args.scenarios.split(",")
     if "slow" in scenarios:  # its own script: bursts, not wrk; see bench/slow.py
@@ -224,8 +227,10 @@ def main():
     sockets = args.sockets.split(",")
     kinds = args.servers.split(",")
     for k in kinds:
-        if k not in ("nginx", "nginx-nokeep", "gateway", "gateway-noidle"):
+        if k not in ("nginx", "nginx-nokeep", "gateway", "gateway-noidle", "gateway-base"):
             sys.exit(f"unknown server kind {k}")
+        if k == "gateway-base" and not (args.base_bin and os.access(args.base_bin, os.X_OK)):
+            sys.exit("gateway-base needs --base-bin PATH to an fcgi-gateway binary")
     tools = ["nginx", "wrk"] + (["h2load"] if any(SCENARIOS[s][1] == "h2load" for s in scenarios) else [])
     for tool in tools:
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -330,8 +335,9 @@ http {{
                 up = upstream[name]
                 addr = f"unix:{up}" if sock == "unix" else f"tcp:{up}"
                 extra = ["--max-idle-conns", "0"] if kind == "gateway-noidle" else []
+                binary = args.base_bin if kind == "gateway-base" else gateway_bin
                 gateways[name] = start([
-                    gateway_bin, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", addr,
+                    binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", addr,
                     "--root", docroot, "--front-controller", "/index.php",
                     "--max-upstream-conns", "4", "--workers", str(args.workers),
                     "--log-level", "warn"] + extra)
@@ -428,8 +434,9 @@ http {{
 
     os.makedirs(args.out, exist_ok=True)
     doc = {"commit": commit, "date": stamp, "machine": machine, "rounds": args.rounds,
-           "duration_s": args.duration, "servers": kinds, "rows": rows, "idle": idle}
-    base = os.path.join(args.out, f"{stamp[:10]}-{commit}")
+           "duration_s": args.duration, "servers": kinds, "rows": rows, "idle": idle,
+           "base_bin": args.base_bin}
+    base = os.path.join(args.out, f"{stamp[:10]}-{commit}" + ("-ab" if args.base_bin else ""))
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=2)
 
@@ -443,6 +450,7 @@ http {{
              f"Both servers run {args.workers} worker(s) (nginx worker_processes, gateway --workers). "
              f"nginx: upstream keepalive 4 + fastcgi_keep_conn on; nginx-nokeep: a connection per request; "
              f"gateway: --max-upstream-conns 4; gateway-noidle: plus --max-idle-conns 0. "
+             + (f"gateway-base: {args.base_bin}, same flags. " if args.base_bin else "") +
              f"hello-h2c runs h2load over HTTP/2 cleartext (prior knowledge): its p50 column is "
              f"h2load's mean, and it reports no p99.", "",
              f"| scenario | c | socket | server | req/s | vs {base_kind} | p50 ms | p99 ms | cpu µs/req | failed | peak RSS KiB |",
@@ -464,7 +472,8 @@ http {{
     table = "\n".join(lines) + "\n"
     with open(base + ".md", "w") as f:
         f.write(table)
-    shutil.copyfile(base + ".md", os.path.join(args.out, "latest.md"))
+    if not args.base_bin:  # an A/B is no headline
+        shutil.copyfile(base + ".md", os.path.join(args.out, "latest.md"))
     print()
     print(table)
     print(f"written: {base}.md and {base}.json")

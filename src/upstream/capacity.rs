@@ -18,15 +18,27 @@ pub(super) const PROBE_EVERY: Duration = Duration::from_millis(200);
 pub(super) struct ExactSizing {
     /// No probe before this instant.
     next_probe_at: Option<Instant>,
+    /// The size last learned from the backlog.
+    learned: Option<usize>,
 }
 
 impl ExactSizing {
     /// `in_backlog` of our `open` connections wait for a worker: php-fpm
-    /// serves the rest, so that is the size (at least 1). Holds off the
-    /// next probe, since php-fpm just proved to have no worker free.
-    pub(super) fn saw_backlog(&mut self, now: Instant, open: usize, in_backlog: usize) -> usize {
+    /// serves the rest, so that is the size (at least 1), and whether it is
+    /// news (not what was learned last time: a refuted probe is not).
+    /// Holds off the next probe, since php-fpm just proved to have no
+    /// worker free.
+    pub(super) fn saw_backlog(
+        &mut self,
+        now: Instant,
+        open: usize,
+        in_backlog: usize,
+    ) -> (usize, bool) {
         self.next_probe_at = Some(now + PROBE_EVERY);
-        open.saturating_sub(in_backlog).max(1)
+        let size = open.saturating_sub(in_backlog).max(1);
+        let news = self.learned != Some(size);
+        self.learned = Some(size);
+        (size, news)
     }
 
     /// Whether a probe may be made now.
@@ -232,13 +244,15 @@ mod tests {
         let mut e = ExactSizing::default();
         let t0 = Instant::now();
         assert!(e.probe_due(t0));
-        assert_eq!(e.saw_backlog(t0, 8, 6), 2);
+        assert_eq!(e.saw_backlog(t0, 8, 6), (2, true));
         assert!(!e.probe_due(t0 + PROBE_EVERY / 2));
         assert!(e.probe_due(t0 + PROBE_EVERY));
         e.probed(t0 + PROBE_EVERY);
         assert!(!e.probe_due(t0 + PROBE_EVERY + PROBE_EVERY / 2));
+        // A probe refuted: the same size again is no news.
+        assert_eq!(e.saw_backlog(t0, 3, 1), (2, false));
         // Never below one connection, whatever the kernel says.
-        assert_eq!(e.saw_backlog(t0, 3, 5), 1);
+        assert_eq!(e.saw_backlog(t0, 3, 5), (1, true));
     }
 
     #[test]

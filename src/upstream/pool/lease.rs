@@ -184,7 +184,8 @@ impl Lease {
         }
         // Requests queued since a burst began make no new acquire calls:
         // php-fpm growing meanwhile (a dynamic pool forking) is found here.
-        if pool.waiting.load(Ordering::Relaxed) > 0 {
+        // One waiter takes this connection; a probe is for the next.
+        if pool.waiting.load(Ordering::Relaxed) > 1 {
             pool.probe_one_more();
         }
         let max_idle = pool.settings.max_idle;

@@ -566,6 +566,12 @@ impl Drop for DecrementOnDrop<'_> {
 impl PoolInner {
     /// See `Pool::resize`.
     fn resize(self: &Arc<Self>, new_size: usize, why: &str) {
+        self.resize_noting(new_size, why, true);
+    }
+
+    /// `resize`, logged at info level when `notable`, else at debug (the
+    /// probes and their refutations, several a second under overload).
+    fn resize_noting(self: &Arc<Self>, new_size: usize, why: &str, notable: bool) {
         let new_size = new_size.max(1);
         let old = self.size.swap(new_size, Ordering::AcqRel);
         if new_size > old {
@@ -600,7 +606,11 @@ impl PoolInner {
             }
         }
         if new_size != old {
-            tracing::info!(upstream = %self.settings.addr, from = old, to = new_size, "upstream pool resized: {why}");
+            if notable {
+                tracing::info!(upstream = %self.settings.addr, from = old, to = new_size, "upstream pool resized: {why}");
+            } else {
+                tracing::debug!(upstream = %self.settings.addr, from = old, to = new_size, "upstream pool resized: {why}");
+            }
         }
     }
 
@@ -680,7 +690,7 @@ impl PoolInner {
     fn saw_backlog(self: &Arc<Self>, in_backlog: usize) {
         self.at_capacity.store(true, Ordering::Release);
         let open = self.busy.load(Ordering::Acquire) + self.idle.lock().map_or(0, |i| i.len());
-        let target = match self.exact.lock() {
+        let (target, news) = match self.exact.lock() {
             Ok(mut exact) => exact.saw_backlog(Instant::now(), open, in_backlog),
             Err(_) => return,
         };
@@ -688,9 +698,10 @@ impl PoolInner {
             return;
         }
         if target < self.size.load(Ordering::Acquire) {
-            self.resize(
+            self.resize_noting(
                 target,
                 &format!("learned: php-fpm accepted {target} of our connections while {in_backlog} waited in its backlog"),
+                news,
             );
         }
     }
@@ -707,28 +718,29 @@ impl PoolInner {
         {
             return false;
         }
-        let due = match self.exact.lock() {
-            Ok(exact) => exact.probe_due(Instant::now()),
-            Err(_) => false,
-        };
-        if !due {
+        // Checked and claimed under one lock: one probe per period, however
+        // many threads find every connection busy at once.
+        let claimed = self.exact.lock().is_ok_and(|mut exact| {
+            let now = Instant::now();
+            let due = exact.probe_due(now);
+            if due {
+                exact.probed(now);
+            }
+            due
+        });
+        if !claimed {
             return false;
         }
         // Someone else's connection waiting there means no worker is free.
         self.stats.backlog_reads.fetch_add(1, Ordering::Relaxed);
         if self.connector.backlog() != Some(0) {
-            if let Ok(mut exact) = self.exact.lock() {
-                exact.probed(Instant::now());
-            }
             return false;
         }
-        if let Ok(mut exact) = self.exact.lock() {
-            exact.probed(Instant::now());
-        }
         self.at_capacity.store(false, Ordering::Release);
-        self.resize(
+        self.resize_noting(
             size + 1,
             "requests wait and php-fpm's backlog is empty: trying one more connection",
+            false,
         );
         true
     }
