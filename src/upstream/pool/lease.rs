@@ -15,7 +15,8 @@ use super::super::capacity::{AwaitingFresh, Stuck};
 use super::super::conn::{self, Conn, Outcome};
 use super::super::pipeline::{Handoff, MAX_BEHIND};
 use super::super::UpstreamError;
-use super::{learn_capacity, PoolInner};
+use super::sizing::learn_capacity;
+use super::PoolInner;
 
 /// One connection checked out of the pool, holding its permit. Dropping a
 /// lease without `release` closes the connection and frees the slot, except
