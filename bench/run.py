@@ -4,8 +4,9 @@
 One php-fpm master with one pool per (server, socket type) -- pm = static,
 4 children each, because a kept-alive idle connection pins its worker and
 servers sharing a pool would starve each other. nginx is tuned the way people
-tune it (upstream keepalive, fastcgi_keep_conn on); fcgi-gateway runs with its
-defaults plus --max-upstream-conns 4. wrk drives every cell; cells run
+tune it (upstream keepalive, fastcgi_keep_conn on). Both run at their defaults
+(nginx worker_processes auto as Debian installs it; the gateway with no tuning
+flags) unless --workers N sets both to N. wrk drives every cell; cells run
 interleaved in rounds so machine noise hits every server alike; the medians
 of the rounds are reported.
 
@@ -203,8 +204,10 @@ def main():
     ap.add_argument("--concurrency", default="1,32,256")
     ap.add_argument("--sockets", default="unix,tcp")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
-    ap.add_argument("--workers", type=int, default=1,
-                    help="nginx worker_processes and the gateway's --workers alike")
+    ap.add_argument("--workers", default="auto",
+                    help="nginx worker_processes and the gateway's --workers alike; 'auto' "
+                         "(the default) is both at their defaults: nginx worker_processes auto "
+                         "as Debian installs it, the gateway with no --workers (the CPU count)")
     ap.add_argument("--idle-clients", type=int, default=1000,
                     help="after the cells, hold this many idle keep-alive clients on each "
                          "server and record its RSS (0 skips)")
@@ -339,7 +342,7 @@ http {{
                 gateways[name] = start([
                     binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", addr,
                     "--root", docroot, "--front-controller", "/index.php",
-                    "--max-upstream-conns", "4", "--workers", str(args.workers),
+                    ] + ([] if args.workers == "auto" else ["--workers", str(args.workers)]) + [
                     "--log-level", "warn"] + extra)
                 servers[name] = port
                 h2_ports[name] = port
@@ -435,8 +438,9 @@ http {{
     os.makedirs(args.out, exist_ok=True)
     doc = {"commit": commit, "date": stamp, "machine": machine, "rounds": args.rounds,
            "duration_s": args.duration, "servers": kinds, "rows": rows, "idle": idle,
-           "base_bin": args.base_bin}
-    base = os.path.join(args.out, f"{stamp[:10]}-{commit}" + ("-ab" if args.base_bin else ""))
+           "base_bin": args.base_bin, "workers": args.workers}
+    suffix = ("" if args.workers == "auto" else f"-w{args.workers}") + ("-ab" if args.base_bin else "")
+    base = os.path.join(args.out, f"{stamp[:10]}-{commit}{suffix}")
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=2)
 
@@ -447,9 +451,13 @@ http {{
              f"Machine: {machine}. One php-fpm, a pool per server and socket (static, 4 children); "
              f"wrk {args.duration}s per cell; median of {args.rounds} interleaved rounds. "
              f"CPU = the server's own CPU per request (all its processes). "
-             f"Both servers run {args.workers} worker(s) (nginx worker_processes, gateway --workers). "
+             + (f"Both servers at their defaults (nginx worker_processes auto, the gateway with no "
+                f"tuning flags: --workers = the CPU count, its pool sized by what php-fpm accepts). "
+                if args.workers == "auto" else
+                f"Both servers run {args.workers} worker(s) (nginx worker_processes, gateway --workers), "
+                f"otherwise at their defaults. ") +
              f"nginx: upstream keepalive 4 + fastcgi_keep_conn on; nginx-nokeep: a connection per request; "
-             f"gateway: --max-upstream-conns 4; gateway-noidle: plus --max-idle-conns 0. "
+             f"gateway-noidle: plus --max-idle-conns 0. "
              + (f"gateway-base: {args.base_bin}, same flags. " if args.base_bin else "") +
              f"hello-h2c runs h2load over HTTP/2 cleartext (prior knowledge): its p50 column is "
              f"h2load's mean, and it reports no p99.", "",
@@ -472,7 +480,7 @@ http {{
     table = "\n".join(lines) + "\n"
     with open(base + ".md", "w") as f:
         f.write(table)
-    if not args.base_bin:  # an A/B is no headline
+    if not suffix:  # the headline: both at their defaults, no A/B
         shutil.copyfile(base + ".md", os.path.join(args.out, "latest.md"))
     print()
     print(table)
