@@ -293,7 +293,7 @@ async fn exchange_with(
                     return match protocol_status {
                         ProtocolStatus::RequestComplete => {
                             if let Some(guard) = first_byte.as_deref() {
-                                guard.response_ended_after(sent_at.elapsed());
+                                guard.response_ended_after(sent_at.elapsed(), !reused);
                             }
                             // Unsent STDIN or trailing bytes would corrupt the
                             // next exchange, unless they are the response to

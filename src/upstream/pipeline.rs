@@ -56,6 +56,10 @@ pub(crate) const MAX_HEAD: usize = 8 * 1024;
 const SLOW_PATH_REMEMBERED: Duration = Duration::from_secs(60);
 /// Slow paths remembered at most; past it, the memory starts afresh.
 const SLOW_PATHS_MAX: usize = 4096;
+/// An exchange is slow only past this many times the usual one.
+const USUAL_FACTOR: u64 = 4;
+/// Exchanges before the usual time counts as known.
+const USUAL_SAMPLES: u64 = 16;
 /// How long pipelining stays off after something was slow.
 pub(crate) const PAUSE: Duration = Duration::from_secs(2);
 
@@ -101,6 +105,11 @@ pub(crate) struct Pipeline {
     epoch: Instant,
     /// Microseconds after `epoch` until which pipelining is paused.
     paused_until: AtomicU64,
+    /// Moving average of the exchanges that were not slow, in µs: what
+    /// "usual" is, queueing in our own event loop included.
+    usual_micros: AtomicU64,
+    /// Exchanges that went into `usual_micros` (up to `USUAL_SAMPLES`).
+    usual_samples: AtomicU64,
     /// Requests written ahead onto a busy connection.
     pub(crate) sent_ahead: AtomicU64,
     /// Requests waiting for a connection that cannot be sent ahead: while
@@ -133,6 +142,8 @@ impl Pipeline {
             queued: AtomicUsize::new(0),
             epoch: Instant::now(),
             paused_until: AtomicU64::new(0),
+            usual_micros: AtomicU64::new(0),
+            usual_samples: AtomicU64::new(0),
             sent_ahead: AtomicU64::new(0),
             others_waiting: AtomicUsize::new(0),
             slow_paths: Mutex::new(HashMap::new()),
@@ -156,12 +167,40 @@ impl Pipeline {
     }
 
     /// An exchange for `route` ended `took` after its request went out.
-    pub(crate) fn exchange_took(&self, route: u64, took: Duration) {
-        if self.slow.is_none_or(|slow| took <= slow) {
+    /// `under_load`: requests waited for a connection as it ended, so our
+    /// own event loop may have stretched it.
+    ///
+    /// Slow means past the threshold and past `USUAL_FACTOR` times the usual
+    /// exchange: with hundreds of clients on one thread our own event loop
+    /// can take the threshold's 10 ms to come back to an exchange, and that
+    /// is no slow script (measured: a path marked slow that way under wrk
+    /// -c256 lost pipelining for a minute).
+    pub(crate) fn exchange_took(&self, route: u64, took: Duration, under_load: bool) {
+        let Some(threshold) = self.slow else {
+            return;
+        };
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let usual = self.usual_micros.load(Ordering::Relaxed);
+        if took <= threshold || micros <= usual.saturating_mul(USUAL_FACTOR) {
+            // An average over ~8 samples; racing updates lose a sample, no more.
+            let next = if usual == 0 {
+                micros
+            } else {
+                usual - usual / 8 + micros / 8
+            };
+            self.usual_micros.store(next, Ordering::Relaxed);
+            if self.usual_samples.load(Ordering::Relaxed) < USUAL_SAMPLES {
+                self.usual_samples.fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         self.pause();
-        if route == 0 {
+        // Until "usual" is known, a slow exchange under load (a cold start:
+        // hundreds of clients arriving at once stretch the first exchanges)
+        // only pauses; the minute-long memory of its path needs a known
+        // usual, or an exchange that ran with nothing else waiting.
+        let usual_known = self.usual_samples.load(Ordering::Relaxed) >= USUAL_SAMPLES;
+        if route == 0 || (under_load && !usual_known) {
             return;
         }
         if let Ok(mut paths) = self.slow_paths.lock() {
@@ -300,5 +339,60 @@ impl Drop for Ticket {
         let _ = self
             .state
             .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn slow_is_past_the_threshold_and_well_past_the_usual() {
+        let p = Pipeline::new(Some(10 * MS));
+        let route = route_key("/hello.php");
+        // Under load our own event loop stretches every exchange to ~6 ms.
+        for _ in 0..32 {
+            p.exchange_took(route, 6 * MS, false);
+        }
+        // 12 ms is past the threshold but only twice the usual: queueing.
+        p.exchange_took(route, 12 * MS, false);
+        assert!(p.is_open());
+        assert!(!p.was_slow(route));
+        // 300 ms is a slow script: pause, and remember its path.
+        let report = route_key("/report.php");
+        p.exchange_took(report, 300 * MS, false);
+        assert!(!p.is_open());
+        assert!(p.was_slow(report));
+        assert!(!p.was_slow(route));
+    }
+
+    #[test]
+    fn all_slow_pages_stay_slow() {
+        let p = Pipeline::new(Some(10 * MS));
+        for _ in 0..USUAL_SAMPLES {
+            p.exchange_took(route_key("/hello.php"), MS, false);
+        }
+        let route = route_key("/slow.php");
+        for _ in 0..16 {
+            p.exchange_took(route, 300 * MS, false);
+        }
+        assert!(p.was_slow(route), "slow samples never make slowness usual");
+    }
+
+    #[test]
+    fn a_cold_start_under_load_pauses_but_marks_no_path() {
+        // The first exchanges, before any usual time is known, with
+        // requests waiting: our own loop may have stretched them.
+        let p = Pipeline::new(Some(10 * MS));
+        let route = route_key("/hello.php");
+        p.exchange_took(route, 30 * MS, true);
+        assert!(!p.is_open());
+        assert!(!p.was_slow(route));
+        // One that ran alone is the script's own time.
+        let report = route_key("/report.php");
+        p.exchange_took(report, 300 * MS, false);
+        assert!(p.was_slow(report));
     }
 }

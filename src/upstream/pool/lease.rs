@@ -56,6 +56,9 @@ pub(crate) struct LeaseGuard {
     pub(super) awaiting_id: Option<u64>,
     /// The request went out on a reused connection.
     pub(super) reused: bool,
+    /// Connections closed for php-fpm's backlog when this fresh
+    /// connection's request went out (`PoolStats::closed_for_waiter`).
+    pub(super) closes_when_sent: u64,
     /// The current request's URL path (`pipeline::route_key`).
     pub(super) route: u64,
     /// The requests written behind the current one on this connection, in
@@ -106,6 +109,7 @@ impl Lease {
             return;
         }
         let pool = &guard.pool;
+        guard.closes_when_sent = pool.stats.closed_for_waiter.load(Ordering::Relaxed);
         let id = pool.next_awaiting_id.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut awaiting) = pool.awaiting.lock() {
             awaiting.push(AwaitingFresh {
@@ -241,7 +245,7 @@ impl Drop for Lease {
                 Ok(()) => {
                     // At least this long: a slow script still pauses pipelining.
                     if let Some(held) = lease.held.as_ref() {
-                        held.guard.response_ended_after(started.elapsed());
+                        held.guard.response_ended_after(started.elapsed(), false);
                     }
                     lease.release(Outcome::Reusable)
                 }
@@ -291,8 +295,19 @@ impl LeaseGuard {
 
     /// The response ended `after` the request went out (the exchange times
     /// it): a slow one pauses pipelining (`pipeline`).
-    pub(crate) fn response_ended_after(&self, after: Duration) {
-        self.pool.pipeline.exchange_took(self.route, after);
+    pub(crate) fn response_ended_after(&self, after: Duration, fresh: bool) {
+        // A fresh connection's time includes its wait in php-fpm's backlog:
+        // when one of ours was closed to free a worker meanwhile, it may
+        // have waited, and its time says nothing of the script (a probe
+        // for one more connection, the pool's first burst).
+        let closes = self.pool.stats.closed_for_waiter.load(Ordering::Relaxed);
+        if fresh && closes != self.closes_when_sent {
+            return;
+        }
+        let under_load = self.pool.waiting.load(Ordering::Relaxed) > 0;
+        self.pool
+            .pipeline
+            .exchange_took(self.route, after, under_load);
     }
 
     /// Ends the wait for the first byte, if this lease was still waiting.

@@ -13,7 +13,8 @@
 //! - Where php-fpm runs on this host the kernel says how many connections
 //!   wait in that backlog (`connect`, `listen_queue`): the pool shrinks to
 //!   the connections php-fpm accepted the moment one of ours waits, and
-//!   tries one more every `PROBE_EVERY` while requests queue and nothing
+//!   tries one more (`capacity::PROBE_EVERY`, backing off while php-fpm
+//!   is found full) while requests queue and nothing
 //!   waits there. Elsewhere (remote tcp) a fresh connection without its
 //!   first byte well past the usual time counts as waiting, and the size is
 //!   learned from how often that happens (`capacity`).
@@ -114,6 +115,13 @@ pub struct PoolSnapshot {
     /// Whether php-fpm's listen backlog can be read from here (`connect`).
     pub sees_backlog: bool,
     pub backlog_reads: u64,
+    /// New connections whose request has no answer yet (may wait in php-fpm's backlog).
+    pub fresh_awaiting: usize,
+    /// php-fpm was seen full at this size: requests may be sent ahead.
+    pub at_capacity: bool,
+    /// Pool slots free now, and slots still to retire after a shrink.
+    pub permits_free: usize,
+    pub permits_to_retire: usize,
 }
 
 impl PoolStats {
@@ -285,6 +293,10 @@ impl Pool {
             sent_ahead: get(&inner.pipeline.sent_ahead),
             sees_backlog: inner.connector.sees_backlog(),
             backlog_reads: get(&s.backlog_reads),
+            fresh_awaiting: inner.fresh_awaiting_first_byte.load(Ordering::Relaxed),
+            at_capacity: inner.at_capacity.load(Ordering::Relaxed),
+            permits_free: inner.permits.available_permits(),
+            permits_to_retire: inner.surplus.load(Ordering::Relaxed),
         }
     }
 
@@ -468,6 +480,7 @@ impl Pool {
                     permit: Some(permit),
                     awaiting_id: None,
                     reused: false,
+                    closes_when_sent: 0,
                     route,
                     successors: VecDeque::new(),
                 },

@@ -328,7 +328,9 @@ async fn the_pool_shrinks_to_php_fpm_and_grows_with_it() {
     // php-fpm grows (a dynamic pool forking, a reload with more children).
     tokio::time::sleep_until(t0 + Duration::from_secs(1)).await;
     fpm.add_workers(3);
-    tokio::time::sleep_until(t0 + Duration::from_secs(2)).await;
+    // Probes that php-fpm refuted came ever less often (200 ms doubling,
+    // at most 2 s); the first that holds brings them back to 200 ms.
+    tokio::time::sleep_until(t0 + Duration::from_millis(2600)).await;
     assert_eq!(pool.size(), 5, "{:?}", pool.snapshot());
     let failures = load.await.unwrap();
     assert!(failures.is_empty(), "{failures:?}");
