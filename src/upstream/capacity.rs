@@ -70,6 +70,14 @@ impl ExactSizing {
         self.next_probe_at.is_none_or(|at| now >= at)
     }
 
+    /// Requests begin to queue after none did (a burst begins): php-fpm may
+    /// have grown meanwhile, so probes come at the quickest again.
+    pub(super) fn demand_began(&mut self, now: Instant) {
+        self.interval = PROBE_EVERY;
+        let soon = now + PROBE_EVERY;
+        self.next_probe_at = Some(self.next_probe_at.map_or(soon, |at| at.min(soon)));
+    }
+
     /// A probe is made at `now`. The one before held if php-fpm was not
     /// seen full since: then probes come at the quickest again.
     pub(super) fn probed(&mut self, now: Instant) {
@@ -284,6 +292,15 @@ mod tests {
         assert!(!e.probe_due(t1 + PROBE_EVERY));
         assert!(e.probe_due(t1 + PROBE_EVERY * 2));
         e.probed(t1 + PROBE_EVERY * 2);
+        // A burst beginning after none brings the quickest back too.
+        let mut f = ExactSizing::default();
+        f.probed(t0);
+        f.saw_backlog(t0, 3, 1);
+        f.probed(t0 + PROBE_EVERY * 2);
+        f.saw_backlog(t0 + PROBE_EVERY * 2, 3, 1);
+        assert!(!f.probe_due(t0 + PROBE_EVERY * 5));
+        f.demand_began(t0 + PROBE_EVERY * 3);
+        assert!(f.probe_due(t0 + PROBE_EVERY * 4));
         // Held (php-fpm not seen full): the one after comes at the quickest.
         let t2 = t1 + PROBE_EVERY * 4;
         e.probed(t2);

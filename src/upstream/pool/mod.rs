@@ -404,6 +404,11 @@ impl Pool {
         let wait = inner.settings.acquire_timeout;
         let queued = inner.waiting.fetch_add(1, Ordering::AcqRel);
         let _unqueue = DecrementOnDrop(&inner.waiting);
+        if queued == 0 && inner.connector.sees_backlog() {
+            if let Ok(mut exact) = inner.exact.lock() {
+                exact.demand_began(Instant::now());
+            }
+        }
         if queued >= inner.settings.queue_length {
             inner.stats.saturated.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(upstream = %inner.settings.addr, queue_length = inner.settings.queue_length, "upstream pool saturated: wait queue full");
