@@ -320,8 +320,18 @@ fn workers_flag_sets_the_runtime_threads() {
         args.extend(extra.iter().copied());
         let mut gw = support::binary::Binary::start(&args);
         gw.wait_for("serving");
-        assert_eq!(runtime_workers(gw.child.id()), expected, "{extra:?}");
-        assert_eq!(threads(gw.child.id()), all, "{extra:?}");
+        // tokio starts its worker threads as the runtime starts, not
+        // before "serving" is logged: on a busy machine they show up a
+        // moment later.
+        let pid = gw.child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while (runtime_workers(pid), threads(pid)) != (expected, all)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(runtime_workers(pid), expected, "{extra:?}");
+        assert_eq!(threads(pid), all, "{extra:?}");
         // And that thread serves PHP.
         let mut conn = std::net::TcpStream::connect(gw.listen_addr("http")).unwrap();
         conn.write_all(b"GET /hello.php HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
