@@ -39,3 +39,21 @@ def stop_all(procs, work):
             p.kill()
             p.wait()
     shutil.rmtree(work, ignore_errors=True)
+
+
+def write_nginx_conf(work, workers, servers, http_extra=""):
+    """Writes `work`/nginx.conf: foreground, logs in `work`, `workers`
+    worker processes ("auto" or a number), and the given server blocks."""
+    with open(f"{work}/nginx.conf", "w") as f:
+        f.write(f"""daemon off;
+worker_processes {workers};
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    include /etc/nginx/mime.types;
+    {http_extra}
+    {''.join(servers)}
+}}
+""")

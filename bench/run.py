@@ -38,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 
-from common import find_php_fpm, free_port, stop_all
+from common import find_php_fpm, free_port, stop_all, write_nginx_conf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -315,19 +315,7 @@ def main():
     }}""")
                 servers[name] = port
                 h2_ports[name] = h2_port
-        with open(f"{work}/nginx.conf", "w") as f:
-            f.write(f"""daemon off;
-worker_processes {args.workers};
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    include /etc/nginx/mime.types;
-    client_body_buffer_size 1m;
-    {''.join(nginx_servers)}
-}}
-""")
+        write_nginx_conf(work, args.workers, nginx_servers, "client_body_buffer_size 1m;")
         nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
         nginx = start([nginx_bin, "-c", f"{work}/nginx.conf", "-e", f"{work}/nginx-error.log"])
         gateways = {}

@@ -46,7 +46,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, find_php_fpm, free_port, stop_all  # noqa: E402
+from common import ROOT, find_php_fpm, free_port, stop_all, write_nginx_conf  # noqa: E402
 
 SLEEP_MS = 300
 
@@ -231,18 +231,7 @@ def main(argv=None):
         }}
     }}""")
         if nginx_servers:
-            with open(f"{work}/nginx.conf", "w") as f:
-                f.write(f"""daemon off;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    include /etc/nginx/mime.types;
-    {''.join(nginx_servers)}
-}}
-""")
+            write_nginx_conf(work, 1, nginx_servers)
             start([nginx_bin, "-c", f"{work}/nginx.conf", "-e", f"{work}/nginx-error.log"])
         if "gateway" in kinds:
             for pool in pools:
