@@ -70,6 +70,11 @@ impl ExactSizing {
         self.next_probe_at.is_none_or(|at| now >= at)
     }
 
+    /// No probe before this (None: one may be made now).
+    pub(super) fn next_probe_at(&self) -> Option<Instant> {
+        self.next_probe_at
+    }
+
     /// Requests begin to queue after none did (a burst begins): php-fpm may
     /// have grown meanwhile, so probes come at the quickest again.
     pub(super) fn demand_began(&mut self, now: Instant) {

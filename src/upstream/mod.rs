@@ -65,6 +65,21 @@ pub enum UpstreamError {
     Spool(String),
 }
 
+/// Moves a moving average of durations (in µs; 0 = none yet) an eighth of
+/// the way to `sample`: about the last 8 samples count. Racing updates lose
+/// a sample, no more, so a load and a store do.
+pub(crate) fn add_to_average(average_micros: &std::sync::atomic::AtomicU64, sample: Duration) {
+    use std::sync::atomic::Ordering;
+    let sample = u64::try_from(sample.as_micros()).unwrap_or(u64::MAX);
+    let old = average_micros.load(Ordering::Relaxed);
+    let new = if old == 0 {
+        sample
+    } else {
+        old - old / 8 + sample / 8
+    };
+    average_micros.store(new, Ordering::Relaxed);
+}
+
 /// One request ready to go upstream: the encoded head (BEGIN_REQUEST, PARAMS,
 /// and for small bodies already the whole STDIN) and the rest of the body.
 #[derive(Debug)]

@@ -182,13 +182,7 @@ impl Pipeline {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let usual = self.usual_micros.load(Ordering::Relaxed);
         if took <= threshold || micros <= usual.saturating_mul(USUAL_FACTOR) {
-            // An average over ~8 samples; racing updates lose a sample, no more.
-            let next = if usual == 0 {
-                micros
-            } else {
-                usual - usual / 8 + micros / 8
-            };
-            self.usual_micros.store(next, Ordering::Relaxed);
+            super::add_to_average(&self.usual_micros, took);
             if self.usual_samples.load(Ordering::Relaxed) < USUAL_SAMPLES {
                 self.usual_samples.fetch_add(1, Ordering::Relaxed);
             }

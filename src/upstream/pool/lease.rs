@@ -279,16 +279,7 @@ impl LeaseGuard {
     /// times it): a reused connection's time feeds what "usual" is.
     pub(crate) fn first_byte_after(&mut self, after: Duration) {
         if std::mem::take(&mut self.reused) {
-            // An average over ~8 samples; racing updates lose a sample, no more.
-            let sample = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
-            let avg = &self.pool.reused_first_byte_micros;
-            let old = avg.load(Ordering::Relaxed);
-            let new = if old == 0 {
-                sample
-            } else {
-                old - old / 8 + sample / 8
-            };
-            avg.store(new, Ordering::Relaxed);
+            super::super::add_to_average(&self.pool.reused_first_byte_micros, after);
         }
         self.first_byte();
     }
@@ -300,8 +291,9 @@ impl LeaseGuard {
         // when one of ours was closed to free a worker meanwhile, it may
         // have waited, and its time says nothing of the script (a probe
         // for one more connection, the pool's first burst).
-        let closes = self.pool.stats.closed_for_waiter.load(Ordering::Relaxed);
-        if fresh && closes != self.closes_when_sent {
+        if fresh
+            && self.pool.stats.closed_for_waiter.load(Ordering::Relaxed) != self.closes_when_sent
+        {
             return;
         }
         let under_load = self.pool.waiting.load(Ordering::Relaxed) > 0;

@@ -161,8 +161,14 @@ struct PoolInner {
     /// Permits to retire as leases give them back, after a shrink below
     /// the connections in use.
     surplus: AtomicUsize,
-    /// Sizing by the exact backlog signal (`capacity::ExactSizing`).
+    /// Sizing by the exact backlog signal (`capacity::ExactSizing`); only
+    /// through `with_exact`, which keeps `probe_gate` in step.
     exact: Mutex<ExactSizing>,
+    /// `exact`'s next probe time as µs after `created`, for a lock-free
+    /// look on every release while requests queue (the probe is due a few
+    /// times a second at most).
+    probe_gate: AtomicU64,
+    created: Instant,
     /// Connections we closed to free their workers for ours in the
     /// backlog, with when and the backlog then: until the kernel's count
     /// drops below that, the worker is still on its way to accept one.
@@ -215,6 +221,8 @@ impl Pool {
                 connector,
                 surplus: AtomicUsize::new(0),
                 exact: Mutex::new(ExactSizing::default()),
+                probe_gate: AtomicU64::new(0),
+                created: Instant::now(),
                 freed_for_backlog: Mutex::new(Vec::new()),
                 last_backlog: AtomicUsize::new(0),
                 at_capacity: AtomicBool::new(false),
@@ -405,9 +413,7 @@ impl Pool {
         let queued = inner.waiting.fetch_add(1, Ordering::AcqRel);
         let _unqueue = DecrementOnDrop(&inner.waiting);
         if queued == 0 && inner.connector.sees_backlog() {
-            if let Ok(mut exact) = inner.exact.lock() {
-                exact.demand_began(Instant::now());
-            }
+            inner.with_exact(|exact, now| exact.demand_began(now));
         }
         if queued >= inner.settings.queue_length {
             inner.stats.saturated.fetch_add(1, Ordering::Relaxed);

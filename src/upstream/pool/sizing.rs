@@ -135,15 +135,36 @@ impl PoolInner {
         }
     }
 
+    /// Runs `f` on the exact sizing state (None if a panic poisoned it),
+    /// then publishes its next probe time for `probe_one_more`'s look.
+    pub(super) fn with_exact<R>(
+        &self,
+        f: impl FnOnce(&mut super::ExactSizing, Instant) -> R,
+    ) -> Option<R> {
+        let mut exact = self.exact.lock().ok()?;
+        let now = Instant::now();
+        let result = f(&mut exact, now);
+        let gate = exact
+            .next_probe_at()
+            .map_or(0, |at| self.micros_since_created(at));
+        self.probe_gate.store(gate, Ordering::Release);
+        Some(result)
+    }
+
+    fn micros_since_created(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.created).as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// `in_backlog` of our connections wait in php-fpm's backlog (exact
     /// signal): php-fpm serves the others and has no worker for more, so
     /// the pool shrinks to them.
     pub(super) fn saw_backlog(self: &Arc<Self>, in_backlog: usize) {
         self.at_capacity.store(true, Ordering::Release);
         let open = self.busy.load(Ordering::Acquire) + self.idle.lock().map_or(0, |i| i.len());
-        let (target, news) = match self.exact.lock() {
-            Ok(mut exact) => exact.saw_backlog(Instant::now(), open, in_backlog),
-            Err(_) => return,
+        let Some((target, news)) =
+            self.with_exact(|exact, now| exact.saw_backlog(now, open, in_backlog))
+        else {
+            return;
         };
         if self.size_is_known.load(Ordering::Acquire) {
             return;
@@ -169,17 +190,20 @@ impl PoolInner {
         {
             return false;
         }
+        // Most calls end here, without a lock.
+        if self.micros_since_created(Instant::now()) < self.probe_gate.load(Ordering::Acquire) {
+            return false;
+        }
         // Checked and claimed under one lock: one probe per period, however
         // many threads find every connection busy at once.
-        let claimed = self.exact.lock().is_ok_and(|mut exact| {
-            let now = Instant::now();
+        let claimed = self.with_exact(|exact, now| {
             let due = exact.probe_due(now);
             if due {
                 exact.probed(now);
             }
             due
         });
-        if !claimed {
+        if claimed != Some(true) {
             return false;
         }
         // Someone else's connection waiting there means no worker is free.
