@@ -15,4 +15,7 @@ have_commands h2load curl openssl || apt_install nghttp2-client curl openssl
 # tests/suite/reload.rs needs systemd-socket-activate and systemd-analyze
 # (package systemd; systemd need not be running).
 have_commands systemd-socket-activate systemd-analyze || apt_install systemd
-cargo test "$@"
+# Everything once with 2 serving threads (--workers 2: requests spread over
+# threads that share one php-fpm), then the HTTP suite again with 1.
+FCGI_GATEWAY_TEST_WORKERS=2 cargo test "$@"
+FCGI_GATEWAY_TEST_WORKERS=1 cargo test --test suite "$@"

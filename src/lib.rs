@@ -2,15 +2,16 @@
 //!
 //! Module map (see DESIGN.md):
 //! - `config`   — CLI + TOML config, defaults, validation (no sockets).
-//! - `server`   — listeners (TCP, TLS with reload, unix, systemd socket activation), hyper
-//!   connections (h1, h2, h2c), limits, graceful drain, config reload; `respond` maps errors
-//!   to statuses.
+//! - `server`   — the serving threads (`workers`: a current-thread runtime per thread, each
+//!   accepting on its own copy of every listener), listeners (TCP, TLS with reload, unix,
+//!   systemd socket activation), hyper connections (h1, h2, h2c), limits, graceful drain,
+//!   config reload; `respond` maps errors to statuses.
 //! - `route`    — path normalisation and safety checks; decides Script / Static / Redirect / NotFound / BadRequest.
 //! - `static_files` — GET/HEAD of files route chose: type, ETag/304, Range, precompressed siblings.
 //! - `cgi`      — HTTP request → CGI params; CGI response head → HTTP head.
 //! - `compress` — optional gzip/brotli of PHP responses, streamed with flushes.
 //! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
-//! - `upstream` — `unix:`/`tcp:` addresses, dialing (`connect`, with php-fpm's listen backlog read from the kernel by `listen_queue`), one connection's drive, the connection pool.
+//! - `upstream` — `unix:`/`tcp:` addresses, dialing (`connect`, with php-fpm's listen backlog read from the kernel by `listen_queue`), one connection's drive, the connection pool (one budget, a part per serving thread: `pool::shard`), pipelining and its `slowness` rules.
 //! - `shutdown` — signals (SIGINT/SIGTERM drain, SIGHUP reload) and the drain deadline.
 //! - `embedded_fpm` — php-fpm as our supervised child when no upstream is given.
 //! - `admin`    — the admin listener: /healthz, /readyz, /metrics.

@@ -89,18 +89,10 @@ fn serve(
     args: config::ServeArgs,
     inherited: Vec<activation::Inherited>,
 ) -> anyhow::Result<()> {
-    // One worker: tokio's single-threaded scheduler on this thread, which
-    // skips the multi-threaded one's cross-thread bookkeeping on every wake.
-    // Default (None): tokio's one thread per CPU (or TOKIO_WORKER_THREADS).
-    let mut runtime = match config.workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(workers) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(workers);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
+    // This thread's runtime runs the control side only (signals, reload,
+    // the admin listener, php-fpm's supervision): the serving threads
+    // (`--workers`) each run their own (`server::workers`).
+    let mut runtime = tokio::runtime::Builder::new_current_thread();
     runtime.enable_all();
     let runtime = runtime.build()?;
     runtime.block_on(async move {

@@ -345,6 +345,13 @@ impl Collector for UpstreamCollector {
         Self::counter(
             &labels,
             &mut e,
+            "upstream_moved_threads",
+            "Idle upstream connections a serving thread took over from another (--workers > 1)",
+            s.moved_threads,
+        )?;
+        Self::counter(
+            &labels,
+            &mut e,
             "upstream_stale_dropped",
             "Idle connections found closed by the upstream at checkout",
             s.stale_dropped,

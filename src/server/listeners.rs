@@ -3,7 +3,6 @@
 //! accepting. Every request reads the per-request state in force at that
 //! moment, so a reload reaches keep-alive connections too.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +10,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_util::either::Either;
 
-use super::{accept, accept_tcp, handler, AppState, ClientIo, Listener};
+use super::workers::{Accepted, Balance, Placed, SharedListener};
+use super::{accept_tcp, handler, AppState, ClientIo, Listener};
 use crate::cgi::params::{Endpoint, TlsInfo};
 use crate::config::{Config, ListenAddr};
 
@@ -30,7 +32,8 @@ struct Running {
     /// reload, its socket file never removed (systemd owns it).
     inherited: bool,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// One accept loop per serving thread, each on its own copy of the socket.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// Every public listener, the connection limit they share, and the drain
@@ -45,10 +48,18 @@ pub(super) struct ListenerSet {
     /// Each connection task holds a clone; when all are gone the drain is over.
     alive: Option<mpsc::Sender<()>>,
     alive_rx: mpsc::Receiver<()>,
+    /// The serving threads' runtimes (`workers`): every listener accepts on
+    /// each of them.
+    workers: Arc<[Handle]>,
+    balance: Arc<Balance>,
 }
 
 impl ListenerSet {
-    pub fn new(state: Arc<ArcSwap<AppState>>, max_connections: usize) -> ListenerSet {
+    pub fn new(
+        state: Arc<ArcSwap<AppState>>,
+        max_connections: usize,
+        workers: Vec<Handle>,
+    ) -> ListenerSet {
         let max_connections = max_connections.max(1);
         let (alive, alive_rx) = mpsc::channel(1);
         ListenerSet {
@@ -58,6 +69,8 @@ impl ListenerSet {
             max_connections,
             alive: Some(alive),
             alive_rx,
+            balance: Balance::new(workers.len()),
+            workers: workers.into(),
         }
     }
 
@@ -71,19 +84,48 @@ impl ListenerSet {
         let (stop, stop_rx) = watch::channel(false);
         let upstream = self.state.load().pool.settings().addr.clone();
         tracing::info!(listen = %listener.describe(), inherited, %upstream, root = %self.state.load().route.root.display(), "serving");
-        let task = tokio::spawn(accept_loop(
-            listener,
-            self.state.clone(),
-            stop_rx,
+        let shared = match SharedListener::from_listener(listener) {
+            Ok(shared) => shared,
+            Err(e) => {
+                tracing::error!(listen = %addr, error = %e, "cannot hand the listener to the serving threads");
+                return;
+            }
+        };
+        let shared_state = AcceptShared {
+            state: self.state.clone(),
             alive,
-            self.permits.clone(),
-        ));
+            permits: self.permits.clone(),
+            workers: self.workers.clone(),
+            balance: self.balance.clone(),
+        };
+        let mut tasks = Vec::with_capacity(self.workers.len());
+        for (me, worker) in self.workers.iter().enumerate() {
+            let copy = match shared.try_clone() {
+                Ok(copy) => copy,
+                Err(e) => {
+                    tracing::error!(listen = %addr, error = %e, "cannot copy the listener for a serving thread");
+                    continue;
+                }
+            };
+            let accept_shared = shared_state.clone();
+            let stop_rx = stop_rx.clone();
+            let listen = addr.clone();
+            tasks.push(worker.spawn(async move {
+                // Registered here, with this thread's event loop.
+                match copy.into_listener() {
+                    Ok(listener) => accept_loop(listener, me, accept_shared, stop_rx).await,
+                    Err(e) => {
+                        tracing::error!(listen = %listen, error = %e, "a serving thread cannot accept on the listener")
+                    }
+                }
+            }));
+        }
         self.running.push(Running {
             addr,
             configured,
             inherited,
             stop,
-            task,
+            tasks,
         });
     }
 
@@ -219,19 +261,35 @@ pub(super) fn address_of(listener: &Listener) -> ListenAddr {
 
 async fn stop(r: Running) {
     let _ = r.stop.send(true);
-    let _ = r.task.await;
+    for task in r.tasks {
+        let _ = task.await;
+    }
     // Our socket, our file: a later start would otherwise find it stale.
     if let (ListenAddr::Unix(path), false) = (&r.addr, r.inherited) {
         let _ = std::fs::remove_file(path);
     }
 }
 
-async fn accept_loop(
-    listener: Listener,
+/// What every accept loop shares: the per-request state, the drain's
+/// liveness token, the connection limit, and the serving threads to place
+/// connections on.
+#[derive(Clone)]
+struct AcceptShared {
     state: Arc<ArcSwap<AppState>>,
-    mut stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
     permits: Arc<Semaphore>,
+    workers: Arc<[Handle]>,
+    balance: Arc<Balance>,
+}
+
+/// Accepts on serving thread `me`'s copy of a listening socket, and serves
+/// each connection on the thread with the fewest (`Balance::place`):
+/// nearly always this one.
+async fn accept_loop(
+    listener: Listener,
+    me: usize,
+    shared: AcceptShared,
+    mut stop: watch::Receiver<bool>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -253,42 +311,95 @@ async fn accept_loop(
         // flood still waits in the kernel backlog, one connection per listener
         // waiting here.
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = shared.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = stop.changed() => return,
         };
-        let state = state.clone();
-        let stop = stop.clone();
-        let alive = alive.clone();
-        // Two task kinds, so a plain connection's task is not sized for the
-        // TLS handshake and stream it never uses: the task lives as long as
-        // the connection, idle or not.
-        match accepted {
-            Accepted::Plain(io) => spawn_conn(
-                alive,
-                permit,
-                serve_conn(io, state, stop, remote, local, None),
-            ),
-            Accepted::Tls(tcp) => spawn_conn(
-                alive,
-                permit,
-                serve_tls_conn(tcp, state, stop, remote, local),
-            ),
+        let target = shared.balance.place(me);
+        let conn = Conn {
+            permit,
+            placed: shared.balance.opened(target),
+            alive: shared.alive.clone(),
+            state: shared.state.clone(),
+            stop: stop.clone(),
+            remote,
+            local,
+        };
+        if target == me {
+            conn.spawn(accepted);
+            continue;
+        }
+        match accepted.detach() {
+            Ok(detached) => {
+                shared.workers[target].spawn(async move {
+                    // Registered with the target thread's event loop here.
+                    match detached.attach() {
+                        Ok(accepted) => conn.spawn(accepted),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a connection could not move threads")
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "a connection could not move threads"),
         }
     }
 }
 
-/// Runs one connection in its own task, holding its connection permit and
-/// the drain's liveness token until it ends.
-fn spawn_conn(
-    alive: mpsc::Sender<()>,
+/// One client connection and what it holds while it is open: its
+/// connection permit, its place on a serving thread, the drain's liveness
+/// token.
+struct Conn {
     permit: OwnedSemaphorePermit,
-    serving: impl Future<Output = ()> + Send + 'static,
-) {
-    tokio::spawn(async move {
-        let _alive = alive;
-        let _permit = permit;
-        serving.await;
-    });
+    placed: Placed,
+    alive: mpsc::Sender<()>,
+    state: Arc<ArcSwap<AppState>>,
+    stop: watch::Receiver<bool>,
+    remote: Endpoint,
+    local: Endpoint,
+}
+
+impl Conn {
+    /// Serves it to the end in a task of its own on this thread. Two task
+    /// kinds, so a plain connection's task is not sized for the TLS
+    /// handshake and stream it never uses: the task lives as long as the
+    /// connection, idle or not.
+    fn spawn(self, accepted: Accepted) {
+        let io: ClientIo = match accepted {
+            Accepted::Tcp(s) => TokioIo::new(Either::Left(s)),
+            Accepted::Unix(s) => TokioIo::new(Either::Right(s)),
+            Accepted::Tls(s) => {
+                tokio::spawn(async move {
+                    let (state, stop, remote, local, _held) = self.into_parts();
+                    serve_tls_conn(s, state, stop, remote, local).await
+                });
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            let (state, stop, remote, local, _held) = self.into_parts();
+            serve_conn(io, state, stop, remote, local, None).await
+        });
+    }
+
+    /// What serving needs, and what is only held until the end.
+    #[allow(clippy::type_complexity)]
+    fn into_parts(
+        self,
+    ) -> (
+        Arc<ArcSwap<AppState>>,
+        watch::Receiver<bool>,
+        Endpoint,
+        Endpoint,
+        (OwnedSemaphorePermit, Placed, mpsc::Sender<()>),
+    ) {
+        (
+            self.state,
+            self.stop,
+            self.remote,
+            self.local,
+            (self.permit, self.placed, self.alive),
+        )
+    }
 }
 
 /// Negotiates TLS with the certificate in force when the connection came
@@ -315,22 +426,19 @@ async fn serve_tls_conn(
     }
 }
 
-/// A just-accepted connection: ready for hyper, or TLS still to negotiate
-/// (done in the connection's own task, never in the accept loop).
-enum Accepted {
-    Plain(ClientIo),
-    Tls(tokio::net::TcpStream),
-}
-
 async fn accept_conn(listener: &Listener) -> std::io::Result<(Accepted, Endpoint, Endpoint)> {
     match listener {
         Listener::Tls(l) => {
             let (s, remote, local) = accept_tcp(l).await?;
             Ok((Accepted::Tls(s), remote, local))
         }
-        other => {
-            let (io, remote, local) = accept(other).await?;
-            Ok((Accepted::Plain(io), remote, local))
+        Listener::Tcp(l) => {
+            let (s, remote, local) = accept_tcp(l).await?;
+            Ok((Accepted::Tcp(s), remote, local))
+        }
+        Listener::Unix { listener, .. } => {
+            let (s, _) = listener.accept().await?;
+            Ok((Accepted::Unix(s), Endpoint::Unix, Endpoint::Unix))
         }
     }
 }

@@ -15,6 +15,7 @@ mod php_stderr;
 pub mod reload;
 pub mod respond;
 pub mod tls;
+mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,6 +95,8 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error("{listen}: a TLS listener needs --tls-cert and --tls-key")]
     TlsWithoutCert { listen: String },
+    #[error("cannot start the serving threads: {0}")]
+    Workers(#[source] std::io::Error),
 }
 
 /// Binds every configured address. A stale unix socket file (nobody
@@ -348,6 +351,7 @@ pub(crate) fn pool_settings(config: &Config) -> PoolSettings {
         idle_timeout: config.idle_timeout,
         read_timeout: config.read_timeout,
         pipelining: config.upstream_pipelining,
+        workers: workers::worker_count(config.workers),
     }
 }
 
@@ -416,11 +420,14 @@ async fn serve(
         reload,
         tls,
     } = server;
+    let workers = workers::Workers::start(workers::worker_count(config.workers))
+        .map_err(ServeError::Workers)?;
+    tracing::info!(workers = workers.len(), "threads started");
     let follower = start_pool(&config, &pool, &metrics);
     let state = Arc::new(AppState::new(&config, pool, metrics.clone(), tls));
     let shared = Arc::new(ArcSwap::new(state));
 
-    let mut set = ListenerSet::new(shared.clone(), config.max_connections);
+    let mut set = ListenerSet::new(shared.clone(), config.max_connections, workers.handles());
     for listener in inherited {
         set.start(listener, None, true);
     }
@@ -463,6 +470,7 @@ async fn serve(
     } else {
         tracing::warn!("grace period over; closing the remaining connections");
     }
+    workers.stop().await;
     Ok(())
 }
 

@@ -52,6 +52,20 @@ impl Conn {
         self.uses > 0
     }
 
+    /// Moves the connection to the calling thread's event loop (it is
+    /// registered with the one of the thread that opened it): taken from
+    /// another serving thread's idle list, it would otherwise be woken by
+    /// that thread's loop on every read.
+    pub(crate) fn rehome(self) -> io::Result<Conn> {
+        let stream = match self.stream {
+            Stream::Tcp(s) => Stream::Tcp(TcpStream::from_std(s.into_std()?)?),
+            Stream::Unix(s) => Stream::Unix(UnixStream::from_std(s.into_std()?)?),
+            // Not tied to an event loop.
+            Stream::Memory(s) => Stream::Memory(s),
+        };
+        Ok(Conn { stream, ..self })
+    }
+
     /// True when the peer closed (EOF), reset, or sent unexpected bytes while
     /// the connection sat idle. A non-blocking peek: one syscall, no waiting.
     pub fn is_stale(&mut self) -> bool {

@@ -11,6 +11,7 @@ pub mod fpm_status;
 pub mod listen_queue;
 mod pipeline;
 pub mod pool;
+mod slowness;
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -23,7 +24,7 @@ pub use body::{RequestBody, Spool, SpoolError};
 pub use conn::{ExchangeTimeouts, Output};
 pub use connect::{AddrConnector, Connect};
 pub use pipeline::route_key;
-pub use pool::{ExchangeObserver, Pool, PoolSettings, PoolSnapshot, PoolStats};
+pub use pool::{set_worker_thread, ExchangeObserver, Pool, PoolSettings, PoolSnapshot, PoolStats};
 
 use crate::fastcgi::{DecodeError, ProtocolStatus};
 

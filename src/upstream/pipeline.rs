@@ -18,11 +18,12 @@
 //!   would otherwise never come free for that one;
 //! - while the pool's recent exchanges were all fast: one that takes longer
 //!   than the threshold (`--upstream-pipelining`, 10 ms by default) pauses
-//!   pipelining for `PAUSE`. A slow request thus delays at most the
-//!   `MAX_BEHIND` requests already behind it;
+//!   pipelining for `slowness::PAUSE` on every serving thread. A slow
+//!   request thus delays at most the `MAX_BEHIND` requests already behind it;
 //! - and never for or behind a request for a URL path that was slow in the
-//!   last `SLOW_PATH_REMEMBERED` (a long poll, an export): only the first
-//!   slow request to a path can hold others up.
+//!   last minute (a long poll, an export): only the first slow request to
+//!   a path (the first two, for a path seen fast many times) can hold
+//!   others up (`slowness`).
 //!
 //! What is written onto a connection stays there: when the request ahead
 //! ends, the connection with the next request's response to come is handed
@@ -31,16 +32,16 @@
 //! is not lost. When the connection dies before the request ahead ended,
 //! php-fpm never read the one behind: it is sent again (`Handoff::NotSent`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::pool::Lease;
+use super::slowness::Slowness;
 use super::UpstreamError;
 
 /// The most requests written behind the running one on a connection. With
@@ -52,17 +53,6 @@ pub(crate) const MAX_BEHIND: usize = 4;
 /// `MAX_BEHIND` of them a connection holds at most 32 KiB that php-fpm has
 /// not read: less than any socket buffer, so writing them never waits.
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
-/// How long a URL path that was slow gets no requests sent behind it.
-const SLOW_PATH_REMEMBERED: Duration = Duration::from_secs(60);
-/// Slow paths remembered at most; past it, the memory starts afresh.
-const SLOW_PATHS_MAX: usize = 4096;
-/// An exchange is slow only past this many times the usual one.
-const USUAL_FACTOR: u64 = 4;
-/// Exchanges before the usual time counts as known.
-const USUAL_SAMPLES: u64 = 16;
-/// How long pipelining stays off after something was slow.
-pub(crate) const PAUSE: Duration = Duration::from_secs(2);
-
 /// What a request that was sent ahead learns when the request before it ends.
 /// The lease is kept inline: it travels in the oneshot channel's own
 /// allocation, where a box would add one more per request sent ahead.
@@ -76,6 +66,11 @@ pub(crate) enum Handoff {
     NotSent,
     /// The connection failed in a way that leaves open whether php-fpm ran it.
     Lost(UpstreamError),
+    /// A connection that came free on the waiter's own serving thread: the
+    /// request is not on it yet, the waiter writes it (`Pool::acquire`).
+    /// Handing it over directly keeps it on that thread, where a permit
+    /// given back would go to the oldest waiter of any thread.
+    Free(Lease),
 }
 
 const QUEUED: u8 = 0;
@@ -96,27 +91,16 @@ struct Queued {
 /// pipelining is on right now.
 #[derive(Debug)]
 pub(crate) struct Pipeline {
-    /// An exchange slower than this pauses pipelining (a request behind a
-    /// slow one waits for it); None: pipelining is off.
-    slow: Option<Duration>,
+    /// Slow exchanges and paths, and the pause after one.
+    pub(crate) slowness: Slowness,
     queue: Mutex<VecDeque<Queued>>,
     /// Entries in `queue` (a lock-free look on every exchange).
     queued: AtomicUsize,
-    epoch: Instant,
-    /// Microseconds after `epoch` until which pipelining is paused.
-    paused_until: AtomicU64,
-    /// Moving average of the exchanges that were not slow, in µs: what
-    /// "usual" is, queueing in our own event loop included.
-    usual_micros: AtomicU64,
-    /// Exchanges that went into `usual_micros` (up to `USUAL_SAMPLES`).
-    usual_samples: AtomicU64,
     /// Requests written ahead onto a busy connection.
     pub(crate) sent_ahead: AtomicU64,
     /// Requests waiting for a connection that cannot be sent ahead: while
     /// there are any, nothing is, so connections come free for them.
     others_waiting: AtomicUsize,
-    /// URL paths (`route_key`) that were slow, and when.
-    slow_paths: Mutex<HashMap<u64, Instant>>,
 }
 
 /// A URL path's key for remembering that it was slow (0 is "none").
@@ -137,90 +121,22 @@ pub(crate) struct Ticket {
 impl Pipeline {
     pub(crate) fn new(slow: Option<Duration>) -> Pipeline {
         Pipeline {
-            slow,
+            slowness: Slowness::new(slow),
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
-            epoch: Instant::now(),
-            paused_until: AtomicU64::new(0),
-            usual_micros: AtomicU64::new(0),
-            usual_samples: AtomicU64::new(0),
             sent_ahead: AtomicU64::new(0),
             others_waiting: AtomicUsize::new(0),
-            slow_paths: Mutex::new(HashMap::new()),
         }
-    }
-
-    fn now_micros(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Whether requests may be sent ahead now.
     pub(crate) fn is_open(&self) -> bool {
-        self.slow.is_some() && self.now_micros() >= self.paused_until.load(Ordering::Relaxed)
-    }
-
-    fn pause(&self) {
-        let until = self.now_micros().saturating_add(PAUSE.as_micros() as u64);
-        if self.paused_until.swap(until, Ordering::Relaxed) <= self.now_micros() {
-            tracing::debug!("upstream pipelining paused: a request was slow");
-        }
-    }
-
-    /// An exchange for `route` ended `took` after its request went out.
-    /// `under_load`: requests waited for a connection as it ended, so our
-    /// own event loop may have stretched it.
-    ///
-    /// Slow means past the threshold and past `USUAL_FACTOR` times the usual
-    /// exchange: with hundreds of clients on one thread our own event loop
-    /// can take the threshold's 10 ms to come back to an exchange, and that
-    /// is no slow script (measured: a path marked slow that way under wrk
-    /// -c256 lost pipelining for a minute).
-    pub(crate) fn exchange_took(&self, route: u64, took: Duration, under_load: bool) {
-        let Some(threshold) = self.slow else {
-            return;
-        };
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let usual = self.usual_micros.load(Ordering::Relaxed);
-        if took <= threshold || micros <= usual.saturating_mul(USUAL_FACTOR) {
-            super::add_to_average(&self.usual_micros, took);
-            if self.usual_samples.load(Ordering::Relaxed) < USUAL_SAMPLES {
-                self.usual_samples.fetch_add(1, Ordering::Relaxed);
-            }
-            return;
-        }
-        self.pause();
-        // Until "usual" is known, a slow exchange under load (a cold start:
-        // hundreds of clients arriving at once stretch the first exchanges)
-        // only pauses; the minute-long memory of its path needs a known
-        // usual, or an exchange that ran with nothing else waiting.
-        let usual_known = self.usual_samples.load(Ordering::Relaxed) >= USUAL_SAMPLES;
-        if route == 0 || (under_load && !usual_known) {
-            return;
-        }
-        if let Ok(mut paths) = self.slow_paths.lock() {
-            if paths.len() >= SLOW_PATHS_MAX {
-                paths.clear();
-            }
-            paths.insert(route, Instant::now());
-        }
+        self.slowness.is_open()
     }
 
     /// Whether requests for `route` were slow lately: none are sent behind it.
     pub(crate) fn was_slow(&self, route: u64) -> bool {
-        if route == 0 {
-            return false;
-        }
-        let Ok(mut paths) = self.slow_paths.lock() else {
-            return true;
-        };
-        match paths.get(&route) {
-            Some(at) if at.elapsed() < SLOW_PATH_REMEMBERED => true,
-            Some(_) => {
-                paths.remove(&route);
-                false
-            }
-            None => false,
-        }
+        self.slowness.was_slow(route)
     }
 
     /// Queues a request (its whole FastCGI request in `head`) to be sent
@@ -252,10 +168,33 @@ impl Pipeline {
     /// The oldest queued request, now claimed: the caller writes `head` onto
     /// its connection and keeps the sender for the hand-off.
     pub(crate) fn claim(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
-        if self.queued.load(Ordering::Acquire) == 0
-            || self.others_waiting.load(Ordering::Acquire) > 0
-            || !self.is_open()
-        {
+        if self.others_waiting.load(Ordering::Acquire) > 0 || !self.is_open() {
+            return None;
+        }
+        let (head, tx) = self.take_oldest()?;
+        self.sent_ahead.fetch_add(1, Ordering::Relaxed);
+        Some((head, tx))
+    }
+
+    /// The oldest queued request, now claimed to be handed a free
+    /// connection (`Handoff::Free`) rather than sent ahead; under the same
+    /// rules, so a request that cannot be sent ahead is not passed over.
+    /// Pipelining paused or not: the request is not sent ahead.
+    pub(crate) fn claim_waiter(&self) -> Option<oneshot::Sender<Handoff>> {
+        if self.others_waiting.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        self.take_oldest().map(|(_, tx)| tx)
+    }
+
+    /// The oldest queued request, claimed only to be told to wait again
+    /// (`Handoff::NotSent`), whatever else waits.
+    pub(crate) fn claim_to_recheck(&self) -> Option<oneshot::Sender<Handoff>> {
+        self.take_oldest().map(|(_, tx)| tx)
+    }
+
+    fn take_oldest(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
+        if self.queued.load(Ordering::Acquire) == 0 {
             return None;
         }
         let mut queue = self.queue.lock().ok()?;
@@ -266,7 +205,6 @@ impl Pipeline {
                 .compare_exchange(QUEUED, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                self.sent_ahead.fetch_add(1, Ordering::Relaxed);
                 return Some((entry.head, entry.tx));
             }
         }
@@ -333,60 +271,5 @@ impl Drop for Ticket {
         let _ = self
             .state
             .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn slow_is_past_the_threshold_and_well_past_the_usual() {
-        let p = Pipeline::new(Some(10 * MS));
-        let route = route_key("/hello.php");
-        // Under load our own event loop stretches every exchange to ~6 ms.
-        for _ in 0..32 {
-            p.exchange_took(route, 6 * MS, false);
-        }
-        // 12 ms is past the threshold but only twice the usual: queueing.
-        p.exchange_took(route, 12 * MS, false);
-        assert!(p.is_open());
-        assert!(!p.was_slow(route));
-        // 300 ms is a slow script: pause, and remember its path.
-        let report = route_key("/report.php");
-        p.exchange_took(report, 300 * MS, false);
-        assert!(!p.is_open());
-        assert!(p.was_slow(report));
-        assert!(!p.was_slow(route));
-    }
-
-    #[test]
-    fn all_slow_pages_stay_slow() {
-        let p = Pipeline::new(Some(10 * MS));
-        for _ in 0..USUAL_SAMPLES {
-            p.exchange_took(route_key("/hello.php"), MS, false);
-        }
-        let route = route_key("/slow.php");
-        for _ in 0..16 {
-            p.exchange_took(route, 300 * MS, false);
-        }
-        assert!(p.was_slow(route), "slow samples never make slowness usual");
-    }
-
-    #[test]
-    fn a_cold_start_under_load_pauses_but_marks_no_path() {
-        // The first exchanges, before any usual time is known, with
-        // requests waiting: our own loop may have stretched them.
-        let p = Pipeline::new(Some(10 * MS));
-        let route = route_key("/hello.php");
-        p.exchange_took(route, 30 * MS, true);
-        assert!(!p.is_open());
-        assert!(!p.was_slow(route));
-        // One that ran alone is the script's own time.
-        let report = route_key("/report.php");
-        p.exchange_took(report, 300 * MS, false);
-        assert!(p.was_slow(report));
     }
 }

@@ -27,5 +27,6 @@ mod reload;
 mod routing_static;
 mod slow_pages;
 mod static_files_http;
+mod threads;
 mod tls;
 mod trusted_proxy;

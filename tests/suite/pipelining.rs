@@ -202,9 +202,18 @@ async fn ahead_and_behind(
         end(),
     ]);
     let fake = FakeFcgi::start(vec![Script::ok("warm"), hold, ahead, Script::ok("behind")]).await;
+    // Pipelining is per serving thread: on one, these clients' requests
+    // share its queue whichever connection they came on.
     let gw = gateway_for(
         &upstream_of(&fake),
-        &["--max-upstream-conns", "1", "--upstream-pipelining", "10s"],
+        &[
+            "--max-upstream-conns",
+            "1",
+            "--upstream-pipelining",
+            "10s",
+            "--workers",
+            "1",
+        ],
     )
     .await;
     let addr = gw.addr;

@@ -49,7 +49,9 @@ impl Proc {
     }
 
     fn gateway(args: &[&str]) -> Proc {
-        Proc::spawn(Command::new(env!("CARGO_BIN_EXE_fcgi-gateway")).args(args))
+        Proc::spawn(
+            Command::new(env!("CARGO_BIN_EXE_fcgi-gateway")).args(support::with_test_workers(args)),
+        )
     }
 
     fn lines(&self) -> Vec<String> {

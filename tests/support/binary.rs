@@ -32,8 +32,14 @@ pub fn strip_ansi(line: &str) -> String {
 }
 
 impl Binary {
-    /// `fcgi-gateway ARGS...` with its stderr followed.
+    /// `fcgi-gateway ARGS...` with its stderr followed (and `--workers`
+    /// when the suite runs with a set number: `with_test_workers`).
     pub fn start(args: &[&str]) -> Binary {
+        Binary::start_as_given(&super::with_test_workers(args))
+    }
+
+    /// `fcgi-gateway ARGS...` exactly as given.
+    pub fn start_as_given<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fcgi-gateway"))
             .args(args)
             .stdin(Stdio::null())

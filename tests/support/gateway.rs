@@ -30,8 +30,8 @@ impl Gateway {
     /// `args` are `serve` flags (e.g. `--upstream`, `--root`); `--listen` is ignored:
     /// the gateway gets a fresh 127.0.0.1:0 listener.
     pub async fn start(args: &[&str]) -> Gateway {
-        let mut argv = vec!["fcgi-gateway", "serve"];
-        argv.extend_from_slice(args);
+        let mut argv = vec!["fcgi-gateway".to_string(), "serve".to_string()];
+        argv.extend(super::with_test_workers(args));
         let cli = Cli::try_parse_from(&argv).expect("test gateway flags parse");
         let Command::Serve(serve) = cli.command else {
             panic!("not a serve command")

@@ -109,3 +109,19 @@ pub fn upstreams_of(fpm: &PhpFpm) -> Vec<String> {
 pub fn shared_upstreams() -> Vec<String> {
     upstreams_of(shared_fpm())
 }
+
+/// `args` for a `serve` command, with `--workers N` added when the suite
+/// runs with a set number of serving threads (`FCGI_GATEWAY_TEST_WORKERS`,
+/// set by scripts/test.sh for its passes with 2 and with 1) and the test
+/// did not choose one itself.
+pub fn with_test_workers(args: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let serving = args.first() != Some(&"check-config") && args.first() != Some(&"bench");
+    if let Ok(workers) = std::env::var("FCGI_GATEWAY_TEST_WORKERS") {
+        if serving && !args.iter().any(|a| a.starts_with("--workers")) {
+            out.push("--workers".into());
+            out.push(workers);
+        }
+    }
+    out
+}

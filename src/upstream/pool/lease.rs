@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::super::capacity::{AwaitingFresh, Stuck};
 use super::super::conn::{self, Conn, Outcome};
 use super::super::pipeline::{Handoff, MAX_BEHIND};
+use super::super::slowness::Verdict;
 use super::super::UpstreamError;
 use super::sizing::learn_capacity;
 use super::PoolInner;
@@ -49,6 +50,8 @@ const EXACT_RECHECK: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub(crate) struct LeaseGuard {
     pub(super) pool: Arc<PoolInner>,
+    /// The serving thread's part of the pool this lease belongs to.
+    pub(super) shard: usize,
     /// The pool slot; given back (or retired after a shrink) on drop, after
     /// the connection went back to the idle list.
     pub(super) permit: Option<OwnedSemaphorePermit>,
@@ -64,6 +67,9 @@ pub(crate) struct LeaseGuard {
     /// The requests written behind the current one on this connection, in
     /// order, each told when its turn to read comes.
     pub(super) successors: VecDeque<oneshot::Sender<Handoff>>,
+    /// Requests this connection took on this thread since it was checked
+    /// out, after the first: its turn, when another thread waits for one.
+    pub(super) turn: usize,
 }
 
 impl Lease {
@@ -193,17 +199,29 @@ impl Lease {
         if pool.waiting.load(Ordering::Relaxed) > 1 {
             pool.probe_one_more();
         }
-        let max_idle = pool.settings.max_idle;
+        // A request of this thread waits: it gets the connection as it is,
+        // unless another thread's requests wait with too few connections
+        // and this thread had its turn.
+        if !guard.turn_is_over() {
+            if let Some(waiter) = pool.shards[guard.shard].pipeline.claim_waiter() {
+                guard.turn += 1;
+                let free = Lease {
+                    held: Some(Held { conn, guard }),
+                    waited: Duration::ZERO,
+                    dialled: None,
+                    sent_ahead: false,
+                };
+                if let Err(Handoff::Free(back)) = waiter.send(Handoff::Free(free)) {
+                    // It left meanwhile: the connection goes back as usual.
+                    back.release(Outcome::Reusable);
+                }
+                return;
+            }
+        }
         conn.idle_since = Instant::now();
         // After a shrink, open connections may outnumber the size: an idle
         // one beyond it would never be handed out, yet pin a php-fpm worker.
-        let size = pool.size.load(Ordering::Acquire);
-        let busy = pool.busy.load(Ordering::Acquire);
-        if let Ok(mut idle) = pool.idle.lock() {
-            if idle.len() < max_idle && idle.len() + busy <= size {
-                idle.push(conn);
-            }
-        };
+        pool.put_idle(guard.shard, conn);
         // `guard` (with the permit) drops here, after the connection is
         // back, so the next waiter finds it idle instead of dialing.
         drop(guard);
@@ -297,9 +315,13 @@ impl LeaseGuard {
             return;
         }
         let under_load = self.pool.waiting.load(Ordering::Relaxed) > 0;
-        self.pool
+        let verdict = self.pool.shards[self.shard]
             .pipeline
+            .slowness
             .exchange_took(self.route, after, under_load);
+        if let Verdict::Slow { remember } = verdict {
+            self.pool.slow_exchange(self.route, remember);
+        }
     }
 
     /// Ends the wait for the first byte, if this lease was still waiting.
@@ -321,20 +343,30 @@ impl LeaseGuard {
     /// A request to write onto this connection behind those already there,
     /// if fewer than `MAX_BEHIND` are, one waits and the pool allows it now.
     pub(crate) fn claim_successor(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
-        let pipeline = &self.pool.pipeline;
+        let pipeline = &self.pool.shards[self.shard].pipeline;
         if self.successors.len() >= MAX_BEHIND
             || !pipeline.has_queued()
             || pipeline.was_slow(self.route)
             || !self.pool.may_send_ahead()
+            || self.turn_is_over()
         {
             return None;
         }
         pipeline.claim()
     }
 
+    /// Whether this thread should let the connection go to another whose
+    /// requests wait with too few connections (`PoolInner::others_starved`):
+    /// once it served `MAX_BEHIND` more requests on it. Each thread thus
+    /// gets a turn of a few requests, pipelined, even on a pool of one.
+    fn turn_is_over(&self) -> bool {
+        self.turn >= MAX_BEHIND && self.pool.others_starved(self.shard)
+    }
+
     /// The claimed request is on the connection, behind those already there.
     pub(crate) fn set_successor(&mut self, successor: oneshot::Sender<Handoff>) {
         self.successors.push_back(successor);
+        self.turn += 1;
     }
 
     pub(crate) fn has_successor(&self) -> bool {
@@ -368,7 +400,7 @@ impl LeaseGuard {
                 me.freed_for_at = Some(Instant::now());
             }
         }
-        if pool.idle.lock().map_or(true, |idle| idle.is_empty()) {
+        if pool.idle_count.load(Ordering::Acquire) == 0 {
             return;
         }
         if pool.connector.sees_backlog() {
@@ -378,14 +410,7 @@ impl LeaseGuard {
                 _ => return,
             }
         }
-        let evicted = pool.idle.lock().ok().and_then(|mut idle| {
-            if idle.is_empty() {
-                None
-            } else {
-                Some(idle.remove(0))
-            }
-        });
-        if evicted.is_some() {
+        if pool.evict_oldest_idle() {
             pool.freed_a_worker();
         }
     }
@@ -395,6 +420,16 @@ impl Drop for LeaseGuard {
     fn drop(&mut self) {
         self.first_byte();
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
+        let shard = &self.pool.shards[self.shard];
+        let held_before = shard.busy.fetch_sub(1, Ordering::Relaxed);
+        // The thread's last connection ended: requests waiting for one of
+        // them only would wait in vain; one looks again (it then waits for
+        // a permit too, or takes the one given back below).
+        if held_before == 1 && shard.ticket_only.load(Ordering::Acquire) > 0 {
+            if let Some(waiter) = shard.pipeline.claim_to_recheck() {
+                let _ = waiter.send(Handoff::NotSent);
+            }
+        }
         if let Some(permit) = self.permit.take() {
             if self.pool.retire_permit() {
                 permit.forget();

@@ -32,16 +32,19 @@ use tokio::time::Instant;
 use super::capacity::{AwaitingFresh, ExactSizing, Learning};
 use super::conn::{self, Conn, ExchangeTimeouts};
 use super::connect::{AddrConnector, Connect};
-use super::pipeline::{Handoff, Pipeline};
+use super::pipeline::Handoff;
 use super::{UpstreamAddr, UpstreamError};
 
 mod lease;
+mod shard;
 mod sizing;
 #[cfg(test)]
 mod tests;
 use lease::Held;
 pub use lease::Lease;
 pub(crate) use lease::LeaseGuard;
+pub use shard::set_worker_thread;
+use shard::Shard;
 
 /// How the pool is set up; built from the config. A reload keeps the pool
 /// (and its warm connections) when these are equal.
@@ -58,6 +61,9 @@ pub struct PoolSettings {
     /// Whether bodiless requests may be written ahead onto busy connections
     /// when all are busy (`pipeline`): while no exchange took longer than this.
     pub pipelining: Option<Duration>,
+    /// Serving threads (`--workers`): each gets its own part of the pool
+    /// (`shard`).
+    pub workers: usize,
 }
 
 /// Counters, readable at any time (exposed by metrics later).
@@ -79,6 +85,8 @@ pub struct PoolStats {
     pub closed_for_waiter: AtomicU64,
     /// Times php-fpm's listen backlog was read (the exact signal).
     pub backlog_reads: AtomicU64,
+    /// Idle connections taken over from another serving thread.
+    pub moved_threads: AtomicU64,
 }
 
 /// Told the times of the pool's work as it happens (metrics implement it).
@@ -122,6 +130,9 @@ pub struct PoolSnapshot {
     /// Pool slots free now, and slots still to retire after a shrink.
     pub permits_free: usize,
     pub permits_to_retire: usize,
+    pub moved_threads: u64,
+    /// Connections in use per serving thread.
+    pub busy_per_thread: Vec<usize>,
 }
 
 impl PoolStats {
@@ -179,8 +190,13 @@ struct PoolInner {
     /// size: php-fpm has no worker free for one more (read lock-free when
     /// deciding whether to send a request ahead).
     at_capacity: AtomicBool,
-    idle: Mutex<Vec<Conn>>,
+    /// Each serving thread's idle connections, pipelining queue and counts.
+    shards: Box<[Shard]>,
+    /// Idle connections over all shards (kept with each list's changes).
+    idle_count: AtomicUsize,
+    /// Leases out, over all shards.
     busy: AtomicUsize,
+    /// Requests waiting for a connection, over all shards.
     waiting: AtomicUsize,
     /// Fresh connections whose request went out but no byte came back yet
     /// (the count, for a lock-free check on every release).
@@ -197,7 +213,6 @@ struct PoolInner {
     size_is_known: std::sync::atomic::AtomicBool,
     stats: PoolStats,
     observer: OnceLock<Arc<dyn ExchangeObserver>>,
-    pub(crate) pipeline: Pipeline,
 }
 
 /// A cheap handle; clones share one pool.
@@ -228,7 +243,10 @@ impl Pool {
                 at_capacity: AtomicBool::new(false),
                 permits: Arc::new(Semaphore::new(size)),
                 size: AtomicUsize::new(size),
-                idle: Mutex::new(Vec::with_capacity(size)),
+                shards: (0..settings.workers.max(1))
+                    .map(|_| Shard::new(settings.pipelining))
+                    .collect(),
+                idle_count: AtomicUsize::new(0),
                 busy: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
                 fresh_awaiting_first_byte: AtomicUsize::new(0),
@@ -243,7 +261,6 @@ impl Pool {
                 size_is_known: std::sync::atomic::AtomicBool::new(false),
                 stats: PoolStats::default(),
                 observer: OnceLock::new(),
-                pipeline: Pipeline::new(settings.pipelining),
                 settings,
             }),
         }
@@ -280,7 +297,7 @@ impl Pool {
     pub fn snapshot(&self) -> PoolSnapshot {
         let inner = &self.inner;
         let s = &inner.stats;
-        let idle = inner.idle.lock().map(|v| v.len()).unwrap_or(0);
+        let idle = inner.idle_count.load(Ordering::Relaxed);
         let busy = inner.busy.load(Ordering::Relaxed);
         PoolSnapshot {
             size: inner.size.load(Ordering::Relaxed),
@@ -298,13 +315,19 @@ impl Pool {
             retries: get(&s.retries),
             saturated: get(&s.saturated),
             closed_for_waiter: get(&s.closed_for_waiter),
-            sent_ahead: get(&inner.pipeline.sent_ahead),
+            sent_ahead: inner
+                .shards
+                .iter()
+                .map(|s| get(&s.pipeline.sent_ahead))
+                .sum(),
             sees_backlog: inner.connector.sees_backlog(),
             backlog_reads: get(&s.backlog_reads),
             fresh_awaiting: inner.fresh_awaiting_first_byte.load(Ordering::Relaxed),
             at_capacity: inner.at_capacity.load(Ordering::Relaxed),
             permits_free: inner.permits.available_permits(),
             permits_to_retire: inner.surplus.load(Ordering::Relaxed),
+            moved_threads: get(&s.moved_threads),
+            busy_per_thread: inner.shards.iter().map(Shard::busy).collect(),
         }
     }
 
@@ -335,18 +358,31 @@ impl Pool {
         route: u64,
     ) -> Result<Lease, UpstreamError> {
         let inner = &self.inner;
+        let shard = inner.local_shard();
         let mut ahead = ahead;
         let (permit, waited) = loop {
-            if let Ok(permit) = inner.permits.clone().try_acquire_owned() {
-                break (permit, Duration::ZERO);
+            // A free permit with this thread's connections all busy means
+            // another thread's connection sits idle: taking it over costs
+            // two thread hops and leaves that thread short. A request that
+            // may be sent ahead, on a thread holding its share, waits for
+            // one of this thread's connections instead.
+            let leave_it =
+                ahead.is_some() && inner.idle_only_elsewhere(shard) && inner.holds_its_share(shard);
+            if !leave_it {
+                if let Ok(permit) = inner.permits.clone().try_acquire_owned() {
+                    break (permit, Duration::ZERO);
+                }
             }
             // Every connection is busy: php-fpm may have a worker free.
             if inner.probe_one_more() {
                 continue;
             }
-            match self.wait_for_permit(ahead.take(), route).await? {
+            match self.wait_for_permit(shard, ahead.take(), route).await? {
                 (Granted::Permit(permit), waited) => break (permit, waited),
-                (Granted::Handoff(Handoff::Ready(mut lease)), waited) => {
+                (
+                    Granted::Handoff(Handoff::Ready(mut lease) | Handoff::Free(mut lease)),
+                    waited,
+                ) => {
                     inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
                     inner.stats.reused.fetch_add(1, Ordering::Relaxed);
                     lease.waited = waited;
@@ -360,7 +396,7 @@ impl Pool {
         };
         inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
         if !fresh_only {
-            while let Some(mut conn) = self.pop_idle() {
+            while let Some(mut conn) = self.pop_idle(shard) {
                 if conn.idle_since.elapsed() >= inner.settings.idle_timeout {
                     inner.stats.idle_reaped.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -370,7 +406,7 @@ impl Pool {
                     continue;
                 }
                 inner.stats.reused.fetch_add(1, Ordering::Relaxed);
-                return Ok(self.lease(conn, permit, waited, None, route));
+                return Ok(self.lease(shard, conn, permit, waited, None, route));
             }
         }
         self.check_backoff()?;
@@ -390,7 +426,7 @@ impl Pool {
                     observer.connected(took);
                 }
                 self.connect_succeeded();
-                Ok(self.lease(conn, permit, waited, Some(took), route))
+                Ok(self.lease(shard, conn, permit, waited, Some(took), route))
             }
             Err(e) => {
                 inner.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -405,6 +441,7 @@ impl Pool {
     /// that took.
     async fn wait_for_permit(
         &self,
+        shard: usize,
         ahead: Option<&Bytes>,
         route: u64,
     ) -> Result<(Granted, Duration), UpstreamError> {
@@ -412,6 +449,9 @@ impl Pool {
         let wait = inner.settings.acquire_timeout;
         let queued = inner.waiting.fetch_add(1, Ordering::AcqRel);
         let _unqueue = DecrementOnDrop(&inner.waiting);
+        let local = &inner.shards[shard];
+        local.waiting.fetch_add(1, Ordering::AcqRel);
+        let _unqueue_here = DecrementOnDrop(&local.waiting);
         if queued == 0 && inner.connector.sees_backlog() {
             inner.with_exact(|exact, now| exact.demand_began(now));
         }
@@ -423,10 +463,28 @@ impl Pool {
             });
         }
         let started = Instant::now();
-        let pipeline = &inner.pipeline;
+        let pipeline = &local.pipeline;
         let ticket = ahead.and_then(|head| pipeline.enqueue(head, route));
+        // A request that may be sent ahead, on a thread holding its share
+        // of the connections, waits for one of them only: a permit given
+        // back elsewhere stays with that thread instead of pulling one of
+        // its connections over here, and back again.
+        let ticket_only = ticket.is_some() && inner.holds_its_share(shard);
+        let _counted = ticket_only.then(|| {
+            local.ticket_only.fetch_add(1, Ordering::AcqRel);
+            DecrementOnDrop(&local.ticket_only)
+        });
         let permit = inner.permits.clone().acquire_owned();
         let res = match ticket {
+            Some(mut ticket) if ticket_only => {
+                match tokio::time::timeout(wait, ticket.receiver()).await {
+                    Ok(handoff) => Ok(Granted::Handoff(
+                        handoff.unwrap_or(Handoff::Lost(UpstreamError::Closed)),
+                    )),
+                    Err(_) if ticket.withdraw(pipeline) => Err(()),
+                    Err(_) => Ok(Granted::Handoff(ticket.handoff().await)),
+                }
+            }
             None => match tokio::time::timeout(wait, pipeline.waiting_for_a_slot(permit)).await {
                 Ok(Ok(permit)) => Ok(Granted::Permit(permit)),
                 Ok(Err(_)) | Err(_) => Err(()),
@@ -476,6 +534,7 @@ impl Pool {
 
     fn lease(
         &self,
+        shard: usize,
         conn: Conn,
         permit: OwnedSemaphorePermit,
         waited: Duration,
@@ -483,17 +542,22 @@ impl Pool {
         route: u64,
     ) -> Lease {
         self.inner.busy.fetch_add(1, Ordering::Relaxed);
+        self.inner.shards[shard]
+            .busy
+            .fetch_add(1, Ordering::Relaxed);
         Lease {
             held: Some(Held {
                 conn,
                 guard: LeaseGuard {
                     pool: self.inner.clone(),
+                    shard,
                     permit: Some(permit),
                     awaiting_id: None,
                     reused: false,
                     closes_when_sent: 0,
                     route,
                     successors: VecDeque::new(),
+                    turn: 0,
                 },
             }),
             waited,
@@ -502,8 +566,33 @@ impl Pool {
         }
     }
 
-    fn pop_idle(&self) -> Option<Conn> {
-        self.inner.idle.lock().ok()?.pop()
+    /// An idle connection: this thread's most recent, else one another
+    /// thread left idle, moved over to this thread's event loop (stealing
+    /// is rare: a thread keeps what it uses, and only one short of
+    /// connections finds another's free).
+    fn pop_idle(&self, shard: usize) -> Option<Conn> {
+        let inner = &self.inner;
+        if let Some(conn) = inner.take_idle(shard) {
+            return Some(conn);
+        }
+        if inner.idle_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        for other in (0..inner.shards.len()).filter(|&i| i != shard) {
+            while let Some(conn) = inner.take_idle(other) {
+                match conn.rehome() {
+                    Ok(conn) => {
+                        inner.stats.moved_threads.fetch_add(1, Ordering::Relaxed);
+                        return Some(conn);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "an idle upstream connection could not move threads; closed");
+                        inner.stats.stale_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        None
     }
 
     fn check_backoff(&self) -> Result<(), UpstreamError> {
@@ -539,13 +628,19 @@ impl Pool {
 
     /// Closes idle connections past the idle timeout; run periodically.
     pub fn reap_idle(&self) {
-        let timeout = self.inner.settings.idle_timeout;
-        let Ok(mut idle) = self.inner.idle.lock() else {
-            return;
-        };
-        let before = idle.len();
-        idle.retain(|c| c.idle_since.elapsed() < timeout);
-        let reaped = before - idle.len();
+        let inner = &self.inner;
+        let timeout = inner.settings.idle_timeout;
+        let mut reaped = 0;
+        for shard in inner.shards.iter() {
+            let Ok(mut idle) = shard.idle.lock() else {
+                continue;
+            };
+            let before = idle.len();
+            idle.retain(|c| c.idle_since.elapsed() < timeout);
+            let gone = before - idle.len();
+            inner.idle_count.fetch_sub(gone, Ordering::AcqRel);
+            reaped += gone;
+        }
         if reaped > 0 {
             self.inner
                 .stats
@@ -570,6 +665,145 @@ impl Pool {
                 tracing::debug!(upstream = %pool.settings().addr, ?snap, "upstream pool");
             }
         });
+    }
+}
+
+impl PoolInner {
+    /// The calling thread's part of the pool.
+    fn local_shard(&self) -> usize {
+        shard::current_worker() % self.shards.len()
+    }
+
+    /// The most recent idle connection of `shard`.
+    fn take_idle(&self, shard: usize) -> Option<Conn> {
+        let mut idle = self.shards[shard].idle.lock().ok()?;
+        let conn = idle.pop()?;
+        self.idle_count.fetch_sub(1, Ordering::AcqRel);
+        Some(conn)
+    }
+
+    /// Keeps `conn` idle for `shard` when the pool has room for it (at
+    /// most `max_idle` idle, at most `size` open); else it is closed.
+    fn put_idle(&self, shard: usize, conn: Conn) {
+        let size = self.size.load(Ordering::Acquire);
+        let busy = self.busy.load(Ordering::Acquire);
+        // Counted first, so two threads cannot both take the last room.
+        let before = self.idle_count.fetch_add(1, Ordering::AcqRel);
+        if before < self.settings.max_idle && before + busy <= size {
+            if let Ok(mut idle) = self.shards[shard].idle.lock() {
+                idle.push(conn);
+                return;
+            }
+        }
+        self.idle_count.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Closes the idle connection that waited longest, of any thread.
+    /// False when none was idle.
+    fn evict_oldest_idle(&self) -> bool {
+        let oldest = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.idle.lock().ok()?.first()?.idle_since)))
+            .min_by_key(|&(_, since)| since);
+        let Some((shard, _)) = oldest else {
+            return false;
+        };
+        let Ok(mut idle) = self.shards[shard].idle.lock() else {
+            return false;
+        };
+        if idle.is_empty() {
+            return false;
+        }
+        drop(idle.remove(0));
+        self.idle_count.fetch_sub(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Closes up to `excess` idle connections, the oldest of each thread first.
+    fn drain_idle(&self, mut excess: usize) {
+        for shard in self.shards.iter() {
+            if excess == 0 {
+                return;
+            }
+            let Ok(mut idle) = shard.idle.lock() else {
+                continue;
+            };
+            let n = excess.min(idle.len());
+            idle.drain(..n);
+            self.idle_count.fetch_sub(n, Ordering::AcqRel);
+            excess -= n;
+        }
+    }
+
+    /// The pool grew by `grow`: requests waiting only for their own
+    /// thread's connections look again, as they may take a new one now.
+    pub(super) fn wake_to_recheck(&self, grow: usize) {
+        let mut left = grow;
+        for shard in self.shards.iter() {
+            while left > 0 && shard.ticket_only.load(Ordering::Acquire) > 0 {
+                let Some(waiter) = shard.pipeline.claim_to_recheck() else {
+                    break;
+                };
+                if waiter.send(Handoff::NotSent).is_ok() {
+                    left -= 1;
+                }
+            }
+        }
+    }
+
+    /// An exchange for `route` was slow: every serving thread pauses
+    /// pipelining, and when `remember`, sends nothing behind that path.
+    pub(super) fn slow_exchange(&self, route: u64, remember: bool) {
+        let now = Instant::now();
+        let mut was_running = false;
+        for shard in self.shards.iter() {
+            was_running |= shard.pipeline.slowness.pause();
+            if remember {
+                shard.pipeline.slowness.remember_slow(route, now);
+            }
+        }
+        if was_running {
+            tracing::debug!(upstream = %self.settings.addr, remembered = remember, "upstream pipelining paused: a request was slow");
+        }
+    }
+
+    /// Whether idle connections exist, none of them `shard`'s.
+    fn idle_only_elsewhere(&self, shard: usize) -> bool {
+        self.idle_count.load(Ordering::Acquire) > 0
+            && self.shards[shard]
+                .idle
+                .lock()
+                .is_ok_and(|idle| idle.is_empty())
+    }
+
+    /// Whether serving thread `shard` holds at least its share of the
+    /// pool's connections (the size over the threads, rounded up).
+    fn holds_its_share(&self, shard: usize) -> bool {
+        if self.shards.len() == 1 {
+            return false;
+        }
+        let held = self.shards[shard].busy();
+        let share = self
+            .size
+            .load(Ordering::Relaxed)
+            .div_ceil(self.shards.len());
+        held > 0 && held >= share
+    }
+
+    /// Whether a thread whose requests wait holds too few connections next
+    /// to `shard`'s: then `shard` sends nothing more ahead, so one of its
+    /// connections comes free for that thread (`shard::should_yield`).
+    pub(super) fn others_starved(&self, shard: usize) -> bool {
+        if self.shards.len() == 1 {
+            return false;
+        }
+        let mine = self.shards[shard].busy();
+        self.shards
+            .iter()
+            .enumerate()
+            .any(|(i, s)| i != shard && s.waiting() > 0 && shard::should_yield(mine, s.busy()))
     }
 }
 

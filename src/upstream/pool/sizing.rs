@@ -43,6 +43,7 @@ impl PoolInner {
                 }
             }
             self.permits.add_permits(grow);
+            self.wake_to_recheck(grow);
         } else if new_size < old {
             // Free permits go now; those held by busy connections as they
             // come back (`retire_permit`).
@@ -51,10 +52,8 @@ impl PoolInner {
             self.surplus.fetch_add(shrink - forgotten, Ordering::AcqRel);
             // Idle connections beyond the new size go now (oldest first).
             let busy = self.busy.load(Ordering::Acquire);
-            if let Ok(mut idle) = self.idle.lock() {
-                let excess = (idle.len() + busy).saturating_sub(new_size).min(idle.len());
-                idle.drain(..excess);
-            }
+            let idle = self.idle_count.load(Ordering::Acquire);
+            self.drain_idle((idle + busy).saturating_sub(new_size).min(idle));
         }
         if new_size != old {
             if notable {
@@ -160,7 +159,7 @@ impl PoolInner {
     /// the pool shrinks to them.
     pub(super) fn saw_backlog(self: &Arc<Self>, in_backlog: usize) {
         self.at_capacity.store(true, Ordering::Release);
-        let open = self.busy.load(Ordering::Acquire) + self.idle.lock().map_or(0, |i| i.len());
+        let open = self.busy.load(Ordering::Acquire) + self.idle_count.load(Ordering::Acquire);
         let Some((target, news)) =
             self.with_exact(|exact, now| exact.saw_backlog(now, open, in_backlog))
         else {

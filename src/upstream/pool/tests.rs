@@ -166,6 +166,7 @@ fn settings(max_conns: usize, read_timeout: Duration) -> PoolSettings {
         idle_timeout: Duration::from_secs(30),
         read_timeout,
         pipelining: Some(Duration::from_millis(10)),
+        workers: 1,
     }
 }
 
@@ -393,4 +394,126 @@ async fn php_fpm_growing_during_a_burst_is_used_before_it_ends() {
         "took {took:?}: {:?}",
         pool.snapshot()
     );
+}
+
+/// `clients` clients playing serving thread `worker` (`shard::TEST_WORKER`),
+/// each sending requests one after another until `until`; the requests
+/// each client got answered.
+fn clients_on(
+    pool: &Pool,
+    worker: usize,
+    clients: usize,
+    sleep_ms: u64,
+    until: Instant,
+) -> Vec<tokio::task::JoinHandle<Result<usize, String>>> {
+    (0..clients)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(super::shard::TEST_WORKER.scope(worker, async move {
+                let mut answered = 0;
+                while Instant::now() < until {
+                    request(pool.clone(), sleep_ms).await?;
+                    answered += 1;
+                }
+                Ok(answered)
+            }))
+        })
+        .collect()
+}
+
+async fn answered(tasks: Vec<tokio::task::JoinHandle<Result<usize, String>>>) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.unwrap().expect("every request answered"));
+    }
+    counts
+}
+
+fn two_threads(max_conns: usize) -> PoolSettings {
+    PoolSettings {
+        workers: 2,
+        ..settings(max_conns, Duration::from_secs(60))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_threads_share_php_fpm_and_neither_starves() {
+    // 4 workers, 16 clients on each serving thread, fast pages.
+    let fpm = FakeFpm::start(4);
+    let pool = pool_on(&fpm, true, two_threads(8));
+    let until = Instant::now() + Duration::from_secs(2);
+    let first = clients_on(&pool, 0, 16, 1, until);
+    let second = clients_on(&pool, 1, 16, 1, until);
+    let (first, second) = (answered(first).await, answered(second).await);
+    let snap = pool.snapshot();
+    // Every client kept getting answers, on both threads alike.
+    let least = first.iter().chain(&second).min().copied().unwrap_or(0);
+    let most = first.iter().chain(&second).max().copied().unwrap_or(0);
+    assert!(least * 3 >= most, "{first:?} {second:?} {snap:?}");
+    let (a, b) = (first.iter().sum::<usize>(), second.iter().sum::<usize>());
+    assert!(a * 3 >= b * 2 && b * 3 >= a * 2, "{a} vs {b}: {snap:?}");
+    // The size learned holds for the whole pool, and each thread pipelines
+    // on its own connections: few move between threads.
+    assert_eq!(snap.size, 4, "{snap:?}");
+    assert!(snap.sent_ahead * 2 > (a + b) as u64, "{snap:?}");
+    assert!(snap.moved_threads * 50 < (a + b) as u64, "{snap:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_busy_thread_uses_what_the_other_leaves() {
+    // Slow pages on one thread only: all of php-fpm's 4 workers serve it.
+    let fpm = FakeFpm::start(4);
+    let pool = pool_on(&fpm, true, two_threads(8));
+    let started = Instant::now();
+    let tasks = clients_on(&pool, 0, 8, 300, started + Duration::from_millis(1));
+    answered(tasks).await;
+    let took = started.elapsed();
+    assert!(
+        took <= ideal(8, 300, 4) + Duration::from_millis(50),
+        "took {took:?}: {:?}",
+        pool.snapshot()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_pages_from_both_threads_take_the_ideal_time() {
+    // 12 clients, 6 on each thread, 300 ms pages, 2 pinned php-fpm workers.
+    let fpm = FakeFpm::start(2);
+    let pool = pool_on(&fpm, true, two_threads(8));
+    let started = Instant::now();
+    let soon = started + Duration::from_millis(1);
+    let mut tasks = clients_on(&pool, 0, 6, 300, soon);
+    tasks.extend(clients_on(&pool, 1, 6, 300, soon));
+    answered(tasks).await;
+    let took = started.elapsed();
+    assert!(
+        took <= ideal(12, 300, 2) + Duration::from_millis(50),
+        "took {took:?}: {:?}",
+        pool.snapshot()
+    );
+    assert_eq!(pool.size(), 2, "{:?}", pool.snapshot());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thread_without_connections_gets_one_under_the_others_load() {
+    // Thread 0 pipelines 16 clients over both of php-fpm's workers; a
+    // request arriving on thread 1 must not wait behind that load.
+    let fpm = FakeFpm::start(2);
+    let pool = pool_on(&fpm, true, two_threads(8));
+    let until = Instant::now() + Duration::from_secs(2);
+    let load = clients_on(&pool, 0, 16, 1, until);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pool.snapshot().busy_per_thread, vec![2, 0]);
+    let asked = Instant::now();
+    let lone = clients_on(&pool, 1, 1, 1, asked + Duration::from_millis(1));
+    assert_eq!(answered(lone).await, vec![1]);
+    let waited = asked.elapsed();
+    // Behind thread 0's requests already on a connection (4 at 1 ms each
+    // at most), not behind all of its load.
+    assert!(
+        waited <= Duration::from_millis(20),
+        "waited {waited:?}: {:?}",
+        pool.snapshot()
+    );
+    answered(load).await;
 }

@@ -1,0 +1,278 @@
+//! The serving threads (thread per core): each runs its own single-threaded
+//! tokio runtime, accepts on its own copy of every listening socket and
+//! serves the connections it accepted from start to end, upstream work
+//! included (`upstream::set_worker_thread`). No request's path wakes
+//! another thread, as in nginx's process per core. The caller's runtime
+//! keeps the rest: signals, reload, the admin listener, the pool's timers.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use super::Listener;
+
+/// The running serving threads.
+#[derive(Debug)]
+pub(crate) struct Workers {
+    threads: Vec<Worker>,
+}
+
+#[derive(Debug)]
+struct Worker {
+    handle: Handle,
+    stop: Option<oneshot::Sender<()>>,
+    /// Told once the thread's runtime is gone, its tasks with it.
+    ended: oneshot::Receiver<()>,
+}
+
+impl Workers {
+    /// Starts `count` serving threads (at least one).
+    pub(crate) fn start(count: usize) -> io::Result<Workers> {
+        let mut threads = Vec::with_capacity(count.max(1));
+        // The threads log where the starting thread does (a test's own
+        // subscriber included, not only the process-wide one).
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        for index in 0..count.max(1) {
+            let dispatch = dispatch.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let (done, ended) = oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("serve-{index}"))
+                .spawn(move || {
+                    let _logs = tracing::dispatcher::set_default(&dispatch);
+                    crate::upstream::set_worker_thread(index);
+                    // Runs the tasks spawned onto this runtime until told to stop.
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                    // Whatever still runs (connections past the grace
+                    // period) is dropped with the runtime, here.
+                    drop(runtime);
+                    let _ = done.send(());
+                })?;
+            threads.push(Worker {
+                handle,
+                stop: Some(stop),
+                ended,
+            });
+        }
+        Ok(Workers { threads })
+    }
+
+    pub(crate) fn handles(&self) -> Vec<Handle> {
+        self.threads.iter().map(|w| w.handle.clone()).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Stops every thread, dropping what still runs on it, and waits until
+    /// they have ended.
+    pub(crate) async fn stop(mut self) {
+        for worker in &mut self.threads {
+            if let Some(stop) = worker.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        for worker in self.threads.drain(..) {
+            let _ = worker.ended.await;
+        }
+    }
+}
+
+impl Drop for Workers {
+    /// Not stopped (the serve future was dropped): the threads still end.
+    fn drop(&mut self) {
+        for worker in &mut self.threads {
+            if let Some(stop) = worker.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+}
+
+/// A listening socket detached from any event loop, to be copied (the
+/// same socket: one accept queue) into each serving thread.
+#[derive(Debug)]
+pub(crate) enum SharedListener {
+    Tcp(std::net::TcpListener),
+    Tls(std::net::TcpListener),
+    Unix {
+        listener: std::os::unix::net::UnixListener,
+        path: PathBuf,
+    },
+}
+
+impl SharedListener {
+    pub(crate) fn from_listener(listener: Listener) -> io::Result<SharedListener> {
+        Ok(match listener {
+            Listener::Tcp(l) => SharedListener::Tcp(l.into_std()?),
+            Listener::Tls(l) => SharedListener::Tls(l.into_std()?),
+            Listener::Unix { listener, path } => SharedListener::Unix {
+                listener: listener.into_std()?,
+                path,
+            },
+        })
+    }
+
+    /// Another handle on the same socket (a duplicated descriptor).
+    pub(crate) fn try_clone(&self) -> io::Result<SharedListener> {
+        Ok(match self {
+            SharedListener::Tcp(l) => SharedListener::Tcp(l.try_clone()?),
+            SharedListener::Tls(l) => SharedListener::Tls(l.try_clone()?),
+            SharedListener::Unix { listener, path } => SharedListener::Unix {
+                listener: listener.try_clone()?,
+                path: path.clone(),
+            },
+        })
+    }
+
+    /// Registers it with the event loop of the calling thread's runtime.
+    pub(crate) fn into_listener(self) -> io::Result<Listener> {
+        Ok(match self {
+            SharedListener::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+            SharedListener::Tls(l) => Listener::Tls(TcpListener::from_std(l)?),
+            SharedListener::Unix { listener, path } => Listener::Unix {
+                listener: UnixListener::from_std(listener)?,
+                path,
+            },
+        })
+    }
+}
+
+/// `--workers`, or the CPU count when not given.
+pub(crate) fn worker_count(configured: Option<usize>) -> usize {
+    configured
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
+/// Open client connections per serving thread: where each new one goes.
+#[derive(Debug)]
+pub(crate) struct Balance {
+    open: Box<[AtomicUsize]>,
+}
+
+impl Balance {
+    pub(crate) fn new(workers: usize) -> Arc<Balance> {
+        Arc::new(Balance {
+            open: (0..workers.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+        })
+    }
+
+    /// The thread to serve a connection that thread `me` accepted: `me`,
+    /// unless it holds two or more connections more than the thread with
+    /// the fewest. Every thread's event loop watches the same accept queue,
+    /// and the first awake takes a whole burst (wrk's 32 connections went
+    /// 26/6), leaving the other thread's core idle.
+    pub(crate) fn place(&self, me: usize) -> usize {
+        let mine = self.open[me].load(Ordering::Relaxed);
+        let (fewest, least) = self
+            .open
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, n.load(Ordering::Relaxed)))
+            .min_by_key(|&(_, n)| n)
+            .unwrap_or((me, mine));
+        if mine >= least + 2 {
+            fewest
+        } else {
+            me
+        }
+    }
+
+    /// Counts a connection on `worker` until the returned token drops.
+    pub(crate) fn opened(self: &Arc<Self>, worker: usize) -> Placed {
+        self.open[worker].fetch_add(1, Ordering::Relaxed);
+        Placed {
+            balance: self.clone(),
+            worker,
+        }
+    }
+}
+
+/// One open client connection on a serving thread.
+#[derive(Debug)]
+pub(crate) struct Placed {
+    balance: Arc<Balance>,
+    worker: usize,
+}
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        self.balance.open[self.worker].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An accepted client socket, before hyper or TLS takes it.
+#[derive(Debug)]
+pub(crate) enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    /// To be served over TLS.
+    Tls(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+/// An accepted socket on its way to another serving thread.
+#[derive(Debug)]
+pub(crate) enum Detached {
+    Tcp(std::net::TcpStream),
+    Tls(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Accepted {
+    /// Takes it off the accepting thread's event loop.
+    pub(crate) fn detach(self) -> io::Result<Detached> {
+        Ok(match self {
+            Accepted::Tcp(s) => Detached::Tcp(s.into_std()?),
+            Accepted::Tls(s) => Detached::Tls(s.into_std()?),
+            Accepted::Unix(s) => Detached::Unix(s.into_std()?),
+        })
+    }
+}
+
+impl Detached {
+    /// Registers it with the calling thread's event loop.
+    pub(crate) fn attach(self) -> io::Result<Accepted> {
+        Ok(match self {
+            Detached::Tcp(s) => Accepted::Tcp(tokio::net::TcpStream::from_std(s)?),
+            Detached::Tls(s) => Accepted::Tls(tokio::net::TcpStream::from_std(s)?),
+            Detached::Unix(s) => Accepted::Unix(tokio::net::UnixStream::from_std(s)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Balance;
+
+    #[test]
+    fn a_thread_two_ahead_hands_new_connections_over() {
+        let balance = Balance::new(2);
+        // Thread 0 wakes first and accepts a burst.
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            let target = balance.place(0);
+            held.push(balance.opened(target));
+        }
+        let on = |w: usize| held.iter().filter(|p| p.worker == w).count();
+        assert_eq!((on(0), on(1)), (4, 2), "never more than 2 apart");
+        // Connections on thread 1 close: thread 0's next ones go there.
+        held.retain(|p| p.worker == 0);
+        assert_eq!(balance.place(0), 1);
+        drop(held);
+        assert_eq!(balance.place(0), 0);
+        assert_eq!(balance.place(1), 1);
+    }
+}
