@@ -19,6 +19,9 @@
 //!   first byte well past the usual time counts as waiting, and the size is
 //!   learned from how often that happens (`capacity`).
 //! - Failed connects back off, so a dead php-fpm is not hammered.
+//! - One budget for all serving threads, a part per thread (`shard`): its
+//!   idle connections, its queue of requests to send ahead; waiting when
+//!   nothing is free is `wait`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -40,11 +43,13 @@ mod shard;
 mod sizing;
 #[cfg(test)]
 mod tests;
+mod wait;
 use lease::Held;
 pub use lease::Lease;
 pub(crate) use lease::LeaseGuard;
 pub use shard::set_worker_thread;
 use shard::Shard;
+use wait::Granted;
 
 /// How the pool is set up; built from the config. A reload keeps the pool
 /// (and its warm connections) when these are equal.
@@ -436,102 +441,6 @@ impl Pool {
         }
     }
 
-    /// A permit after waiting in the queue, or, for a request that may be
-    /// sent ahead (`ahead`), a connection it was written onto; and how long
-    /// that took.
-    async fn wait_for_permit(
-        &self,
-        shard: usize,
-        ahead: Option<&Bytes>,
-        route: u64,
-    ) -> Result<(Granted, Duration), UpstreamError> {
-        let inner = &self.inner;
-        let wait = inner.settings.acquire_timeout;
-        let queued = inner.waiting.fetch_add(1, Ordering::AcqRel);
-        let _unqueue = DecrementOnDrop(&inner.waiting);
-        let local = &inner.shards[shard];
-        local.waiting.fetch_add(1, Ordering::AcqRel);
-        let _unqueue_here = DecrementOnDrop(&local.waiting);
-        if queued == 0 && inner.connector.sees_backlog() {
-            inner.with_exact(|exact, now| exact.demand_began(now));
-        }
-        if queued >= inner.settings.queue_length {
-            inner.stats.saturated.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(upstream = %inner.settings.addr, queue_length = inner.settings.queue_length, "upstream pool saturated: wait queue full");
-            return Err(UpstreamError::QueueFull {
-                length: inner.settings.queue_length,
-            });
-        }
-        let started = Instant::now();
-        let pipeline = &local.pipeline;
-        let ticket = ahead.and_then(|head| pipeline.enqueue(head, route));
-        // A request that may be sent ahead, on a thread holding its share
-        // of the connections, waits for one of them only: a permit given
-        // back elsewhere stays with that thread instead of pulling one of
-        // its connections over here, and back again.
-        let ticket_only = ticket.is_some() && inner.holds_its_share(shard);
-        let _counted = ticket_only.then(|| {
-            local.ticket_only.fetch_add(1, Ordering::AcqRel);
-            DecrementOnDrop(&local.ticket_only)
-        });
-        let permit = inner.permits.clone().acquire_owned();
-        let res = match ticket {
-            Some(mut ticket) if ticket_only => {
-                match tokio::time::timeout(wait, ticket.receiver()).await {
-                    Ok(handoff) => Ok(Granted::Handoff(
-                        handoff.unwrap_or(Handoff::Lost(UpstreamError::Closed)),
-                    )),
-                    Err(_) if ticket.withdraw(pipeline) => Err(()),
-                    Err(_) => Ok(Granted::Handoff(ticket.handoff().await)),
-                }
-            }
-            None => match tokio::time::timeout(wait, pipeline.waiting_for_a_slot(permit)).await {
-                Ok(Ok(permit)) => Ok(Granted::Permit(permit)),
-                Ok(Err(_)) | Err(_) => Err(()),
-            },
-            Some(mut ticket) => {
-                #[allow(clippy::large_enum_variant)] // a local, never boxed
-                enum First {
-                    Permit(Option<OwnedSemaphorePermit>),
-                    Handoff(Handoff),
-                    TimedOut,
-                }
-                let first = tokio::select! {
-                    biased;
-                    handoff = ticket.receiver() => {
-                        First::Handoff(handoff.unwrap_or(Handoff::Lost(UpstreamError::Closed)))
-                    }
-                    permit = permit => First::Permit(permit.ok()),
-                    _ = tokio::time::sleep(wait) => First::TimedOut,
-                };
-                match first {
-                    First::Handoff(handoff) => Ok(Granted::Handoff(handoff)),
-                    First::Permit(Some(permit)) if ticket.withdraw(pipeline) => {
-                        Ok(Granted::Permit(permit))
-                    }
-                    First::Permit(None) | First::TimedOut if ticket.withdraw(pipeline) => Err(()),
-                    // Claimed meanwhile: the request is on a connection now,
-                    // and that connection is its only way to a response.
-                    _ => Ok(Granted::Handoff(ticket.handoff().await)),
-                }
-            }
-        };
-        let waited = started.elapsed();
-        inner
-            .stats
-            .waited_micros
-            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
-        match res {
-            Ok(granted) => Ok((granted, waited)),
-            // The semaphore is never closed; treat that like saturation anyway.
-            Err(()) => {
-                inner.stats.saturated.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(upstream = %inner.settings.addr, after = ?wait, "upstream pool saturated: no connection free in time");
-                Err(UpstreamError::AcquireTimeout { after: wait })
-            }
-        }
-    }
-
     fn lease(
         &self,
         shard: usize,
@@ -665,159 +574,5 @@ impl Pool {
                 tracing::debug!(upstream = %pool.settings().addr, ?snap, "upstream pool");
             }
         });
-    }
-}
-
-impl PoolInner {
-    /// The calling thread's part of the pool.
-    fn local_shard(&self) -> usize {
-        shard::current_worker() % self.shards.len()
-    }
-
-    /// The most recent idle connection of `shard`.
-    fn take_idle(&self, shard: usize) -> Option<Conn> {
-        let mut idle = self.shards[shard].idle.lock().ok()?;
-        let conn = idle.pop()?;
-        self.idle_count.fetch_sub(1, Ordering::AcqRel);
-        Some(conn)
-    }
-
-    /// Keeps `conn` idle for `shard` when the pool has room for it (at
-    /// most `max_idle` idle, at most `size` open); else it is closed.
-    fn put_idle(&self, shard: usize, conn: Conn) {
-        let size = self.size.load(Ordering::Acquire);
-        let busy = self.busy.load(Ordering::Acquire);
-        // Counted first, so two threads cannot both take the last room.
-        let before = self.idle_count.fetch_add(1, Ordering::AcqRel);
-        if before < self.settings.max_idle && before + busy <= size {
-            if let Ok(mut idle) = self.shards[shard].idle.lock() {
-                idle.push(conn);
-                return;
-            }
-        }
-        self.idle_count.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Closes the idle connection that waited longest, of any thread.
-    /// False when none was idle.
-    fn evict_oldest_idle(&self) -> bool {
-        let oldest = self
-            .shards
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| Some((i, s.idle.lock().ok()?.first()?.idle_since)))
-            .min_by_key(|&(_, since)| since);
-        let Some((shard, _)) = oldest else {
-            return false;
-        };
-        let Ok(mut idle) = self.shards[shard].idle.lock() else {
-            return false;
-        };
-        if idle.is_empty() {
-            return false;
-        }
-        drop(idle.remove(0));
-        self.idle_count.fetch_sub(1, Ordering::AcqRel);
-        true
-    }
-
-    /// Closes up to `excess` idle connections, the oldest of each thread first.
-    fn drain_idle(&self, mut excess: usize) {
-        for shard in self.shards.iter() {
-            if excess == 0 {
-                return;
-            }
-            let Ok(mut idle) = shard.idle.lock() else {
-                continue;
-            };
-            let n = excess.min(idle.len());
-            idle.drain(..n);
-            self.idle_count.fetch_sub(n, Ordering::AcqRel);
-            excess -= n;
-        }
-    }
-
-    /// The pool grew by `grow`: requests waiting only for their own
-    /// thread's connections look again, as they may take a new one now.
-    pub(super) fn wake_to_recheck(&self, grow: usize) {
-        let mut left = grow;
-        for shard in self.shards.iter() {
-            while left > 0 && shard.ticket_only.load(Ordering::Acquire) > 0 {
-                let Some(waiter) = shard.pipeline.claim_to_recheck() else {
-                    break;
-                };
-                if waiter.send(Handoff::NotSent).is_ok() {
-                    left -= 1;
-                }
-            }
-        }
-    }
-
-    /// An exchange for `route` was slow: every serving thread pauses
-    /// pipelining, and when `remember`, sends nothing behind that path.
-    pub(super) fn slow_exchange(&self, route: u64, remember: bool) {
-        let now = Instant::now();
-        let mut was_running = false;
-        for shard in self.shards.iter() {
-            was_running |= shard.pipeline.slowness.pause();
-            if remember {
-                shard.pipeline.slowness.remember_slow(route, now);
-            }
-        }
-        if was_running {
-            tracing::debug!(upstream = %self.settings.addr, remembered = remember, "upstream pipelining paused: a request was slow");
-        }
-    }
-
-    /// Whether idle connections exist, none of them `shard`'s.
-    fn idle_only_elsewhere(&self, shard: usize) -> bool {
-        self.idle_count.load(Ordering::Acquire) > 0
-            && self.shards[shard]
-                .idle
-                .lock()
-                .is_ok_and(|idle| idle.is_empty())
-    }
-
-    /// Whether serving thread `shard` holds at least its share of the
-    /// pool's connections (the size over the threads, rounded up).
-    fn holds_its_share(&self, shard: usize) -> bool {
-        if self.shards.len() == 1 {
-            return false;
-        }
-        let held = self.shards[shard].busy();
-        let share = self
-            .size
-            .load(Ordering::Relaxed)
-            .div_ceil(self.shards.len());
-        held > 0 && held >= share
-    }
-
-    /// Whether a thread whose requests wait holds too few connections next
-    /// to `shard`'s: then `shard` sends nothing more ahead, so one of its
-    /// connections comes free for that thread (`shard::should_yield`).
-    pub(super) fn others_starved(&self, shard: usize) -> bool {
-        if self.shards.len() == 1 {
-            return false;
-        }
-        let mine = self.shards[shard].busy();
-        self.shards
-            .iter()
-            .enumerate()
-            .any(|(i, s)| i != shard && s.waiting() > 0 && shard::should_yield(mine, s.busy()))
-    }
-}
-
-/// What waiting in the queue gave a request (returned, never stored).
-#[allow(clippy::large_enum_variant)]
-enum Granted {
-    Permit(OwnedSemaphorePermit),
-    Handoff(Handoff),
-}
-
-struct DecrementOnDrop<'a>(&'a AtomicUsize);
-
-impl Drop for DecrementOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -13,8 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::super::conn::Conn;
-use super::super::pipeline::Pipeline;
+use super::super::pipeline::{Handoff, Pipeline};
+use super::PoolInner;
 
 thread_local! {
     /// Which serving thread this is (0 on any thread that never said).
@@ -86,6 +89,145 @@ impl Shard {
 /// or at least two fewer (one fewer would only move the imbalance over).
 pub(super) fn should_yield(mine: usize, theirs: usize) -> bool {
     mine > 0 && (theirs == 0 || theirs + 1 < mine)
+}
+
+impl PoolInner {
+    /// The calling thread's part of the pool.
+    pub(super) fn local_shard(&self) -> usize {
+        current_worker() % self.shards.len()
+    }
+
+    /// The most recent idle connection of `shard`.
+    pub(super) fn take_idle(&self, shard: usize) -> Option<Conn> {
+        let mut idle = self.shards[shard].idle.lock().ok()?;
+        let conn = idle.pop()?;
+        self.idle_count.fetch_sub(1, Ordering::AcqRel);
+        Some(conn)
+    }
+
+    /// Keeps `conn` idle for `shard` when the pool has room for it (at
+    /// most `max_idle` idle, at most `size` open); else it is closed.
+    pub(super) fn put_idle(&self, shard: usize, conn: Conn) {
+        let size = self.size.load(Ordering::Acquire);
+        let busy = self.busy.load(Ordering::Acquire);
+        // Counted first, so two threads cannot both take the last room.
+        let before = self.idle_count.fetch_add(1, Ordering::AcqRel);
+        if before < self.settings.max_idle && before + busy <= size {
+            if let Ok(mut idle) = self.shards[shard].idle.lock() {
+                idle.push(conn);
+                return;
+            }
+        }
+        self.idle_count.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Closes the idle connection that waited longest, of any thread.
+    /// False when none was idle.
+    pub(super) fn evict_oldest_idle(&self) -> bool {
+        let oldest = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.idle.lock().ok()?.first()?.idle_since)))
+            .min_by_key(|&(_, since)| since);
+        let Some((shard, _)) = oldest else {
+            return false;
+        };
+        let Ok(mut idle) = self.shards[shard].idle.lock() else {
+            return false;
+        };
+        if idle.is_empty() {
+            return false;
+        }
+        drop(idle.remove(0));
+        self.idle_count.fetch_sub(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Closes up to `excess` idle connections, the oldest of each thread first.
+    pub(super) fn drain_idle(&self, mut excess: usize) {
+        for shard in self.shards.iter() {
+            if excess == 0 {
+                return;
+            }
+            let Ok(mut idle) = shard.idle.lock() else {
+                continue;
+            };
+            let n = excess.min(idle.len());
+            idle.drain(..n);
+            self.idle_count.fetch_sub(n, Ordering::AcqRel);
+            excess -= n;
+        }
+    }
+
+    /// The pool grew by `grow`: requests waiting only for their own
+    /// thread's connections look again, as they may take a new one now.
+    pub(super) fn wake_to_recheck(&self, grow: usize) {
+        let mut left = grow;
+        for shard in self.shards.iter() {
+            while left > 0 && shard.ticket_only.load(Ordering::Acquire) > 0 {
+                let Some(waiter) = shard.pipeline.claim_to_recheck() else {
+                    break;
+                };
+                if waiter.send(Handoff::NotSent).is_ok() {
+                    left -= 1;
+                }
+            }
+        }
+    }
+
+    /// An exchange for `route` was slow: every serving thread pauses
+    /// pipelining, and when `remember`, sends nothing behind that path.
+    pub(super) fn slow_exchange(&self, route: u64, remember: bool) {
+        let now = Instant::now();
+        let mut was_running = false;
+        for shard in self.shards.iter() {
+            was_running |= shard.pipeline.slowness.pause();
+            if remember {
+                shard.pipeline.slowness.remember_slow(route, now);
+            }
+        }
+        if was_running {
+            tracing::debug!(upstream = %self.settings.addr, remembered = remember, "upstream pipelining paused: a request was slow");
+        }
+    }
+
+    /// Whether idle connections exist, none of them `shard`'s.
+    pub(super) fn idle_only_elsewhere(&self, shard: usize) -> bool {
+        self.idle_count.load(Ordering::Acquire) > 0
+            && self.shards[shard]
+                .idle
+                .lock()
+                .is_ok_and(|idle| idle.is_empty())
+    }
+
+    /// Whether serving thread `shard` holds at least its share of the
+    /// pool's connections (the size over the threads, rounded up).
+    pub(super) fn holds_its_share(&self, shard: usize) -> bool {
+        if self.shards.len() == 1 {
+            return false;
+        }
+        let held = self.shards[shard].busy();
+        let share = self
+            .size
+            .load(Ordering::Relaxed)
+            .div_ceil(self.shards.len());
+        held > 0 && held >= share
+    }
+
+    /// Whether a thread whose requests wait holds too few connections next
+    /// to `shard`'s: then `shard` sends nothing more ahead, so one of its
+    /// connections comes free for that thread (`should_yield`).
+    pub(super) fn others_starved(&self, shard: usize) -> bool {
+        if self.shards.len() == 1 {
+            return false;
+        }
+        let mine = self.shards[shard].busy();
+        self.shards
+            .iter()
+            .enumerate()
+            .any(|(i, s)| i != shard && s.waiting() > 0 && should_yield(mine, s.busy()))
+    }
 }
 
 #[cfg(test)]
