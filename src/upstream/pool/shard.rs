@@ -222,6 +222,11 @@ impl PoolInner {
         if self.shards.len() == 1 {
             return false;
         }
+        // Nobody else waits (the common case, even under load): one look
+        // at the pool's count instead of one at every thread's.
+        if self.waiting.load(Ordering::Relaxed) <= self.shards[shard].waiting() {
+            return false;
+        }
         let mine = self.shards[shard].busy();
         self.shards
             .iter()
