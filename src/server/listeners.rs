@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::either::Either;
 
 use super::workers::{Accepted, Balance, Placed, SharedListener};
-use super::{accept_tcp, handler, AppState, ClientIo, Listener};
+use super::{accept_any, handler, AppState, ClientIo, Listener};
 use crate::cgi::params::{Endpoint, TlsInfo};
 use crate::config::{Config, ListenAddr};
 
@@ -293,7 +293,7 @@ async fn accept_loop(
 ) {
     loop {
         let accepted = tokio::select! {
-            a = accept_conn(&listener) => a,
+            a = accept_any(&listener) => a,
             _ = stop.changed() => return,
         };
         let (accepted, remote, local) = match accepted {
@@ -328,17 +328,12 @@ async fn accept_loop(
             conn.spawn(accepted);
             continue;
         }
-        match accepted.detach() {
-            Ok(detached) => {
-                shared.workers[target].spawn(async move {
-                    // Registered with the target thread's event loop here.
-                    match detached.attach() {
-                        Ok(accepted) => conn.spawn(accepted),
-                        Err(e) => {
-                            tracing::debug!(error = %e, "a connection could not move threads")
-                        }
-                    }
-                });
+        let worker = &shared.workers[target];
+        match accepted.move_to(worker) {
+            Ok(moved) => {
+                // Its task goes to the runtime entered here.
+                let _there = worker.enter();
+                conn.spawn(moved);
             }
             Err(e) => tracing::debug!(error = %e, "a connection could not move threads"),
         }
@@ -359,46 +354,36 @@ struct Conn {
 }
 
 impl Conn {
-    /// Serves it to the end in a task of its own on this thread. Two task
-    /// kinds, so a plain connection's task is not sized for the TLS
-    /// handshake and stream it never uses: the task lives as long as the
-    /// connection, idle or not.
+    /// Serves it to the end in a task of its own on the current runtime.
+    /// Two task kinds, so a plain connection's task is not sized for the
+    /// TLS handshake and stream it never uses: the task lives as long as
+    /// the connection, idle or not.
     fn spawn(self, accepted: Accepted) {
+        let Conn {
+            permit,
+            placed,
+            alive,
+            state,
+            stop,
+            remote,
+            local,
+        } = self;
+        let held = (permit, placed, alive);
         let io: ClientIo = match accepted {
             Accepted::Tcp(s) => TokioIo::new(Either::Left(s)),
             Accepted::Unix(s) => TokioIo::new(Either::Right(s)),
             Accepted::Tls(s) => {
                 tokio::spawn(async move {
-                    let (state, stop, remote, local, _held) = self.into_parts();
+                    let _held = held;
                     serve_tls_conn(s, state, stop, remote, local).await
                 });
                 return;
             }
         };
         tokio::spawn(async move {
-            let (state, stop, remote, local, _held) = self.into_parts();
+            let _held = held;
             serve_conn(io, state, stop, remote, local, None).await
         });
-    }
-
-    /// What serving needs, and what is only held until the end.
-    #[allow(clippy::type_complexity)]
-    fn into_parts(
-        self,
-    ) -> (
-        Arc<ArcSwap<AppState>>,
-        watch::Receiver<bool>,
-        Endpoint,
-        Endpoint,
-        (OwnedSemaphorePermit, Placed, mpsc::Sender<()>),
-    ) {
-        (
-            self.state,
-            self.stop,
-            self.remote,
-            self.local,
-            (self.permit, self.placed, self.alive),
-        )
     }
 }
 
@@ -423,23 +408,6 @@ async fn serve_tls_conn(
     if let Some((stream, info)) = done {
         let io = TokioIo::new(stream);
         serve_conn(io, state, stop, remote, local, Some(info)).await;
-    }
-}
-
-async fn accept_conn(listener: &Listener) -> std::io::Result<(Accepted, Endpoint, Endpoint)> {
-    match listener {
-        Listener::Tls(l) => {
-            let (s, remote, local) = accept_tcp(l).await?;
-            Ok((Accepted::Tls(s), remote, local))
-        }
-        Listener::Tcp(l) => {
-            let (s, remote, local) = accept_tcp(l).await?;
-            Ok((Accepted::Tcp(s), remote, local))
-        }
-        Listener::Unix { listener, .. } => {
-            let (s, _) = listener.accept().await?;
-            Ok((Accepted::Unix(s), Endpoint::Unix, Endpoint::Unix))
-        }
     }
 }
 

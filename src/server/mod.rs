@@ -41,6 +41,7 @@ use limits::HeadLimits;
 use listeners::ListenerSet;
 pub use reload::Reload;
 use tls::ReloadableTls;
+use workers::Accepted;
 
 pub use access_log::AccessLogFormat;
 pub use body::BodyError;
@@ -483,23 +484,35 @@ pub(crate) type ClientIo = TokioIo<ClientStream>;
 /// as plain TCP here: only the admin listener takes this path, and the
 /// config refuses `https://` for it.
 pub(crate) async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, Endpoint, Endpoint)> {
+    let (accepted, remote, local) = accept_any(listener).await?;
+    let io = match accepted {
+        Accepted::Tcp(s) | Accepted::Tls(s) => TokioIo::new(Either::Left(s)),
+        Accepted::Unix(s) => TokioIo::new(Either::Right(s)),
+    };
+    Ok((io, remote, local))
+}
+
+/// Accepts a connection, to be served with TLS when the listener is a TLS one.
+pub(crate) async fn accept_any(
+    listener: &Listener,
+) -> std::io::Result<(Accepted, Endpoint, Endpoint)> {
     match listener {
-        Listener::Tcp(l) | Listener::Tls(l) => {
+        Listener::Tls(l) => {
             let (s, remote, local) = accept_tcp(l).await?;
-            Ok((TokioIo::new(Either::Left(s)), remote, local))
+            Ok((Accepted::Tls(s), remote, local))
+        }
+        Listener::Tcp(l) => {
+            let (s, remote, local) = accept_tcp(l).await?;
+            Ok((Accepted::Tcp(s), remote, local))
         }
         Listener::Unix { listener, .. } => {
             let (s, _) = listener.accept().await?;
-            Ok((
-                TokioIo::new(Either::Right(s)),
-                Endpoint::Unix,
-                Endpoint::Unix,
-            ))
+            Ok((Accepted::Unix(s), Endpoint::Unix, Endpoint::Unix))
         }
     }
 }
 
-pub(crate) async fn accept_tcp(
+async fn accept_tcp(
     l: &TcpListener,
 ) -> std::io::Result<(tokio::net::TcpStream, Endpoint, Endpoint)> {
     let (s, peer) = l.accept().await?;

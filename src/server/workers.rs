@@ -99,13 +99,17 @@ impl Workers {
     /// Stops every thread, dropping what still runs on it, and waits until
     /// they have ended.
     pub(crate) async fn stop(mut self) {
+        self.tell_to_stop();
+        for worker in self.threads.drain(..) {
+            let _ = worker.ended.await;
+        }
+    }
+
+    fn tell_to_stop(&mut self) {
         for worker in &mut self.threads {
             if let Some(stop) = worker.stop.take() {
                 let _ = stop.send(());
             }
-        }
-        for worker in self.threads.drain(..) {
-            let _ = worker.ended.await;
         }
     }
 }
@@ -113,11 +117,7 @@ impl Workers {
 impl Drop for Workers {
     /// Not stopped (the serve future was dropped): the threads still end.
     fn drop(&mut self) {
-        for worker in &mut self.threads {
-            if let Some(stop) = worker.stop.take() {
-                let _ = stop.send(());
-            }
-        }
+        self.tell_to_stop();
     }
 }
 
@@ -243,34 +243,26 @@ pub(crate) enum Accepted {
     Unix(tokio::net::UnixStream),
 }
 
-/// An accepted socket on its way to another serving thread.
-#[derive(Debug)]
-pub(crate) enum Detached {
-    Tcp(std::net::TcpStream),
-    Tls(std::net::TcpStream),
-    Unix(std::os::unix::net::UnixStream),
-}
-
 impl Accepted {
-    /// Takes it off the accepting thread's event loop.
-    pub(crate) fn detach(self) -> io::Result<Detached> {
+    /// Moves it from the accepting thread's event loop to `worker`'s.
+    pub(crate) fn move_to(self, worker: &Handle) -> io::Result<Accepted> {
         Ok(match self {
-            Accepted::Tcp(s) => Detached::Tcp(s.into_std()?),
-            Accepted::Tls(s) => Detached::Tls(s.into_std()?),
-            Accepted::Unix(s) => Detached::Unix(s.into_std()?),
+            Accepted::Tcp(s) => Accepted::Tcp(move_tcp(s, worker)?),
+            Accepted::Tls(s) => Accepted::Tls(move_tcp(s, worker)?),
+            Accepted::Unix(s) => {
+                let detached = s.into_std()?;
+                let _there = worker.enter();
+                Accepted::Unix(tokio::net::UnixStream::from_std(detached)?)
+            }
         })
     }
 }
 
-impl Detached {
-    /// Registers it with the calling thread's event loop.
-    pub(crate) fn attach(self) -> io::Result<Accepted> {
-        Ok(match self {
-            Detached::Tcp(s) => Accepted::Tcp(tokio::net::TcpStream::from_std(s)?),
-            Detached::Tls(s) => Accepted::Tls(tokio::net::TcpStream::from_std(s)?),
-            Detached::Unix(s) => Accepted::Unix(tokio::net::UnixStream::from_std(s)?),
-        })
-    }
+fn move_tcp(s: tokio::net::TcpStream, worker: &Handle) -> io::Result<tokio::net::TcpStream> {
+    let detached = s.into_std()?;
+    // Registered with the event loop of the runtime entered here.
+    let _there = worker.enter();
+    tokio::net::TcpStream::from_std(detached)
 }
 
 #[cfg(test)]

@@ -225,6 +225,13 @@ mod tests {
         verdict
     }
 
+    /// `times` exchanges of 1 ms for `route`.
+    fn answered_fast(s: &Slowness, route: u64, times: usize) {
+        for _ in 0..times {
+            assert_eq!(judge(s, route, MS, false), Verdict::Usual);
+        }
+    }
+
     #[test]
     fn slow_is_past_the_threshold_and_well_past_the_usual() {
         let s = Slowness::new(Some(10 * MS));
@@ -275,9 +282,7 @@ mod tests {
     async fn one_stall_does_not_make_a_known_fast_path_slow() {
         let s = Slowness::new(Some(10 * MS));
         let hello = route("/hello.php");
-        for _ in 0..32 {
-            judge(&s, hello, MS, false);
-        }
+        answered_fast(&s, hello, 32);
         // A 40 ms stall stretches the four exchanges in flight at once.
         tokio::time::advance(40 * MS).await;
         for _ in 0..4 {
@@ -286,9 +291,7 @@ mod tests {
         assert!(s.is_open(), "one stall pauses nothing");
         assert!(!s.was_slow(hello));
         // Fast again: the stall is forgotten; the next stall is one again.
-        for _ in 0..KNOWN_FAST {
-            judge(&s, hello, MS, false);
-        }
+        answered_fast(&s, hello, KNOWN_FAST.into());
         tokio::time::advance(40 * MS).await;
         assert_eq!(judge(&s, hello, 40 * MS, false), Verdict::Noted);
         assert!(s.is_open());
@@ -298,9 +301,7 @@ mod tests {
     async fn a_known_fast_path_slow_twice_in_a_row_is_slow() {
         let s = Slowness::new(Some(10 * MS));
         let search = route("/search.php");
-        for _ in 0..32 {
-            judge(&s, search, MS, false);
-        }
+        answered_fast(&s, search, 32);
         tokio::time::advance(300 * MS).await;
         assert_eq!(judge(&s, search, 300 * MS, false), Verdict::Noted);
         // The next one began after that one ended, and was slow too.

@@ -425,10 +425,8 @@ impl Drop for LeaseGuard {
         // The thread's last connection ended: requests waiting for one of
         // them only would wait in vain; one looks again (it then waits for
         // a permit too, or takes the one given back below).
-        if held_before == 1 && shard.ticket_only.load(Ordering::Acquire) > 0 {
-            if let Some(waiter) = shard.pipeline.claim_to_recheck() {
-                let _ = waiter.send(Handoff::NotSent);
-            }
+        if held_before == 1 {
+            shard.tell_one_to_look_again();
         }
         if let Some(permit) = self.permit.take() {
             if self.pool.retire_permit() {

@@ -371,8 +371,10 @@ impl Pool {
             // two thread hops and leaves that thread short. A request that
             // may be sent ahead, on a thread holding its share, waits for
             // one of this thread's connections instead.
+            // The idle lists' lock last: the thread's own counts rule most
+            // requests out first (all of them with one serving thread).
             let leave_it =
-                ahead.is_some() && inner.idle_only_elsewhere(shard) && inner.holds_its_share(shard);
+                ahead.is_some() && inner.holds_its_share(shard) && inner.idle_only_elsewhere(shard);
             if !leave_it {
                 if let Ok(permit) = inner.permits.clone().try_acquire_owned() {
                     break (permit, Duration::ZERO);

@@ -82,6 +82,21 @@ impl Shard {
     pub(super) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
+
+    /// Tells the oldest request waiting for one of this thread's
+    /// connections to look again (`Pool::acquire`), when some wait for
+    /// those only. False when none was told.
+    pub(super) fn tell_one_to_look_again(&self) -> bool {
+        if self.ticket_only.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        while let Some(waiter) = self.pipeline.claim_to_recheck() {
+            if waiter.send(Handoff::NotSent).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// Whether a thread holding `mine` connections should let one go for a
@@ -165,13 +180,8 @@ impl PoolInner {
     pub(super) fn wake_to_recheck(&self, grow: usize) {
         let mut left = grow;
         for shard in self.shards.iter() {
-            while left > 0 && shard.ticket_only.load(Ordering::Acquire) > 0 {
-                let Some(waiter) = shard.pipeline.claim_to_recheck() else {
-                    break;
-                };
-                if waiter.send(Handoff::NotSent).is_ok() {
-                    left -= 1;
-                }
+            while left > 0 && shard.tell_one_to_look_again() {
+                left -= 1;
             }
         }
     }

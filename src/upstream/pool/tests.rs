@@ -236,6 +236,17 @@ async fn burst(pool: &Pool, clients: usize, sleep_ms: u64) -> (Duration, Vec<Str
     (started.elapsed(), failures)
 }
 
+/// Asserts `took` is what php-fpm's `workers` allow for `clients` pages of
+/// `sleep_ms` (`ideal`), within 50 ms.
+fn assert_ideal(pool: &Pool, took: Duration, clients: usize, sleep_ms: u64, workers: usize) {
+    let best = ideal(clients, sleep_ms, workers);
+    assert!(
+        took <= best + Duration::from_millis(50),
+        "{clients} clients took {took:?}; php-fpm allows {best:?}; {:?}",
+        pool.snapshot()
+    );
+}
+
 /// What php-fpm's workers allow at best: every worker busy until the end.
 fn ideal(clients: usize, sleep_ms: u64, workers: usize) -> Duration {
     Duration::from_millis(sleep_ms * clients as u64 / workers as u64)
@@ -250,12 +261,7 @@ async fn slow_pages_on_pinned_workers_take_the_ideal_time_without_a_504() {
         let pool = pool_on(&fpm, true, settings(8, Duration::from_secs(read_timeout)));
         let (took, failures) = burst(&pool, clients, 300).await;
         assert!(failures.is_empty(), "{clients} clients: {failures:?}");
-        let best = ideal(clients, 300, 2);
-        assert!(
-            took <= best + Duration::from_millis(50),
-            "{clients} clients took {took:?}; php-fpm allows {best:?}; {:?}",
-            pool.snapshot()
-        );
+        assert_ideal(&pool, took, clients, 300, 2);
         // And it learned php-fpm's size from the backlog, within the burst.
         assert_eq!(pool.size(), 2, "{:?}", pool.snapshot());
     }
@@ -421,6 +427,22 @@ fn clients_on(
         .collect()
 }
 
+/// `clients` clients on serving thread `worker`, one request each.
+fn one_request_each(
+    pool: &Pool,
+    worker: usize,
+    clients: usize,
+    sleep_ms: u64,
+) -> Vec<tokio::task::JoinHandle<Result<usize, String>>> {
+    clients_on(
+        pool,
+        worker,
+        clients,
+        sleep_ms,
+        Instant::now() + Duration::from_millis(1),
+    )
+}
+
 async fn answered(tasks: Vec<tokio::task::JoinHandle<Result<usize, String>>>) -> Vec<usize> {
     let mut counts = Vec::new();
     for task in tasks {
@@ -465,14 +487,8 @@ async fn one_busy_thread_uses_what_the_other_leaves() {
     let fpm = FakeFpm::start(4);
     let pool = pool_on(&fpm, true, two_threads(8));
     let started = Instant::now();
-    let tasks = clients_on(&pool, 0, 8, 300, started + Duration::from_millis(1));
-    answered(tasks).await;
-    let took = started.elapsed();
-    assert!(
-        took <= ideal(8, 300, 4) + Duration::from_millis(50),
-        "took {took:?}: {:?}",
-        pool.snapshot()
-    );
+    answered(one_request_each(&pool, 0, 8, 300)).await;
+    assert_ideal(&pool, started.elapsed(), 8, 300, 4);
 }
 
 #[tokio::test(start_paused = true)]
@@ -481,16 +497,10 @@ async fn slow_pages_from_both_threads_take_the_ideal_time() {
     let fpm = FakeFpm::start(2);
     let pool = pool_on(&fpm, true, two_threads(8));
     let started = Instant::now();
-    let soon = started + Duration::from_millis(1);
-    let mut tasks = clients_on(&pool, 0, 6, 300, soon);
-    tasks.extend(clients_on(&pool, 1, 6, 300, soon));
+    let mut tasks = one_request_each(&pool, 0, 6, 300);
+    tasks.extend(one_request_each(&pool, 1, 6, 300));
     answered(tasks).await;
-    let took = started.elapsed();
-    assert!(
-        took <= ideal(12, 300, 2) + Duration::from_millis(50),
-        "took {took:?}: {:?}",
-        pool.snapshot()
-    );
+    assert_ideal(&pool, started.elapsed(), 12, 300, 2);
     assert_eq!(pool.size(), 2, "{:?}", pool.snapshot());
 }
 
@@ -505,8 +515,7 @@ async fn a_thread_without_connections_gets_one_under_the_others_load() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(pool.snapshot().busy_per_thread, vec![2, 0]);
     let asked = Instant::now();
-    let lone = clients_on(&pool, 1, 1, 1, asked + Duration::from_millis(1));
-    assert_eq!(answered(lone).await, vec![1]);
+    assert_eq!(answered(one_request_each(&pool, 1, 1, 1)).await, vec![1]);
     let waited = asked.elapsed();
     // Behind thread 0's requests already on a connection (4 at 1 ms each
     // at most), not behind all of its load.

@@ -53,7 +53,8 @@ impl Pool {
             local.ticket_only.fetch_add(1, Ordering::AcqRel);
             DecrementOnDrop(&local.ticket_only)
         });
-        let permit = inner.permits.clone().acquire_owned();
+        // Made only where waited on: a ticket-only request needs none.
+        let permit = || inner.permits.clone().acquire_owned();
         let res = match ticket {
             Some(mut ticket) if ticket_only => {
                 match tokio::time::timeout(wait, ticket.receiver()).await {
@@ -64,7 +65,7 @@ impl Pool {
                     Err(_) => Ok(Granted::Handoff(ticket.handoff().await)),
                 }
             }
-            None => match tokio::time::timeout(wait, pipeline.waiting_for_a_slot(permit)).await {
+            None => match tokio::time::timeout(wait, pipeline.waiting_for_a_slot(permit())).await {
                 Ok(Ok(permit)) => Ok(Granted::Permit(permit)),
                 Ok(Err(_)) | Err(_) => Err(()),
             },
@@ -80,7 +81,7 @@ impl Pool {
                     handoff = ticket.receiver() => {
                         First::Handoff(handoff.unwrap_or(Handoff::Lost(UpstreamError::Closed)))
                     }
-                    permit = permit => First::Permit(permit.ok()),
+                    permit = permit() => First::Permit(permit.ok()),
                     _ = tokio::time::sleep(wait) => First::TimedOut,
                 };
                 match first {
