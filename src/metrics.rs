@@ -32,7 +32,9 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<ClassLabel, Counter>,
+    /// The `requests` family's counter of each class, looked up once: a
+    /// lookup per request takes the family's lock and hashes the labels.
+    requests_by_class: [Counter; CLASSES.len()],
     duration: Histogram,
     fpm_status: Arc<Mutex<Option<FpmStatus>>>,
     /// The pool the collector reads; a config reload may replace it.
@@ -45,9 +47,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("fcgi_gateway");
         let requests = Family::<ClassLabel, Counter>::default();
         // Every class from the start, so a rate over a fresh series is defined.
-        for class in CLASSES {
-            let _ = requests.get_or_create(&[("class", class)]);
-        }
+        let requests_by_class =
+            CLASSES.map(|class| requests.get_or_create(&[("class", class)]).clone());
         registry.register(
             "requests",
             "HTTP requests answered, by status class",
@@ -92,7 +93,7 @@ impl Metrics {
         }));
         Metrics {
             registry,
-            requests,
+            requests_by_class,
             duration,
             fpm_status,
             pool,
@@ -112,8 +113,8 @@ impl Metrics {
 
     /// One finished (or abandoned) request.
     pub fn observe_request(&self, status: u16, seconds: f64) {
-        if let Some(class) = class_of(status) {
-            self.requests.get_or_create(&[("class", class)]).inc();
+        if let Some(counter) = class_index(status).map(|i| &self.requests_by_class[i]) {
+            counter.inc();
         }
         self.duration.observe(seconds);
     }
@@ -185,10 +186,11 @@ impl ExchangeObserver for UpstreamTimes {
     }
 }
 
-fn class_of(status: u16) -> Option<&'static str> {
-    CLASSES
-        .get(usize::from(status / 100).checked_sub(1)?)
-        .copied()
+/// The index in `CLASSES` of a status's class; None outside 100..=599.
+fn class_index(status: u16) -> Option<usize> {
+    usize::from(status / 100)
+        .checked_sub(1)
+        .filter(|i| *i < CLASSES.len())
 }
 
 /// Reads the pool (and php-fpm's last status) on each scrape, so the
@@ -411,11 +413,11 @@ mod tests {
 
     #[test]
     fn status_classes() {
-        assert_eq!(class_of(101), Some("1xx"));
-        assert_eq!(class_of(200), Some("2xx"));
-        assert_eq!(class_of(404), Some("4xx"));
-        assert_eq!(class_of(599), Some("5xx"));
-        assert_eq!(class_of(0), None);
-        assert_eq!(class_of(600), None);
+        assert_eq!(class_index(101).map(|i| CLASSES[i]), Some("1xx"));
+        assert_eq!(class_index(200).map(|i| CLASSES[i]), Some("2xx"));
+        assert_eq!(class_index(404).map(|i| CLASSES[i]), Some("4xx"));
+        assert_eq!(class_index(599).map(|i| CLASSES[i]), Some("5xx"));
+        assert_eq!(class_index(0).map(|i| CLASSES[i]), None);
+        assert_eq!(class_index(600).map(|i| CLASSES[i]), None);
     }
 }

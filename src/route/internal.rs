@@ -10,7 +10,7 @@ use std::path::Path;
 use super::path::{has_hidden_segment, normalise, percent_decode};
 use super::{
     below, has_hidden_name, is_never_served, segments, static_file_at, under_root, Route,
-    RouteConfig,
+    RouteConfig, Seen,
 };
 
 /// Whether a normalised client path lies in an internal location
@@ -79,8 +79,13 @@ pub fn sendfile_target(cfg: &RouteConfig, dir: &Path, value: &str) -> Route {
     if hidden || name.is_empty() || is_never_served(cfg, name) {
         return Route::NotFound;
     }
-    if !fs::metadata(&real).is_ok_and(|m| m.is_file()) {
-        return Route::NotFound;
+    // Canonical, so no symlink: its stat is what serving it would find.
+    let meta = match fs::metadata(&real) {
+        Ok(meta) if meta.is_file() => meta,
+        _ => return Route::NotFound,
+    };
+    Route::Static {
+        path: real,
+        seen: Some(Seen(meta)),
     }
-    Route::Static { path: real }
 }

@@ -62,6 +62,21 @@ pub struct Script {
     pub document_uri: String,
 }
 
+/// A static file's metadata as routing found it. Equal when it names the
+/// same state of the same file.
+#[derive(Debug, Clone)]
+pub struct Seen(pub fs::Metadata);
+
+impl PartialEq for Seen {
+    fn eq(&self, other: &Seen) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let key = |m: &fs::Metadata| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec());
+        key(&self.0) == key(&other.0)
+    }
+}
+
+impl Eq for Seen {}
+
 /// The routing decision for one request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -70,6 +85,9 @@ pub enum Route {
     Static {
         /// The file under the root (as named by the request, not symlink-resolved).
         path: PathBuf,
+        /// The file's metadata as routing saw it, when no symlink lay on the
+        /// way (so its lstat is its stat): serving it needs no stat of its own.
+        seen: Option<Seen>,
     },
     /// 301 to this `Location` (path and query): a directory asked for without its slash.
     Redirect(String),
@@ -127,7 +145,8 @@ pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route 
         }
         // The walk above already told whether `target` is its own real path.
         Ok(meta) if meta.is_file() && !trailing_slash => {
-            return static_file_if_allowed(cfg, target, plain, false)
+            let seen = plain.then_some(Seen(meta));
+            return static_file_if_allowed(cfg, target, seen, false);
         }
         // Sockets, FIFOs and devices are never served (reading a FIFO would block).
         Ok(_) if !trailing_slash => return Route::NotFound,
@@ -234,21 +253,23 @@ fn static_file(cfg: &RouteConfig, file: PathBuf) -> Route {
 /// `static_file`, where `allow_internal` lets the real file lie in an
 /// internal location (for `X-Accel-Redirect`, never for a client's path).
 fn static_file_at(cfg: &RouteConfig, file: PathBuf, allow_internal: bool) -> Route {
-    let plain = plain_path_metadata(&cfg.root, &file).is_some_and(|meta| meta.is_file());
-    static_file_if_allowed(cfg, file, plain, allow_internal)
+    let seen = plain_path_metadata(&cfg.root, &file)
+        .filter(|meta| meta.is_file())
+        .map(Seen);
+    static_file_if_allowed(cfg, file, seen, allow_internal)
 }
 
 /// `file` as a static file, unless where it really lives forbids it.
-/// `plain`: no symlink lies on its way below the root, so it is its own
-/// real path and needs no canonicalizing.
+/// `seen` (metadata found with no symlink on the way below the root) says
+/// the file is its own real path and needs no canonicalizing.
 fn static_file_if_allowed(
     cfg: &RouteConfig,
     file: PathBuf,
-    plain: bool,
+    seen: Option<Seen>,
     allow_internal: bool,
 ) -> Route {
     let canonical;
-    let real: &Path = if plain {
+    let real: &Path = if seen.is_some() {
         &file
     } else {
         match fs::canonicalize(&file) {
@@ -271,7 +292,7 @@ fn static_file_if_allowed(
     if hidden || real_name.is_empty() || is_never_served(cfg, real_name) {
         return Route::NotFound;
     }
-    Route::Static { path: file }
+    Route::Static { path: file, seen }
 }
 
 /// Whether a file name's extension forbids sending it as a static file.

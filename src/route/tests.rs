@@ -1,7 +1,7 @@
 //! Unit tests of `resolve` against a real temporary tree.
 
 use super::*;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, MetadataExt};
 use tempfile::TempDir;
 
 /// A temp dir holding `root/` (the document root) and `outside/`
@@ -94,10 +94,13 @@ pub(super) fn script(t: &Tree, file: &str, name: &str, info: Option<&str>, uri: 
     })
 }
 
+/// A static file as routing answers it: with its metadata when the path
+/// is its own real path (no symlink on the way), which spares a stat.
 pub(super) fn file(t: &Tree, rel: &str) -> Route {
-    Route::Static {
-        path: t.root.join(rel),
-    }
+    let path = t.root.join(rel);
+    let plain = fs::canonicalize(&path).is_ok_and(|real| real == path);
+    let seen = plain.then(|| Seen(fs::metadata(&path).unwrap()));
+    Route::Static { path, seen }
 }
 
 pub(super) fn is_bad(route: &Route) -> bool {
@@ -400,6 +403,23 @@ fn symlink_inside_the_root_keeps_the_link_name() {
         resolve(&cfg(&t, None), "/alias.php/p", None),
         script(&t, "alias.php", "/alias.php", Some("/p"), "/alias.php/p")
     );
+}
+
+#[test]
+fn a_static_file_carries_its_stat_only_when_no_symlink_lies_on_the_way() {
+    let t = tree();
+    let c = cfg(&t, None);
+    let Route::Static { seen, .. } = resolve(&c, "/css/app.css", None) else {
+        panic!("app.css is static");
+    };
+    let seen = seen.expect("a plain path's lstat is its stat");
+    let real = fs::metadata(t.root.join("css/app.css")).unwrap();
+    assert_eq!((seen.0.ino(), seen.0.len()), (real.ino(), real.len()));
+    // The link's lstat describes the link, not the file: none is passed on.
+    let Route::Static { path, seen } = resolve(&c, "/style.css", None) else {
+        panic!("style.css is static");
+    };
+    assert_eq!((path, seen), (t.root.join("style.css"), None));
 }
 
 #[test]

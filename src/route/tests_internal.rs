@@ -101,14 +101,16 @@ fn sendfile_only_inside_its_directory() {
     let c = cfg(&t, None);
     let target = |v: &str| sendfile_target(&c, &dir, v);
     let notes = dir.join("notes.txt");
+    let seen = Some(Seen(fs::metadata(&notes).unwrap()));
     assert_eq!(
         target(notes.to_str().unwrap()),
         Route::Static {
-            path: notes.clone()
+            path: notes.clone(),
+            seen: seen.clone(),
         }
     );
     let dotted = format!("{}/../outside/notes.txt", t.root.display());
-    assert_eq!(target(&dotted), Route::Static { path: notes });
+    assert_eq!(target(&dotted), Route::Static { path: notes, seen });
     for refused in [
         format!("{}/readme.txt", t.root.display()),
         format!("{}/to-root.txt", dir.display()),

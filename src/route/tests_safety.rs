@@ -224,7 +224,7 @@ mod props {
                     let real = fs::canonicalize(&s.script_filename).unwrap();
                     prop_assert!(real.starts_with(&cfg.root), "{raw:?} -> {real:?}");
                 }
-                if let Route::Static { path } = resolve(&cfg, &raw, None) {
+                if let Route::Static { path, .. } = resolve(&cfg, &raw, None) {
                     let real = fs::canonicalize(&path).unwrap();
                     prop_assert!(
                         real.is_file() && real.starts_with(&cfg.root),

@@ -100,8 +100,8 @@ pub(crate) async fn serve(
     method: &Method,
     req_headers: &HeaderMap,
 ) -> Response<GatewayBody> {
-    let path = match target {
-        Route::Static { path } => path,
+    let (path, seen) = match target {
+        Route::Static { path, seen } => (path, seen),
         other => {
             tracing::warn!(target = ?other, "the file named by X-Accel-Redirect/X-Sendfile cannot be sent");
             return respond::not_found();
@@ -113,7 +113,14 @@ pub(crate) async fn serve(
     } else {
         Method::GET
     };
-    let mut resp = match static_files::serve(&state.static_files, &path, &method, req_headers).await
+    let mut resp = match static_files::serve(
+        &state.static_files,
+        &path,
+        seen.as_ref().map(|s| &s.0),
+        &method,
+        req_headers,
+    )
+    .await
     {
         Ok(resp) => resp,
         Err(e) => {

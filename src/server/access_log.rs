@@ -89,6 +89,10 @@ impl Drop for AccessLog {
         let elapsed = self.start.elapsed();
         self.metrics
             .observe_request(self.status, elapsed.as_secs_f64());
+        // With access lines filtered out (`--log-level warn`), build none.
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
         // When the request came in, as the combined format has it.
         let received = SystemTime::now()
             .checked_sub(elapsed)

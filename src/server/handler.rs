@@ -72,9 +72,16 @@ async fn route_and_forward(
 ) -> (Response<GatewayBody>, Option<Duration>) {
     let script = match route::resolve(&state.route, req.uri().path(), req.uri().query()) {
         Route::Script(script) => script,
-        Route::Static { path } => {
-            let served =
-                static_files::serve(&state.static_files, &path, req.method(), req.headers()).await;
+        Route::Static { path, seen } => {
+            let seen = seen.as_ref().map(|s| &s.0);
+            let served = static_files::serve(
+                &state.static_files,
+                &path,
+                seen,
+                req.method(),
+                req.headers(),
+            )
+            .await;
             let resp = served.unwrap_or_else(|e| {
                 // Wrong methods and files gone since routing are the client's business.
                 if let static_files::StaticError::Io { .. } = e {

@@ -60,14 +60,18 @@ fn remembered() -> &'static Mutex<Remembered> {
 }
 
 /// The remembered contents of `path` and its metadata, if it was read
-/// before and is still the same file. Paths never remembered cost no stat.
-pub(super) fn lookup(path: &Path) -> Option<(Bytes, Metadata)> {
+/// before and is still the same file. Paths never remembered cost no stat;
+/// nor does a path whose stat the caller just took (`seen`).
+pub(super) fn lookup(path: &Path, seen: Option<&Metadata>) -> Option<(Bytes, Metadata)> {
     let (identity, data) = {
         let cache = remembered().lock().ok()?;
         cache.files.get(path)?.clone()
     };
-    // Follows symlinks, as opening the file would.
-    let meta = std::fs::metadata(path).ok()?;
+    let meta = match seen {
+        Some(meta) => meta.clone(),
+        // Follows symlinks, as opening the file would.
+        None => std::fs::metadata(path).ok()?,
+    };
     if !meta.is_file() || Identity::of(&meta) != identity {
         return None;
     }

@@ -83,9 +83,11 @@ pub enum StaticError {
 }
 
 /// Answers a GET or HEAD for `path`, a regular file that routing allowed.
+/// `seen`: its metadata as routing found it (a stat of `path`), if it did.
 pub async fn serve(
     cfg: &StaticConfig,
     path: &Path,
+    seen: Option<&std::fs::Metadata>,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response<GatewayBody>, StaticError> {
@@ -96,16 +98,16 @@ pub async fn serve(
     // file take microseconds, far less than a hop to the blocking pool.
     let (variant, has_variants) = choose_variant(path, headers);
     let (source, meta, encoding, read_from) = match &variant {
-        Some((enc, sibling)) => match source_of(sibling) {
+        Some((enc, sibling)) => match source_of(sibling, None) {
             Ok((source, meta)) => (source, meta, Some(*enc), sibling.as_path()),
             // Vanished since the check: fall back to the file itself.
             Err(_) => {
-                let (source, meta) = source_of(path)?;
+                let (source, meta) = source_of(path, seen)?;
                 (source, meta, None, path)
             }
         },
         None => {
-            let (source, meta) = source_of(path)?;
+            let (source, meta) = source_of(path, seen)?;
             (source, meta, None, path)
         }
     };
@@ -213,8 +215,12 @@ enum Source {
 }
 
 /// The remembered contents of `path` if still current, else the file opened.
-fn source_of(path: &Path) -> Result<(Source, std::fs::Metadata), StaticError> {
-    if let Some((data, meta)) = contents::lookup(path) {
+/// `seen`: a stat of `path` just taken, which spares taking another.
+fn source_of(
+    path: &Path,
+    seen: Option<&std::fs::Metadata>,
+) -> Result<(Source, std::fs::Metadata), StaticError> {
+    if let Some((data, meta)) = contents::lookup(path, seen) {
         return Ok((Source::Remembered(data), meta));
     }
     let (file, meta) = open_file(path)?;

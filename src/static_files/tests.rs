@@ -45,7 +45,9 @@ impl Got {
 }
 
 async fn get_with(cfg: &StaticConfig, path: &Path, method: Method, pairs: &[(&str, &str)]) -> Got {
-    let resp = serve(cfg, path, &method, &headers(pairs)).await.unwrap();
+    let resp = serve(cfg, path, None, &method, &headers(pairs))
+        .await
+        .unwrap();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes().to_vec();
     Got {
@@ -250,6 +252,7 @@ async fn other_methods_and_missing_files() {
         let err = serve(
             &StaticConfig::default(),
             &site.path("a.txt"),
+            None,
             &method,
             &HeaderMap::new(),
         )
@@ -260,6 +263,7 @@ async fn other_methods_and_missing_files() {
     let err = serve(
         &StaticConfig::default(),
         &site.path("gone.txt"),
+        None,
         &Method::GET,
         &HeaderMap::new(),
     )
@@ -269,6 +273,7 @@ async fn other_methods_and_missing_files() {
     let err = serve(
         &StaticConfig::default(),
         site.dir.path(),
+        None,
         &Method::GET,
         &HeaderMap::new(),
     )
@@ -329,11 +334,11 @@ async fn small_files_are_served_from_memory_while_unchanged() {
     // A file changed within the last second is not remembered: a second
     // write in the same tick of the file clock could keep its ctime.
     assert_eq!(get(&path, &[]).await.body, b"first");
-    assert!(contents::lookup(&path).is_none());
+    assert!(contents::lookup(&path, None).is_none());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(get(&path, &[]).await.body, b"first");
     // Serving remembered it, with the file's identity.
-    let (data, _) = contents::lookup(&path).expect("remembered after one GET");
+    let (data, _) = contents::lookup(&path, None).expect("remembered after one GET");
     assert_eq!(&data[..], b"first");
 
     // What is sent comes from memory: a stand-in with the same identity is
@@ -345,6 +350,24 @@ async fn small_files_are_served_from_memory_while_unchanged() {
     assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(part.body, b"RO");
 
+    // A stat the caller just took stands for the file's: with routing's
+    // metadata no stat of its own is made, so metadata of another state
+    // means "changed" even though the file itself is not.
+    let (data, _) = contents::lookup(&path, Some(&meta)).expect("same state");
+    assert_eq!(&data[..], b"FROMM");
+    let other = std::fs::metadata(site.path("big.bin")).unwrap();
+    assert!(contents::lookup(&path, Some(&other)).is_none());
+    let (cfg, no_headers) = (StaticConfig::default(), HeaderMap::new());
+    let served = serve(&cfg, &path, Some(&meta), &Method::GET, &no_headers).await;
+    let body = served
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(&body[..], b"FROMM");
+
     // Any later write changes the identity (ctime at least): the file is
     // read again.
     std::fs::write(&path, b"other").unwrap();
@@ -353,5 +376,5 @@ async fn small_files_are_served_from_memory_while_unchanged() {
     // Bigger files are read each time.
     let big = site.path("big.bin");
     assert_eq!(get(&big, &[]).await.body.len(), 70 * 1024);
-    assert!(contents::lookup(&big).is_none());
+    assert!(contents::lookup(&big, None).is_none());
 }
