@@ -1,68 +1,39 @@
-//! The TOML config file. Keys are the flag names without the leading dashes,
-//! plus a `[params]` table of extra FastCGI params and a `[cache-control]`
-//! table (extension → Cache-Control value for static files).
+//! The TOML config file. Keys are the settings' keys (the flag names
+//! without the leading dashes, see `settings`), plus a `[params]` table of
+//! extra FastCGI params and a `[cache-control]` table (extension →
+//! Cache-Control value for static files).
 //!
 //! The file is parsed to a generic table and walked by hand (rather than
 //! through a serde struct) so every error can name the file and the key, and
 //! so `[params]` keeps its order (the `preserve_order` toml feature).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
+use super::settings::Layer;
 use super::values::{
-    check_cache_control, check_count, check_ext, check_front_controller, check_head_limit,
-    check_index, check_internal_location, check_log_level, check_server_name, check_status_path,
-    check_timeout, check_uri_limit, parse_duration, parse_size, ListenAddr,
+    check_cache_control, check_count, check_ext, check_head_limit, check_uri_limit,
+    parse_pipelining, parse_size, ListenAddr,
 };
-use super::{ConfigError, Layer};
-use crate::upstream::UpstreamAddr;
+use super::ConfigError;
 
-/// Every key the file may hold, in the order `--help` lists the flags.
-pub(super) const KEYS: &[&str] = &[
-    "listen",
-    "upstream",
-    "root",
-    "index",
-    "front-controller",
-    "server-name",
-    "max-body-size",
-    "connect-timeout",
-    "read-timeout",
-    "header-timeout",
-    "grace-period",
-    "max-upstream-conns",
-    "max-connections",
-    "log-level",
-    "params",
-    "fpm-status-path",
-    "max-idle-conns",
-    "queue-length",
-    "acquire-timeout",
-    "idle-timeout",
-    "php-only-front-controller",
-    "never-serve-ext",
-    "follow-symlinks-outside-root",
-    "cache-control",
-    "max-uri-length",
-    "max-header-size",
-    "max-headers",
-    "trusted-proxy",
-    "real-ip-header",
-    "internal-location",
-    "sendfile-dir",
-    "compress",
-    "php-fpm",
-    "fpm-children",
-    "admin-listen",
-    "fpm-ping-path",
-    "server-timing",
-    "access-log-format",
-    "tls-cert",
-    "tls-key",
-    "workers",
-    "upstream-pipelining",
-];
+/// Where a file's values are read: errors name `path`, relative paths in it
+/// are relative to `base_dir`.
+pub(super) struct FileCtx<'a> {
+    pub(super) path: &'a Path,
+    pub(super) base_dir: &'a Path,
+}
+
+impl FileCtx<'_> {
+    pub(super) fn bad(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::FileValue {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            message,
+        }
+    }
+}
 
 pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -76,145 +47,18 @@ fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
     let table: Table = text
         .parse()
         .map_err(|e: toml::de::Error| syntax_error(path, text, &e))?;
-    // A relative root means "next to this file", wherever it is run from.
-    let base_dir = path.parent().unwrap_or(Path::new(""));
+    let ctx = FileCtx {
+        path,
+        // A relative root means "next to this file", wherever it is run from.
+        base_dir: path.parent().unwrap_or(Path::new("")),
+    };
     let mut layer = Layer::default();
     for (key, value) in &table {
-        let bad = |message: String| ConfigError::FileValue {
-            path: path.to_owned(),
-            key: key.clone(),
-            message,
-        };
-        let timeout = || duration(value).and_then(check_timeout).map_err(bad);
-        match key.as_str() {
-            "listen" => layer.listen = Some(listen(value).map_err(bad)?),
-            "upstream" => {
-                let addr = string(value)
-                    .and_then(|s| s.parse::<UpstreamAddr>().map_err(|e| e.to_string()));
-                layer.upstream = Some(addr.map_err(bad)?);
-            }
-            "root" => {
-                let root = string(value)
-                    .and_then(|s| match s {
-                        "" => Err("must not be empty".to_owned()),
-                        s => Ok(base_dir.join(s)),
-                    })
-                    .map_err(bad)?;
-                layer.root = Some(root);
-            }
-            "index" => {
-                let names = string_list(value)
-                    .and_then(|names| names.into_iter().map(check_index).collect());
-                layer.index = Some(names.map_err(bad)?);
-            }
-            "front-controller" => {
-                let path = string(value).and_then(check_front_controller);
-                layer.front_controller = Some(path.map_err(bad)?);
-            }
-            "server-name" => {
-                let name = string(value).and_then(check_server_name);
-                layer.server_name = Some(name.map_err(bad)?);
-            }
-            "max-body-size" => layer.max_body_size = Some(size(value).map_err(bad)?),
-            "connect-timeout" => layer.connect_timeout = Some(timeout()?),
-            "read-timeout" => layer.read_timeout = Some(timeout()?),
-            "header-timeout" => layer.header_timeout = Some(timeout()?),
-            "grace-period" => layer.grace_period = Some(duration(value).map_err(bad)?),
-            "max-upstream-conns" => layer.max_upstream_conns = Some(count(value).map_err(bad)?),
-            "max-connections" => layer.max_connections = Some(count(value).map_err(bad)?),
-            "log-level" => {
-                let level = string(value).and_then(check_log_level);
-                layer.log_level = Some(level.map_err(bad)?);
-            }
-            "params" => layer.params = Some(params(path, value)?),
-            "fpm-status-path" => {
-                let path = string(value).and_then(check_status_path);
-                layer.fpm_status_path = Some(path.map_err(bad)?);
-            }
-            "max-idle-conns" => layer.max_idle_conns = Some(count_or_zero(value).map_err(bad)?),
-            "queue-length" => layer.queue_length = Some(count_or_zero(value).map_err(bad)?),
-            "acquire-timeout" => layer.acquire_timeout = Some(timeout()?),
-            "idle-timeout" => layer.idle_timeout = Some(timeout()?),
-            "php-only-front-controller" => {
-                layer.php_only_front_controller = Some(boolean(value).map_err(bad)?);
-            }
-            "never-serve-ext" => {
-                let exts =
-                    string_list(value).and_then(|exts| exts.into_iter().map(check_ext).collect());
-                layer.never_serve_ext = Some(exts.map_err(bad)?);
-            }
-            "follow-symlinks-outside-root" => {
-                layer.follow_symlinks_outside_root = Some(boolean(value).map_err(bad)?);
-            }
-            "cache-control" => layer.cache_control = Some(cache_control(path, value)?),
-            "max-uri-length" => {
-                let n = size(value).and_then(check_uri_limit);
-                layer.max_uri_length = Some(n.map_err(bad)?);
-            }
-            "max-header-size" => {
-                let n = size(value).and_then(check_head_limit);
-                layer.max_header_size = Some(n.map_err(bad)?);
-            }
-            "max-headers" => layer.max_headers = Some(count(value).map_err(bad)?),
-            "trusted-proxy" => {
-                let proxies =
-                    string_list(value).and_then(|list| list.into_iter().map(str::parse).collect());
-                layer.trusted_proxies = Some(proxies.map_err(bad)?);
-            }
-            "internal-location" => {
-                let prefixes = string_list(value)
-                    .and_then(|list| list.into_iter().map(check_internal_location).collect());
-                layer.internal_locations = Some(prefixes.map_err(bad)?);
-            }
-            "sendfile-dir" => {
-                let dir = string(value)
-                    .and_then(|s| match s {
-                        "" => Err("must not be empty".to_owned()),
-                        s => Ok(base_dir.join(s)),
-                    })
-                    .map_err(bad)?;
-                layer.sendfile_dir = Some(dir);
-            }
-            "compress" => layer.compress = Some(boolean(value).map_err(bad)?),
-            "php-fpm" => {
-                let bin = string(value)
-                    .and_then(|s| match s {
-                        "" => Err("must not be empty".to_owned()),
-                        s => Ok(base_dir.join(s)),
-                    })
-                    .map_err(bad)?;
-                layer.php_fpm = Some(bin);
-            }
-            "fpm-children" => layer.fpm_children = Some(count(value).map_err(bad)?),
-            "admin-listen" => {
-                let addr = string(value).and_then(str::parse);
-                layer.admin_listen = Some(addr.map_err(bad)?);
-            }
-            "fpm-ping-path" => {
-                let path = string(value).and_then(check_status_path);
-                layer.fpm_ping_path = Some(path.map_err(bad)?);
-            }
-            "tls-cert" => layer.tls_cert = Some(file_path(base_dir, value).map_err(bad)?),
-            "tls-key" => layer.tls_key = Some(file_path(base_dir, value).map_err(bad)?),
-            "workers" => layer.workers = Some(count(value).map_err(bad)?),
-            "upstream-pipelining" => {
-                layer.upstream_pipelining = Some(pipelining(value).map_err(bad)?);
-            }
-            "real-ip-header" => {
-                let header = string(value).and_then(str::parse);
-                layer.real_ip_header = Some(header.map_err(bad)?);
-            }
-            "server-timing" => layer.server_timing = Some(boolean(value).map_err(bad)?),
-            "access-log-format" => {
-                let format = string(value).and_then(str::parse);
-                layer.access_log_format = Some(format.map_err(bad)?);
-            }
-            _ => {
-                return Err(ConfigError::UnknownKey {
-                    path: path.to_owned(),
-                    key: key.clone(),
-                })
-            }
+        if !layer.set_from_file(&ctx, key, value)? {
+            return Err(ConfigError::UnknownKey {
+                path: path.to_owned(),
+                key: key.clone(),
+            });
         }
     }
     Ok(layer)
@@ -253,12 +97,12 @@ fn found(expected: &str, value: &Value) -> String {
     format!("expected {expected}, found {}", value.type_str())
 }
 
-fn string(value: &Value) -> Result<&str, String> {
+pub(super) fn string(value: &Value) -> Result<&str, String> {
     value.as_str().ok_or_else(|| found("a string", value))
 }
 
 /// A single string or an array of strings.
-fn string_list(value: &Value) -> Result<Vec<&str>, String> {
+pub(super) fn string_list(value: &Value) -> Result<Vec<&str>, String> {
     match value {
         Value::String(s) => Ok(vec![s]),
         Value::Array(items) => items
@@ -273,7 +117,8 @@ fn string_list(value: &Value) -> Result<Vec<&str>, String> {
     }
 }
 
-fn listen(value: &Value) -> Result<Vec<ListenAddr>, String> {
+/// `listen`: one address or several, at least one.
+pub(super) fn listen_list(value: &Value) -> Result<Vec<ListenAddr>, String> {
     let addrs = string_list(value)?
         .into_iter()
         .map(str::parse)
@@ -285,35 +130,31 @@ fn listen(value: &Value) -> Result<Vec<ListenAddr>, String> {
 }
 
 /// A non-empty path, relative to the config file's directory.
-fn file_path(base_dir: &Path, value: &Value) -> Result<std::path::PathBuf, String> {
+pub(super) fn path(base_dir: &Path, value: &Value) -> Result<PathBuf, String> {
     match string(value)? {
         "" => Err("must not be empty".to_owned()),
         s => Ok(base_dir.join(s)),
     }
 }
 
-fn duration(value: &Value) -> Result<std::time::Duration, String> {
-    string(value).and_then(parse_duration)
-}
-
 /// `true`, `false`, or like the flag: "on", "off" or a duration.
-fn pipelining(value: &Value) -> Result<Option<std::time::Duration>, String> {
+pub(super) fn pipelining(value: &Value) -> Result<Option<std::time::Duration>, String> {
     match value {
         // A boolean means what the flag's on/off do.
-        Value::Boolean(on) => super::values::parse_pipelining(if *on { "on" } else { "off" }),
-        Value::String(s) => super::values::parse_pipelining(s),
+        Value::Boolean(on) => parse_pipelining(if *on { "on" } else { "off" }),
+        Value::String(s) => parse_pipelining(s),
         _ => Err(found("true, false or a duration", value)),
     }
 }
 
-fn count_or_zero(value: &Value) -> Result<usize, String> {
+pub(super) fn count_or_zero(value: &Value) -> Result<usize, String> {
     match value {
         Value::Integer(n) => usize::try_from(*n).map_err(|_| "must not be negative".to_owned()),
         _ => Err(found("an integer", value)),
     }
 }
 
-fn count(value: &Value) -> Result<usize, String> {
+pub(super) fn count(value: &Value) -> Result<usize, String> {
     match value {
         Value::Integer(n) => {
             usize::try_from(*n).map_or_else(|_| Err("must be at least 1".to_owned()), check_count)
@@ -323,7 +164,7 @@ fn count(value: &Value) -> Result<usize, String> {
 }
 
 /// Bytes as an integer, or a string with a suffix such as `"16M"`.
-fn size(value: &Value) -> Result<u64, String> {
+pub(super) fn size(value: &Value) -> Result<u64, String> {
     match value {
         Value::Integer(n) => u64::try_from(*n).map_err(|_| "must not be negative".to_owned()),
         Value::String(s) => parse_size(s),
@@ -331,17 +172,26 @@ fn size(value: &Value) -> Result<u64, String> {
     }
 }
 
-fn boolean(value: &Value) -> Result<bool, String> {
+pub(super) fn boolean(value: &Value) -> Result<bool, String> {
     value.as_bool().ok_or_else(|| found("true or false", value))
 }
 
+/// `max-uri-length`: a size the HTTP parser can take.
+pub(super) fn uri_limit(value: &Value) -> Result<usize, String> {
+    size(value).and_then(check_uri_limit)
+}
+
+/// `max-header-size`: a size up to the ceiling.
+pub(super) fn head_limit(value: &Value) -> Result<usize, String> {
+    size(value).and_then(check_head_limit)
+}
+
 /// `[cache-control]`: extension → Cache-Control value, e.g. `css = "max-age=3600"`.
-fn cache_control(path: &Path, value: &Value) -> Result<Vec<(String, String)>, ConfigError> {
-    let bad = |key: String, message: String| ConfigError::FileValue {
-        path: path.to_owned(),
-        key,
-        message,
-    };
+pub(super) fn cache_control(
+    ctx: &FileCtx<'_>,
+    value: &Value,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let bad = |key: String, message: String| ctx.bad(&key, message);
     let Value::Table(table) = value else {
         return Err(bad("cache-control".to_owned(), found("a table", value)));
     };
@@ -358,12 +208,12 @@ fn cache_control(path: &Path, value: &Value) -> Result<Vec<(String, String)>, Co
         .collect()
 }
 
-fn params(path: &Path, value: &Value) -> Result<Vec<(String, String)>, ConfigError> {
-    let bad = |key: String, message: String| ConfigError::FileValue {
-        path: path.to_owned(),
-        key,
-        message,
-    };
+/// `[params]`: extra FastCGI params, in file order.
+pub(super) fn params(
+    ctx: &FileCtx<'_>,
+    value: &Value,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let bad = |key: String, message: String| ctx.bad(&key, message);
     let Value::Table(table) = value else {
         return Err(bad("params".to_owned(), found("a table", value)));
     };

@@ -3,12 +3,14 @@
 //! The only I/O here is reading the config file and canonicalizing the
 //! document root; no sockets are opened and nothing is spawned.
 //!
-//! Values are gathered into a `Layer` per source (file, flags), each value
-//! parsed and checked as it is read so an error can name its flag or key.
-//! The flag layer is put over the file layer, then defaults fill the gaps.
+//! Each setting is declared once, in `settings`. Values are gathered into
+//! a `Layer` per source (file, flags), each value parsed and checked as it
+//! is read so an error can name its flag or key. The flag layer is put over
+//! the file layer, then defaults fill the gaps and `finish` validates.
 
 mod cli;
 mod file;
+pub mod settings;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
@@ -23,44 +25,22 @@ mod tests_static;
 mod tests_tls;
 mod values;
 
-pub use cli::{Cli, Command, ServeArgs};
+pub use cli::{Cli, Command};
+use settings::Layer;
+pub use settings::ServeArgs;
 pub(crate) use values::MAX_URI_LENGTH_CEILING;
 pub use values::{parse_duration, parse_size, ListenAddr};
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::server::forwarded::{RealIpHeader, TrustedProxy};
 use crate::server::AccessLogFormat;
 use crate::upstream::UpstreamAddr;
-use values::{
-    check_ext, check_front_controller, check_index, check_internal_location, check_log_level,
-    check_server_name, check_status_path, check_timeout, parse_cache_control_flag, parse_count,
-    parse_count_or_zero, parse_head_limit, parse_pipelining, parse_uri_limit,
-};
 
-const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
-const DEFAULT_MAX_UPSTREAM_CONNS: usize = 8;
-const DEFAULT_MAX_CONNECTIONS: usize = 4096;
-const DEFAULT_QUEUE_LENGTH: usize = 1024;
-const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_LOG_LEVEL: &str = "info";
-const DEFAULT_INDEX: &[&str] = &["index.php", "index.html"];
-const DEFAULT_MAX_URI_LENGTH: usize = 8 * 1024;
-const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
-const DEFAULT_MAX_HEADERS: usize = 100;
 /// `pm.status_path` of the embedded php-fpm's pool, unless one is given.
 pub const EMBEDDED_FPM_STATUS_PATH: &str = "/fpm-status";
-
-fn default_listen() -> ListenAddr {
-    ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))
-}
 
 /// The fully resolved and validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,14 +122,26 @@ pub struct Config {
     /// `Server-Timing` on PHP responses.
     pub server_timing: bool,
     pub access_log_format: AccessLogFormat,
-    /// Certificate and key for the `https` listeners; with it, bare TCP
-    /// listen addresses have been resolved to `ListenAddr::Https`.
-    pub tls: Option<TlsFiles>,
+    /// Certificate for the `https` listeners; given with `tls_key` or not
+    /// at all. With it, bare TCP listen addresses have been resolved to
+    /// `ListenAddr::Https`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Runtime worker threads; None: one per CPU.
     pub workers: Option<usize>,
     /// Requests may be sent ahead onto busy upstream connections while no
     /// exchange took longer than this; None: never.
     pub upstream_pipelining: Option<Duration>,
+}
+
+impl Config {
+    /// The certificate and key, when TLS is configured.
+    pub fn tls(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
 }
 
 /// `tls-cert` and `tls-key`: paths as given (not canonicalized, so a
@@ -180,7 +172,7 @@ pub enum ConfigError {
     #[error(
         "{}: unknown key `{key}` (expected one of: {})",
         path.display(),
-        file::KEYS.join(", ")
+        settings::keys().collect::<Vec<_>>().join(", ")
     )]
     UnknownKey { path: PathBuf, key: String },
 
@@ -196,6 +188,10 @@ pub enum ConfigError {
 
     #[error("missing root: give --root or `root` in the config file")]
     MissingRoot,
+
+    /// A setting `finish` needs a value for has no default in `SETTINGS`.
+    #[error("`{key}` has no built-in default (a mistake in settings.rs)")]
+    NoDefault { key: &'static str },
 
     #[error("root `{}`: {reason}", path.display())]
     Root { path: PathBuf, reason: String },
@@ -244,112 +240,6 @@ fn at(position: Option<(usize, usize)>) -> String {
     }
 }
 
-/// The values one source provided; `None` means "not given here".
-#[derive(Debug, Default)]
-struct Layer {
-    listen: Option<Vec<ListenAddr>>,
-    upstream: Option<UpstreamAddr>,
-    /// Already joined onto the config file's directory when it came from one.
-    root: Option<PathBuf>,
-    index: Option<Vec<String>>,
-    front_controller: Option<String>,
-    server_name: Option<String>,
-    max_body_size: Option<u64>,
-    connect_timeout: Option<Duration>,
-    read_timeout: Option<Duration>,
-    header_timeout: Option<Duration>,
-    grace_period: Option<Duration>,
-    max_upstream_conns: Option<usize>,
-    max_connections: Option<usize>,
-    log_level: Option<String>,
-    params: Option<Vec<(String, String)>>,
-    fpm_status_path: Option<String>,
-    max_idle_conns: Option<usize>,
-    queue_length: Option<usize>,
-    acquire_timeout: Option<Duration>,
-    idle_timeout: Option<Duration>,
-    php_only_front_controller: Option<bool>,
-    never_serve_ext: Option<Vec<String>>,
-    follow_symlinks_outside_root: Option<bool>,
-    cache_control: Option<Vec<(String, String)>>,
-    max_uri_length: Option<usize>,
-    max_header_size: Option<usize>,
-    max_headers: Option<usize>,
-    trusted_proxies: Option<Vec<TrustedProxy>>,
-    real_ip_header: Option<RealIpHeader>,
-    internal_locations: Option<Vec<String>>,
-    /// Already joined onto the config file's directory when it came from one.
-    sendfile_dir: Option<PathBuf>,
-    compress: Option<bool>,
-    /// Already joined onto the config file's directory when it came from one.
-    php_fpm: Option<PathBuf>,
-    fpm_children: Option<usize>,
-    admin_listen: Option<ListenAddr>,
-    fpm_ping_path: Option<String>,
-    server_timing: Option<bool>,
-    access_log_format: Option<AccessLogFormat>,
-    /// Already joined onto the config file's directory when it came from one.
-    tls_cert: Option<PathBuf>,
-    /// Already joined onto the config file's directory when it came from one.
-    tls_key: Option<PathBuf>,
-    workers: Option<usize>,
-    upstream_pipelining: Option<Option<Duration>>,
-}
-
-impl Layer {
-    /// Values from `self` win; `lower` fills what `self` lacks.
-    fn over(self, lower: Layer) -> Layer {
-        Layer {
-            listen: self.listen.or(lower.listen),
-            upstream: self.upstream.or(lower.upstream),
-            root: self.root.or(lower.root),
-            index: self.index.or(lower.index),
-            front_controller: self.front_controller.or(lower.front_controller),
-            server_name: self.server_name.or(lower.server_name),
-            max_body_size: self.max_body_size.or(lower.max_body_size),
-            connect_timeout: self.connect_timeout.or(lower.connect_timeout),
-            read_timeout: self.read_timeout.or(lower.read_timeout),
-            header_timeout: self.header_timeout.or(lower.header_timeout),
-            grace_period: self.grace_period.or(lower.grace_period),
-            max_upstream_conns: self.max_upstream_conns.or(lower.max_upstream_conns),
-            max_connections: self.max_connections.or(lower.max_connections),
-            log_level: self.log_level.or(lower.log_level),
-            params: self.params.or(lower.params),
-            fpm_status_path: self.fpm_status_path.or(lower.fpm_status_path),
-            max_idle_conns: self.max_idle_conns.or(lower.max_idle_conns),
-            queue_length: self.queue_length.or(lower.queue_length),
-            acquire_timeout: self.acquire_timeout.or(lower.acquire_timeout),
-            idle_timeout: self.idle_timeout.or(lower.idle_timeout),
-            php_only_front_controller: self
-                .php_only_front_controller
-                .or(lower.php_only_front_controller),
-            never_serve_ext: self.never_serve_ext.or(lower.never_serve_ext),
-            follow_symlinks_outside_root: self
-                .follow_symlinks_outside_root
-                .or(lower.follow_symlinks_outside_root),
-            cache_control: self.cache_control.or(lower.cache_control),
-            max_uri_length: self.max_uri_length.or(lower.max_uri_length),
-            max_header_size: self.max_header_size.or(lower.max_header_size),
-            max_headers: self.max_headers.or(lower.max_headers),
-            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
-            real_ip_header: self.real_ip_header.or(lower.real_ip_header),
-            internal_locations: self.internal_locations.or(lower.internal_locations),
-            sendfile_dir: self.sendfile_dir.or(lower.sendfile_dir),
-            compress: self.compress.or(lower.compress),
-            php_fpm: self.php_fpm.or(lower.php_fpm),
-            fpm_children: self.fpm_children.or(lower.fpm_children),
-            admin_listen: self.admin_listen.or(lower.admin_listen),
-            fpm_ping_path: self.fpm_ping_path.or(lower.fpm_ping_path),
-            server_timing: self.server_timing.or(lower.server_timing),
-            access_log_format: self.access_log_format.or(lower.access_log_format),
-            tls_cert: self.tls_cert.or(lower.tls_cert),
-            tls_key: self.tls_key.or(lower.tls_key),
-            workers: self.workers.or(lower.workers),
-            upstream_pipelining: self.upstream_pipelining.or(lower.upstream_pipelining),
-        }
-    }
-}
-
 /// Builds the config for `serve`: the file named by `--config` (if any),
 /// overridden by the flags given, then defaults and validation.
 pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
@@ -357,7 +247,7 @@ pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
         Some(path) => file::read(path)?,
         None => Layer::default(),
     };
-    let flags = flag_layer(args)?;
+    let flags = Layer::from_flags(args)?;
     finish(flags.over(file))
 }
 
@@ -367,123 +257,15 @@ pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
     finish(file::read(path)?)
 }
 
-fn flag_layer(args: &ServeArgs) -> Result<Layer, ConfigError> {
-    fn flag<T>(
-        name: &'static str,
-        value: &Option<String>,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ConfigError> {
-        value
-            .as_deref()
-            .map(|v| {
-                parse(v).map_err(|message| ConfigError::Flag {
-                    flag: name,
-                    message,
-                })
-            })
-            .transpose()
-    }
-    // Repeated flags: absent when not given at all, so the file's list stays.
-    fn flags<T>(
-        name: &'static str,
-        values: &[String],
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<Vec<T>>, ConfigError> {
-        if values.is_empty() {
-            return Ok(None);
-        }
-        values
-            .iter()
-            .map(|v| {
-                parse(v).map_err(|message| ConfigError::Flag {
-                    flag: name,
-                    message,
-                })
-            })
-            .collect::<Result<Vec<T>, _>>()
-            .map(Some)
-    }
-    let duration = |d: &str| parse_duration(d).and_then(check_timeout);
+/// Defaults fill what `given` lacks; then the settings are checked together.
+fn finish(given: Layer) -> Result<Config, ConfigError> {
+    // What depends on whether a value was given at all, before defaults.
+    let listen_is_default = given.listen.is_none();
+    // The pool sizes itself from the status page unless given a size.
+    let pool_size_given = given.max_upstream_conns.is_some();
+    let layer = given.over(Layer::defaults()?);
+    let missing = |key: &'static str| ConfigError::NoDefault { key };
 
-    Ok(Layer {
-        listen: flags("--listen", &args.listen, str::parse)?,
-        upstream: flag("--upstream", &args.upstream, |s| {
-            s.parse::<UpstreamAddr>().map_err(|e| e.to_string())
-        })?,
-        // Relative to the current directory: canonicalization resolves it so.
-        root: args.root.clone(),
-        index: flags("--index", &args.index, check_index)?,
-        front_controller: flag(
-            "--front-controller",
-            &args.front_controller,
-            check_front_controller,
-        )?,
-        server_name: flag("--server-name", &args.server_name, check_server_name)?,
-        max_body_size: flag("--max-body-size", &args.max_body_size, parse_size)?,
-        connect_timeout: flag("--connect-timeout", &args.connect_timeout, duration)?,
-        read_timeout: flag("--read-timeout", &args.read_timeout, duration)?,
-        header_timeout: flag("--header-timeout", &args.header_timeout, duration)?,
-        grace_period: flag("--grace-period", &args.grace_period, parse_duration)?,
-        max_upstream_conns: flag(
-            "--max-upstream-conns",
-            &args.max_upstream_conns,
-            parse_count,
-        )?,
-        max_connections: flag("--max-connections", &args.max_connections, parse_count)?,
-        log_level: flag("--log-level", &args.log_level, check_log_level)?,
-        params: None,
-        fpm_status_path: flag(
-            "--fpm-status-path",
-            &args.fpm_status_path,
-            check_status_path,
-        )?,
-        max_idle_conns: flag(
-            "--max-idle-conns",
-            &args.max_idle_conns,
-            parse_count_or_zero,
-        )?,
-        queue_length: flag("--queue-length", &args.queue_length, parse_count_or_zero)?,
-        acquire_timeout: flag("--acquire-timeout", &args.acquire_timeout, duration)?,
-        idle_timeout: flag("--idle-timeout", &args.idle_timeout, duration)?,
-        // A boolean flag can only switch on; absent leaves the file's value.
-        php_only_front_controller: args.php_only_front_controller.then_some(true),
-        never_serve_ext: flags("--never-serve-ext", &args.never_serve_ext, check_ext)?,
-        follow_symlinks_outside_root: args.follow_symlinks_outside_root.then_some(true),
-        cache_control: flags(
-            "--cache-control",
-            &args.cache_control,
-            parse_cache_control_flag,
-        )?,
-        max_uri_length: flag("--max-uri-length", &args.max_uri_length, parse_uri_limit)?,
-        max_header_size: flag("--max-header-size", &args.max_header_size, parse_head_limit)?,
-        max_headers: flag("--max-headers", &args.max_headers, parse_count)?,
-        trusted_proxies: flags("--trusted-proxy", &args.trusted_proxy, str::parse)?,
-        real_ip_header: flag("--real-ip-header", &args.real_ip_header, str::parse)?,
-        internal_locations: flags(
-            "--internal-location",
-            &args.internal_location,
-            check_internal_location,
-        )?,
-        sendfile_dir: args.sendfile_dir.clone(),
-        compress: args.compress.then_some(true),
-        php_fpm: args.php_fpm.clone(),
-        fpm_children: flag("--fpm-children", &args.fpm_children, parse_count)?,
-        admin_listen: flag("--admin-listen", &args.admin_listen, str::parse)?,
-        fpm_ping_path: flag("--fpm-ping-path", &args.fpm_ping_path, check_status_path)?,
-        server_timing: args.server_timing.then_some(true),
-        access_log_format: flag("--access-log-format", &args.access_log_format, str::parse)?,
-        tls_cert: args.tls_cert.clone(),
-        tls_key: args.tls_key.clone(),
-        workers: flag("--workers", &args.workers, parse_count)?,
-        upstream_pipelining: flag(
-            "--upstream-pipelining",
-            &args.upstream_pipelining,
-            parse_pipelining,
-        )?,
-    })
-}
-
-fn finish(layer: Layer) -> Result<Config, ConfigError> {
     let upstream = layer.upstream;
     // The embedded php-fpm publishes its status page here, so the pool
     // sizes itself to its workers like it would for any php-fpm.
@@ -491,45 +273,38 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         (None, None) => Some(EMBEDDED_FPM_STATUS_PATH.to_owned()),
         (_, given) => given,
     };
-    let size_from_fpm_status = fpm_status_path.is_some() && layer.max_upstream_conns.is_none();
-    let read_timeout = layer.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
+    let size_from_fpm_status = fpm_status_path.is_some() && !pool_size_given;
+    let read_timeout = layer.read_timeout.ok_or(missing("read-timeout"))?;
     let max_upstream_conns = layer
         .max_upstream_conns
-        .unwrap_or(DEFAULT_MAX_UPSTREAM_CONNS);
+        .ok_or(missing("max-upstream-conns"))?;
     let root = resolve_root(layer.root.ok_or(ConfigError::MissingRoot)?)?;
     let sendfile_dir = layer.sendfile_dir.map(resolve_sendfile_dir).transpose()?;
     let php_only_front_controller = layer.php_only_front_controller.unwrap_or(false);
     if php_only_front_controller && layer.front_controller.is_none() {
         return Err(ConfigError::PhpOnlyWithoutFrontController);
     }
-    let listen_is_default = layer.listen.is_none();
     let tls = tls_files(layer.tls_cert, layer.tls_key)?;
-    let listen = resolve_listen(
-        layer.listen.unwrap_or_else(|| vec![default_listen()]),
-        tls.is_some(),
-    )?;
+    let listen = resolve_listen(layer.listen.ok_or(missing("listen"))?, tls.is_some())?;
     if let Some(addr @ ListenAddr::Https(_)) = &layer.admin_listen {
         return Err(ConfigError::AdminHttps { addr: addr.clone() });
     }
+    let (tls_cert, tls_key) = tls.map_or((None, None), |t| (Some(t.cert), Some(t.key)));
     Ok(Config {
         listen,
         upstream,
         root,
-        index: layer
-            .index
-            .unwrap_or_else(|| DEFAULT_INDEX.iter().map(|s| (*s).to_owned()).collect()),
+        index: layer.index.unwrap_or_default(),
         front_controller: layer.front_controller,
         server_name: layer.server_name,
-        max_body_size: layer.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE),
-        connect_timeout: layer.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        max_body_size: layer.max_body_size.ok_or(missing("max-body-size"))?,
+        connect_timeout: layer.connect_timeout.ok_or(missing("connect-timeout"))?,
         read_timeout,
-        header_timeout: layer.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
-        grace_period: layer.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
+        header_timeout: layer.header_timeout.ok_or(missing("header-timeout"))?,
+        grace_period: layer.grace_period.ok_or(missing("grace-period"))?,
         max_upstream_conns,
-        max_connections: layer.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-        log_level: layer
-            .log_level
-            .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
+        max_connections: layer.max_connections.ok_or(missing("max-connections"))?,
+        log_level: layer.log_level.ok_or(missing("log-level"))?,
         params: layer.params.unwrap_or_default(),
         fpm_status_path,
         size_from_fpm_status,
@@ -537,24 +312,19 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         max_idle_conns: layer
             .max_idle_conns
             .map_or(max_upstream_conns, |n| n.min(max_upstream_conns)),
-        queue_length: layer.queue_length.unwrap_or(DEFAULT_QUEUE_LENGTH),
+        queue_length: layer.queue_length.ok_or(missing("queue-length"))?,
         // A request waiting for a connection waits, as it would in php-fpm's
         // own backlog behind nginx, as long as php-fpm may take to answer:
         // no 503 where nginx would serve. `queue-length` bounds the waiting.
         acquire_timeout: layer.acquire_timeout.unwrap_or(read_timeout),
-        idle_timeout: layer.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        idle_timeout: layer.idle_timeout.ok_or(missing("idle-timeout"))?,
         php_only_front_controller,
-        never_serve_ext: layer.never_serve_ext.unwrap_or_else(|| {
-            crate::route::DEFAULT_NEVER_SERVE_EXT
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect()
-        }),
+        never_serve_ext: layer.never_serve_ext.unwrap_or_default(),
         follow_symlinks_outside_root: layer.follow_symlinks_outside_root.unwrap_or(false),
         cache_control: layer.cache_control.unwrap_or_default(),
-        max_uri_length: layer.max_uri_length.unwrap_or(DEFAULT_MAX_URI_LENGTH),
-        max_header_size: layer.max_header_size.unwrap_or(DEFAULT_MAX_HEADER_SIZE),
-        max_headers: layer.max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
+        max_uri_length: layer.max_uri_length.ok_or(missing("max-uri-length"))?,
+        max_header_size: layer.max_header_size.ok_or(missing("max-header-size"))?,
+        max_headers: layer.max_headers.ok_or(missing("max-headers"))?,
         trusted_proxies: layer.trusted_proxies.unwrap_or_default(),
         real_ip_header: layer.real_ip_header.unwrap_or_default(),
         internal_locations: layer.internal_locations.unwrap_or_default(),
@@ -566,12 +336,13 @@ fn finish(layer: Layer) -> Result<Config, ConfigError> {
         fpm_ping_path: layer.fpm_ping_path,
         server_timing: layer.server_timing.unwrap_or(false),
         access_log_format: layer.access_log_format.unwrap_or_default(),
-        tls,
+        tls_cert,
+        tls_key,
         listen_is_default,
         workers: layer.workers,
         upstream_pipelining: layer
             .upstream_pipelining
-            .unwrap_or(Some(values::PIPELINING_SLOW_DEFAULT)),
+            .ok_or(missing("upstream-pipelining"))?,
     })
 }
 

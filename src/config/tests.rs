@@ -96,7 +96,8 @@ fn defaults_applied() {
             fpm_ping_path: None,
             server_timing: false,
             access_log_format: AccessLogFormat::Combined,
-            tls: None,
+            tls_cert: None,
+            tls_key: None,
             workers: None,
             upstream_pipelining: Some(Duration::from_millis(10)),
             listen_is_default: true,
@@ -184,7 +185,8 @@ APP_ENV = "prod"
             fpm_ping_path: None,
             server_timing: false,
             access_log_format: AccessLogFormat::Combined,
-            tls: None,
+            tls_cert: None,
+            tls_key: None,
             listen_is_default: false,
             workers: None,
             upstream_pipelining: Some(Duration::from_millis(10)),
@@ -685,10 +687,10 @@ fn file_keys_match_flags() {
         .filter_map(|a| a.get_long())
         .filter(|long| !matches!(*long, "config" | "help"))
         .collect();
-    let keys: Vec<&str> = file::KEYS
+    let keys: Vec<&str> = settings::SETTINGS
         .iter()
-        .copied()
-        .filter(|k| *k != "params")
+        .filter(|s| s.flag != settings::FlagKind::FileOnly)
+        .map(|s| s.key)
         .collect();
     assert_eq!(flags, keys);
     for arg in serve.get_arguments() {
@@ -702,4 +704,81 @@ fn workers_from_file_and_flag() {
     assert_eq!(check_file(&fx.file()).unwrap().workers, Some(2));
     let fx = Fixture::new(&format!("{MINIMAL}workers = 0\n"));
     assert!(message(check_file(&fx.file())).contains("`workers`"));
+}
+
+#[test]
+fn every_fixed_default_parses() {
+    let defaults = settings::Layer::defaults().unwrap();
+    for s in settings::SETTINGS {
+        if let settings::DefaultValue::Fixed(text) = s.default {
+            assert!(!text.is_empty(), "{}", s.key);
+        }
+    }
+    // Spot checks that the text is what is applied.
+    assert_eq!(defaults.max_body_size, Some(16 * 1024 * 1024));
+    assert_eq!(
+        defaults.upstream_pipelining,
+        Some(Some(Duration::from_millis(10)))
+    );
+    assert_eq!(defaults.compress, Some(false));
+    assert_eq!(defaults.upstream, None);
+}
+
+#[test]
+fn changed_and_restart_only_keys_cover_every_setting() {
+    let fx = Fixture::new(MINIMAL);
+    let old = check_file(&fx.file()).unwrap();
+    let mut new = old.clone();
+    new.upstream_pipelining = None;
+    new.server_timing = true;
+    new.tls_cert = Some("cert.pem".into());
+    new.workers = Some(3);
+    new.log_level = "debug".to_owned();
+    assert_eq!(
+        settings::changed_keys(&old, &new),
+        [
+            "log-level",
+            "server-timing",
+            "tls-cert",
+            "workers",
+            "upstream-pipelining"
+        ]
+    );
+    // Only the restart-only ones go back to their running value.
+    assert_eq!(
+        settings::keep_restart_only(&old, &mut new),
+        ["log-level", "workers"]
+    );
+    assert_eq!((new.workers, new.log_level.as_str()), (None, "info"));
+    assert_eq!(
+        settings::changed_keys(&old, &new),
+        ["server-timing", "tls-cert", "upstream-pipelining"]
+    );
+}
+
+/// docs/configuration.md's settings table is generated from `SETTINGS`;
+/// `UPDATE_DOCS=1 cargo test --lib settings_table` rewrites it.
+#[test]
+fn docs_settings_table_is_generated() {
+    const BEGIN: &str =
+        "<!-- settings-table:begin (generated from src/config/settings.rs; do not edit by hand) -->";
+    const END: &str = "<!-- settings-table:end -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let doc = fs::read_to_string(&path).unwrap();
+    let (Some(begin), Some(end)) = (doc.find(BEGIN), doc.find(END)) else {
+        panic!("{} lacks the settings-table markers", path.display());
+    };
+    let current = &doc[begin + BEGIN.len()..end];
+    let generated = format!("\n{}", settings::markdown_table());
+    if current != generated {
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let updated = format!("{}{generated}{}", &doc[..begin + BEGIN.len()], &doc[end..]);
+            fs::write(&path, updated).unwrap();
+        } else {
+            panic!(
+                "docs/configuration.md's settings table differs from src/config/settings.rs: \
+                 run UPDATE_DOCS=1 cargo test --lib docs_settings_table"
+            );
+        }
+    }
 }

@@ -36,7 +36,7 @@ fn a_certificate_makes_bare_tcp_listeners_tls() {
         ]
     );
     assert_eq!(
-        config.tls,
+        config.tls(),
         Some(TlsFiles {
             cert: "c.pem".into(),
             key: "k.pem".into()
@@ -57,7 +57,7 @@ fn without_a_certificate_bare_tcp_stays_plain() {
             ListenAddr::Http(sa("[::1]:80"))
         ]
     );
-    assert_eq!(config.tls, None);
+    assert_eq!(config.tls(), None);
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn cert_and_key_come_in_pairs() {
         "/etc/c.pem",
     ]))
     .unwrap();
-    let tls = config.tls.unwrap();
+    let tls = config.tls().unwrap();
     assert_eq!(tls.cert, std::path::PathBuf::from("/etc/c.pem"));
     assert_eq!(tls.key, dir.path().join("k.pem"));
 }
@@ -105,7 +105,7 @@ fn file_keys_are_relative_to_the_file() {
         "tls-cert = \"tls/cert.pem\"\ntls-key = \"/abs/key.pem\"\nlisten = [\"127.0.0.1:1\", \"http://127.0.0.1:2\"]\n",
     );
     let config = check_file(&path).unwrap();
-    let tls = config.tls.unwrap();
+    let tls = config.tls().unwrap();
     assert_eq!(tls.cert, dir.path().join("tls/cert.pem"));
     assert_eq!(tls.key, std::path::PathBuf::from("/abs/key.pem"));
     assert_eq!(

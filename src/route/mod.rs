@@ -23,10 +23,6 @@ use path::{
     normalise, percent_decode, slash_location, WELL_KNOWN,
 };
 
-/// Extensions refused as static files by default: PHP source in its usual
-/// spellings. Only `.php` is ever executed.
-pub const DEFAULT_NEVER_SERVE_EXT: &[&str] = &["php", "phtml", "phar", "inc"];
-
 /// What `route` needs to know; built once from the config.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {

@@ -76,10 +76,8 @@ pub(super) fn cfg(t: &Tree, fc: Option<&str>) -> RouteConfig {
         index: vec!["index.php".to_owned(), "index.html".to_owned()],
         front_controller: fc.map(str::to_owned),
         php_only_front_controller: false,
-        never_serve_ext: DEFAULT_NEVER_SERVE_EXT
-            .iter()
-            .map(|e| (*e).to_owned())
-            .collect(),
+        // The default of `never-serve-ext`: PHP source in its usual spellings.
+        never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
         follow_symlinks_outside_root: false,
         internal_locations: Vec::new(),
     }

@@ -240,7 +240,7 @@ pub async fn bind_admin(config: &Config) -> Result<Option<Listener>, ServeError>
 /// starting php-fpm so a bad certificate fails fast. Keep the holder to
 /// reload it; `run` reads the files itself when not handed one.
 pub fn load_tls(config: &Config) -> Result<Option<Arc<ReloadableTls>>, ServeError> {
-    match &config.tls {
+    match &config.tls() {
         Some(files) => Ok(Some(Arc::new(ReloadableTls::load(files)?))),
         None => Ok(None),
     }

@@ -24,7 +24,7 @@ use super::listeners::ListenerSet;
 use super::tls::{ReloadableTls, TlsError};
 use super::{admin_state, bind, pool_settings, start_pool, AppState, Listener, ServeError};
 use crate::admin::AdminState;
-use crate::config::{Config, ConfigError, ListenAddr};
+use crate::config::{settings, Config, ConfigError, ListenAddr};
 use crate::metrics::Metrics;
 use crate::upstream::{Pool, UpstreamAddr};
 
@@ -147,7 +147,7 @@ impl Live {
         // Certificates are read and checked here, before the commit, and go
         // in with the state below: one SIGHUP reloads both, and a bad
         // certificate rejects the whole reload.
-        let tls = match &new.tls {
+        let tls = match &new.tls() {
             Some(files) => Some(Arc::new(ReloadableTls::load(files)?)),
             None => None,
         };
@@ -189,7 +189,7 @@ impl Live {
         self.listeners.stop_unlisted(&new).await;
         let removed = before - self.listeners.len();
         self.config = new;
-        if let Some(files) = &self.config.tls {
+        if let Some(files) = &self.config.tls() {
             tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS certificate reloaded; new connections use it");
         }
         Ok(Done {
@@ -220,25 +220,8 @@ impl Live {
             }
             (None, Some(_)) => {}
         }
-        if new.admin_listen != old.admin_listen {
-            warn("admin-listen");
-            new.admin_listen = old.admin_listen.clone();
-        }
-        if new.php_fpm != old.php_fpm {
-            warn("php-fpm");
-            new.php_fpm = old.php_fpm.clone();
-        }
-        if new.fpm_children != old.fpm_children {
-            warn("fpm-children");
-            new.fpm_children = old.fpm_children;
-        }
-        if new.workers != old.workers {
-            warn("workers");
-            new.workers = old.workers;
-        }
-        if new.log_level != old.log_level {
-            warn("log-level");
-            new.log_level = old.log_level.clone();
+        for key in settings::keep_restart_only(old, new) {
+            warn(key);
         }
     }
 
@@ -285,52 +268,9 @@ struct Done {
 }
 
 /// The config keys whose value differs, for the log: `root, listen` or `none`.
+/// The changed settings' keys for the reload's log line; "none" if none.
 fn changed_keys(old: &Config, new: &Config) -> String {
-    macro_rules! differ {
-        ($($field:ident => $key:literal),* $(,)?) => {{
-            let mut keys: Vec<&str> = Vec::new();
-            $( if old.$field != new.$field { keys.push($key); } )*
-            keys
-        }};
-    }
-    let keys = differ!(
-        listen => "listen",
-        upstream => "upstream",
-        root => "root",
-        index => "index",
-        front_controller => "front-controller",
-        server_name => "server-name",
-        max_body_size => "max-body-size",
-        connect_timeout => "connect-timeout",
-        read_timeout => "read-timeout",
-        header_timeout => "header-timeout",
-        grace_period => "grace-period",
-        max_upstream_conns => "max-upstream-conns",
-        max_connections => "max-connections",
-        log_level => "log-level",
-        params => "params",
-        fpm_status_path => "fpm-status-path",
-        max_idle_conns => "max-idle-conns",
-        queue_length => "queue-length",
-        acquire_timeout => "acquire-timeout",
-        idle_timeout => "idle-timeout",
-        php_only_front_controller => "php-only-front-controller",
-        never_serve_ext => "never-serve-ext",
-        follow_symlinks_outside_root => "follow-symlinks-outside-root",
-        cache_control => "cache-control",
-        max_uri_length => "max-uri-length",
-        max_header_size => "max-header-size",
-        max_headers => "max-headers",
-        trusted_proxies => "trusted-proxy",
-        real_ip_header => "real-ip-header",
-        internal_locations => "internal-location",
-        sendfile_dir => "sendfile-dir",
-        compress => "compress",
-        php_fpm => "php-fpm",
-        fpm_children => "fpm-children",
-        admin_listen => "admin-listen",
-        fpm_ping_path => "fpm-ping-path",
-    );
+    let keys = settings::changed_keys(old, new);
     if keys.is_empty() {
         "none".to_owned()
     } else {
@@ -352,7 +292,7 @@ mod tests {
                 upstream: Some("unix:/run/fpm.sock".to_owned()),
                 ..ServeArgs::default()
             };
-            args.trusted_proxy = extra.iter().map(|s| (*s).to_owned()).collect();
+            args.trusted_proxies = extra.iter().map(|s| (*s).to_owned()).collect();
             config::load(&args).unwrap()
         };
         let old = args(&[]);
