@@ -58,6 +58,7 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(level: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::prelude::*;
     // RUST_LOG wins when set, so one module can be turned up without a restart of habits.
@@ -74,8 +75,10 @@ fn init_tracing(level: &str) {
         .with_target(false)
         .with_ansi(false)
         .with_filter(filter_fn(is_access));
+    // Colours only for a person at a terminal, never into a file or journal.
     let rest = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter_fn(move |meta| !is_access(meta)));
     tracing_subscriber::registry()
         .with(filter)

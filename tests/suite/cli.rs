@@ -274,6 +274,12 @@ fn log_level_flag_and_rust_log_both_work() {
         default.contains("GET /hello.php"),
         "info by default: {default}"
     );
+    // Written to a pipe, not a terminal: no colour codes in the lines.
+    assert!(default.contains(" INFO "), "{default}");
+    assert!(
+        !default.contains('\u{1b}'),
+        "ANSI escapes in a log file: {default:?}"
+    );
 }
 
 /// Threads named like tokio's workers in the process `pid` (before any
