@@ -8,7 +8,8 @@
 //!   config reload; `respond` maps errors to statuses.
 //! - `route`    — path normalisation and safety checks; decides Script / Static / Redirect / NotFound / BadRequest.
 //! - `static_files` — GET/HEAD of files route chose: type, ETag/304, Range, precompressed siblings.
-//! - `cgi`      — HTTP request → CGI params; CGI response head → HTTP head.
+//! - `body`     — the response body (fixed, streamed from the upstream, or boxed), watched by the access log.
+//! - `cgi`      — HTTP request → CGI params; CGI response head → HTTP head; STDERR → logs.
 //! - `compress` — optional gzip/brotli of PHP responses, streamed with flushes.
 //! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
 //! - `upstream` — `unix:`/`tcp:` addresses, dialing (`connect`, with php-fpm's listen backlog read from the kernel by `listen_queue`), one connection's drive, the connection pool (one budget, a part per serving thread: `pool::shard`), pipelining and its `slowness` rules.
@@ -20,6 +21,7 @@
 
 mod admin;
 pub mod bench;
+pub mod body;
 pub mod cgi;
 mod compress;
 pub mod config;

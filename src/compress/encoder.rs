@@ -10,7 +10,7 @@ use bytes::Bytes;
 use flate2::write::GzEncoder;
 use http_body::{Body, Frame};
 
-use crate::server::BodyError;
+use crate::body::BodyError;
 use crate::static_files::Encoding;
 
 /// gzip level and brotli quality: fast settings, as the output is made per

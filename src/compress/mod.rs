@@ -8,7 +8,7 @@ mod encoder;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::Body as _;
 
-use crate::server::GatewayBody;
+use crate::body::GatewayBody;
 use crate::static_files::{accepted_weight, Encoding};
 use encoder::CompressedBody;
 

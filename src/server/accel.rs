@@ -5,8 +5,8 @@
 
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use super::body::GatewayBody;
 use super::{respond, AppState};
+use crate::body::GatewayBody;
 use crate::cgi::response::CgiHead;
 use crate::route::{self, Route};
 use crate::static_files;

@@ -84,6 +84,18 @@ impl AccessLog {
     }
 }
 
+/// The body tells the record what went out; the line is written when the
+/// body (and with it the record) is dropped.
+impl crate::body::BodyWatch for AccessLog {
+    fn sent(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+    }
+
+    fn completed(&mut self) {
+        self.completed = true;
+    }
+}
+
 impl Drop for AccessLog {
     fn drop(&mut self) {
         let elapsed = self.start.elapsed();

@@ -17,12 +17,13 @@ use hyper::body::Incoming;
 
 use super::accel;
 use super::access_log::AccessLog;
-use super::body::{log_stderr, GatewayBody, StderrContext};
 use super::forwarded::Client;
 use super::respond;
 use super::AppState;
+use crate::body::GatewayBody;
 use crate::cgi::params::{build_params, Endpoint, RequestInfo, TlsInfo};
 use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
+use crate::cgi::stderr::{log_stderr, StderrContext};
 use crate::compress;
 use crate::fastcgi::{self, RecordType, Role};
 use crate::route::{self, Route};
@@ -56,10 +57,10 @@ pub(crate) async fn handle(
         Ok(()) => route_and_forward(&state, start, client, local, tls, req).await,
         Err(exceeded) => (respond::head_too_large(exceeded), None),
     };
-    let status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
+    log.status = parts.status.as_u16();
     log.upstream_time = upstream_time;
-    Response::from_parts(parts, body.with_log(log, status))
+    Response::from_parts(parts, body.watched(Box::new(log)))
 }
 
 async fn route_and_forward(

@@ -6,12 +6,10 @@
 mod accel;
 mod access_log;
 pub mod activation;
-mod body;
 pub mod forwarded;
 mod handler;
 mod limits;
 mod listeners;
-mod php_stderr;
 pub mod reload;
 pub mod respond;
 pub mod tls;
@@ -44,8 +42,6 @@ use tls::ReloadableTls;
 use workers::Accepted;
 
 pub use access_log::AccessLogFormat;
-pub use body::BodyError;
-pub use body::GatewayBody;
 
 /// A bound listening socket.
 #[derive(Debug)]

@@ -3,8 +3,8 @@
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use super::body::GatewayBody;
 use super::limits::Exceeded;
+use crate::body::GatewayBody;
 use crate::cgi::response::HeadError;
 use crate::fastcgi::ProtocolStatus;
 use crate::static_files::StaticError;

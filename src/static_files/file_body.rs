@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::fs::File;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::server::BodyError;
+use crate::body::BodyError;
 
 pub(super) const CHUNK_SIZE: usize = 64 * 1024;
 

@@ -23,7 +23,7 @@ use tokio::fs::File;
 /// Files up to this size are read whole and sent as one buffer.
 const SMALL_FILE: u64 = 256 * 1024;
 
-use crate::server::GatewayBody;
+use crate::body::GatewayBody;
 use file_body::FileBody;
 use negotiate::Validators;
 pub(crate) use negotiate::{accepted_weight, Encoding};

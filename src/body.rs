@@ -2,6 +2,10 @@
 //! application's STDOUT streamed through as records arrive, or any other
 //! body boxed (a static file read from disk). STDERR that arrives mid-body
 //! is logged, never sent.
+//!
+//! Below `server`, `static_files` and `compress`, which all build or wrap
+//! it. Whoever needs to know what a body sent (the access log) watches it
+//! through `BodyWatch`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,24 +14,22 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 
-use super::access_log::AccessLog;
+use crate::cgi::stderr::{log_stderr, StderrContext};
 use crate::upstream::{Output, UpstreamResponse};
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Which request STDERR lines belong to.
-#[derive(Debug, Clone)]
-pub struct StderrContext {
-    pub request_id: u64,
-    /// SCRIPT_NAME, moved here from the routed script once params are built.
-    pub script: String,
-    /// The SCRIPT_FILENAME we sent, for php-fpm's "Primary script unknown".
-    pub script_filename: std::path::PathBuf,
+/// Told how many bytes a response body sent, and whether it ended; it is
+/// dropped when the body is (sent to the end, or abandoned).
+pub trait BodyWatch: Send {
+    fn sent(&mut self, bytes: usize);
+    /// The body's last byte went out.
+    fn completed(&mut self);
 }
 
 pub struct GatewayBody {
     kind: Kind,
-    log: Option<AccessLog>,
+    watch: Option<Box<dyn BodyWatch>>,
 }
 
 enum Kind {
@@ -55,14 +57,14 @@ impl GatewayBody {
     pub fn full(data: Bytes) -> Self {
         GatewayBody {
             kind: Kind::Full(Some(data)),
-            log: None,
+            watch: None,
         }
     }
 
     pub fn empty() -> Self {
         GatewayBody {
             kind: Kind::Full(None),
-            log: None,
+            watch: None,
         }
     }
 
@@ -73,7 +75,7 @@ impl GatewayBody {
                 rx,
                 ctx,
             },
-            log: None,
+            watch: None,
         }
     }
 
@@ -84,71 +86,30 @@ impl GatewayBody {
     {
         GatewayBody {
             kind: Kind::Boxed(UnsyncBoxBody::new(body)),
-            log: None,
+            watch: None,
         }
     }
 
-    /// Attaches the access-log record, finished when the body ends or drops.
-    pub fn with_log(mut self, mut log: AccessLog, status: u16) -> Self {
-        log.status = status;
+    /// Reports what the body sends to `watch`, dropped with the body.
+    pub fn watched(mut self, mut watch: Box<dyn BodyWatch>) -> Self {
         if self.is_end_stream() {
-            log.completed = true;
+            watch.completed();
         }
-        self.log = Some(log);
+        self.watch = Some(watch);
         self
     }
 
     fn count(&mut self, n: usize) {
-        if let Some(log) = self.log.as_mut() {
-            log.bytes += n as u64;
+        if let Some(watch) = self.watch.as_mut() {
+            watch.sent(n);
         }
     }
 
     fn done(&mut self) {
-        if let Some(log) = self.log.as_mut() {
-            log.completed = true;
+        if let Some(watch) = self.watch.as_mut() {
+            watch.completed();
         }
     }
-}
-
-pub fn log_stderr(ctx: &StderrContext, data: &[u8]) {
-    for line in String::from_utf8_lossy(data).lines() {
-        let line = line.trim_end();
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(e) = super::php_stderr::parse(line) {
-            tracing::warn!(
-                request_id = ctx.request_id,
-                script = %ctx.script,
-                php_level = e.level,
-                php_file = e.file,
-                php_line = e.line,
-                "php {}: {}",
-                e.level,
-                e.message
-            );
-        } else {
-            tracing::warn!(request_id = ctx.request_id, script = %ctx.script, "php stderr: {line}");
-            if names_missing_script(line) {
-                // Usually php-fpm runs elsewhere (a container) with the app
-                // mounted at another path than ours.
-                tracing::warn!(
-                    request_id = ctx.request_id,
-                    script_filename = %ctx.script_filename.display(),
-                    "php-fpm cannot find the script we sent as SCRIPT_FILENAME={}: that path \
-                     must exist where php-fpm runs (in a container, mount the app at the \
-                     same path in both containers)",
-                    ctx.script_filename.display()
-                );
-            }
-        }
-    }
-}
-
-/// php-fpm's words for "SCRIPT_FILENAME does not exist here".
-fn names_missing_script(line: &str) -> bool {
-    line.contains("Primary script unknown") || line.contains("File not found.")
 }
 
 impl Body for GatewayBody {
