@@ -23,11 +23,13 @@ mod tests_gateway;
 mod tests_static;
 #[cfg(test)]
 mod tests_tls;
+mod types;
 mod values;
 
 pub use cli::{Cli, Command};
 use settings::Layer;
 pub use settings::ServeArgs;
+pub use types::{AccessLogFormat, RealIpHeader, TrustedProxy};
 pub(crate) use values::MAX_URI_LENGTH_CEILING;
 pub use values::{parse_duration, parse_size, ListenAddr};
 
@@ -35,8 +37,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::server::forwarded::{RealIpHeader, TrustedProxy};
-use crate::server::AccessLogFormat;
 use crate::upstream::UpstreamAddr;
 
 /// `pm.status_path` of the embedded php-fpm's pool, unless one is given.

@@ -15,6 +15,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use toml::Value;
 
 use super::file::{self, FileCtx};
+use super::types::{AccessLogFormat, RealIpHeader, TrustedProxy};
 use super::values::{
     check_ext, check_front_controller, check_index, check_internal_location, check_log_level,
     check_server_name, check_status_path, check_timeout, parse_cache_control_flag, parse_count,
@@ -22,8 +23,6 @@ use super::values::{
     parse_uri_limit, ListenAddr,
 };
 use super::{Config, ConfigError};
-use crate::server::forwarded::{RealIpHeader, TrustedProxy};
-use crate::server::AccessLogFormat;
 use crate::upstream::UpstreamAddr;
 
 /// How the command line gives a setting.
@@ -680,7 +679,7 @@ settings! {
         help: "Send a Server-Timing header on PHP responses: pool wait, connect, php-fpm's \
                time to first byte and the gateway's total, in milliseconds",
     },
-    access_log_format: crate::server::AccessLogFormat {
+    access_log_format: AccessLogFormat {
         key: "access-log-format",
         flag: One("FORMAT"),
         parse: str::parse::<AccessLogFormat>,

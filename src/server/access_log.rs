@@ -5,7 +5,6 @@
 //! line look like two.
 
 use std::fmt::{self, Display, Write as _};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,30 +12,8 @@ use http::header::{self, HeaderValue};
 use serde::Serialize;
 
 use crate::cgi::params::Endpoint;
+pub use crate::config::AccessLogFormat;
 use crate::metrics::Metrics;
-
-/// How access lines are written (`--access-log-format`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AccessLogFormat {
-    /// `remote - - [time] "METHOD URI PROTO" status bytes "referer" "user-agent"`
-    /// then the request time and the upstream time in seconds.
-    #[default]
-    Combined,
-    /// One JSON object with named fields.
-    Json,
-}
-
-impl FromStr for AccessLogFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "combined" => Ok(AccessLogFormat::Combined),
-            "json" => Ok(AccessLogFormat::Json),
-            _ => Err(format!("`{s}`: expected combined or json")),
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct AccessLog {
@@ -402,13 +379,5 @@ mod tests {
         assert_eq!(back["user_agent"], hostile);
         assert_eq!(back["duration_ms"], 1.235);
         assert_eq!(back["upstream_ms"], serde_json::Value::Null);
-    }
-
-    #[test]
-    fn format_names_parse() {
-        assert_eq!("combined".parse(), Ok(AccessLogFormat::Combined));
-        assert_eq!(" JSON ".parse(), Ok(AccessLogFormat::Json));
-        let err = "apache".parse::<AccessLogFormat>().unwrap_err();
-        assert!(err.contains("combined or json"), "{err}");
     }
 }

@@ -4,116 +4,18 @@
 //! only when the connection comes from a trusted proxy. Anyone else's
 //! forwarding headers change nothing.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 
 use http::HeaderMap;
 
 use crate::cgi::params::Endpoint;
-
-/// A `--trusted-proxy` value: a network (`10.0.0.0/8`, `::1`) or `unix`
-/// (clients of the gateway's unix-socket listeners, i.e. a local proxy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrustedProxy {
-    Net { addr: IpAddr, prefix: u8 },
-    Unix,
-}
-
-impl FromStr for TrustedProxy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("unix") {
-            return Ok(TrustedProxy::Unix);
-        }
-        let bad =
-            || format!("`{s}`: expected a CIDR such as 10.0.0.0/8 or fd00::/8, an IP, or unix");
-        let (ip, prefix) = match s.split_once('/') {
-            Some((ip, prefix)) => (ip, Some(prefix)),
-            None => (s, None),
-        };
-        let addr: IpAddr = ip.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            // Digits only: `u8::from_str` would also take `+8`.
-            Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => return Err(bad()),
-            Some(p) => match p.parse::<u8>() {
-                Ok(p) if p <= max => p,
-                _ => return Err(bad()),
-            },
-        };
-        // Host bits are cleared so `10.1.2.3/8` means what it says: 10.0.0.0/8.
-        Ok(TrustedProxy::Net {
-            addr: mask(addr, prefix),
-            prefix,
-        })
-    }
-}
-
-impl fmt::Display for TrustedProxy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TrustedProxy::Net { addr, prefix } => write!(f, "{addr}/{prefix}"),
-            TrustedProxy::Unix => f.write_str("unix"),
-        }
-    }
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(v4) => {
-            let bits = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4((u32::from(v4) & bits).into())
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6((u128::from(v6) & bits).into())
-        }
-    }
-}
+pub use crate::config::{RealIpHeader, TrustedProxy};
 
 /// IPv4 peers of a dual-stack listener arrive as `::ffff:a.b.c.d`.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
-    }
-}
-
-impl TrustedProxy {
-    fn contains(&self, ip: IpAddr) -> bool {
-        match *self {
-            TrustedProxy::Net { addr, prefix } => {
-                let ip = canonical(ip);
-                ip.is_ipv4() == addr.is_ipv4() && mask(ip, prefix) == addr
-            }
-            TrustedProxy::Unix => false,
-        }
-    }
-}
-
-/// Which header carries the client address (and scheme).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RealIpHeader {
-    /// `X-Forwarded-For` with `X-Forwarded-Proto`: what most proxies send.
-    #[default]
-    XForwardedFor,
-    /// RFC 7239 `Forwarded: for=...;proto=...`.
-    Forwarded,
-}
-
-impl FromStr for RealIpHeader {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => Ok(RealIpHeader::XForwardedFor),
-            "forwarded" => Ok(RealIpHeader::Forwarded),
-            _ => Err(format!("`{s}`: expected x-forwarded-for or forwarded")),
-        }
     }
 }
 

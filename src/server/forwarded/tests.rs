@@ -35,37 +35,6 @@ fn xff(trusted: &[&str]) -> Forwarding {
 }
 
 #[test]
-fn cidrs_parse_mask_and_match() {
-    assert_eq!(net("10.1.2.3/8").to_string(), "10.0.0.0/8");
-    assert_eq!(net("127.0.0.1").to_string(), "127.0.0.1/32");
-    assert_eq!(net("2001:db8::1/32").to_string(), "2001:db8::/32");
-    assert_eq!(net("::1").to_string(), "::1/128");
-    assert_eq!(net("0.0.0.0/0").to_string(), "0.0.0.0/0");
-    assert_eq!(net(" UNIX "), TrustedProxy::Unix);
-    for bad in [
-        "",
-        "10.0.0.0/",
-        "10.0.0.0/33",
-        "::/129",
-        "10.0.0.0/+8",
-        "host",
-        "10.0.0/8",
-        "/8",
-    ] {
-        assert!(bad.parse::<TrustedProxy>().is_err(), "{bad:?} accepted");
-    }
-    let ten = net("10.0.0.0/8");
-    assert!(ten.contains("10.255.0.1".parse().unwrap()));
-    assert!(!ten.contains("11.0.0.1".parse().unwrap()));
-    // A dual-stack listener's mapped form matches the IPv4 network.
-    assert!(ten.contains("::ffff:10.0.0.1".parse().unwrap()));
-    assert!(!net("::/0").contains("10.0.0.1".parse().unwrap()));
-    assert!(net("0.0.0.0/0").contains("1.2.3.4".parse().unwrap()));
-    assert!(net("fd00::/8").contains("fd12::1".parse().unwrap()));
-    assert!(!TrustedProxy::Unix.contains("127.0.0.1".parse().unwrap()));
-}
-
-#[test]
 fn untrusted_peers_change_nothing() {
     let h = headers(&[
         ("x-forwarded-for", "1.2.3.4"),
