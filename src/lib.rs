@@ -1,6 +1,6 @@
 //! fcgi-gateway: an HTTP server that serves PHP (and any FastCGI app) through php-fpm.
 //!
-//! Module map (see DESIGN.md):
+//! Module map (docs/architecture.md has the data flow and who owns what):
 //! - `config`   — CLI + TOML config, defaults, validation (no sockets).
 //! - `server`   — the serving threads (`workers`: a current-thread runtime per thread, each
 //!   accepting on its own copy of every listener), listeners (TCP, TLS with reload, unix,
