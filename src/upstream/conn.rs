@@ -34,10 +34,24 @@ pub enum Stream {
     Memory(tokio::io::DuplexStream),
 }
 
+/// A number for the calling thread, unique in the process: tells whose
+/// event loop a socket was registered with.
+fn this_thread() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static TAG: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TAG.with(|tag| *tag)
+}
+
 /// A FastCGI connection plus what the pool needs to know about it.
 #[derive(Debug)]
 pub struct Conn {
     pub(crate) stream: Stream,
+    /// The thread whose event loop the socket is registered with
+    /// (`this_thread`).
+    home: usize,
     /// How many exchanges completed on it; 0 = fresh.
     pub(crate) uses: u64,
     pub(crate) idle_since: Instant,
@@ -63,7 +77,18 @@ impl Conn {
             // Not tied to an event loop.
             Stream::Memory(s) => Stream::Memory(s),
         };
-        Ok(Conn { stream, ..self })
+        Ok(Conn {
+            stream,
+            home: this_thread(),
+            ..self
+        })
+    }
+
+    /// Whether the socket is registered with the calling thread's event
+    /// loop. Not so for one dialled by the control thread (php-fpm's status
+    /// page) and left idle in a serving thread's part of the pool.
+    pub(crate) fn is_home(&self) -> bool {
+        self.home == this_thread() || matches!(self.stream, Stream::Memory(_))
     }
 
     /// True when the peer closed (EOF), reset, or sent unexpected bytes while
@@ -121,6 +146,7 @@ pub(crate) async fn dial_with(
     match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(stream)) => Ok(Conn {
             stream,
+            home: this_thread(),
             uses: 0,
             idle_since: Instant::now(),
             read_buf: BytesMut::new(),
@@ -523,5 +549,43 @@ fn split(stream: &mut Stream) -> (ReadHalf<'_>, WriteHalf<'_>) {
             let (r, w) = tokio::io::split(s);
             (Either::Right(r), Either::Right(w))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection opened on one thread is not at home on another until
+    /// moved there (the control thread's status reads leave connections in
+    /// serving thread 0's part of the pool).
+    #[test]
+    fn a_connection_knows_whose_event_loop_it_is_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fpm.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let addr = UpstreamAddr::Unix(path);
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let dial_addr = addr.clone();
+        // The other thread's runtime stays alive while its socket is used.
+        let (_other, conn) = std::thread::spawn(move || {
+            let other = runtime();
+            let conn = other.block_on(dial(&dial_addr, Duration::from_secs(5)));
+            let conn = conn.unwrap();
+            assert!(conn.is_home());
+            (other, conn)
+        })
+        .join()
+        .unwrap();
+        runtime().block_on(async move {
+            assert!(!conn.is_home());
+            let conn = conn.rehome().unwrap();
+            assert!(conn.is_home());
+        });
     }
 }

@@ -483,8 +483,22 @@ impl Pool {
     /// connections finds another's free).
     fn pop_idle(&self, shard: usize) -> Option<Conn> {
         let inner = &self.inner;
-        if let Some(conn) = inner.take_idle(shard) {
-            return Some(conn);
+        while let Some(conn) = inner.take_idle(shard) {
+            if conn.is_home() {
+                return Some(conn);
+            }
+            // Opened by a thread that shares this part (the control
+            // thread's status reads use part 0).
+            match conn.rehome() {
+                Ok(conn) => {
+                    inner.stats.moved_threads.fetch_add(1, Ordering::Relaxed);
+                    return Some(conn);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "an idle upstream connection could not move threads; closed");
+                    inner.stats.stale_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         if inner.idle_count.load(Ordering::Acquire) == 0 {
             return None;

@@ -4,7 +4,7 @@
 //! connection's socket is registered with that thread's event loop).
 //! Capacity stays shared: the permits and the learned size are the pool's,
 //! a thread with no idle connection takes one another thread left idle
-//! (`Pool::steal_idle`), and a thread holding more connections than one
+//! (`Pool::pop_idle`), and a thread holding more connections than one
 //! whose requests wait stops sending requests ahead, so its connections
 //! come free (`PoolInner::others_starved`).
 
