@@ -6,6 +6,7 @@
 //!   accepting on its own copy of every listener), listeners (TCP, TLS with reload, unix,
 //!   systemd socket activation), hyper connections (h1, h2, h2c), limits, graceful drain,
 //!   config reload; `respond` maps errors to statuses.
+//! - `listen`   — binding TCP/TLS/unix listeners and accepting on them; below `server` and `admin`.
 //! - `route`    — path normalisation and safety checks; decides Script / Static / Redirect / NotFound / BadRequest.
 //! - `static_files` — GET/HEAD of files route chose: type, ETag/304, Range, precompressed siblings.
 //! - `body`     — the response body (fixed, streamed from the upstream, or boxed), watched by the access log.
@@ -27,6 +28,7 @@ mod compress;
 pub mod config;
 pub mod embedded_fpm;
 pub mod fastcgi;
+pub mod listen;
 pub mod metrics;
 pub mod route;
 pub mod server;

@@ -16,8 +16,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
+use crate::listen::{accept, Listener};
 use crate::metrics::{self, Metrics};
-use crate::server::{accept, Listener};
 use crate::upstream::UpstreamAddr;
 
 /// What the admin endpoints read.

@@ -15,10 +15,11 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::either::Either;
 
-use super::workers::{Accepted, Balance, Placed, SharedListener};
-use super::{accept_any, handler, AppState, ClientIo, Listener};
+use super::workers::{Balance, Placed, SharedListener};
+use super::{handler, AppState, Listener};
 use crate::cgi::params::{Endpoint, TlsInfo};
 use crate::config::{Config, ListenAddr};
+use crate::listen::{accept_any, Accepted, ClientIo};
 
 /// One listener's accept loop.
 #[derive(Debug)]

@@ -16,20 +16,17 @@ pub mod tls;
 mod workers;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
-use tokio_util::either::Either;
 
-use crate::cgi::params::Endpoint;
 use crate::config::{Config, ListenAddr};
+pub use crate::listen::{bind, BindError, Listener};
 use crate::metrics::Metrics;
 use crate::route::RouteConfig;
 use crate::static_files::StaticConfig;
@@ -39,92 +36,19 @@ use limits::HeadLimits;
 use listeners::ListenerSet;
 pub use reload::Reload;
 use tls::ReloadableTls;
-use workers::Accepted;
 
 pub use access_log::AccessLogFormat;
 
-/// A bound listening socket.
-#[derive(Debug)]
-pub enum Listener {
-    /// Plain HTTP/1.1, and HTTP/2 with prior knowledge (h2c).
-    Tcp(TcpListener),
-    Unix {
-        listener: UnixListener,
-        path: PathBuf,
-    },
-    /// TLS; h2 or http/1.1 as ALPN chose. Needs a configured certificate.
-    Tls(TcpListener),
-}
-
-impl Listener {
-    /// How to reach it, for logs: `http://127.0.0.1:8080`,
-    /// `https://127.0.0.1:8443` or `unix:/path`.
-    pub fn describe(&self) -> String {
-        let tcp = |scheme: &str, l: &TcpListener| match l.local_addr() {
-            Ok(a) => format!("{scheme}://{a}"),
-            Err(_) => format!("{scheme}://?"),
-        };
-        match self {
-            Listener::Tcp(l) => tcp("http", l),
-            Listener::Tls(l) => tcp("https", l),
-            Listener::Unix { path, .. } => format!("unix:{}", path.display()),
-        }
-    }
-
-    /// The bound address of a TCP or TLS listener (port 0 resolved).
-    pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Listener::Tcp(l) | Listener::Tls(l) => l.local_addr().ok(),
-            Listener::Unix { .. } => None,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("{listen}: a TLS listener needs --tls-cert and --tls-key")]
     TlsWithoutCert { listen: String },
     #[error("cannot start the serving threads: {0}")]
     Workers(#[source] std::io::Error),
-}
-
-/// Binds every configured address. A stale unix socket file (nobody
-/// listening) is replaced; a live one is an error.
-pub async fn bind(addrs: &[ListenAddr]) -> Result<Vec<Listener>, ServeError> {
-    let mut out = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        let err = |source| ServeError::Bind {
-            addr: addr.to_string(),
-            source,
-        };
-        match addr {
-            ListenAddr::Tcp(sa) | ListenAddr::Http(sa) => {
-                out.push(Listener::Tcp(TcpListener::bind(sa).await.map_err(err)?))
-            }
-            ListenAddr::Https(sa) => {
-                out.push(Listener::Tls(TcpListener::bind(sa).await.map_err(err)?))
-            }
-            ListenAddr::Unix(path) => {
-                if path.exists() && tokio::net::UnixStream::connect(path).await.is_err() {
-                    let _ = std::fs::remove_file(path);
-                }
-                let listener = UnixListener::bind(path).map_err(err)?;
-                out.push(Listener::Unix {
-                    listener,
-                    path: path.clone(),
-                });
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The state every request reads: built from the config, replaced whole by
@@ -469,50 +393,4 @@ async fn serve(
     }
     workers.stop().await;
     Ok(())
-}
-
-/// An accepted client connection over TCP or a unix socket.
-pub(crate) type ClientStream = Either<tokio::net::TcpStream, tokio::net::UnixStream>;
-/// Either kind of accepted stream, as hyper IO.
-pub(crate) type ClientIo = TokioIo<ClientStream>;
-
-/// Accepts a connection to serve without TLS. A `Tls` listener is accepted
-/// as plain TCP here: only the admin listener takes this path, and the
-/// config refuses `https://` for it.
-pub(crate) async fn accept(listener: &Listener) -> std::io::Result<(ClientIo, Endpoint, Endpoint)> {
-    let (accepted, remote, local) = accept_any(listener).await?;
-    let io = match accepted {
-        Accepted::Tcp(s) | Accepted::Tls(s) => TokioIo::new(Either::Left(s)),
-        Accepted::Unix(s) => TokioIo::new(Either::Right(s)),
-    };
-    Ok((io, remote, local))
-}
-
-/// Accepts a connection, to be served with TLS when the listener is a TLS one.
-pub(crate) async fn accept_any(
-    listener: &Listener,
-) -> std::io::Result<(Accepted, Endpoint, Endpoint)> {
-    match listener {
-        Listener::Tls(l) => {
-            let (s, remote, local) = accept_tcp(l).await?;
-            Ok((Accepted::Tls(s), remote, local))
-        }
-        Listener::Tcp(l) => {
-            let (s, remote, local) = accept_tcp(l).await?;
-            Ok((Accepted::Tcp(s), remote, local))
-        }
-        Listener::Unix { listener, .. } => {
-            let (s, _) = listener.accept().await?;
-            Ok((Accepted::Unix(s), Endpoint::Unix, Endpoint::Unix))
-        }
-    }
-}
-
-async fn accept_tcp(
-    l: &TcpListener,
-) -> std::io::Result<(tokio::net::TcpStream, Endpoint, Endpoint)> {
-    let (s, peer) = l.accept().await?;
-    let _ = s.set_nodelay(true);
-    let local = s.local_addr()?;
-    Ok((s, Endpoint::Tcp(peer), Endpoint::Tcp(local)))
 }

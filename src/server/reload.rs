@@ -22,7 +22,7 @@ use tokio::task::AbortHandle;
 
 use super::listeners::ListenerSet;
 use super::tls::{ReloadableTls, TlsError};
-use super::{admin_state, bind, pool_settings, start_pool, AppState, Listener, ServeError};
+use super::{admin_state, bind, pool_settings, start_pool, AppState, BindError, Listener};
 use crate::admin::AdminState;
 use crate::config::{settings, Config, ConfigError, ListenAddr};
 use crate::metrics::Metrics;
@@ -114,7 +114,7 @@ enum ReloadError {
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("key `listen`: {0}")]
-    Bind(ServeError),
+    Bind(BindError),
     #[error("{0}")]
     Tls(#[from] TlsError),
 }

@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
-use super::Listener;
+use crate::listen::Listener;
 
 /// How often each serving thread's event loop wakes by itself. tokio
 /// writes to the loop's eventfd whenever a timer is set earlier than the
@@ -232,37 +232,6 @@ impl Drop for Placed {
     fn drop(&mut self) {
         self.balance.open[self.worker].fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// An accepted client socket, before hyper or TLS takes it.
-#[derive(Debug)]
-pub(crate) enum Accepted {
-    Tcp(tokio::net::TcpStream),
-    /// To be served over TLS.
-    Tls(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-impl Accepted {
-    /// Moves it from the accepting thread's event loop to `worker`'s.
-    pub(crate) fn move_to(self, worker: &Handle) -> io::Result<Accepted> {
-        Ok(match self {
-            Accepted::Tcp(s) => Accepted::Tcp(move_tcp(s, worker)?),
-            Accepted::Tls(s) => Accepted::Tls(move_tcp(s, worker)?),
-            Accepted::Unix(s) => {
-                let detached = s.into_std()?;
-                let _there = worker.enter();
-                Accepted::Unix(tokio::net::UnixStream::from_std(detached)?)
-            }
-        })
-    }
-}
-
-fn move_tcp(s: tokio::net::TcpStream, worker: &Handle) -> io::Result<tokio::net::TcpStream> {
-    let detached = s.into_std()?;
-    // Registered with the event loop of the runtime entered here.
-    let _there = worker.enter();
-    tokio::net::TcpStream::from_std(detached)
 }
 
 #[cfg(test)]
