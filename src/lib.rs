@@ -1,7 +1,8 @@
 //! fcgi-gateway: an HTTP server that serves PHP (and any FastCGI app) through php-fpm.
 //!
 //! Module map (docs/architecture.md has the data flow and who owns what):
-//! - `config`   — CLI + TOML config, defaults, validation (no sockets).
+//! - `cli`      — the subcommands (serve, check-config, bench) over `config` and `bench`.
+//! - `config`   — every setting declared once; flags + TOML file, defaults, validation (no sockets).
 //! - `server`   — the serving threads (`workers`: a current-thread runtime per thread, each
 //!   accepting on its own copy of every listener), listeners (TCP, TLS with reload, unix,
 //!   systemd socket activation), hyper connections (h1, h2, h2c), limits, graceful drain,
@@ -24,6 +25,7 @@ mod admin;
 pub mod bench;
 pub mod body;
 pub mod cgi;
+pub mod cli;
 mod compress;
 pub mod config;
 pub mod embedded_fpm;

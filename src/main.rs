@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fcgi_gateway::config::{self, Cli, Command};
+use fcgi_gateway::cli::{Cli, Command};
+use fcgi_gateway::config;
 use fcgi_gateway::embedded_fpm::{EmbeddedFpm, FpmError, FpmSettings};
 use fcgi_gateway::server::{activation, Reload, Server};
 use fcgi_gateway::shutdown;

@@ -8,7 +8,6 @@
 //! is read so an error can name its flag or key. The flag layer is put over
 //! the file layer, then defaults fill the gaps and `finish` validates.
 
-mod cli;
 mod file;
 pub mod settings;
 #[cfg(test)]
@@ -26,7 +25,6 @@ mod tests_tls;
 mod types;
 mod values;
 
-pub use cli::{Cli, Command};
 use settings::Layer;
 pub use settings::ServeArgs;
 pub use types::{AccessLogFormat, RealIpHeader, TrustedProxy};

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::{load, Cli, Command, Config, ConfigError, ServeArgs};
+use super::{load, Config, ConfigError, ServeArgs};
+use crate::cli::{Cli, Command};
 
 /// `fcgi-gateway serve ARGV...` parsed into its arguments.
 pub(super) fn serve_args(argv: &[&str]) -> ServeArgs {

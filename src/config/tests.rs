@@ -9,6 +9,7 @@ use tempfile::TempDir;
 
 use super::test_support::message;
 use super::*;
+use crate::cli::{Cli, Command};
 
 /// A temp dir holding `gateway.toml` (with `body`) and a `www` directory.
 struct Fixture {

@@ -151,7 +151,8 @@ async fn body_over_max_body_size_is_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_counts_connections_not_listeners() {
     use clap::Parser;
-    use fcgi_gateway::config::{self, Cli, Command};
+    use fcgi_gateway::cli::{Cli, Command};
+    use fcgi_gateway::config;
     use fcgi_gateway::server::{Listener, Server};
 
     let root = fixtures_dir().display().to_string();

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use fcgi_gateway::config::{self, Cli, Command};
+use fcgi_gateway::cli::{Cli, Command};
+use fcgi_gateway::config;
 use fcgi_gateway::server::tls::ReloadableTls;
 use fcgi_gateway::server::{self, Listener, Server};
 use http_body_util::{BodyExt, Full};

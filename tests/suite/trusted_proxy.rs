@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use fcgi_gateway::config::{self, Cli, Command};
+use fcgi_gateway::cli::{Cli, Command};
+use fcgi_gateway::config;
 use fcgi_gateway::server::{Listener, Server};
 use serde_json::Value;
 use support::gateway::{self, Gateway};

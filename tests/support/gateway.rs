@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use fcgi_gateway::config::{self, Cli, Command};
+use fcgi_gateway::cli::{Cli, Command};
+use fcgi_gateway::config;
 use fcgi_gateway::server::Listener;
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,11 +1,12 @@
 //! The command line: the subcommands. `serve`'s flags are derived from the
-//! settings (`settings::ServeArgs`); `bench` has its own (`bench::BenchArgs`).
+//! settings (`config::ServeArgs`); `bench` has its own (`bench::BenchArgs`).
+//! Above both, so neither reaches into the other.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::ServeArgs;
+use crate::config::ServeArgs;
 
 #[derive(Debug, Parser)]
 #[command(
