@@ -1,10 +1,9 @@
 //! The one request the bench sends over and over, encoded once: a GET of the
 //! script with the CGI params a gateway would send, and an empty STDIN.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::fastcgi::{self, Role};
-use crate::upstream::conn::REQUEST_ID;
+use crate::upstream::request::{self, Stdin};
 
 /// BEGIN_REQUEST + PARAMS + empty STDIN for a GET of `script_filename`
 /// (absolute, as php-fpm sees it). SCRIPT_NAME is `/` + its file name and
@@ -48,17 +47,14 @@ fn encode(
         ("SERVER_PORT", "80"),
         ("REDIRECT_STATUS", "200"),
     ];
-    let mut out = BytesMut::with_capacity(512);
-    fastcgi::encode_begin_request(&mut out, REQUEST_ID, Role::Responder, keep_conn);
-    fastcgi::encode_params(&mut out, REQUEST_ID, &params);
-    fastcgi::encode_stream_end(&mut out, fastcgi::RecordType::Stdin, REQUEST_ID);
-    out.freeze()
+    request::encode(&params, keep_conn, Stdin::Complete(&[]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fastcgi::{RequestDecoder, RequestEvent};
+    use bytes::BytesMut;
 
     fn decode(mut buf: BytesMut) -> (bool, Vec<(String, String)>, bool) {
         let mut dec = RequestDecoder::new();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -25,12 +25,10 @@ use crate::cgi::params::{build_params, Endpoint, RequestInfo, TlsInfo};
 use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::cgi::stderr::{log_stderr, StderrContext};
 use crate::compress;
-use crate::fastcgi::{self, RecordType, Role};
 use crate::route::{self, Route};
 use crate::static_files;
-use crate::upstream::{
-    self, conn::REQUEST_ID, FcgiRequest, Output, RequestBody, Spool, Timing, UpstreamResponse,
-};
+use crate::upstream::request::{self, Stdin};
+use crate::upstream::{self, FcgiRequest, Output, RequestBody, Spool, Timing, UpstreamResponse};
 
 /// Bodies up to this size are read whole and sent with the request head in one write.
 const INLINE_BODY_LIMIT: u64 = 64 * 1024;
@@ -124,23 +122,19 @@ async fn route_and_forward(
     };
     let params = build_params(&info, &script, &state.route.root, &state.extra_params);
 
-    let mut head = BytesMut::with_capacity(1024 + prepared.inline.len());
-    fastcgi::encode_begin_request(&mut head, REQUEST_ID, Role::Responder, true);
-    fastcgi::encode_params(&mut head, REQUEST_ID, &params);
-    let body = match prepared.body {
-        RequestBody::Empty => {
-            fastcgi::encode_stream(&mut head, RecordType::Stdin, REQUEST_ID, &prepared.inline);
-            fastcgi::encode_stream_end(&mut head, RecordType::Stdin, REQUEST_ID);
-            RequestBody::Empty
-        }
-        other => other,
+    // A body all in memory goes with the head; a longer one streams after it.
+    let stdin = match prepared.body {
+        RequestBody::Empty => Stdin::Complete(&prepared.inline),
+        _ => Stdin::Streamed,
     };
+    let head = request::encode(&params, true, stdin);
+    let body = prepared.body;
 
     let upstream_start = Instant::now();
     let rx = upstream::start(
         state.pool.clone(),
         FcgiRequest {
-            head: head.freeze(),
+            head,
             body,
             route: upstream::route_key(parts.uri.path()),
         },

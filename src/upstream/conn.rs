@@ -15,11 +15,9 @@ use tokio_util::either::Either;
 use super::body::RequestBody;
 use super::pipeline::Handoff;
 use super::pool::{Lease, LeaseGuard};
+use super::request::REQUEST_ID;
 use super::{Timing, UpstreamAddr, UpstreamError};
 use crate::fastcgi::{self, DecodeError, Event, ProtocolStatus, RecordType, ResponseDecoder};
-
-/// The request id we use on every connection: php-fpm does not multiplex.
-pub const REQUEST_ID: u16 = 1;
 
 /// How many response bytes we read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;

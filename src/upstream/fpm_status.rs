@@ -13,8 +13,7 @@ use super::{
     forward, FcgiRequest, Measure, Output, Pool, RequestBody, UpstreamAddr, UpstreamError,
 };
 use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
-use crate::fastcgi::{self, RecordType, Role};
-use crate::upstream::conn::REQUEST_ID;
+use crate::upstream::request::{self, Stdin};
 
 /// The fields of php-fpm's JSON status that the gateway uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,11 +122,7 @@ pub fn management_request(path: &str, query: &str, keep_conn: bool) -> Bytes {
         (b"SERVER_PROTOCOL", b"HTTP/1.1"),
         (b"SERVER_SOFTWARE", b"fcgi-gateway"),
     ];
-    let mut head = BytesMut::with_capacity(512);
-    fastcgi::encode_begin_request(&mut head, REQUEST_ID, Role::Responder, keep_conn);
-    fastcgi::encode_params(&mut head, REQUEST_ID, &params);
-    fastcgi::encode_stream_end(&mut head, RecordType::Stdin, REQUEST_ID);
-    head.freeze()
+    request::encode(&params, keep_conn, Stdin::Complete(&[]))
 }
 
 /// Sends `head` on a connection of its own (not through a pool: probes must

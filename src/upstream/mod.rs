@@ -11,6 +11,7 @@ pub mod fpm_status;
 pub mod listen_queue;
 mod pipeline;
 pub mod pool;
+pub mod request;
 mod slowness;
 
 use std::time::Duration;

@@ -16,8 +16,9 @@ use tokio::time::Instant;
 
 use super::{Pool, PoolSettings};
 use crate::fastcgi::{self, ProtocolStatus, RecordType, RequestDecoder, RequestEvent, Role};
-use crate::upstream::conn::{Output, Stream, REQUEST_ID};
+use crate::upstream::conn::{Output, Stream};
 use crate::upstream::connect::{Connect, Dialing};
+use crate::upstream::request::REQUEST_ID;
 use crate::upstream::{route_key, FcgiRequest, RequestBody, UpstreamAddr};
 
 /// php-fpm in memory: a listen backlog and workers that take from it.
