@@ -16,7 +16,7 @@
 //! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
 //! - `upstream` — `unix:`/`tcp:` addresses, dialing (`connect`, with php-fpm's listen backlog read from the kernel by `listen_queue`), one connection's drive, the connection pool (one budget, a part per serving thread: `pool::shard`), pipelining and its `slowness` rules.
 //! - `shutdown` — signals (SIGINT/SIGTERM drain, SIGHUP reload) and the drain deadline.
-//! - `embedded_fpm` — php-fpm as our supervised child when no upstream is given.
+//! - `fpm`      — php-fpm itself: its own pages (status, ping) and php-fpm as our supervised child when no upstream is given (`fpm::embedded`); above `upstream` and `cgi`.
 //! - `admin`    — the admin listener: /healthz, /readyz, /metrics.
 //! - `metrics`  — Prometheus registry: requests, durations, upstream pool and times, php-fpm status.
 //! - `bench`    — the `bench` subcommand: php-fpm latency/throughput per upstream; off the serving path.
@@ -28,8 +28,8 @@ pub mod cgi;
 pub mod cli;
 mod compress;
 pub mod config;
-pub mod embedded_fpm;
 pub mod fastcgi;
+pub mod fpm;
 pub mod listen;
 pub mod metrics;
 pub mod route;

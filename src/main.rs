@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use fcgi_gateway::cli::{Cli, Command};
 use fcgi_gateway::config;
-use fcgi_gateway::embedded_fpm::{EmbeddedFpm, FpmError, FpmSettings};
+use fcgi_gateway::fpm::embedded::{EmbeddedFpm, FpmError, FpmSettings};
 use fcgi_gateway::server::{activation, Reload, Server};
 use fcgi_gateway::shutdown;
 use tracing_subscriber::EnvFilter;

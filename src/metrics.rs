@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::upstream::fpm_status::FpmStatus;
+use crate::fpm::status::FpmStatus;
 use crate::upstream::{ExchangeObserver, Pool};
 
 /// `Content-Type` of what [`Metrics::encode`] returns.

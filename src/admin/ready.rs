@@ -5,12 +5,9 @@
 
 use std::time::Duration;
 
-use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
-use crate::upstream::conn::{self, ExchangeTimeouts};
-use crate::upstream::{fpm_status, UpstreamAddr};
-
-/// php-fpm's ping page is a word ("pong"); anything bigger is not it.
-const PING_MAX_BYTES: usize = 64 * 1024;
+use crate::fpm::ping::ping;
+use crate::upstream::conn;
+use crate::upstream::UpstreamAddr;
 
 /// `Ok` when ready, else a one-line reason.
 pub(crate) async fn check(
@@ -30,27 +27,5 @@ pub(crate) async fn check(
         Err(_) => Err(format!(
             "php-fpm ping {path} not answered within {timeout:?}"
         )),
-    }
-}
-
-async fn ping(upstream: &UpstreamAddr, path: &str, timeout: Duration) -> Result<(), String> {
-    let stdout = fpm_status::one_shot(
-        upstream,
-        fpm_status::management_request(path, "", false),
-        ExchangeTimeouts { read: timeout },
-        timeout,
-        PING_MAX_BYTES,
-    )
-    .await
-    .map_err(|e| format!("upstream unreachable or failing: {e}"))?;
-    let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
-    let status = match parser.push(stdout) {
-        Ok(Some((head, _))) => Some(head.status),
-        _ => None,
-    };
-    match status {
-        Some(s) if s.is_success() => Ok(()),
-        Some(s) => Err(format!("php-fpm ping {path} answered {}", s.as_u16())),
-        None => Err(format!("php-fpm ping {path} sent no response head")),
     }
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::fpm::page;
+use crate::fpm::status::{self as fpm_status, MAX_STATUS_BYTES};
 use crate::upstream::conn::ExchangeTimeouts;
-use crate::upstream::fpm_status::{self, MAX_STATUS_BYTES};
 use crate::upstream::UpstreamAddr;
 
 /// The fields the bench reports.
@@ -43,7 +44,7 @@ pub async fn fetch(
     connect_timeout: Duration,
     timeout: Duration,
 ) -> Result<FpmStatus, String> {
-    let stdout = fpm_status::one_shot(
+    let stdout = page::one_shot(
         addr,
         fpm_status::request(path, false),
         ExchangeTimeouts { read: timeout },

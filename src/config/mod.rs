@@ -46,7 +46,7 @@ pub struct Config {
     /// Addresses to accept HTTP on; never empty.
     pub listen: Vec<ListenAddr>,
     /// `None`: no upstream was given, so php-fpm runs embedded
-    /// (`crate::embedded_fpm`); the binary fills this in once it listens.
+    /// (`crate::fpm::embedded`); the binary fills this in once it listens.
     pub upstream: Option<UpstreamAddr>,
     /// Canonical path of an existing directory.
     pub root: PathBuf,

@@ -303,10 +303,9 @@ pub(crate) fn start_pool(
         tracing::info!(%upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
     }
     let metrics = metrics.clone();
-    let task =
-        crate::upstream::fpm_status::spawn_follower(pool.clone(), path, follow, move |status| {
-            metrics.record_fpm_status(status.clone())
-        });
+    let task = crate::fpm::status::spawn_follower(pool.clone(), path, follow, move |status| {
+        metrics.record_fpm_status(status.clone())
+    });
     Some(task.abort_handle())
 }
 

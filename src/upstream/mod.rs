@@ -7,7 +7,6 @@ pub mod body;
 mod capacity;
 pub mod conn;
 pub mod connect;
-pub mod fpm_status;
 pub mod listen_queue;
 mod pipeline;
 pub mod pool;

@@ -479,7 +479,7 @@ fn render_config(
 /// php-fpm must fail, not skip.
 fn find_php_fpm() -> PathBuf {
     let explicit = env::var_os("PHP_FPM_BIN").map(PathBuf::from);
-    if let Some(bin) = fcgi_gateway::embedded_fpm::installed_php_fpm(explicit.as_deref()) {
+    if let Some(bin) = fcgi_gateway::fpm::embedded::installed_php_fpm(explicit.as_deref()) {
         return bin;
     }
     if let Some(bin) = explicit {

@@ -5,15 +5,11 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::conn::{self, ExchangeTimeouts};
-use super::{
-    forward, FcgiRequest, Measure, Output, Pool, RequestBody, UpstreamAddr, UpstreamError,
-};
-use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
-use crate::upstream::request::{self, Stdin};
+use super::page;
+use crate::upstream::{forward, FcgiRequest, Measure, Pool, RequestBody, UpstreamError};
 
 /// The fields of php-fpm's JSON status that the gateway uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,66 +97,7 @@ pub fn spawn_follower(
 /// The encoded FastCGI request for php-fpm's status page (`?json`).
 /// `keep_conn` is false for a connection dialed just for it.
 pub fn request(path: &str, keep_conn: bool) -> Bytes {
-    management_request(path, "json", keep_conn)
-}
-
-/// A GET of one of php-fpm's own pages (status, ping), which php-fpm answers
-/// by SCRIPT_NAME without running PHP: BEGIN_REQUEST, PARAMS, empty STDIN.
-pub fn management_request(path: &str, query: &str, keep_conn: bool) -> Bytes {
-    let uri = if query.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{query}")
-    };
-    let params: [(&[u8], &[u8]); 8] = [
-        (b"SCRIPT_FILENAME", path.as_bytes()),
-        (b"SCRIPT_NAME", path.as_bytes()),
-        (b"QUERY_STRING", query.as_bytes()),
-        (b"REQUEST_METHOD", b"GET"),
-        (b"REQUEST_URI", uri.as_bytes()),
-        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
-        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-        (b"SERVER_SOFTWARE", b"fcgi-gateway"),
-    ];
-    request::encode(&params, keep_conn, Stdin::Complete(&[]))
-}
-
-/// Sends `head` on a connection of its own (not through a pool: probes must
-/// not queue behind real requests, and the bench has no pool) and returns
-/// the whole STDOUT, refusing more than `max_bytes`.
-pub async fn one_shot(
-    addr: &UpstreamAddr,
-    head: Bytes,
-    timeouts: ExchangeTimeouts,
-    connect_timeout: Duration,
-    max_bytes: usize,
-) -> Result<Bytes, String> {
-    let mut conn = conn::dial(addr, connect_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (tx, mut rx) = mpsc::channel(16);
-    // Collect concurrently: an answer bigger than the channel must not stall the exchange.
-    let collect = async {
-        let mut stdout = BytesMut::new();
-        while let Some(out) = rx.recv().await {
-            if let Output::Stdout(data) = out {
-                if stdout.len() + data.len() > max_bytes {
-                    return Err(format!("answer larger than {max_bytes} bytes"));
-                }
-                stdout.extend_from_slice(&data);
-            }
-        }
-        Ok(stdout.freeze())
-    };
-    let exchange = async {
-        let r = conn::exchange(&mut conn, head, &mut RequestBody::Empty, &tx, timeouts).await;
-        // Ends the collector.
-        drop(tx);
-        r
-    };
-    let (outcome, stdout) = tokio::join!(exchange, collect);
-    outcome.map_err(|f| f.error.to_string())?;
-    stdout
+    page::request(path, "json", keep_conn)
 }
 
 /// Requests `path?json` through `pool` and parses the answer.
@@ -177,42 +114,24 @@ pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
         tx,
         Measure::Nothing,
     ));
-    let mut stdout = BytesMut::new();
-    while let Some(out) = rx.recv().await {
-        match out {
-            Output::Stdout(data) => {
-                if stdout.len() + data.len() > MAX_STATUS_BYTES {
-                    return Err(too_large());
-                }
-                stdout.extend_from_slice(&data);
-            }
-            Output::Stderr(_) | Output::Timing(_) => {}
-            Output::Failed(e) => return Err(e.into()),
-        }
-    }
-    parse_response(stdout.freeze())
+    let stdout = page::collect(&mut rx, MAX_STATUS_BYTES)
+        .await
+        .map_err(|e| match e {
+            page::CollectError::Upstream(e) => StatusError::Upstream(e),
+            too_large => StatusError::Format(too_large.to_string()),
+        })?;
+    parse_response(stdout)
 }
 
 /// The status page is small; anything bigger is not it.
 pub const MAX_STATUS_BYTES: usize = 256 * 1024;
 
-pub fn too_large() -> StatusError {
-    StatusError::Format(format!("answer larger than {MAX_STATUS_BYTES} bytes"))
-}
-
 /// Splits the CGI head off php-fpm's answer and reads the JSON body.
 pub fn parse_response(stdout: Bytes) -> Result<FpmStatus, StatusError> {
-    let mut parser = HeadParser::new(DEFAULT_HEAD_LIMIT);
-    let (head, body) = match parser.push(stdout) {
-        Ok(Some(done)) => done,
-        Ok(None) => parser
-            .finish()
-            .map_err(|e| StatusError::Format(format!("bad CGI head: {e}")))?,
-        Err(e) => return Err(StatusError::Format(format!("bad CGI head: {e}"))),
-    };
-    if head.status.as_u16() != 200 {
+    let (status, body) = page::parse(stdout).map_err(StatusError::Format)?;
+    if status.as_u16() != 200 {
         return Err(StatusError::Status {
-            status: head.status.as_u16(),
+            status: status.as_u16(),
             body: String::from_utf8_lossy(&body)
                 .trim()
                 .chars()
@@ -260,6 +179,7 @@ pub fn parse_json(body: &[u8]) -> Result<FpmStatus, StatusError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     #[test]
     fn parses_php_fpm_json() {
