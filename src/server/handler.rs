@@ -291,8 +291,7 @@ async fn read_head(
             },
             Some(Output::Stderr(data)) => log_stderr(ctx, &data),
             Some(Output::Failed(e)) => {
-                let status = respond::upstream_status(&e);
-                if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::BAD_REQUEST {
+                if e.severity() == tracing::Level::WARN {
                     tracing::warn!(request_id = ctx.request_id, script = %ctx.script, error = %e, "upstream request failed");
                 } else {
                     tracing::error!(request_id = ctx.request_id, script = %ctx.script, error = %e, "upstream request failed");

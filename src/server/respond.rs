@@ -6,55 +6,42 @@ use http::{header, HeaderValue, Response, StatusCode};
 use super::limits::Exceeded;
 use crate::body::GatewayBody;
 use crate::cgi::response::HeadError;
-use crate::fastcgi::ProtocolStatus;
 use crate::static_files::StaticError;
-use crate::upstream::{SpoolError, UpstreamError};
+use crate::upstream::{FailureKind, SpoolError, UpstreamError};
 
-/// Status for an upstream failure: unreachable or bad output → 502,
-/// timeouts → 504, saturation or FastCGI OVERLOADED → 503.
+/// Status for an upstream failure, by its kind: unreachable or bad output
+/// → 502, timeouts → 504, saturation or FastCGI OVERLOADED → 503.
 pub fn upstream_status(err: &UpstreamError) -> StatusCode {
-    match err {
-        UpstreamError::ConnectTimeout { .. }
-        | UpstreamError::HeadTimeout { .. }
-        | UpstreamError::ReadTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        UpstreamError::AcquireTimeout { .. }
-        | UpstreamError::QueueFull { .. }
-        | UpstreamError::Refused(ProtocolStatus::Overloaded) => StatusCode::SERVICE_UNAVAILABLE,
-        UpstreamError::ClientBody(_) => StatusCode::BAD_REQUEST,
-        UpstreamError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        UpstreamError::Connect { .. }
-        | UpstreamError::Write(_)
-        | UpstreamError::Read(_)
-        | UpstreamError::Closed
-        | UpstreamError::Protocol(_)
-        | UpstreamError::Refused(_)
-        | UpstreamError::ClientGone => StatusCode::BAD_GATEWAY,
+    match err.kind() {
+        FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        FailureKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::ClientBody => StatusCode::BAD_REQUEST,
+        FailureKind::Local => StatusCode::INTERNAL_SERVER_ERROR,
+        // Nobody reads it; a status is still needed for the access log.
+        FailureKind::Upstream | FailureKind::ClientGone => StatusCode::BAD_GATEWAY,
     }
 }
 
 pub fn upstream_error(err: &UpstreamError) -> Response<GatewayBody> {
-    let status = upstream_status(err);
-    let text = match err {
-        UpstreamError::ConnectTimeout { .. } => {
+    let text = match (err.kind(), err) {
+        (FailureKind::Timeout, UpstreamError::ConnectTimeout { .. }) => {
             "Gateway Timeout: connect-timeout (php-fpm did not accept the connection in time)\n"
         }
-        UpstreamError::HeadTimeout { .. } => {
+        (FailureKind::Timeout, UpstreamError::HeadTimeout { .. }) => {
             "Gateway Timeout: read-timeout (no response head from php-fpm in time)\n"
         }
-        UpstreamError::ReadTimeout { .. } => {
-            "Gateway Timeout: read-timeout (php-fpm stopped sending)\n"
-        }
-        UpstreamError::AcquireTimeout { .. } | UpstreamError::QueueFull { .. } => {
-            "Service Unavailable: all upstream connections are busy\n"
-        }
-        UpstreamError::Refused(ProtocolStatus::Overloaded) => {
+        (FailureKind::Timeout, _) => "Gateway Timeout: read-timeout (php-fpm stopped sending)\n",
+        (FailureKind::Overloaded, UpstreamError::Refused(_)) => {
             "Service Unavailable: php-fpm is overloaded\n"
         }
-        UpstreamError::ClientBody(_) => "Bad Request: the request body could not be read\n",
-        UpstreamError::Spool(_) => "Internal Server Error\n",
-        _ => "Bad Gateway: php-fpm is unreachable or sent an invalid response\n",
+        (FailureKind::Overloaded, _) => "Service Unavailable: all upstream connections are busy\n",
+        (FailureKind::ClientBody, _) => "Bad Request: the request body could not be read\n",
+        (FailureKind::Local, _) => "Internal Server Error\n",
+        (FailureKind::Upstream | FailureKind::ClientGone, _) => {
+            "Bad Gateway: php-fpm is unreachable or sent an invalid response\n"
+        }
     };
-    plain(status, text)
+    plain(upstream_status(err), text)
 }
 
 pub fn head_error(_err: &HeadError) -> Response<GatewayBody> {
@@ -159,6 +146,7 @@ pub fn plain(status: StatusCode, text: &str) -> Response<GatewayBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fastcgi::ProtocolStatus;
     use std::time::Duration;
 
     #[test]

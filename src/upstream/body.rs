@@ -10,9 +10,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use super::UpstreamError;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::{BoxError, ClientError, UpstreamError};
 
 /// Bodies up to this size stay in memory while spooling.
 pub const SPOOL_MEMORY_LIMIT: usize = 1024 * 1024;
@@ -66,7 +64,7 @@ impl RequestBody {
             RequestBody::Stream(body) => loop {
                 match body.frame().await {
                     None => return Ok(None),
-                    Some(Err(e)) => return Err(UpstreamError::ClientBody(e.to_string())),
+                    Some(Err(e)) => return Err(ClientError::Body(e).into()),
                     Some(Ok(frame)) => {
                         // Trailers have no place in CGI; skip them.
                         if let Ok(data) = frame.into_data() {
@@ -100,7 +98,7 @@ pub enum SpoolError {
     #[error("request body larger than {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("reading the request body failed: {0}")]
-    Client(String),
+    Client(#[source] BoxError),
     #[error("spooling the request body to a temp file failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -119,12 +117,12 @@ impl Spool {
     pub async fn read_from<B>(mut body: B, limit: u64) -> Result<Spool, SpoolError>
     where
         B: Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
+        B::Error: Into<BoxError>,
     {
         let mut spool = Spool::default();
         let mut in_memory = 0usize;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| SpoolError::Client(e.to_string()))?;
+            let frame = frame.map_err(|e| SpoolError::Client(e.into()))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
@@ -161,7 +159,7 @@ impl Spool {
         let Some(file) = self.file.as_mut() else {
             return Ok(None);
         };
-        let io_err = |e: std::io::Error| UpstreamError::Spool(e.to_string());
+        let io_err = |e: std::io::Error| UpstreamError::from(ClientError::Spool(e));
         if !self.file_rewound {
             file.seek(SeekFrom::Start(0)).await.map_err(io_err)?;
             self.file_rewound = true;

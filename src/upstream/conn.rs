@@ -16,7 +16,7 @@ use super::body::RequestBody;
 use super::pipeline::Handoff;
 use super::pool::{Lease, LeaseGuard};
 use super::request::REQUEST_ID;
-use super::{Timing, UpstreamAddr, UpstreamError};
+use super::{ClientError, Timing, UpstreamAddr, UpstreamError};
 use crate::fastcgi::{self, DecodeError, Event, ProtocolStatus, RecordType, ResponseDecoder};
 
 /// How many response bytes we read from the socket at a time.
@@ -313,16 +313,28 @@ async fn exchange_with(
                     if let Some(Clock { timing, report }) = clock.take() {
                         timing.first_byte = Some(sent_at.elapsed());
                         if report && out.send(Output::Timing(*timing)).await.is_err() {
-                            return Err(fail(UpstreamError::ClientGone, true, body_consumed));
+                            return Err(fail(
+                                UpstreamError::Client(ClientError::Gone),
+                                true,
+                                body_consumed,
+                            ));
                         }
                     }
                     if out.send(Output::Stdout(data)).await.is_err() {
-                        return Err(fail(UpstreamError::ClientGone, true, body_consumed));
+                        return Err(fail(
+                            UpstreamError::Client(ClientError::Gone),
+                            true,
+                            body_consumed,
+                        ));
                     }
                 }
                 Ok(Some(Event::Stderr(data))) => {
                     if out.send(Output::Stderr(data)).await.is_err() {
-                        return Err(fail(UpstreamError::ClientGone, true, body_consumed));
+                        return Err(fail(
+                            UpstreamError::Client(ClientError::Gone),
+                            true,
+                            body_consumed,
+                        ));
                     }
                 }
                 Ok(Some(Event::EndRequest {
@@ -419,7 +431,7 @@ async fn exchange_with(
             // The client went away: close now so the worker sees the abort and
             // the slot frees at once, not at the script's next output.
             _ = out.closed() => {
-                return Err(fail(UpstreamError::ClientGone, got_bytes, true));
+                return Err(fail(UpstreamError::Client(ClientError::Gone), got_bytes, true));
             }
             _ = tokio::time::sleep_until(deadline), if body_done => {
                 let error = if got_bytes {

@@ -7,6 +7,7 @@ pub mod body;
 mod capacity;
 pub mod conn;
 pub mod connect;
+mod error;
 pub mod listen_queue;
 mod pipeline;
 pub mod pool;
@@ -23,48 +24,9 @@ pub use addr::UpstreamAddr;
 pub use body::{RequestBody, Spool, SpoolError};
 pub use conn::{ExchangeTimeouts, Output};
 pub use connect::{AddrConnector, Connect};
+pub use error::{BoxError, ClientError, FailureKind, UpstreamError};
 pub use pipeline::route_key;
 pub use pool::{set_worker_thread, ExchangeObserver, Pool, PoolSettings, PoolSnapshot, PoolStats};
-
-use crate::fastcgi::{DecodeError, ProtocolStatus};
-
-/// Everything that can go wrong between us and the upstream, each carrying
-/// what failed and which named timeout fired. `server::respond` maps these to statuses.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("cannot connect to upstream {addr}: {source}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("connect-timeout: upstream {addr} did not accept within {after:?}")]
-    ConnectTimeout { addr: String, after: Duration },
-    #[error("acquire-timeout: no upstream connection free within {after:?}")]
-    AcquireTimeout { after: Duration },
-    #[error("queue-length: {length} requests already wait for an upstream connection")]
-    QueueFull { length: usize },
-    #[error("writing the request to the upstream failed: {0}")]
-    Write(#[source] std::io::Error),
-    #[error("reading the response from the upstream failed: {0}")]
-    Read(#[source] std::io::Error),
-    #[error("the upstream closed the connection before the end of the response")]
-    Closed,
-    #[error("malformed FastCGI from upstream: {0}")]
-    Protocol(#[from] DecodeError),
-    #[error("the upstream refused the request: {0:?}")]
-    Refused(ProtocolStatus),
-    #[error("read-timeout: no response head from upstream within {after:?}")]
-    HeadTimeout { after: Duration },
-    #[error("read-timeout: upstream sent nothing for {after:?} mid-response")]
-    ReadTimeout { after: Duration },
-    #[error("the client went away")]
-    ClientGone,
-    #[error("reading the request body from the client failed: {0}")]
-    ClientBody(String),
-    #[error("reading the spooled request body failed: {0}")]
-    Spool(String),
-}
 
 /// Moves a moving average of durations (in µs; 0 = none yet) an eighth of
 /// the way to `sample`: about the last 8 samples count. Racing updates lose
@@ -196,17 +158,14 @@ pub async fn forward(
                     && !retried
                     && !failure.got_response_bytes
                     && (!failure.body_consumed || request.body.rewind())
-                    && matches!(
-                        failure.error,
-                        UpstreamError::Write(_) | UpstreamError::Read(_) | UpstreamError::Closed
-                    );
+                    && failure.error.is_retryable();
                 if retryable {
                     pool.stats().note_retry();
                     tracing::debug!(error = %failure.error, "reused upstream connection failed before the response; retrying on a fresh one");
                     retried = true;
                     continue;
                 }
-                if !matches!(failure.error, UpstreamError::ClientGone) {
+                if failure.error.kind() != FailureKind::ClientGone {
                     let _ = out.send(Output::Failed(failure.error)).await;
                 }
                 return;
