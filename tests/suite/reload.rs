@@ -1,9 +1,9 @@
 //! SIGHUP reloads the config file (flags still win) without a failed
 //! request; a bad file is refused and the old config keeps serving. Sockets
-//! handed over by systemd are in `activation`. All through the real binary,
-//! its log read as it runs (NO_COLOR keeps it plain).
+//! handed over by systemd are in `socket_activation`. All through the real
+//! binary, its log read as it runs (NO_COLOR keeps it plain).
 
-mod activation;
+mod socket_activation;
 
 use crate::support;
 
