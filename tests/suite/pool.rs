@@ -10,6 +10,7 @@ use bytes::Bytes;
 use support::fake_fcgi::{FakeFcgi, Script, Step};
 use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
+use support::wait;
 
 fn upstreams(fpm: &PhpFpm) -> Vec<String> {
     support::upstreams_of(fpm)
@@ -112,14 +113,12 @@ async fn php_fpm_restart_recovers_without_gateway_restart() {
     );
     // Back to full service by itself (connect back-off is at most 1 s).
     for gw in [&gw_unix, &gw_tcp] {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if gateway::get(gw.addr, "/hello.php").await.status == 200 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no recovery after restart");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait::until_async(
+            "recovery after restart",
+            Duration::from_secs(5),
+            async || gateway::get(gw.addr, "/hello.php").await.status == 200,
+        )
+        .await;
         let statuses = gateway::load(gw.addr, "/hello.php", 200, 8).await;
         assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     }
@@ -350,15 +349,13 @@ async fn pool_size_follows_php_fpm_status_page() {
     for upstream in upstreams(&fpm) {
         let gw = gateway_for(&upstream, &["--fpm-status-path", "/status"]).await;
         // A smaller size than configured is confirmed by a second reading 2 s later.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while gw.pool.snapshot().size != 3 {
-            assert!(
-                Instant::now() < deadline,
-                "{upstream}: pool not sized from the status page: {:?}",
-                gw.pool.snapshot()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let sized =
+            wait::holds_within(Duration::from_secs(15), || gw.pool.snapshot().size == 3).await;
+        assert!(
+            sized,
+            "{upstream}: pool not sized from the status page: {:?}",
+            gw.pool.snapshot()
+        );
         assert_eq!(gateway::get(gw.addr, "/hello.php").await.status, 200);
         gw.shutdown().await;
 

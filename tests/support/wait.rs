@@ -1,0 +1,111 @@
+//! Waiting for something to happen by looking again every [`INTERVAL`],
+//! instead of sleeping and hoping it has.
+//!
+//! Every wait has a timeout. The `until*` helpers panic when it passes,
+//! naming what they waited for and how long; `holds_within*` return whether
+//! the condition came true and leave the failure to the caller, whose
+//! assertion can say more (a log, a pool snapshot). The plain helpers are
+//! for async tests (on tokio's clock, so a paused one works too); the
+//! `_blocking` ones for `#[test]`s and the harness's own threads.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long the helpers wait between two looks.
+pub const INTERVAL: Duration = Duration::from_millis(10);
+
+/// Looks at `condition` every [`INTERVAL`] until it holds or `timeout` has
+/// passed; returns whether it held.
+pub async fn holds_within(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    holds_within_async(timeout, async || condition()).await
+}
+
+/// Waits until `condition` holds; panics naming `what` after `timeout`.
+pub async fn until(what: &str, timeout: Duration, condition: impl FnMut() -> bool) {
+    let started = tokio::time::Instant::now();
+    if !holds_within(timeout, condition).await {
+        timed_out(what, started.elapsed());
+    }
+}
+
+/// [`until`] for a condition that has to await (e.g. a request).
+pub async fn until_async(what: &str, timeout: Duration, condition: impl AsyncFnMut() -> bool) {
+    let started = tokio::time::Instant::now();
+    if !holds_within_async(timeout, condition).await {
+        timed_out(what, started.elapsed());
+    }
+}
+
+/// [`holds_within`] for synchronous code: sleeps the thread between looks.
+pub fn holds_within_blocking(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if started.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(INTERVAL);
+    }
+}
+
+/// [`until`] for synchronous code.
+pub fn until_blocking(what: &str, timeout: Duration, condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    if !holds_within_blocking(timeout, condition) {
+        timed_out(what, started.elapsed());
+    }
+}
+
+/// Waits until `path` exists: a server has bound its unix socket there.
+pub async fn socket_appears(path: &Path, timeout: Duration) {
+    let what = format!("{} to appear", path.display());
+    until(&what, timeout, || path.exists()).await;
+}
+
+/// [`socket_appears`] for synchronous code.
+pub fn socket_appears_blocking(path: &Path, timeout: Duration) {
+    let what = format!("{} to appear", path.display());
+    until_blocking(&what, timeout, || path.exists());
+}
+
+/// Scrapes the admin listener's /metrics (each answer must be 200) until
+/// `done` holds for its text, and returns that text. Counters lag the
+/// client a little: they are written with the access line, just after the
+/// client had its last byte.
+pub async fn scrape_until(
+    admin: SocketAddr,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let mut last = String::new();
+    let matched = holds_within_async(timeout, async || {
+        let reply = super::gateway::get(admin, "/metrics").await;
+        assert_eq!(reply.status, 200, "/metrics answered {}", reply.text());
+        last = reply.text();
+        done(&last)
+    })
+    .await;
+    assert!(matched, "metrics never matched in {timeout:?}:\n{last}");
+    last
+}
+
+/// The async primitive the others build on.
+async fn holds_within_async(timeout: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let started = tokio::time::Instant::now();
+    loop {
+        if condition().await {
+            return true;
+        }
+        if started.elapsed() >= timeout {
+            return false;
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+fn timed_out(what: &str, waited: Duration) -> ! {
+    panic!("timed out after {waited:.1?} waiting for {what}")
+}
