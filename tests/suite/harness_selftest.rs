@@ -760,6 +760,11 @@ async fn fake_fcgi_close_sleep_and_abort() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(stdout_of(&records), "partial");
     assert!(records.iter().all(|r| r.0 != END_REQUEST), "{records:?}");
+    // Step::Close: the fake counts the connection it closed.
+    wait::until("the closed connection to be counted", WAIT, || {
+        fake.connections_ended() == 1
+    })
+    .await;
 
     // A sleeping script still notices ABORT_REQUEST.
     let mut stream = target.raw_stream().await;
