@@ -141,9 +141,19 @@ fn sigterm(child: &std::process::Child) {
 }
 
 fn http_over_unix(path: &std::path::Path, request: &str) -> String {
+    read_reply(send_over_unix(path, request))
+}
+
+/// Connects to the gateway's unix socket and writes `request`.
+fn send_over_unix(path: &std::path::Path, request: &str) -> UnixStream {
     let mut s = UnixStream::connect(path).expect("connect to the gateway's unix socket");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request.as_bytes()).unwrap();
+    s
+}
+
+/// Reads the response until the gateway closes the connection.
+fn read_reply(mut s: UnixStream) -> String {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -179,16 +189,13 @@ fn serves_on_a_unix_socket_and_drains_on_sigterm() {
     assert!(out.contains("\"REMOTE_ADDR\":\"unix:\""), "{out}");
 
     // A slow request in flight when SIGTERM arrives still completes.
-    let sock2 = sock.clone();
-    let slow = std::thread::spawn(move || {
-        http_over_unix(
-            &sock2,
-            "GET /slow.php?ms=700 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    let slow = send_over_unix(
+        &sock,
+        "GET /slow.php?ms=700 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    wait::peer_has_read(&slow, Duration::from_secs(10));
     sigterm(&child);
-    let slow_out = slow.join().unwrap();
+    let slow_out = read_reply(slow);
     assert!(slow_out.starts_with("HTTP/1.1 200"), "{slow_out}");
     assert!(slow_out.contains("slept 700"), "{slow_out}");
     let status = child.wait().unwrap();

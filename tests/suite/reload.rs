@@ -124,9 +124,18 @@ impl Dir {
             )
             .unwrap();
         }
-        // Only in `a`: a request that began there must finish there.
-        std::fs::copy(fixtures_dir().join("slow.php"), path.join("a/slow.php")).unwrap();
+        // Only in `a`: a request that began there must finish there. The
+        // fixture, but first it leaves `a/slow.began` behind (`slow_began`).
+        let slow = std::fs::read_to_string(fixtures_dir().join("slow.php")).unwrap();
+        let marked = slow.replacen("<?php\n", "<?php\ntouch(__DIR__ . '/slow.began');\n", 1);
+        assert_ne!(marked, slow, "fixtures/php/slow.php starts with <?php");
+        std::fs::write(path.join("a/slow.php"), marked).unwrap();
         Dir { _tmp: tmp, path }
+    }
+
+    /// Whether a request for `a/slow.php` has begun running in php-fpm.
+    fn slow_began(&self) -> bool {
+        self.path.join("a/slow.began").exists()
     }
 
     fn config(&self) -> PathBuf {
@@ -281,7 +290,10 @@ async fn sighup_swaps_root_upstream_and_listeners_without_a_failed_request() {
         let one = one.clone();
         async move { get(&one, "/slow.php?ms=800").await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait::until("the slow request to run in php-fpm", WAIT, || {
+        dir.slow_began()
+    })
+    .await;
 
     // New root, front controller, upstream (tcp: a new pool), one more listener.
     dir.write_config(&format!(

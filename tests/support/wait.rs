@@ -9,6 +9,8 @@
 //! `_blocking` ones for `#[test]`s and the harness's own threads.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -90,6 +92,26 @@ pub async fn scrape_until(
     .await;
     assert!(matched, "metrics never matched in {timeout:?}:\n{last}");
     last
+}
+
+/// Waits until the other end of `stream` has read everything written to
+/// it (the unread bytes a unix socket holds for its peer, `SIOCOUTQ`, are
+/// down to 0): a server has taken the request written just before.
+pub fn peer_has_read(stream: &UnixStream, timeout: Duration) {
+    until_blocking("the peer to read what was written", timeout, || {
+        unread_by_peer(stream) == 0
+    });
+}
+
+/// Bytes written to `stream` that its peer has not read yet.
+fn unread_by_peer(stream: &UnixStream) -> usize {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: ioctl(2) SIOCOUTQ (same number as TIOCOUTQ) on a socket we
+    // own, open for the whole call, writes one c_int through the pointer,
+    // which points at a live local of that type.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut unread) };
+    assert_eq!(rc, 0, "SIOCOUTQ: {}", std::io::Error::last_os_error());
+    unread as usize
 }
 
 /// The async primitive the others build on.
