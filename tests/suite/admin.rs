@@ -226,7 +226,7 @@ fn binary_serves_admin_on_a_unix_socket_and_removes_it_on_exit() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn gateway");
-    wait::socket_appears_blocking(&admin, Duration::from_secs(10));
+    wait::socket_listens_blocking(&admin, Duration::from_secs(10));
     let get = |path: &str| {
         http_over_unix(
             &admin,

@@ -180,7 +180,7 @@ fn serves_on_a_unix_socket_and_drains_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
-    wait::socket_appears_blocking(&sock, Duration::from_secs(10));
+    wait::socket_listens_blocking(&sock, Duration::from_secs(10));
     let out = http_over_unix(
         &sock,
         "GET /env.php HTTP/1.1\r\nHost: app.local\r\nConnection: close\r\n\r\n",
@@ -238,7 +238,7 @@ fn log_of_one_request(extra: &[&str], rust_log: Option<&str>) -> String {
         cmd.env("RUST_LOG", filter);
     }
     let mut child = cmd.spawn().expect("spawn gateway");
-    wait::socket_appears_blocking(&sock, Duration::from_secs(10));
+    wait::socket_listens_blocking(&sock, Duration::from_secs(10));
     let out = http_over_unix(
         &sock,
         "GET /hello.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

@@ -297,7 +297,7 @@ fn binary_prints_json_access_lines_bare() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
-    wait::socket_appears_blocking(&sock, Duration::from_secs(10));
+    wait::socket_listens_blocking(&sock, Duration::from_secs(10));
     let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
     s.write_all(b"GET /hello.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .expect("write");

@@ -269,7 +269,7 @@ async fn sighup_swaps_root_upstream_and_listeners_without_a_failed_request() {
         "--max-upstream-conns",
         "4",
     ]);
-    wait::socket_appears(&one, WAIT).await;
+    wait::socket_listens(&one, WAIT).await;
     assert_eq!(
         get(&one, "/who.php").await,
         Ok((200, "root-a cli-name".to_owned()))
@@ -380,7 +380,7 @@ async fn a_bad_config_is_refused_and_the_running_one_keeps_serving() {
         "--server-name",
         "cli-name",
     ]);
-    wait::socket_appears(&one, WAIT).await;
+    wait::socket_listens(&one, WAIT).await;
     // Kept alive across every refused reload.
     let mut kept = connect(&one).await.unwrap();
 

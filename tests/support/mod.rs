@@ -7,7 +7,7 @@
 //!   temporary directory and stops it by PID.
 //! * [`fake_fcgi`] is a scripted FastCGI server for faults php-fpm cannot
 //!   produce on demand (malformed records, wrong request ids, early close...).
-//! * [`wait`] polls for something to happen (a condition, a socket file,
+//! * [`wait`] polls for something to happen (a condition, a listening socket,
 //!   a metric) with a timeout, where a sleep would only hope it has.
 //! * The helpers here describe what the PHP fixtures produce, so tests can
 //!   compute expected bodies without duplicating magic constants.

@@ -61,16 +61,36 @@ pub fn until_blocking(what: &str, timeout: Duration, condition: impl FnMut() -> 
     }
 }
 
-/// Waits until `path` exists: a server has bound its unix socket there.
-pub async fn socket_appears(path: &Path, timeout: Duration) {
-    let what = format!("{} to appear", path.display());
-    until(&what, timeout, || path.exists()).await;
+/// Waits until a unix socket listens at `path`. Its file appears at
+/// bind(2), a moment before listen(2), and a connect in between is
+/// refused; so this looks for a listening socket bound there in
+/// /proc/net/unix.
+pub async fn socket_listens(path: &Path, timeout: Duration) {
+    let what = format!("a socket to listen at {}", path.display());
+    until(&what, timeout, || listens_at(path)).await;
 }
 
-/// [`socket_appears`] for synchronous code.
-pub fn socket_appears_blocking(path: &Path, timeout: Duration) {
-    let what = format!("{} to appear", path.display());
-    until_blocking(&what, timeout, || path.exists());
+/// [`socket_listens`] for synchronous code.
+pub fn socket_listens_blocking(path: &Path, timeout: Duration) {
+    let what = format!("a socket to listen at {}", path.display());
+    until_blocking(&what, timeout, || listens_at(path));
+}
+
+/// Whether /proc/net/unix lists a listening socket bound to `path`.
+fn listens_at(path: &Path) -> bool {
+    // __SO_ACCEPTCON in the Flags column: listen(2) was called.
+    const LISTENING: u32 = 0x0001_0000;
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let path = path.display().to_string();
+    // Num RefCount Protocol Flags Type St Inode Path
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8
+            && fields[7..].join(" ") == path
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & LISTENING != 0)
+    })
 }
 
 /// Scrapes the admin listener's /metrics (each answer must be 200) until

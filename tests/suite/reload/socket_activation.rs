@@ -167,7 +167,7 @@ async fn systemd_socket_activate_hands_over_a_unix_socket() {
             .args(["--upstream", &format!("unix:{}", fpm.unix_socket.display())])
             .args(["--server-name", "cli-name"]),
     );
-    wait::socket_appears(&sock, WAIT).await;
+    wait::socket_listens(&sock, WAIT).await;
     // systemd-socket-activate starts the gateway at the first connection.
     assert_eq!(
         get(&sock, "/who.php").await,
