@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use support::fake_fcgi::{FakeFcgi, Script, Step};
 use support::gateway::{self, Gateway};
+use support::wait;
 
 const HEAD: &[u8] = b"Content-Type: text/plain\r\n\r\n";
 
@@ -19,11 +20,11 @@ fn end() -> Step {
     }
 }
 
+/// What [`capture_logs`] captured so far.
+type Logs = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
 /// Captures log output of the current thread (use a current-thread runtime).
-fn capture_logs() -> (
-    tracing::subscriber::DefaultGuard,
-    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-) {
+fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
     #[derive(Clone)]
     struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
     impl std::io::Write for Sink {
@@ -43,6 +44,20 @@ fn capture_logs() -> (
         .with_max_level(tracing::Level::INFO)
         .finish();
     (tracing::subscriber::set_default(subscriber), buf)
+}
+
+/// Waits until `needle` was logged `n` times. An access line is written
+/// when the server drops the response body, which may be just after the
+/// client has read it.
+async fn until_logged(logs: &Logs, needle: &str, n: usize) {
+    let what = format!("{n} log lines with {needle:?}");
+    wait::until(&what, Duration::from_secs(10), || {
+        String::from_utf8_lossy(&logs.lock().unwrap())
+            .matches(needle)
+            .count()
+            >= n
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -70,9 +85,7 @@ async fn stdout_and_stderr_interleaved_stderr_only_logged() {
         assert_eq!(r.text(), "one two");
         gw.shutdown().await;
     }
-    // The access line is written when the server drops the response body,
-    // which may be just after the client has read it.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_logged(&logs, "\"GET /hello.php HTTP/1.1\" 200", 2).await;
     let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(logs.contains("warning before head"), "{logs}");
     assert!(logs.contains("PHP Notice: in the middle"), "{logs}");
@@ -110,7 +123,15 @@ async fn static_answers_are_access_logged() {
     assert_eq!(gateway::get(gw.addr, "/docs").await.status, 301);
     assert_eq!(gateway::get(gw.addr, "/.env").await.status, 404);
     gw.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    for request in [
+        "\"GET /css/app.css HTTP/1.1\" 200",
+        "\"GET /big.txt HTTP/1.1\" 200",
+        "\"HEAD /css/app.css HTTP/1.1\" 200",
+        "\"GET /docs HTTP/1.1\" 301",
+        "\"GET /.env HTTP/1.1\" 404",
+    ] {
+        until_logged(&logs, request, 1).await;
+    }
     let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     let line = |needle: &str| {
         logs.lines()
@@ -138,7 +159,9 @@ async fn non_loopback_tcp_upstream_warns_about_allowed_clients() {
     // Nothing is sent to these addresses: no request is made.
     let remote = Gateway::start(&["--upstream", "tcp:192.0.2.10:9000", "--root", &root]).await;
     let local = Gateway::start(&["--upstream", "tcp:127.0.0.1:9000", "--root", &root]).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Each logs its pool's size right after the loopback check: both have
+    // made it once both lines are there.
+    until_logged(&logs, "upstream pool size from max-upstream-conns", 2).await;
     remote.shutdown().await;
     local.shutdown().await;
     let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
@@ -256,7 +279,7 @@ async fn hostile_then_static(format: &str, upstream: usize) -> (String, Vec<Stri
     hostile_request(gw.addr, "/hello.php?q=%22a").await;
     assert_eq!(gateway::get(gw.addr, "/data.txt").await.status, 200);
     gw.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    until_logged(&logs, " access: ", 2).await;
     let lines = access_lines(&logs.lock().unwrap());
     assert_eq!(lines.len(), 2, "one line per request: {lines:#?}");
     (root, lines)

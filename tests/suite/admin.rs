@@ -8,10 +8,11 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
+use support::wait;
 
 async fn gateway_with_admin(upstream: &str, extra: &[&str]) -> (Gateway, SocketAddr) {
     let mut args = vec!["--admin-listen", "127.0.0.1:0"];
@@ -19,22 +20,6 @@ async fn gateway_with_admin(upstream: &str, extra: &[&str]) -> (Gateway, SocketA
     let gw = Gateway::serve(upstream, &fixtures_dir().display().to_string(), &args).await;
     let admin = gw.admin.expect("admin listener bound");
     (gw, admin)
-}
-
-/// Scrapes /metrics until `done` holds for its text (the access log, and
-/// so the counters, are written just after the client got its last byte).
-async fn scrape_until(admin: SocketAddr, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let reply = gateway::get(admin, "/metrics").await;
-        assert_eq!(reply.status, 200);
-        let text = reply.text();
-        if done(&text) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "metrics never matched:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +99,7 @@ async fn metrics_count_requests_and_show_the_pool() {
             assert_eq!(gateway::get(gw.addr, "/hello.php").await.status, 200);
         }
         let socket = upstream.split(':').next().unwrap_or_default().to_owned();
-        let text = scrape_until(admin, |t| {
+        let text = wait::scrape_until(admin, Duration::from_secs(15), |t| {
             t.contains("fcgi_gateway_requests_total{class=\"2xx\"} 3\n")
                 && t.contains("fcgi_gateway_requests_total{class=\"4xx\"} 2\n")
         })
@@ -174,7 +159,7 @@ async fn metrics_show_php_fpm_status_page() {
     let labels = format!("{{upstream=\"{upstream}\",socket=\"unix\"}}");
     // A size smaller than configured is confirmed by a second reading 2 s later.
     let sized = format!("fcgi_gateway_upstream_pool_size{labels} 2\n");
-    let text = scrape_until(admin, |t| {
+    let text = wait::scrape_until(admin, Duration::from_secs(15), |t| {
         t.contains("fcgi_gateway_fpm_listen_queue{") && t.contains(&sized)
     })
     .await;
@@ -241,11 +226,7 @@ fn binary_serves_admin_on_a_unix_socket_and_removes_it_on_exit() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn gateway");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !admin.exists() {
-        assert!(Instant::now() < deadline, "no admin socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::socket_listens_blocking(&admin, Duration::from_secs(10));
     let get = |path: &str| {
         http_over_unix(
             &admin,

@@ -6,9 +6,10 @@ use crate::support;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::php_fpm::{fixtures_dir, PhpFpm};
+use support::wait;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fcgi-gateway"))
@@ -132,18 +133,6 @@ fn check_config_names_the_key_and_the_file() {
     );
 }
 
-/// Waits until the gateway has created its listening socket file.
-fn wait_for_socket(sock: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "gateway did not create its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn sigterm(child: &std::process::Child) {
     // SAFETY: kill(2) takes two integers and touches none of our memory; the PID
     // is our own child, not yet waited for, so it cannot name another process.
@@ -152,9 +141,19 @@ fn sigterm(child: &std::process::Child) {
 }
 
 fn http_over_unix(path: &std::path::Path, request: &str) -> String {
+    read_reply(send_over_unix(path, request))
+}
+
+/// Connects to the gateway's unix socket and writes `request`.
+fn send_over_unix(path: &std::path::Path, request: &str) -> UnixStream {
     let mut s = UnixStream::connect(path).expect("connect to the gateway's unix socket");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request.as_bytes()).unwrap();
+    s
+}
+
+/// Reads the response until the gateway closes the connection.
+fn read_reply(mut s: UnixStream) -> String {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -181,7 +180,7 @@ fn serves_on_a_unix_socket_and_drains_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
-    wait_for_socket(&sock);
+    wait::socket_listens_blocking(&sock, Duration::from_secs(10));
     let out = http_over_unix(
         &sock,
         "GET /env.php HTTP/1.1\r\nHost: app.local\r\nConnection: close\r\n\r\n",
@@ -190,16 +189,13 @@ fn serves_on_a_unix_socket_and_drains_on_sigterm() {
     assert!(out.contains("\"REMOTE_ADDR\":\"unix:\""), "{out}");
 
     // A slow request in flight when SIGTERM arrives still completes.
-    let sock2 = sock.clone();
-    let slow = std::thread::spawn(move || {
-        http_over_unix(
-            &sock2,
-            "GET /slow.php?ms=700 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    let slow = send_over_unix(
+        &sock,
+        "GET /slow.php?ms=700 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    wait::peer_has_read(&slow, Duration::from_secs(10));
     sigterm(&child);
-    let slow_out = slow.join().unwrap();
+    let slow_out = read_reply(slow);
     assert!(slow_out.starts_with("HTTP/1.1 200"), "{slow_out}");
     assert!(slow_out.contains("slept 700"), "{slow_out}");
     let status = child.wait().unwrap();
@@ -242,7 +238,7 @@ fn log_of_one_request(extra: &[&str], rust_log: Option<&str>) -> String {
         cmd.env("RUST_LOG", filter);
     }
     let mut child = cmd.spawn().expect("spawn gateway");
-    wait_for_socket(&sock);
+    wait::socket_listens_blocking(&sock, Duration::from_secs(10));
     let out = http_over_unix(
         &sock,
         "GET /hello.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -332,10 +328,9 @@ fn workers_flag_sets_the_runtime_threads() {
         let pid = gw.child.id();
         // Each thread names itself as it starts: on a busy machine a
         // moment after "serving" is logged.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while threads_named(pid, "serve-") != expected && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait::holds_within_blocking(Duration::from_secs(5), || {
+            threads_named(pid, "serve-") == expected
+        });
         assert_eq!(threads_named(pid, "serve-"), expected, "{extra:?}");
         assert_eq!(threads_named(pid, "tokio-rt-worker"), 0, "{extra:?}");
         let others = threads(pid) - expected - threads_named(pid, "tokio-runtime");

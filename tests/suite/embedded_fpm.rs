@@ -7,10 +7,14 @@ use crate::support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::binary::Binary;
 use support::demo_dir;
+use support::wait;
+
+/// How long php-fpm may take to fork, exit or serve again.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// A running gateway binary and the address it serves on.
 struct Running {
@@ -104,32 +108,21 @@ fn children_of(parent: i32) -> Vec<i32> {
 
 /// Waits until php-fpm `master` has forked `n` workers; returns their PIDs.
 fn workers(master: i32, n: usize) -> Vec<i32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let w: Vec<i32> = children_of(master)
+    let mut w = Vec::new();
+    let forked = wait::holds_within_blocking(WAIT, || {
+        w = children_of(master)
             .into_iter()
             .filter(|&p| is_live_php_fpm(p))
             .collect();
-        if w.len() >= n {
-            return w;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "php-fpm {master} has workers {w:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        w.len() >= n
+    });
+    assert!(forked, "php-fpm {master} has workers {w:?}");
+    w
 }
 
 fn assert_gone(pids: &[i32]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|&p| is_live_php_fpm(p)) {
-        assert!(
-            Instant::now() < deadline,
-            "php-fpm processes left: {pids:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let gone = wait::holds_within_blocking(WAIT, || !pids.iter().any(|&p| is_live_php_fpm(p)));
+    assert!(gone, "php-fpm processes left: {pids:?}");
 }
 
 #[test]
@@ -168,15 +161,12 @@ fn a_killed_php_fpm_is_restarted_and_requests_succeed_again() {
     assert_ne!(new_master, master);
     // The orphaned workers of the killed master do not linger.
     assert_gone(&old_workers);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let page = gw.get("/");
-        if page.starts_with("HTTP/1.1 200") && page.contains("Hello from PHP") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never served again: {page}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut page = String::new();
+    let served = wait::holds_within_blocking(WAIT, || {
+        page = gw.get("/");
+        page.starts_with("HTTP/1.1 200") && page.contains("Hello from PHP")
+    });
+    assert!(served, "never served again: {page}");
     let mut all = workers(new_master, 2);
     all.push(new_master);
     gw.signal(libc::SIGTERM);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use support::fake_fcgi::{FakeFcgi, Script, Step};
 use support::gateway::{self, Gateway};
+use support::wait;
 
 const HEAD: &[u8] = b"Content-Type: text/plain\r\n\r\n";
 
@@ -199,7 +200,13 @@ async fn unfinished_response_connection_is_not_reused() {
         assert_eq!(resp.status(), 200);
         // Dropped here: the client goes away mid-response.
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Then the next request finds its connection idled (wrongly) or gone.
+    wait::until(
+        "the gateway to be done with the abandoned response",
+        Duration::from_secs(10),
+        || gw.pool.snapshot().busy == 0,
+    )
+    .await;
     let r = gateway::get(gw.addr, "/hello.php").await;
     assert_eq!(r.text(), "fresh");
     assert_eq!(

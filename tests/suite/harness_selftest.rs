@@ -17,11 +17,14 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
+use support::wait;
 use support::{big_body, fixtures_dir, split_cgi_response, FakeFcgi, PhpFpm, PhpFpmOptions};
 use support::{Script, Step};
 
 /// Upper bound for any single request in these tests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long php-fpm or the fake server may take to show what a test waits for.
+const WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 enum Target {
@@ -227,10 +230,7 @@ async fn php_fpm_error_log_arrives_as_fastcgi_stderr() {
     }
     // fcgi.logging = 1 also puts it in php-fpm's own log. The master writes
     // that log after relaying the worker's pipe, so under load it can lag.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !fpm.log().contains("fixture stderr line") && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait::holds_within(WAIT, || fpm.log().contains("fixture stderr line")).await;
     assert!(
         fpm.log().contains("fixture stderr line"),
         "php-fpm log:\n{}",
@@ -424,10 +424,9 @@ async fn php_fpm_worker_crash_closes_without_end_request() {
         );
     }
     // The master notices and replaces the worker; give it a moment to log.
-    wait_for(
-        || fpm.log().contains("SIGKILL"),
-        "the SIGKILL to show in the log",
-    )
+    wait::until("the SIGKILL to show in the log", WAIT, || {
+        fpm.log().contains("SIGKILL")
+    })
     .await;
     for target in Target::of_fpm(&fpm) {
         php_ok(&target, php_params("hello.php", ""), b"").await;
@@ -454,10 +453,9 @@ async fn php_fpm_request_terminate_timeout() {
         started.elapsed()
     );
     assert!(records.iter().all(|r| r.0 != END_REQUEST), "{records:?}");
-    wait_for(
-        || fpm.log().contains("execution timed out"),
-        "php-fpm to log the timeout",
-    )
+    wait::until("php-fpm to log the timeout", WAIT, || {
+        fpm.log().contains("execution timed out")
+    })
     .await;
 }
 
@@ -502,9 +500,10 @@ async fn php_fpm_options_reach_both_pools() {
     for _ in 0..4 {
         php_ok(&target, php_params("hello.php", ""), b"").await;
     }
-    wait_for(
-        || fpm.log().contains("exited with code 0"),
+    wait::until(
         "a worker to be recycled after pm.max_requests",
+        WAIT,
+        || fpm.log().contains("exited with code 0"),
     )
     .await;
 }
@@ -761,6 +760,11 @@ async fn fake_fcgi_close_sleep_and_abort() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(stdout_of(&records), "partial");
     assert!(records.iter().all(|r| r.0 != END_REQUEST), "{records:?}");
+    // Step::Close: the fake counts the connection it closed.
+    wait::until("the closed connection to be counted", WAIT, || {
+        fake.connections_ended() == 1
+    })
+    .await;
 
     // A sleeping script still notices ABORT_REQUEST.
     let mut stream = target.raw_stream().await;
@@ -768,9 +772,12 @@ async fn fake_fcgi_close_sleep_and_abort() {
         .write_all(&raw_request(1, true, &[("A", "b")], b""))
         .await
         .unwrap();
-    wait_for(|| fake.requests_seen() == 2, "the second request to arrive").await;
+    wait::until("the second request to arrive", WAIT, || {
+        fake.requests_seen() == 2
+    })
+    .await;
     stream.write_all(&record(2, 1, b"")).await.unwrap(); // FCGI_ABORT_REQUEST
-    wait_for(|| fake.aborts_seen() == 1, "the abort to be counted").await;
+    wait::until("the abort to be counted", WAIT, || fake.aborts_seen() == 1).await;
     assert_eq!(fake.connections_seen(), 2);
 }
 
@@ -922,12 +929,4 @@ fn stdout_of(records: &Records) -> String {
         .flat_map(|r| r.2.clone())
         .collect();
     text(&bytes)
-}
-
-async fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -5,10 +5,11 @@
 use crate::support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
+use support::wait;
 
 fn root() -> String {
     fixtures_dir().display().to_string()
@@ -102,20 +103,6 @@ async fn admin_gateway(upstream: &str, extra: &[&str]) -> (Gateway, SocketAddr) 
     (gw, admin)
 }
 
-/// Scrapes /metrics until `done` holds (the counters are written with the
-/// access line, just after the client had its last byte).
-async fn scrape_until(admin: SocketAddr, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let text = gateway::get(admin, "/metrics").await.text();
-        if done(&text) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "metrics never matched:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The value of the sample `series` (name with its labels).
 fn sample(text: &str, series: &str) -> u64 {
     let prefix = format!("{series} ");
@@ -162,7 +149,7 @@ async fn timing_histograms_count_every_request_and_dial() {
         for _ in 0..2 {
             assert_eq!(gateway::get(gw.addr, "/nope.php").await.status, 404);
         }
-        let text = scrape_until(admin, |t| {
+        let text = wait::scrape_until(admin, Duration::from_secs(15), |t| {
             t.contains("fcgi_gateway_requests_total{class=\"2xx\"} 50\n")
                 && t.contains("fcgi_gateway_requests_total{class=\"4xx\"} 5\n")
         })
@@ -234,15 +221,16 @@ async fn saturation_503s_are_counted() {
     .await;
     let addr = gw.addr;
     let slow = tokio::spawn(async move { gateway::get(addr, "/slow.php?ms=800").await });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.pool.snapshot().busy == 0 {
-        assert!(Instant::now() < deadline, "the slow request never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait::until(
+        "the slow request to take the connection",
+        Duration::from_secs(10),
+        || gw.pool.snapshot().busy > 0,
+    )
+    .await;
     let refused = gateway::get(gw.addr, "/hello.php").await;
     assert_eq!(refused.status, 503);
     assert_eq!(slow.await.unwrap().status, 200);
-    let text = scrape_until(admin, |t| {
+    let text = wait::scrape_until(admin, Duration::from_secs(15), |t| {
         t.contains("fcgi_gateway_requests_total{class=\"2xx\"} 1\n")
             && t.contains("fcgi_gateway_requests_total{class=\"5xx\"} 1\n")
     })
@@ -270,7 +258,7 @@ async fn php_fpm_status_counters_on_metrics() {
         let (gw, admin) = admin_gateway(&upstream, &["--fpm-status-path", "/status"]).await;
         let labels = labels_of(&upstream);
         let slow = format!("fcgi_gateway_fpm_slow_requests_total{labels}");
-        let text = scrape_until(admin, |t| t.contains(&slow)).await;
+        let text = wait::scrape_until(admin, Duration::from_secs(15), |t| t.contains(&slow)).await;
         // No script ran past a slowlog timeout (none is set).
         assert_eq!(sample(&text, &slow), 0, "{text}");
         for series in ["fpm_listen_queue", "fpm_max_children_reached_total"] {
@@ -309,11 +297,7 @@ fn binary_prints_json_access_lines_bare() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "no socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::socket_listens_blocking(&sock, Duration::from_secs(10));
     let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
     s.write_all(b"GET /hello.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .expect("write");

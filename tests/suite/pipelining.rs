@@ -12,7 +12,12 @@ use std::time::Duration;
 use support::fake_fcgi::{FakeFcgi, Script, Step};
 use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
+use support::wait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long the gateway or the fake may take to reach the state a test
+/// waits for.
+const WAIT: Duration = Duration::from_secs(10);
 
 async fn gateway_for(upstream: &str, extra: &[&str]) -> Gateway {
     Gateway::serve(upstream, &fixtures_dir().display().to_string(), extra).await
@@ -158,6 +163,7 @@ async fn a_slow_request_pauses_pipelining() {
     // a hello.php take over 100 ms and pause it again).
     let mut resumed = false;
     for _ in 0..4 {
+        // Time must pass: the pause is the gateway's own 2 s timer.
         tokio::time::sleep(Duration::from_millis(2100)).await;
         let before = sent_ahead();
         assert!(gateway::load(gw.addr, "/hello.php", 200, 8)
@@ -219,7 +225,11 @@ async fn ahead_and_behind(
     let addr = gw.addr;
     assert_eq!(gateway::get(addr, "/hello.php").await.text(), "warm");
     let held = tokio::spawn(async move { gateway::get(addr, "/hello.php").await.text() });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    wait::until("the held request to reach the fake", WAIT, || {
+        fake.requests_seen() == 2
+    })
+    .await;
+    let acquired = gw.pool.snapshot().acquired;
     let ahead_client = tokio::spawn(async move {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         stream
@@ -238,8 +248,10 @@ async fn ahead_and_behind(
         seen
     });
     let mut behind = Vec::new();
-    for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(60)).await;
+    for before in 1..=2 {
+        // In turn: the requests before it have reached the pool first.
+        let what = format!("{before} requests to reach the pool");
+        wait::until(&what, WAIT, || gw.reached_pool(acquired) >= before).await;
         behind.push(tokio::spawn(async move {
             gateway::get(addr, "/hello.php").await
         }));
@@ -358,7 +370,10 @@ async fn a_streamed_upload_is_not_starved_by_pipelined_requests() {
                 statuses
             }));
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait::until("requests to be sent ahead", WAIT, || {
+            gw.pool.snapshot().sent_ahead > 0
+        })
+        .await;
         let sent_ahead_before = gw.pool.snapshot().sent_ahead;
         // Larger than what is sent along with the request head: streamed.
         let body = bytes::Bytes::from(vec![b'x'; 256 * 1024]);
@@ -426,19 +441,28 @@ async fn a_request_given_up_while_queued_is_not_sent() {
     let addr = gw.addr;
     assert_eq!(gateway::get(addr, "/hello.php").await.text(), "warm");
     let held = tokio::spawn(async move { gateway::get(addr, "/hello.php").await.text() });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    wait::until("the held request to reach the fake", WAIT, || {
+        fake.requests_seen() == 2
+    })
+    .await;
+    let acquired = gw.pool.snapshot().acquired;
     {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         stream
             .write_all(b"GET /hello.php HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .expect("write");
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        wait::until("its request to reach the pool", WAIT, || {
+            gw.reached_pool(acquired) >= 1
+        })
+        .await;
         // Leaves while its request waits for the only connection.
     }
     assert_eq!(held.await.expect("held"), "held");
     // The next request starts an exchange that would send the queued one ahead.
     assert_eq!(gateway::get(addr, "/hello.php").await.text(), "next");
+    // Time must pass: a window for the given-up request to reach the fake
+    // if it were (wrongly) sent.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let snap = gw.pool.snapshot();
     assert_eq!(snap.sent_ahead, 0, "{snap:?}");
@@ -456,8 +480,10 @@ async fn nothing_waits_behind_a_path_that_was_slow() {
     let addr = gw.addr;
     // /slow.php is slow once (and pauses pipelining for 2 s).
     assert_eq!(gateway::get(addr, "/slow.php?ms=300").await.status, 200);
+    // Time must pass: the pause is the gateway's own 2 s timer.
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
+    let acquired = gw.pool.snapshot().acquired;
     let started = std::time::Instant::now();
     // Two quick-enough requests take both connections...
     let mut holds = Vec::new();
@@ -466,13 +492,19 @@ async fn nothing_waits_behind_a_path_that_was_slow() {
             gateway::get(addr, "/slow.php?ms=100").await.status
         }));
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    wait::until("both to get a connection", WAIT, || {
+        gw.pool.snapshot().acquired >= acquired + 2
+    })
+    .await;
     // ...so the slow one and then fast ones queue; the slow one starts first.
     let slow = tokio::spawn(async move {
         let status = gateway::get(addr, "/slow.php?ms=600").await.status;
         (status, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    wait::until("the slow request to reach the pool", WAIT, || {
+        gw.reached_pool(acquired) >= 3
+    })
+    .await;
     let mut fast = Vec::new();
     for _ in 0..4 {
         fast.push(tokio::spawn(async move {

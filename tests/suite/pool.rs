@@ -4,12 +4,18 @@
 
 use crate::support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::fake_fcgi::{FakeFcgi, Script, Step};
 use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
+use support::wait;
+
+/// How long the gateway may take to reach the state a test waits for.
+const WAIT: Duration = Duration::from_secs(10);
 
 fn upstreams(fpm: &PhpFpm) -> Vec<String> {
     support::upstreams_of(fpm)
@@ -93,17 +99,25 @@ async fn php_fpm_restart_recovers_without_gateway_restart() {
     }
     // Load runs across the restart.
     let addrs = [gw_unix.addr, gw_tcp.addr];
-    let background = tokio::spawn(async move {
-        let mut statuses = Vec::new();
-        let end = Instant::now() + Duration::from_millis(1500);
-        while Instant::now() < end {
-            for addr in addrs {
-                statuses.push(gateway::get(addr, "/hello.php").await.status);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let background = tokio::spawn({
+        let answered = answered.clone();
+        async move {
+            let mut statuses = Vec::new();
+            let end = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < end {
+                for addr in addrs {
+                    statuses.push(gateway::get(addr, "/hello.php").await.status);
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
             }
+            statuses
         }
-        statuses
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait::until("the load to be answered by both gateways", WAIT, || {
+        answered.load(Ordering::Relaxed) >= addrs.len()
+    })
+    .await;
     tokio::task::block_in_place(|| fpm.restart());
     let during = background.await.unwrap();
     assert!(
@@ -112,14 +126,12 @@ async fn php_fpm_restart_recovers_without_gateway_restart() {
     );
     // Back to full service by itself (connect back-off is at most 1 s).
     for gw in [&gw_unix, &gw_tcp] {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if gateway::get(gw.addr, "/hello.php").await.status == 200 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no recovery after restart");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait::until_async(
+            "recovery after restart",
+            Duration::from_secs(5),
+            async || gateway::get(gw.addr, "/hello.php").await.status == 200,
+        )
+        .await;
         let statuses = gateway::load(gw.addr, "/hello.php", 200, 8).await;
         assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     }
@@ -208,7 +220,10 @@ async fn full_queue_is_503_at_once() {
     .await;
     let addr = gw.addr;
     let slow = tokio::spawn(async move { gateway::get(addr, "/slow.php?ms=800").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait::until("the slow request to take the only connection", WAIT, || {
+        gw.pool.snapshot().busy > 0
+    })
+    .await;
     let r = gateway::get(gw.addr, "/hello.php").await;
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after").as_deref(), Some("1"));
@@ -223,7 +238,13 @@ async fn idle_connections_are_reaped() {
         let gw = gateway_for(&upstream, &["--idle-timeout", "300ms"]).await;
         assert_eq!(gateway::get(gw.addr, "/hello.php").await.status, 200);
         assert_eq!(gw.pool.snapshot().idle, 1, "{upstream}");
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        // Reaped within the 900 ms this test always allowed (the reaper
+        // looks every 150 ms); if not, the assertions below say what is left.
+        wait::holds_within(Duration::from_millis(900), || {
+            let snap = gw.pool.snapshot();
+            snap.idle == 0 && snap.open == 0 && snap.idle_reaped >= 1
+        })
+        .await;
         let snap = gw.pool.snapshot();
         assert_eq!(snap.idle, 0, "{upstream}: {snap:?}");
         assert_eq!(snap.open, 0, "{upstream}: {snap:?}");
@@ -260,7 +281,10 @@ async fn client_gone_mid_stream_closes_the_upstream_connection() {
             .await;
             assert_eq!(resp.status(), 200);
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The gateway finds the client gone at its next write (the script
+        // writes every 100 ms) and must free the slot at once: within the
+        // 300 ms this test always allowed, long before the 2 s stream ends.
+        wait::holds_within(Duration::from_millis(300), || gw.pool.snapshot().busy == 0).await;
         let snap = gw.pool.snapshot();
         assert_eq!(
             snap.idle, 0,
@@ -332,7 +356,10 @@ async fn close_after_end_request_is_harmless() {
     let upstream = format!("unix:{}", fake.unix_socket.display());
     let gw = gateway_for(&upstream, &[]).await;
     assert_eq!(gateway::get(gw.addr, "/hello.php").await.text(), "one");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait::until("the fake to close the first connection", WAIT, || {
+        fake.connections_ended() == 1
+    })
+    .await;
     let r = gateway::get(gw.addr, "/hello.php").await;
     assert_eq!(r.text(), "two");
     let snap = gw.pool.snapshot();
@@ -350,15 +377,13 @@ async fn pool_size_follows_php_fpm_status_page() {
     for upstream in upstreams(&fpm) {
         let gw = gateway_for(&upstream, &["--fpm-status-path", "/status"]).await;
         // A smaller size than configured is confirmed by a second reading 2 s later.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while gw.pool.snapshot().size != 3 {
-            assert!(
-                Instant::now() < deadline,
-                "{upstream}: pool not sized from the status page: {:?}",
-                gw.pool.snapshot()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let sized =
+            wait::holds_within(Duration::from_secs(15), || gw.pool.snapshot().size == 3).await;
+        assert!(
+            sized,
+            "{upstream}: pool not sized from the status page: {:?}",
+            gw.pool.snapshot()
+        );
         assert_eq!(gateway::get(gw.addr, "/hello.php").await.status, 200);
         gw.shutdown().await;
 
@@ -368,6 +393,7 @@ async fn pool_size_follows_php_fpm_status_page() {
             &["--fpm-status-path", "/status", "--max-upstream-conns", "5"],
         )
         .await;
+        // Time must pass: the size must NOT follow the status page read at start.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(gw.pool.snapshot().size, 5);
         gw.shutdown().await;

@@ -1,9 +1,9 @@
 //! SIGHUP reloads the config file (flags still win) without a failed
 //! request; a bad file is refused and the old config keeps serving. Sockets
-//! handed over by systemd are in `activation`. All through the real binary,
-//! its log read as it runs (NO_COLOR keeps it plain).
+//! handed over by systemd are in `socket_activation`. All through the real
+//! binary, its log read as it runs (NO_COLOR keeps it plain).
 
-mod activation;
+mod socket_activation;
 
 use crate::support;
 
@@ -12,13 +12,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use support::php_fpm::{fixtures_dir, PhpFpm};
+use support::wait;
+
+/// How long a socket file or a log line may take to appear.
+const WAIT: Duration = Duration::from_secs(20);
+/// How long the load clients may take to collect their answers.
+const LOAD_WAIT: Duration = Duration::from_secs(30);
 
 /// The gateway binary running as a child, with its log collected.
 struct Proc {
@@ -61,23 +67,18 @@ impl Proc {
     /// Waits until the `n`th line (counting from 1) containing `needle` is
     /// logged; returns it.
     async fn wait_log(&self, needle: &str, n: usize) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let found: Vec<String> = self
-                .lines()
+        let nth = || {
+            self.lines()
                 .into_iter()
                 .filter(|l| l.contains(needle))
-                .collect();
-            if let Some(line) = found.get(n - 1) {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {n}. log line with {needle:?}; log:\n{}",
-                self.lines().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                .nth(n - 1)
+        };
+        assert!(
+            wait::holds_within(WAIT, || nth().is_some()).await,
+            "no {n}. log line with {needle:?}; log:\n{}",
+            self.lines().join("\n")
+        );
+        nth().expect("found above")
     }
 
     fn signal(&self, sig: libc::c_int) {
@@ -123,9 +124,18 @@ impl Dir {
             )
             .unwrap();
         }
-        // Only in `a`: a request that began there must finish there.
-        std::fs::copy(fixtures_dir().join("slow.php"), path.join("a/slow.php")).unwrap();
+        // Only in `a`: a request that began there must finish there. The
+        // fixture, but first it leaves `a/slow.began` behind (`slow_began`).
+        let slow = std::fs::read_to_string(fixtures_dir().join("slow.php")).unwrap();
+        let marked = slow.replacen("<?php\n", "<?php\ntouch(__DIR__ . '/slow.began');\n", 1);
+        assert_ne!(marked, slow, "fixtures/php/slow.php starts with <?php");
+        std::fs::write(path.join("a/slow.php"), marked).unwrap();
         Dir { _tmp: tmp, path }
+    }
+
+    /// Whether a request for `a/slow.php` has begun running in php-fpm.
+    fn slow_began(&self) -> bool {
+        self.path.join("a/slow.began").exists()
     }
 
     fn config(&self) -> PathBuf {
@@ -145,26 +155,6 @@ impl Dir {
         let tmp = self.path.join("gw.toml.new");
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(tmp, self.config()).unwrap();
-    }
-}
-
-async fn wait_for_socket(sock: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            sock.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -279,7 +269,7 @@ async fn sighup_swaps_root_upstream_and_listeners_without_a_failed_request() {
         "--max-upstream-conns",
         "4",
     ]);
-    wait_for_socket(&one).await;
+    wait::socket_listens(&one, WAIT).await;
     assert_eq!(
         get(&one, "/who.php").await,
         Ok((200, "root-a cli-name".to_owned()))
@@ -291,7 +281,7 @@ async fn sighup_swaps_root_upstream_and_listeners_without_a_failed_request() {
         .into_iter()
         .map(|keep_alive| tokio::spawn(load(one.clone(), keep_alive, stop.clone(), tally.clone())))
         .collect();
-    until("20 answers from root a", || {
+    wait::until("20 answers from root a", LOAD_WAIT, || {
         tally.ok_a.load(Ordering::Relaxed) >= 20
     })
     .await;
@@ -300,7 +290,10 @@ async fn sighup_swaps_root_upstream_and_listeners_without_a_failed_request() {
         let one = one.clone();
         async move { get(&one, "/slow.php?ms=800").await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait::until("the slow request to run in php-fpm", WAIT, || {
+        dir.slow_began()
+    })
+    .await;
 
     // New root, front controller, upstream (tcp: a new pool), one more listener.
     dir.write_config(&format!(
@@ -321,7 +314,7 @@ async fn sighup_swaps_root_upstream_and_listeners_without_a_failed_request() {
     }
 
     let seen_b = tally.ok_b.load(Ordering::Relaxed);
-    until("40 more answers from root b", || {
+    wait::until("40 more answers from root b", LOAD_WAIT, || {
         tally.ok_b.load(Ordering::Relaxed) >= seen_b + 40
     })
     .await;
@@ -387,7 +380,7 @@ async fn a_bad_config_is_refused_and_the_running_one_keeps_serving() {
         "--server-name",
         "cli-name",
     ]);
-    wait_for_socket(&one).await;
+    wait::socket_listens(&one, WAIT).await;
     // Kept alive across every refused reload.
     let mut kept = connect(&one).await.unwrap();
 

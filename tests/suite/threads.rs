@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm};
+use support::wait;
 
 #[tokio::test]
 async fn connections_are_served_on_every_thread() {
@@ -15,12 +16,16 @@ async fn connections_are_served_on_every_thread() {
         let root = fixtures_dir().display().to_string();
         let gw = Gateway::serve(&upstream, &root, &["--workers", "2"]).await;
         let addr = gw.addr;
+        let acquired = gw.pool.snapshot().acquired;
         // Six clients at once, each on its own connection: every thread
         // gets some (a thread two connections ahead hands new ones over).
         let slow: Vec<_> = (0..6)
             .map(|_| tokio::spawn(async move { gateway::get(addr, "/slow.php?ms=600").await }))
             .collect();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait::until("all six to reach the pool", Duration::from_secs(10), || {
+            gw.reached_pool(acquired) >= 6
+        })
+        .await;
         let snap = gw.pool.snapshot();
         assert_eq!(snap.busy_per_thread.len(), 2, "{upstream}: {snap:?}");
         assert!(

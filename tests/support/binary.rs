@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::wait;
+
 pub struct Binary {
     pub child: Child,
     lines: mpsc::Receiver<String>,
@@ -105,14 +107,12 @@ impl Binary {
     }
 
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "gateway did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut status = None;
+        wait::until_blocking("the gateway to exit", Duration::from_secs(20), || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.and_then(|s| s.code())
     }
 }
 

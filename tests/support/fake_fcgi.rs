@@ -128,6 +128,8 @@ struct Shared {
     /// Scripts handed out (index of the next one).
     served: AtomicUsize,
     connections: AtomicUsize,
+    /// Connections whose socket the fake has closed.
+    ended: AtomicUsize,
     aborts: AtomicUsize,
     last: Mutex<LastRequest>,
     connection_tasks: Mutex<Vec<AbortHandle>>,
@@ -182,6 +184,7 @@ impl FakeFcgi {
             requests: AtomicUsize::new(0),
             served: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            ended: AtomicUsize::new(0),
             aborts: AtomicUsize::new(0),
             last: Mutex::new(LastRequest::default()),
             connection_tasks: Mutex::new(Vec::new()),
@@ -226,6 +229,13 @@ impl FakeFcgi {
     /// How many connections were accepted (unix + TCP).
     pub fn connections_seen(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many connections the fake is done with and has closed its end
+    /// of: by [`Step::Close`], after END_REQUEST without FCGI_KEEP_CONN, or
+    /// because the peer closed it or a read or write failed.
+    pub fn connections_ended(&self) -> usize {
+        self.shared.ended.load(Ordering::SeqCst)
     }
 
     /// How many ABORT_REQUEST records arrived.
@@ -287,7 +297,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     shared.connections.fetch_add(1, Ordering::SeqCst);
-    let task = tokio::spawn(serve_connection(Conn::new(stream), shared.clone()));
+    let counts = shared.clone();
+    let task = tokio::spawn(async move {
+        // The connection (and its socket) is dropped when this returns.
+        serve_connection(Conn::new(stream), counts.clone()).await;
+        counts.ended.fetch_add(1, Ordering::SeqCst);
+    });
     shared
         .connection_tasks
         .lock()

@@ -82,6 +82,13 @@ impl Gateway {
         Gateway::start(&args).await
     }
 
+    /// Requests that reached the upstream pool since its `acquired` count
+    /// was `acquired_before`: waiting for a connection, or given one.
+    pub fn reached_pool(&self, acquired_before: u64) -> u64 {
+        let snap = self.pool.snapshot();
+        snap.waiting as u64 + (snap.acquired - acquired_before)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

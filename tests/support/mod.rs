@@ -7,6 +7,8 @@
 //!   temporary directory and stops it by PID.
 //! * [`fake_fcgi`] is a scripted FastCGI server for faults php-fpm cannot
 //!   produce on demand (malformed records, wrong request ids, early close...).
+//! * [`wait`] polls for something to happen (a condition, a listening socket,
+//!   a metric) with a timeout, where a sleep would only hope it has.
 //! * The helpers here describe what the PHP fixtures produce, so tests can
 //!   compute expected bodies without duplicating magic constants.
 #![allow(dead_code, unused_imports)]
@@ -16,6 +18,7 @@ pub mod fake_fcgi;
 pub mod gateway;
 pub mod php_fpm;
 pub mod site;
+pub mod wait;
 
 pub use fake_fcgi::{FakeFcgi, Script, Step};
 pub use php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};

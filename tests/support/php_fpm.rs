@@ -40,9 +40,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
+
+use super::wait;
 
 /// How long php-fpm gets to open both sockets and log that it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,32 +165,27 @@ impl PhpFpm {
             // SAFETY: plain kill(2) on the PID of our own, not yet reaped,
             // child; the PID cannot have been reused.
             unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + STOP_GRACE;
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => {
-                        thread::sleep(Duration::from_millis(10))
-                    }
-                    Ok(None) => {
-                        let mut stuck = child_pids(pid);
-                        stuck.extend(workers.iter().copied());
-                        eprintln!(
-                            "php-fpm master {pid} still runs {STOP_GRACE:?} after SIGTERM; \
-                             sending SIGKILL to it and its workers {stuck:?}"
-                        );
-                        // SAFETY: as above, the child is not reaped yet.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                        kill_php_fpm_pids(&stuck);
-                        if let Err(e) = child.wait() {
-                            eprintln!("waiting for php-fpm master {pid} after SIGKILL: {e}");
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        eprintln!("waiting for php-fpm master {pid} failed: {e}");
-                        break;
-                    }
+            // Stops looking once it exited or cannot be waited for; only a
+            // master still running after the grace period gets SIGKILL.
+            let done = wait::holds_within_blocking(STOP_GRACE, || match child.try_wait() {
+                Ok(exited) => exited.is_some(),
+                Err(e) => {
+                    eprintln!("waiting for php-fpm master {pid} failed: {e}");
+                    true
+                }
+            });
+            if !done {
+                let mut stuck = child_pids(pid);
+                stuck.extend(workers.iter().copied());
+                eprintln!(
+                    "php-fpm master {pid} still runs {STOP_GRACE:?} after SIGTERM; \
+                     sending SIGKILL to it and its workers {stuck:?}"
+                );
+                // SAFETY: as above, the child is not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                kill_php_fpm_pids(&stuck);
+                if let Err(e) = child.wait() {
+                    eprintln!("waiting for php-fpm master {pid} after SIGKILL: {e}");
                 }
             }
         }
@@ -328,60 +325,57 @@ impl PhpFpm {
         self.tcp_addr = tcp_addr;
         self.child = Some(child);
 
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let status: Option<ExitStatus> = self
-                .child
-                .as_mut()
-                .expect("child just stored")
-                .try_wait()
-                .expect("try_wait on php-fpm");
-            if let Some(status) = status {
-                self.child = None;
-                // Startup errors land in the error log and/or on stderr.
-                let new_output = [
-                    (self.log_path(), log_offset),
-                    (self.console_path(), console_offset),
-                ]
-                .iter()
-                .map(|(path, offset)| {
-                    read_lossy(path)
-                        .get(*offset..)
-                        .unwrap_or_default()
-                        .to_string()
-                })
-                .collect::<String>();
-                if new_output.contains("Address already in use")
-                    && new_output.contains(&format!(":{port}'"))
-                {
-                    return Err(LaunchError::AddrInUse);
-                }
-                return Err(LaunchError::Failed(format!(
-                    "it exited during startup ({status})\n{}",
-                    self.diagnostics()
-                )));
-            }
-            let logged_ready = read_lossy(&self.log_path())
-                .get(log_offset..)
-                .is_some_and(|l| l.contains(READY_LINE));
-            if logged_ready
-                && UnixStream::connect(&self.unix_socket).is_ok()
-                && TcpStream::connect_timeout(&tcp_addr, Duration::from_millis(200)).is_ok()
+        let (log_path, unix_socket) = (self.log_path(), self.unix_socket.clone());
+        let child = self.child.as_mut().expect("child just stored");
+        let mut exited: Option<ExitStatus> = None;
+        let settled = wait::holds_within_blocking(START_TIMEOUT, || {
+            exited = child.try_wait().expect("try_wait on php-fpm");
+            let logged_ready = || {
+                read_lossy(&log_path)
+                    .get(log_offset..)
+                    .is_some_and(|l| l.contains(READY_LINE))
+            };
+            exited.is_some()
+                || logged_ready()
+                    && UnixStream::connect(&unix_socket).is_ok()
+                    && TcpStream::connect_timeout(&tcp_addr, Duration::from_millis(200)).is_ok()
+        });
+        if let Some(status) = exited {
+            self.child = None;
+            // Startup errors land in the error log and/or on stderr.
+            let new_output = [
+                (self.log_path(), log_offset),
+                (self.console_path(), console_offset),
+            ]
+            .iter()
+            .map(|(path, offset)| {
+                read_lossy(path)
+                    .get(*offset..)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect::<String>();
+            if new_output.contains("Address already in use")
+                && new_output.contains(&format!(":{port}'"))
             {
-                return Ok(());
+                return Err(LaunchError::AddrInUse);
             }
-            if Instant::now() >= deadline {
-                let why = format!(
-                    "not ready after {START_TIMEOUT:?} (want {READY_LINE:?} in the log, \
-                     {} connectable and {tcp_addr} accepting)\n{}",
-                    self.unix_socket.display(),
-                    self.diagnostics()
-                );
-                self.stop();
-                return Err(LaunchError::Failed(why));
-            }
-            thread::sleep(Duration::from_millis(20));
+            return Err(LaunchError::Failed(format!(
+                "it exited during startup ({status})\n{}",
+                self.diagnostics()
+            )));
         }
+        if !settled {
+            let why = format!(
+                "not ready after {START_TIMEOUT:?} (want {READY_LINE:?} in the log, \
+                 {} connectable and {tcp_addr} accepting)\n{}",
+                self.unix_socket.display(),
+                self.diagnostics()
+            );
+            self.stop();
+            return Err(LaunchError::Failed(why));
+        }
+        Ok(())
     }
 
     /// Config, error log and console output, for panic messages.

@@ -6,8 +6,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use super::{get, support, wait_for_socket, Dir, Proc};
+use super::{get, support, Dir, Proc, WAIT};
 use support::php_fpm::fixtures_dir;
+use support::wait;
 
 /// The socket inode a `/proc/PID/fd/N` link names (`socket:[123]`).
 fn fd_target(pid: u32, fd: &str) -> Option<String> {
@@ -166,7 +167,7 @@ async fn systemd_socket_activate_hands_over_a_unix_socket() {
             .args(["--upstream", &format!("unix:{}", fpm.unix_socket.display())])
             .args(["--server-name", "cli-name"]),
     );
-    wait_for_socket(&sock).await;
+    wait::socket_listens(&sock, WAIT).await;
     // systemd-socket-activate starts the gateway at the first connection.
     assert_eq!(
         get(&sock, "/who.php").await,
