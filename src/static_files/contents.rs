@@ -9,21 +9,26 @@
 //! ctime is `QUIET` old, so any later write gets a later ctime. A remembered
 //! copy is thus only ever served for the very file state it was read from.
 
-use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
 
 /// Files larger than this are read each time.
 pub(super) const MAX_FILE: u64 = 64 * 1024;
-/// Remembered bytes at most; past it, the memory is dropped and filled again.
-const MAX_TOTAL: usize = 16 * 1024 * 1024;
-/// Remembered files at most.
-const MAX_ENTRIES: usize = 4096;
+/// Remembered bytes at most (contents and names, roughly); past it, the
+/// files used least lately make room.
+const MAX_TOTAL: u64 = 16 * 1024 * 1024;
+/// About how many files are remembered (sizes the cache's tables).
+const EXPECTED_ENTRIES: usize = 4096;
+/// What an entry costs beside its contents and name: the key, the
+/// identity, the cache's own bookkeeping.
+const ENTRY_OVERHEAD: u64 = 128;
 /// How long a file must have been left alone before it is remembered.
 const QUIET: Duration = Duration::from_secs(1);
 
@@ -48,25 +53,30 @@ impl Identity {
     }
 }
 
-#[derive(Default)]
-struct Remembered {
-    files: HashMap<PathBuf, (Identity, Bytes)>,
-    total: usize,
+/// An entry weighs what it holds in memory.
+#[derive(Debug, Clone, Copy)]
+struct ByMemory;
+
+impl Weighter<PathBuf, (Identity, Bytes)> for ByMemory {
+    fn weight(&self, path: &PathBuf, (_, data): &(Identity, Bytes)) -> u64 {
+        data.len() as u64 + path.as_os_str().len() as u64 + ENTRY_OVERHEAD
+    }
 }
 
-fn remembered() -> &'static Mutex<Remembered> {
-    static CACHE: OnceLock<Mutex<Remembered>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
+/// Bounded by memory; evicts what was used least lately. Sharded, so the
+/// serving threads rarely contend for it.
+type Remembered = Cache<PathBuf, (Identity, Bytes), ByMemory>;
+
+fn remembered() -> &'static Remembered {
+    static CACHE: OnceLock<Remembered> = OnceLock::new();
+    CACHE.get_or_init(|| Cache::with_weighter(EXPECTED_ENTRIES, MAX_TOTAL, ByMemory))
 }
 
 /// The remembered contents of `path` and its metadata, if it was read
 /// before and is still the same file. Paths never remembered cost no stat;
 /// nor does a path whose stat the caller just took (`seen`).
 pub(super) fn lookup(path: &Path, seen: Option<&Metadata>) -> Option<(Bytes, Metadata)> {
-    let (identity, data) = {
-        let cache = remembered().lock().ok()?;
-        cache.files.get(path)?.clone()
-    };
+    let (identity, data) = remembered().get(path)?;
     let meta = match seen {
         Some(meta) => meta.clone(),
         // Follows symlinks, as opening the file would.
@@ -84,18 +94,7 @@ pub(super) fn remember(path: &Path, meta: &Metadata, data: &Bytes) {
     if meta.len() > MAX_FILE || data.len() as u64 != meta.len() || !is_quiet(meta) {
         return;
     }
-    let Ok(mut cache) = remembered().lock() else {
-        return;
-    };
-    if cache.files.len() >= MAX_ENTRIES || cache.total + data.len() > MAX_TOTAL {
-        cache.files.clear();
-        cache.total = 0;
-    }
-    let entry = (Identity::of(meta), data.clone());
-    if let Some((_, old)) = cache.files.insert(path.to_owned(), entry) {
-        cache.total -= old.len();
-    }
-    cache.total += data.len();
+    remembered().insert(path.to_owned(), (Identity::of(meta), data.clone()));
 }
 
 /// Whether the file's last change (ctime) is at least `QUIET` ago.
@@ -110,4 +109,43 @@ fn is_quiet(meta: &Metadata) -> bool {
     SystemTime::now()
         .duration_since(changed)
         .is_ok_and(|age| age >= QUIET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past its memory bound the cache lets go of what was used least
+    /// lately, not of everything: a file read all along stays remembered,
+    /// and what is held stays within the bound.
+    #[test]
+    fn a_full_cache_keeps_what_is_used_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![b'x'; MAX_FILE as usize]).unwrap();
+            path
+        };
+        let hot = write("hot.css");
+        // Twice the bound in files of the largest size remembered.
+        let count = 2 * (MAX_TOTAL / MAX_FILE) as usize;
+        let cold: Vec<PathBuf> = (0..count).map(|i| write(&format!("{i}.css"))).collect();
+        // Only files left alone for QUIET are remembered.
+        std::thread::sleep(QUIET + Duration::from_millis(100));
+        let data = Bytes::from(vec![b'x'; MAX_FILE as usize]);
+        let meta = |path: &Path| std::fs::metadata(path).unwrap();
+        let hot_meta = meta(&hot);
+        remember(&hot, &hot_meta, &data);
+        for path in &cold {
+            remember(path, &meta(path), &data);
+            assert!(
+                lookup(&hot, Some(&hot_meta)).is_some(),
+                "the file in use was dropped at {}",
+                path.display()
+            );
+        }
+        assert!(remembered().weight() <= MAX_TOTAL);
+        let kept = cold.iter().filter(|p| lookup(p, None).is_some()).count();
+        assert!(kept > 0 && kept < count, "{kept} of {count} kept");
+    }
 }

@@ -12,10 +12,11 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use quick_cache::sync::Cache;
 use std::io::{Read, Seek};
 use std::os::unix::fs::OpenOptionsExt;
 use tokio::fs::File;
@@ -255,19 +256,19 @@ fn choose_variant(path: &Path, headers: &HeaderMap) -> (Option<(Encoding, PathBu
 /// still chosen falls back to the file itself).
 const SIBLINGS_FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// Files whose siblings are remembered; past this many the memory is
-/// dropped and filled again.
+/// Files whose siblings are remembered; past this many, those used least
+/// lately make room.
 const SIBLINGS_CACHE_MAX: usize = 4096;
 
-type SiblingCache = Mutex<HashMap<PathBuf, (Instant, [bool; Encoding::ALL.len()])>>;
+type SiblingCache = Cache<PathBuf, (Instant, [bool; Encoding::ALL.len()])>;
 
 /// Which of `path`'s precompressed siblings exist as regular files, as seen
 /// within the last `SIBLINGS_FRESH_FOR`.
 fn existing_siblings(path: &Path) -> [bool; Encoding::ALL.len()] {
     static CACHE: OnceLock<SiblingCache> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
+    let cache = CACHE.get_or_init(|| Cache::new(SIBLINGS_CACHE_MAX));
     let now = Instant::now();
-    if let Some((seen, existing)) = cache.lock().ok().and_then(|c| c.get(path).copied()) {
+    if let Some((seen, existing)) = cache.get(path) {
         if now.duration_since(seen) < SIBLINGS_FRESH_FOR {
             return existing;
         }
@@ -275,12 +276,7 @@ fn existing_siblings(path: &Path) -> [bool; Encoding::ALL.len()] {
     let existing = Encoding::ALL.map(|enc| {
         std::fs::symlink_metadata(sibling_path(path, enc)).is_ok_and(|m| m.file_type().is_file())
     });
-    if let Ok(mut c) = cache.lock() {
-        if c.len() >= SIBLINGS_CACHE_MAX {
-            c.clear();
-        }
-        c.insert(path.to_owned(), (now, existing));
-    }
+    cache.insert(path.to_owned(), (now, existing));
     existing
 }
 
@@ -317,29 +313,25 @@ fn open_file(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), StaticEr
     Ok((file, meta))
 }
 
-/// Extensions seen, most of a site's handful; past this many, types are
-/// worked out per request instead of remembered.
+/// Extensions remembered, far more than a site's handful; past this many,
+/// those used least lately make room.
 const CONTENT_TYPE_CACHE_MAX: usize = 1024;
 
 /// `content_type`, remembered per lowercase extension: guessing parses a MIME
 /// type and formats a string on every request, ~3k instructions of a static
 /// request's ~32k (callgrind).
 fn cached_content_type(path: &Path) -> HeaderValue {
-    static CACHE: OnceLock<RwLock<HashMap<Box<str>, HeaderValue>>> = OnceLock::new();
+    static CACHE: OnceLock<Cache<Box<str>, HeaderValue>> = OnceLock::new();
     let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
         return content_type(path);
     };
-    let cache = CACHE.get_or_init(Default::default);
+    let cache = CACHE.get_or_init(|| Cache::new(CONTENT_TYPE_CACHE_MAX));
     let ext = ext.to_ascii_lowercase();
-    if let Some(value) = cache.read().ok().and_then(|c| c.get(ext.as_str()).cloned()) {
+    if let Some(value) = cache.get(ext.as_str()) {
         return value;
     }
     let value = content_type(path);
-    if let Ok(mut c) = cache.write() {
-        if c.len() < CONTENT_TYPE_CACHE_MAX {
-            c.insert(ext.into_boxed_str(), value.clone());
-        }
-    }
+    cache.insert(ext.into_boxed_str(), value.clone());
     value
 }
 

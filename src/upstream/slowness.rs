@@ -13,16 +13,17 @@
 //! slow script. Before, one such stall marked /hello.php slow for a minute
 //! and cost the whole run its pipelining.
 
-use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use quick_cache::unsync::Cache;
 use tokio::time::Instant;
 
 /// How long a URL path that was slow gets no requests sent behind it.
 const SLOW_PATH_REMEMBERED: Duration = Duration::from_secs(60);
-/// Paths remembered at most; past it, the memory starts afresh.
+/// Paths remembered at most; past it, those seen least lately go.
 const PATHS_MAX: usize = 4096;
 /// An exchange is slow only past this many times the usual one.
 const USUAL_FACTOR: u64 = 4;
@@ -46,7 +47,7 @@ pub(crate) enum Verdict {
     Slow { remember: bool },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct PathRecord {
     /// Fast exchanges in a row (saturating).
     fast: u16,
@@ -54,6 +55,10 @@ struct PathRecord {
     strike: Option<Instant>,
     /// When the path was found slow.
     slow_at: Option<Instant>,
+}
+
+fn new_record() -> Result<PathRecord, Infallible> {
+    Ok(PathRecord::default())
 }
 
 #[derive(Debug)]
@@ -68,7 +73,8 @@ pub(crate) struct Slowness {
     usual_micros: AtomicU64,
     /// Exchanges that went into `usual_micros` (up to `USUAL_SAMPLES`).
     usual_samples: AtomicU64,
-    paths: Mutex<HashMap<u64, PathRecord>>,
+    /// Paths seen lately; past `PATHS_MAX`, those seen least lately go.
+    paths: Mutex<Cache<u64, PathRecord>>,
 }
 
 impl Slowness {
@@ -79,7 +85,7 @@ impl Slowness {
             paused_until: AtomicU64::new(0),
             usual_micros: AtomicU64::new(0),
             usual_samples: AtomicU64::new(0),
-            paths: Mutex::new(HashMap::new()),
+            paths: Mutex::new(Cache::new(PATHS_MAX)),
         }
     }
 
@@ -105,10 +111,9 @@ impl Slowness {
             return;
         }
         if let Ok(mut paths) = self.paths.lock() {
-            if paths.len() >= PATHS_MAX && !paths.contains_key(&route) {
-                paths.clear();
-            }
-            let record = paths.entry(route).or_default();
+            let Ok(Some(mut record)) = paths.get_mut_or_insert_with(&route, new_record) else {
+                return;
+            };
             record.slow_at = Some(at);
             record.fast = 0;
             record.strike = None;
@@ -138,7 +143,7 @@ impl Slowness {
             let Ok(mut paths) = self.paths.lock() else {
                 return Verdict::Slow { remember: false };
             };
-            if let Some(record) = paths.get_mut(&route) {
+            if let Some(mut record) = paths.get_mut(&route) {
                 if record.fast >= KNOWN_FAST {
                     let began = now.checked_sub(took).unwrap_or(now);
                     match record.strike {
@@ -171,10 +176,9 @@ impl Slowness {
         let Ok(mut paths) = self.paths.lock() else {
             return;
         };
-        if paths.len() >= PATHS_MAX && !paths.contains_key(&route) {
-            paths.clear();
-        }
-        let record = paths.entry(route).or_default();
+        let Ok(Some(mut record)) = paths.get_mut_or_insert_with(&route, new_record) else {
+            return;
+        };
         record.fast = record.fast.saturating_add(1);
         if record.fast >= KNOWN_FAST {
             record.strike = None;
@@ -189,7 +193,7 @@ impl Slowness {
         let Ok(mut paths) = self.paths.lock() else {
             return true;
         };
-        let Some(record) = paths.get_mut(&route) else {
+        let Some(mut record) = paths.get_mut(&route) else {
             return false;
         };
         match record.slow_at {
