@@ -393,8 +393,11 @@ async fn pool_size_follows_php_fpm_status_page() {
             &["--fpm-status-path", "/status", "--max-upstream-conns", "5"],
         )
         .await;
-        // Time must pass: the size must NOT follow the status page read at start.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Time must pass: the size must NOT follow the status page. A smaller
+        // size would only be taken on the confirming reading 2 s after the
+        // first, so the window must outlast that (with the size wrongly
+        // followed, 5 s failed 2 of 2 runs here; 300 ms and 2.5 s never did).
+        tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(gw.pool.snapshot().size, 5);
         gw.shutdown().await;
     }
