@@ -30,6 +30,8 @@ pub trait BodyWatch: Send {
 pub struct GatewayBody {
     kind: Kind,
     watch: Option<Box<dyn BodyWatch>>,
+    /// Kept until the body is done with (sent or abandoned), then dropped.
+    held: Option<Box<dyn Send>>,
 }
 
 enum Kind {
@@ -58,6 +60,7 @@ impl GatewayBody {
         GatewayBody {
             kind: Kind::Full(Some(data)),
             watch: None,
+            held: None,
         }
     }
 
@@ -65,6 +68,7 @@ impl GatewayBody {
         GatewayBody {
             kind: Kind::Full(None),
             watch: None,
+            held: None,
         }
     }
 
@@ -76,6 +80,7 @@ impl GatewayBody {
                 ctx,
             },
             watch: None,
+            held: None,
         }
     }
 
@@ -87,7 +92,15 @@ impl GatewayBody {
         GatewayBody {
             kind: Kind::Boxed(UnsyncBoxBody::new(body)),
             watch: None,
+            held: None,
         }
+    }
+
+    /// Keeps `guard` until the body is dropped: its Drop tells when the
+    /// response is over (the connection's idle timer starts then).
+    pub fn holding(mut self, guard: Box<dyn Send>) -> Self {
+        self.held = Some(guard);
+        self
     }
 
     /// Reports what the body sends to `watch`, dropped with the body.

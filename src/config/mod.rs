@@ -62,6 +62,8 @@ pub struct Config {
     pub read_timeout: Duration,
     /// The client must send its request head within this.
     pub header_timeout: Duration,
+    /// A kept-alive connection idle longer than this between requests is closed.
+    pub keepalive_timeout: Duration,
     pub grace_period: Duration,
     /// At least 1.
     pub max_upstream_conns: usize,
@@ -299,6 +301,9 @@ fn finish(given: Layer) -> Result<Config, ConfigError> {
         connect_timeout: layer.connect_timeout.ok_or(missing("connect-timeout"))?,
         read_timeout,
         header_timeout: layer.header_timeout.ok_or(missing("header-timeout"))?,
+        keepalive_timeout: layer
+            .keepalive_timeout
+            .ok_or(missing("keepalive-timeout"))?,
         grace_period: layer.grace_period.ok_or(missing("grace-period"))?,
         max_upstream_conns,
         max_connections: layer.max_connections.ok_or(missing("max-connections"))?,

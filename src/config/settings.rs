@@ -442,7 +442,17 @@ settings! {
         parse: timeout,
         default: Fixed("10s"),
         reload: Live,
-        help: "Time a client has to send its request head",
+        help: "Time a client has to send its request head, counted from its first byte; a new \
+               connection that sends nothing is closed after it too",
+    },
+    keepalive_timeout: std::time::Duration {
+        key: "keepalive-timeout",
+        flag: One("DUR"),
+        parse: timeout,
+        default: Fixed("75s"),
+        reload: Live,
+        help: "How long a kept-alive client connection may wait for its next request before \
+               it is closed (connections accepted after a reload get the new value)",
     },
     grace_period: std::time::Duration {
         key: "grace-period",

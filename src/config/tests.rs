@@ -68,6 +68,7 @@ fn defaults_applied() {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
             grace_period: Duration::from_secs(10),
             max_upstream_conns: 8,
             max_connections: 4096,
@@ -156,6 +157,7 @@ APP_ENV = "prod"
             connect_timeout: Duration::from_millis(500),
             read_timeout: Duration::from_secs(120),
             header_timeout: Duration::from_millis(1500),
+            keepalive_timeout: Duration::from_secs(75),
             grace_period: Duration::ZERO,
             max_upstream_conns: 2,
             max_connections: 100,
@@ -324,7 +326,7 @@ fn unknown_key_names_key_and_file() {
     let expected = format!(
         "{}: unknown key `lisen` (expected one of: listen, upstream, root, index, \
          front-controller, server-name, max-body-size, connect-timeout, read-timeout, \
-         header-timeout, grace-period, max-upstream-conns, max-connections, log-level, params, \
+         header-timeout, keepalive-timeout, grace-period, max-upstream-conns, max-connections, log-level, params, \
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \

@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use super::accel;
 use super::access_log::AccessLog;
 use super::forwarded::Client;
+use super::framing;
 use super::respond;
 use super::AppState;
 use crate::body::GatewayBody;
@@ -40,9 +41,10 @@ pub(crate) async fn handle(
     remote: Endpoint,
     local: Endpoint,
     tls: Option<TlsInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<GatewayBody> {
     let start = Instant::now();
+    framing::take_target_host(&req.uri().clone(), req.headers_mut());
     let client = state.forwarding.resolve(remote, req.headers());
     let mut log = AccessLog::new(
         state.metrics.clone(),
@@ -51,9 +53,17 @@ pub(crate) async fn handle(
         client.remote,
         &req,
     );
-    let (resp, upstream_time) = match state.limits.check(&req) {
-        Ok(()) => route_and_forward(&state, start, client, local, tls, req).await,
-        Err(exceeded) => (respond::head_too_large(exceeded), None),
+    let dropped_length = req
+        .extensions()
+        .get::<framing::DroppedContentLength>()
+        .is_some();
+    let refused = match framing::check(req.version(), req.uri(), req.headers(), dropped_length) {
+        Err(refusal) => Some(respond::refused(&refusal)),
+        Ok(()) => state.limits.check(&req).err().map(respond::head_too_large),
+    };
+    let (resp, upstream_time) = match refused {
+        None => route_and_forward(&state, start, client, local, tls, req).await,
+        Some(refused) => (refused, None),
     };
     let (parts, body) = resp.into_parts();
     log.status = parts.status.as_u16();

@@ -8,18 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http::{header, Request};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::either::Either;
 
+use super::idle::{self, Activity, Watched};
 use super::workers::{Balance, Placed, SharedListener};
-use super::{handler, AppState, Listener};
+use super::{framing, handler, AppState, Listener};
 use crate::cgi::params::{Endpoint, TlsInfo};
 use crate::config::{Config, ListenAddr};
-use crate::listen::{accept_any, Accepted, ClientIo};
+use crate::listen::{accept_any, Accepted, ClientStream};
 
 /// One listener's accept loop.
 #[derive(Debug)]
@@ -311,8 +315,20 @@ async fn accept_loop(
         // others. This loop accepts nothing more until the permit comes, so a
         // flood still waits in the kernel backlog, one connection per listener
         // waiting here.
+        // At the limit, a slot usually frees soon (silent connections go
+        // after the header timeout); past that wait, the newcomer gets a
+        // clean close rather than a hang.
+        let wait = shared.state.load().idle_limits.header;
         let permit = tokio::select! {
-            p = shared.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = tokio::time::timeout(wait, shared.permits.clone().acquire_owned()) => match p {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::warn!(waited = ?wait, "max-connections reached: a new connection was closed");
+                    drop(accepted);
+                    continue;
+                }
+            },
             _ = stop.changed() => return,
         };
         let target = shared.balance.place(me);
@@ -370,9 +386,9 @@ impl Conn {
             local,
         } = self;
         let held = (permit, placed, alive);
-        let io: ClientIo = match accepted {
-            Accepted::Tcp(s) => TokioIo::new(Either::Left(s)),
-            Accepted::Unix(s) => TokioIo::new(Either::Right(s)),
+        let stream: ClientStream = match accepted {
+            Accepted::Tcp(s) => Either::Left(s),
+            Accepted::Unix(s) => Either::Right(s),
             Accepted::Tls(s) => {
                 tokio::spawn(async move {
                     let _held = held;
@@ -383,7 +399,7 @@ impl Conn {
         };
         tokio::spawn(async move {
             let _held = held;
-            serve_conn(io, state, stop, remote, local, None).await
+            serve_conn(stream, state, stop, remote, local, None).await
         });
     }
 }
@@ -407,26 +423,39 @@ async fn serve_tls_conn(
         _ = stop.changed() => return,
     };
     if let Some((stream, info)) = done {
-        let io = TokioIo::new(stream);
-        serve_conn(io, state, stop, remote, local, Some(info)).await;
+        serve_conn(stream, state, stop, remote, local, Some(info)).await;
     }
 }
 
 /// Serves one connection's requests until it closes or the drain ends it.
-async fn serve_conn<I>(
-    io: I,
+async fn serve_conn<S>(
+    stream: S,
     state: Arc<ArcSwap<AppState>>,
     mut stop: watch::Receiver<bool>,
     remote: Endpoint,
     local: Endpoint,
     tls: Option<TlsInfo>,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // The connection's HTTP settings (header timeout, buffer sizes) are
-    // those in force when it was accepted.
-    let builder = state.load().http.clone();
-    let service = service_fn(move |req| {
+    // The connection's HTTP settings (buffer sizes, idle limits) are those
+    // in force when it was accepted.
+    let (builder, limits) = {
+        let current = state.load();
+        (current.http.clone(), current.idle_limits)
+    };
+    let activity = Activity::new();
+    let io = TokioIo::new(Watched::new(stream, activity.clone()));
+    let requests = activity.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        // hyper drops a Content-Length sent beside Transfer-Encoding; the
+        // head as read still has it (`framing` refuses the pair).
+        let te = req.headers().contains_key(header::TRANSFER_ENCODING);
+        let (dropped_length, in_flight) =
+            requests.begin(|raw| te && idle::head_has_content_length(raw));
+        if dropped_length {
+            req.extensions_mut().insert(framing::DroppedContentLength);
+        }
         // One atomic load per request: a reload reaches kept-alive
         // connections, and a request in flight keeps the state it began with.
         let state = state.load_full();
@@ -434,7 +463,10 @@ async fn serve_conn<I>(
         // connection, idle ones too; the request's own state (~4 KB) is
         // better allocated only while a request runs.
         let handling = Box::pin(handler::handle(state, remote, local, tls, req));
-        async move { Ok::<_, std::convert::Infallible>(handling.await) }
+        async move {
+            let resp = handling.await;
+            Ok::<_, std::convert::Infallible>(resp.map(|body| body.holding(Box::new(in_flight))))
+        }
     });
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
@@ -443,6 +475,10 @@ async fn serve_conn<I>(
             if let Err(e) = res {
                 tracing::debug!(error = %e, "client connection ended with an error");
             }
+        }
+        () = activity.expired(limits) => {
+            // Idle, or a head too slow: closing it frees its slot.
+            tracing::debug!(client = ?remote, "client connection closed: idle or slow past its limit");
         }
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();

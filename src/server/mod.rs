@@ -7,7 +7,9 @@ mod accel;
 mod access_log;
 pub mod activation;
 pub mod forwarded;
+mod framing;
 mod handler;
+mod idle;
 mod limits;
 mod listeners;
 pub mod reload;
@@ -77,6 +79,8 @@ pub(crate) struct AppState {
     pub tls: Option<Arc<ReloadableTls>>,
     /// The TLS handshake is part of getting the request head.
     pub handshake_timeout: std::time::Duration,
+    /// How long connections accepted under this state may sit idle.
+    pub idle_limits: idle::IdleLimits,
 }
 
 impl AppState {
@@ -106,7 +110,7 @@ impl AppState {
             server_name: config.server_name.clone(),
             max_body_size: config.max_body_size,
             static_files: StaticConfig::new(&config.cache_control),
-            http: Arc::new(http_builder(config, &limits)),
+            http: Arc::new(http_builder(&limits)),
             limits,
             forwarding: Forwarding {
                 trusted: config.trusted_proxies.clone(),
@@ -119,16 +123,23 @@ impl AppState {
             access_log_format: config.access_log_format,
             tls,
             handshake_timeout: config.header_timeout,
+            idle_limits: idle::IdleLimits {
+                header: config.header_timeout,
+                keepalive: config.keepalive_timeout,
+            },
         }
     }
 }
 
-fn http_builder(config: &Config, limits: &HeadLimits) -> auto::Builder<TokioExecutor> {
+fn http_builder(limits: &HeadLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
+        // `idle` times heads and the silences between them itself: hyper's
+        // timer neither starts before a first byte nor allows a keep-alive
+        // longer than the head timeout.
+        .header_read_timeout(None)
         .keep_alive(true)
         .max_buf_size(limits.http1_buffer())
         .max_headers(limits.max_headers);

@@ -129,6 +129,17 @@ pub fn bad_request(why: &str) -> Response<GatewayBody> {
 }
 
 /// A short plain-text answer; 503 also tells the client when to come back.
+/// A request whose framing or Host is refused (`framing`): its status, the
+/// reason, and the connection closed after it, since where the next request
+/// would begin is not to be trusted.
+pub fn refused(refusal: &super::framing::Refusal) -> Response<GatewayBody> {
+    let reason = refusal.status.canonical_reason().unwrap_or("Refused");
+    let mut resp = plain(refusal.status, &format!("{reason}: {}\n", refusal.reason));
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 pub fn plain(status: StatusCode, text: &str) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::full(text.to_owned().into()));
     *resp.status_mut() = status;

@@ -17,6 +17,7 @@ mod compress_stream;
 mod dokuwiki;
 mod embedded_fpm;
 mod fake_upstream;
+mod framing;
 mod harness_selftest;
 mod limits;
 mod observability;
