@@ -12,6 +12,9 @@ have_php_fpm || apt_install php-fpm
 [[ -f /usr/share/dokuwiki/doku.php ]] || apt_install --no-install-recommends dokuwiki
 # tests/suite/tls.rs needs real clients: curl, h2load (nghttp2-client), openssl.
 have_commands h2load curl openssl || apt_install nghttp2-client curl openssl
+# tests/suite/doctor.rs runs a deliberately misconfigured nginx in front of
+# php-fpm (it starts its own, on a port of its own).
+have_commands nginx || apt_install --no-install-recommends nginx
 # tests/suite/reload.rs needs systemd-socket-activate and systemd-analyze
 # (package systemd; systemd need not be running).
 have_commands systemd-socket-activate systemd-analyze || apt_install systemd

@@ -1,6 +1,7 @@
 //! The command line: the subcommands. `serve`'s flags are derived from the
-//! settings (`config::ServeArgs`); `bench` has its own (`bench::BenchArgs`).
-//! Above both, so neither reaches into the other.
+//! settings (`config::ServeArgs`); `bench` and `doctor` have their own
+//! (`bench::BenchArgs`, `doctor::DoctorArgs`). Above them all, so none
+//! reaches into another.
 
 use std::path::PathBuf;
 
@@ -33,4 +34,7 @@ pub enum Command {
     },
     /// Measure php-fpm over FastCGI on each upstream (e.g. unix vs tcp).
     Bench(crate::bench::BenchArgs),
+    /// Probe a PHP site (ours or any server's) for known PHP/FastCGI
+    /// misconfigurations; exit 1 on a finding of high severity.
+    Doctor(crate::doctor::DoctorArgs),
 }

@@ -1,7 +1,7 @@
 //! fcgi-gateway: an HTTP server that serves PHP (and any FastCGI app) through php-fpm.
 //!
 //! Module map (docs/architecture.md has the data flow and who owns what):
-//! - `cli`      — the subcommands (serve, check-config, bench) over `config` and `bench`.
+//! - `cli`      — the subcommands (serve, check-config, bench, doctor) over `config`, `bench` and `doctor`.
 //! - `config`   — every setting declared once; flags + TOML file, defaults, validation (no sockets).
 //! - `server`   — the serving threads (`workers`: a current-thread runtime per thread, each
 //!   accepting on its own copy of every listener), listeners (TCP, TLS with reload, unix,
@@ -20,6 +20,7 @@
 //! - `admin`    — the admin listener: /healthz, /readyz, /metrics.
 //! - `metrics`  — Prometheus registry: requests, durations, upstream pool and times, php-fpm status.
 //! - `bench`    — the `bench` subcommand: php-fpm latency/throughput per upstream; off the serving path.
+//! - `doctor`   — the `doctor` subcommand: probes a live PHP site for known PHP/FastCGI misconfigurations; off the serving path.
 
 mod admin;
 pub mod bench;
@@ -28,6 +29,7 @@ pub mod cgi;
 pub mod cli;
 mod compress;
 pub mod config;
+pub mod doctor;
 pub mod fastcgi;
 pub mod fpm;
 pub mod listen;

@@ -55,6 +55,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Bench(args) => fcgi_gateway::bench::run(args),
+        Command::Doctor(args) => {
+            // Quiet unless asked: RUST_LOG=fcgi_gateway::doctor=debug shows each probe.
+            init_tracing("warn");
+            fcgi_gateway::doctor::run(args)
+        }
     }
 }
 

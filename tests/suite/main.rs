@@ -14,6 +14,7 @@ mod bench_agrees;
 mod bench_cli;
 mod cli;
 mod compress_stream;
+mod doctor;
 mod dokuwiki;
 mod embedded_fpm;
 mod fake_upstream;

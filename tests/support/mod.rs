@@ -5,6 +5,8 @@
 //!
 //! * [`php_fpm`] runs a real php-fpm (one unix-socket pool, one TCP pool) in a
 //!   temporary directory and stops it by PID.
+//! * [`nginx`] runs a real nginx with a config the test writes, for a site
+//!   served by another server than ours (`doctor`'s tests).
 //! * [`fake_fcgi`] is a scripted FastCGI server for faults php-fpm cannot
 //!   produce on demand (malformed records, wrong request ids, early close...).
 //! * [`wait`] polls for something to happen (a condition, a listening socket,
@@ -16,6 +18,7 @@
 pub mod binary;
 pub mod fake_fcgi;
 pub mod gateway;
+pub mod nginx;
 pub mod php_fpm;
 pub mod site;
 pub mod wait;

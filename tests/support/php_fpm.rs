@@ -490,7 +490,7 @@ fn find_php_fpm() -> PathBuf {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .expect("could not bind 127.0.0.1:0 to find a free port");
     listener.local_addr().expect("local_addr").port()
@@ -557,7 +557,7 @@ type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
 /// Spawn `cmd` with `PR_SET_PDEATHSIG = SIGTERM`. The parent-death signal
 /// fires when the *thread* that forked exits, so all spawns happen on one
 /// helper thread that lives until the test process ends.
-fn spawn_tied_to_test_process(mut cmd: Command) -> io::Result<Child> {
+pub fn spawn_tied_to_test_process(mut cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (jobs_tx, jobs_rx) = mpsc::channel::<SpawnJob>();
