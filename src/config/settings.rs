@@ -555,10 +555,10 @@ settings! {
         key: "never-serve-ext",
         flag: Many("EXT"),
         parse: check_ext,
-        default: Fixed("php phtml phar inc"),
+        default: Fixed("php phtml phar inc phps bak orig swp"),
         reload: Live,
-        help: "Extension never sent as a static file (404 instead); repeat for several. \
-               .php is always refused",
+        help: "Extension never sent as a static file (404 instead); repeat for several (the \
+               list replaces the default one). .php and names ending in ~ are always refused",
     },
     follow_symlinks_outside_root: bool {
         key: "follow-symlinks-outside-root",

@@ -81,7 +81,9 @@ fn defaults_applied() {
             acquire_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
             php_only_front_controller: false,
-            never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
+            never_serve_ext: ["php", "phtml", "phar", "inc", "phps", "bak", "orig", "swp"]
+                .map(str::to_owned)
+                .to_vec(),
             follow_symlinks_outside_root: false,
             cache_control: vec![],
             max_uri_length: 8 * 1024,
@@ -171,7 +173,9 @@ APP_ENV = "prod"
             acquire_timeout: Duration::from_millis(200),
             idle_timeout: Duration::from_secs(60),
             php_only_front_controller: false,
-            never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
+            never_serve_ext: ["php", "phtml", "phar", "inc", "phps", "bak", "orig", "swp"]
+                .map(str::to_owned)
+                .to_vec(),
             follow_symlinks_outside_root: false,
             cache_control: vec![],
             max_uri_length: 8 * 1024,

@@ -293,7 +293,9 @@ fn static_file_if_allowed(
 
 /// Whether a file name's extension forbids sending it as a static file.
 fn is_never_served(cfg: &RouteConfig, name: &str) -> bool {
+    // An editor's backup (`index.php~`) holds source as surely as the file.
     is_php_name(name)
+        || name.ends_with('~')
         || cfg
             .never_serve_ext
             .iter()

@@ -437,3 +437,33 @@ fn below_compares_whole_names() {
     let names: Vec<&[u8]> = segments(b"a//./.git/x").collect();
     assert_eq!(names, [&b"a"[..], b".git", b"x"]);
 }
+
+#[test]
+fn editor_and_backup_copies_of_scripts_are_never_sent() {
+    let t = tree();
+    for name in [
+        "info.php~",
+        "info.php.bak",
+        "info.phps",
+        "info.php.orig",
+        ".info.php.swp",
+    ] {
+        fs::write(t.root.join(name), "<?php echo 1;").unwrap();
+    }
+    let mut c = cfg(&t, None);
+    c.never_serve_ext = ["php", "phtml", "phar", "inc", "phps", "bak", "orig", "swp"]
+        .map(str::to_owned)
+        .to_vec();
+    for path in [
+        "/info.php~",
+        "/info.php.bak",
+        "/info.phps",
+        "/info.php.orig",
+        "/.info.php.swp",
+    ] {
+        assert_eq!(resolve(&c, path, None), Route::NotFound, "{path}");
+    }
+    // `~` is refused whatever the list says.
+    c.never_serve_ext = vec!["php".to_owned()];
+    assert_eq!(resolve(&c, "/info.php~", None), Route::NotFound);
+}
