@@ -10,6 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderValue};
 use serde::Serialize;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::cgi::params::Endpoint;
 pub use crate::config::AccessLogFormat;
@@ -236,85 +239,49 @@ fn needs_escape(b: u8) -> bool {
     b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b)
 }
 
-/// A UTC civil date and time.
-struct Civil {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u64,
-    minute: u64,
-    second: u64,
-    millis: u32,
-}
-
-fn civil(t: SystemTime) -> Civil {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let of_day = secs % 86_400;
-    Civil {
-        year,
-        month,
-        day,
-        hour: of_day / 3600,
-        minute: of_day / 60 % 60,
-        second: of_day % 60,
-        millis: since.subsec_millis(),
-    }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar, counting in 400-year eras of 146097 days.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Months counted from March, so the leap day is the year's last.
-    let march_month = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * march_month + 2) / 5 + 1) as u32;
-    let month = if march_month < 10 {
-        march_month + 3
-    } else {
-        march_month - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
 /// `10/Oct/2000:13:55:36 +0000`, the common log format's time, in UTC.
+const CLF: &[BorrowedFormatItem<'_>] =
+    format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+
+/// `2000-10-10T13:55:36.123Z`: RFC 3339 in UTC, milliseconds truncated.
+const RFC3339_MILLIS: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// The common log format's time of an instant.
 struct ClfTime(SystemTime);
 
 impl Display for ClfTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = civil(self.0);
-        let month = MONTHS[(c.month as usize).saturating_sub(1) % 12];
-        write!(
-            f,
-            "{:02}/{month}/{:04}:{:02}:{:02}:{:02} +0000",
-            c.day, c.year, c.hour, c.minute, c.second
-        )
+        write_time(f, self.0, CLF)
     }
 }
 
-/// `2000-10-10T13:55:36.123Z`.
+/// The JSON format's time of an instant.
 struct Rfc3339(SystemTime);
 
 impl Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = civil(self.0);
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
-        )
+        write_time(f, self.0, RFC3339_MILLIS)
     }
+}
+
+/// Formats `t` in UTC through a stack buffer (`time` writes to an
+/// `io::Write`), so the combined line still builds no String. A clock
+/// before 1970 shows 1970, one past year 9999 shows 9999's last second:
+/// nothing here panics.
+fn write_time(
+    f: &mut fmt::Formatter<'_>,
+    t: SystemTime,
+    format: &[BorrowedFormatItem<'_>],
+) -> fmt::Result {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let nanos = i128::try_from(since.as_nanos()).unwrap_or(i128::MAX);
+    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(PrimitiveDateTime::MAX.assume_utc());
+    let mut buf = [0u8; 48];
+    let mut out = &mut buf[..];
+    let len = at.format_into(&mut out, format).map_err(|_| fmt::Error)?;
+    f.write_str(std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?)
 }
 
 #[cfg(test)]
@@ -353,6 +320,54 @@ mod tests {
                 ClfTime(at(secs) - Duration::from_millis(45)).to_string(),
                 expected
             );
+        }
+    }
+
+    #[test]
+    fn pins_a_known_instant_in_both_formats() {
+        // Apache's own example; sub-second digits are truncated, never rounded.
+        let at = UNIX_EPOCH + Duration::from_secs(971_186_136) + Duration::from_nanos(123_999_999);
+        assert_eq!(ClfTime(at).to_string(), "10/Oct/2000:13:55:36 +0000");
+        assert_eq!(Rfc3339(at).to_string(), "2000-10-10T13:55:36.123Z");
+        let single_digits =
+            UNIX_EPOCH + Duration::from_secs(1_136_171_045) + Duration::from_millis(7);
+        assert_eq!(
+            ClfTime(single_digits).to_string(),
+            "02/Jan/2006:03:04:05 +0000"
+        );
+        assert_eq!(
+            Rfc3339(single_digits).to_string(),
+            "2006-01-02T03:04:05.007Z"
+        );
+        // A clock before 1970 shows the epoch, as the hand-written calendar did.
+        let before = UNIX_EPOCH - Duration::from_secs(90_000);
+        assert_eq!(ClfTime(before).to_string(), "01/Jan/1970:00:00:00 +0000");
+        let after_9999 = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
+        assert_eq!(Rfc3339(after_9999).to_string(), "9999-12-31T23:59:59.999Z");
+    }
+
+    /// What one line's time costs, to compare formatters; prints, asserts
+    /// nothing. `cargo test --release --lib time_format_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn time_format_cost() {
+        let base = UNIX_EPOCH + Duration::from_millis(1_760_000_000_123);
+        let calls = 1_000_000u32;
+        let mut line = String::with_capacity(64);
+        for (name, json) in [("combined", false), ("json", true)] {
+            let started = Instant::now();
+            for i in 0..calls {
+                line.clear();
+                let t = std::hint::black_box(base + Duration::from_micros(u64::from(i) * 7_919));
+                if json {
+                    write!(line, "{}", Rfc3339(t)).unwrap();
+                } else {
+                    write!(line, "{}", ClfTime(t)).unwrap();
+                }
+                std::hint::black_box(&line);
+            }
+            let per_call = started.elapsed() / calls;
+            println!("{name}: {per_call:?} per call ({line})");
         }
     }
 

@@ -2,6 +2,14 @@
 //! own: a config reload adds and removes listeners while the others keep
 //! accepting. Every request reads the per-request state in force at that
 //! moment, so a reload reaches keep-alive connections too.
+//!
+//! A stopped listener's connections drain through hyper-util's
+//! `GracefulShutdown`, one per listener: each accept loop takes a
+//! `Watcher` from it for every connection it accepts (connections may be
+//! served on another serving thread; the watcher goes along), and stopping
+//! the listener tells them all to finish the request in flight and close.
+//! It watches only hyper connections, so the accept loops and TLS
+//! handshakes stop on a watch channel of the listener's own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,10 +20,11 @@ use http::{header, Request};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::either::Either;
 
 use super::idle::{self, Activity, Watched};
@@ -36,7 +45,11 @@ struct Running {
     /// Handed over by the service manager: never closed or re-bound by a
     /// reload, its socket file never removed (systemd owns it).
     inherited: bool,
+    /// Stops its accept loops, and the TLS handshakes of its connections.
     stop: watch::Sender<bool>,
+    /// Drains its connections once the accept loops have ended; each
+    /// accept loop holds a clone while it runs.
+    graceful: Arc<GracefulShutdown>,
     /// One accept loop per serving thread, each on its own copy of the socket.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -50,9 +63,9 @@ pub(super) struct ListenerSet {
     permits: Arc<Semaphore>,
     /// The `max-connections` the permits were sized for.
     max_connections: usize,
-    /// Each connection task holds a clone; when all are gone the drain is over.
-    alive: Option<mpsc::Sender<()>>,
-    alive_rx: mpsc::Receiver<()>,
+    /// The drains of stopped listeners (`GracefulShutdown::shutdown`), each
+    /// done once all of that listener's connections have closed.
+    draining: JoinSet<()>,
     /// The serving threads' runtimes (`workers`): every listener accepts on
     /// each of them.
     workers: Arc<[Handle]>,
@@ -66,14 +79,12 @@ impl ListenerSet {
         workers: Vec<Handle>,
     ) -> ListenerSet {
         let max_connections = max_connections.max(1);
-        let (alive, alive_rx) = mpsc::channel(1);
         ListenerSet {
             running: Vec::new(),
             state,
             permits: Arc::new(Semaphore::new(max_connections)),
             max_connections,
-            alive: Some(alive),
-            alive_rx,
+            draining: JoinSet::new(),
             balance: Balance::new(workers.len()),
             workers: workers.into(),
         }
@@ -82,9 +93,6 @@ impl ListenerSet {
     /// Starts accepting on `listener`, bound for the `configured` address
     /// (None: handed over by systemd).
     pub fn start(&mut self, listener: Listener, configured: Option<ListenAddr>, inherited: bool) {
-        let Some(alive) = self.alive.clone() else {
-            return; // Shutting down: nothing new starts.
-        };
         let addr = address_of(&listener);
         let (stop, stop_rx) = watch::channel(false);
         let upstream = self.state.load().pool.settings().addr.clone();
@@ -96,9 +104,10 @@ impl ListenerSet {
                 return;
             }
         };
+        let graceful = Arc::new(GracefulShutdown::new());
         let shared_state = AcceptShared {
             state: self.state.clone(),
-            alive,
+            graceful: graceful.clone(),
             permits: self.permits.clone(),
             workers: self.workers.clone(),
             balance: self.balance.clone(),
@@ -130,6 +139,7 @@ impl ListenerSet {
             configured,
             inherited,
             stop,
+            graceful,
             tasks,
         });
     }
@@ -164,9 +174,11 @@ impl ListenerSet {
             .into_iter()
             .partition(|r| r.inherited || wanted.iter().any(|a| r.is(a)));
         self.running = keep;
+        // Forget the drains that are over.
+        while self.draining.try_join_next().is_some() {}
         for r in gone {
             tracing::info!(listen = %r.addr, "no longer listed: stopped accepting; its connections drain");
-            stop(r).await;
+            self.stop(r).await;
         }
     }
 
@@ -191,15 +203,41 @@ impl ListenerSet {
     }
 
     /// Stops every listener, then waits up to `grace` for their connections
-    /// to finish. True when all did.
+    /// to finish, those of listeners a reload removed too. True when all did.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
         for r in std::mem::take(&mut self.running) {
-            stop(r).await;
+            self.stop(r).await;
         }
-        drop(self.alive.take());
-        tokio::time::timeout(grace, self.alive_rx.recv())
-            .await
-            .is_ok()
+        let draining = &mut self.draining;
+        tokio::time::timeout(grace, async {
+            while draining.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Stops `r`'s accept loops, then tells its connections to finish the
+    /// request in flight and close, without waiting for them.
+    async fn stop(&mut self, r: Running) {
+        let _ = r.stop.send(true);
+        for task in r.tasks {
+            let _ = task.await;
+        }
+        // Every connection it accepted has its watcher now, and the accept
+        // loops' clones are gone with their tasks.
+        match Arc::try_unwrap(r.graceful) {
+            Ok(graceful) => {
+                self.draining.spawn(graceful.shutdown());
+            }
+            // Not reached: only the accept loops held clones.
+            Err(_) => {
+                tracing::warn!(listen = %r.addr, "an accept loop outlived its task; its connections are neither told to drain nor waited for")
+            }
+        }
+        // Our socket, our file: a later start would otherwise find it stale.
+        if let (ListenAddr::Unix(path), false) = (&r.addr, r.inherited) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -264,24 +302,13 @@ pub(super) fn address_of(listener: &Listener) -> ListenAddr {
     }
 }
 
-async fn stop(r: Running) {
-    let _ = r.stop.send(true);
-    for task in r.tasks {
-        let _ = task.await;
-    }
-    // Our socket, our file: a later start would otherwise find it stale.
-    if let (ListenAddr::Unix(path), false) = (&r.addr, r.inherited) {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
-/// What every accept loop shares: the per-request state, the drain's
-/// liveness token, the connection limit, and the serving threads to place
-/// connections on.
+/// What every accept loop of a listener shares: the per-request state,
+/// the listener's drain, the connection limit, and the serving threads to
+/// place connections on.
 #[derive(Clone)]
 struct AcceptShared {
     state: Arc<ArcSwap<AppState>>,
-    alive: mpsc::Sender<()>,
+    graceful: Arc<GracefulShutdown>,
     permits: Arc<Semaphore>,
     workers: Arc<[Handle]>,
     balance: Arc<Balance>,
@@ -335,7 +362,8 @@ async fn accept_loop(
         let conn = Conn {
             permit,
             placed: shared.balance.opened(target),
-            alive: shared.alive.clone(),
+            // Taken here, before the loop can end: the drain then waits for it.
+            drain: shared.graceful.watcher(),
             state: shared.state.clone(),
             stop: stop.clone(),
             remote,
@@ -358,13 +386,13 @@ async fn accept_loop(
 }
 
 /// One client connection and what it holds while it is open: its
-/// connection permit, its place on a serving thread, the drain's liveness
-/// token.
+/// connection permit, its place on a serving thread, its listener's drain.
 struct Conn {
     permit: OwnedSemaphorePermit,
     placed: Placed,
-    alive: mpsc::Sender<()>,
+    drain: Watcher,
     state: Arc<ArcSwap<AppState>>,
+    /// Its listener's stop, which abandons a TLS handshake in progress.
     stop: watch::Receiver<bool>,
     remote: Endpoint,
     local: Endpoint,
@@ -379,27 +407,27 @@ impl Conn {
         let Conn {
             permit,
             placed,
-            alive,
+            drain,
             state,
             stop,
             remote,
             local,
         } = self;
-        let held = (permit, placed, alive);
+        let held = (permit, placed);
         let stream: ClientStream = match accepted {
             Accepted::Tcp(s) => Either::Left(s),
             Accepted::Unix(s) => Either::Right(s),
             Accepted::Tls(s) => {
                 tokio::spawn(async move {
                     let _held = held;
-                    serve_tls_conn(s, state, stop, remote, local).await
+                    serve_tls_conn(s, state, stop, drain, remote, local).await
                 });
                 return;
             }
         };
         tokio::spawn(async move {
             let _held = held;
-            serve_conn(stream, state, stop, remote, local, None).await
+            serve_conn(stream, state, drain, remote, local, None).await
         });
     }
 }
@@ -410,6 +438,7 @@ async fn serve_tls_conn(
     tcp: tokio::net::TcpStream,
     state: Arc<ArcSwap<AppState>>,
     mut stop: watch::Receiver<bool>,
+    drain: Watcher,
     remote: Endpoint,
     local: Endpoint,
 ) {
@@ -423,7 +452,7 @@ async fn serve_tls_conn(
         _ = stop.changed() => return,
     };
     if let Some((stream, info)) = done {
-        serve_conn(stream, state, stop, remote, local, Some(info)).await;
+        serve_conn(stream, state, drain, remote, local, Some(info)).await;
     }
 }
 
@@ -431,7 +460,7 @@ async fn serve_tls_conn(
 async fn serve_conn<S>(
     stream: S,
     state: Arc<ArcSwap<AppState>>,
-    mut stop: watch::Receiver<bool>,
+    drain: Watcher,
     remote: Endpoint,
     local: Endpoint,
     tls: Option<TlsInfo>,
@@ -468,10 +497,11 @@ async fn serve_conn<S>(
             Ok::<_, std::convert::Infallible>(resp.map(|body| body.holding(Box::new(in_flight))))
         }
     });
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
+    // Once the listener stops, hyper finishes the request in flight (the
+    // open streams, after a GOAWAY, on HTTP/2) and closes the connection.
+    let conn = drain.watch(builder.serve_connection(io, service));
     tokio::select! {
-        res = conn.as_mut() => {
+        res = conn => {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "client connection ended with an error");
             }
@@ -479,12 +509,6 @@ async fn serve_conn<S>(
         () = activity.expired(limits) => {
             // Idle, or a head too slow: closing it frees its slot.
             tracing::debug!(client = ?remote, "client connection closed: idle or slow past its limit");
-        }
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "client connection ended with an error while draining");
-            }
         }
     }
 }

@@ -438,3 +438,83 @@ async fn a_bad_config_is_refused_and_the_running_one_keeps_serving() {
     );
     assert_eq!(gw.stop(), Some(0));
 }
+
+/// A listener a reload removes tells its open connections to finish the
+/// request in flight and close; SIGTERM then still waits for those
+/// requests, though their listener is gone, before the drain is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_listeners_connections_drain_and_sigterm_waits_for_them() {
+    let fpm = PhpFpm::start();
+    let dir = Dir::new();
+    let one = dir.sock("one.sock");
+    let config = |listen: &[&str]| {
+        let listen: Vec<String> = listen
+            .iter()
+            .map(|s| format!("\"{}\"", dir.listen(s)))
+            .collect();
+        format!(
+            "listen = [{}]\nupstream = \"unix:{}\"\nroot = \"a\"\n",
+            listen.join(", "),
+            fpm.unix_socket.display()
+        )
+    };
+    dir.write_config(&config(&["one.sock", "two.sock"]));
+    let mut gw = Proc::gateway(&[
+        "serve",
+        "--config",
+        dir.config().to_str().unwrap(),
+        "--grace-period",
+        "20s",
+    ]);
+    wait::socket_listens(&one, WAIT).await;
+    wait::socket_listens(&dir.sock("two.sock"), WAIT).await;
+
+    // Three kept-alive connections on `one`: one idle, two with a request
+    // running in php-fpm (each seen to begin before the next is sent).
+    let mut idle = connect(&one).await.unwrap();
+    assert_eq!(get_on(&mut idle, "/who.php").await.unwrap().0, 200);
+    let in_flight = |ms: u32| {
+        let one = one.clone();
+        let began = dir.path.join("a/slow.began");
+        let _ = std::fs::remove_file(&began);
+        let task = tokio::spawn(async move {
+            let mut conn = connect(&one).await.unwrap();
+            let got = get_on(&mut conn, &format!("/slow.php?ms={ms}")).await;
+            (got, conn)
+        });
+        (task, began)
+    };
+    let (short, began) = in_flight(800);
+    wait::until("the short request to run in php-fpm", WAIT, || {
+        began.exists()
+    })
+    .await;
+    let (long, began) = in_flight(3000);
+    wait::until("the long request to run in php-fpm", WAIT, || {
+        began.exists()
+    })
+    .await;
+
+    dir.write_config(&config(&["two.sock"]));
+    gw.signal(libc::SIGHUP);
+    let reloaded = gw.wait_log("config reloaded", 1).await;
+    assert!(reloaded.contains("listeners_removed=1"), "{reloaded}");
+    wait::until("the idle connection to be closed", WAIT, || {
+        idle.is_closed()
+    })
+    .await;
+    let (got, conn) = short.await.unwrap();
+    assert_eq!(got, Ok((200, "slept 800".to_owned())));
+    wait::until("the short request's connection to be closed", WAIT, || {
+        conn.is_closed()
+    })
+    .await;
+
+    // The long one still runs: the drain waits for it.
+    gw.signal(libc::SIGTERM);
+    let (got, _conn) = long.await.unwrap();
+    assert_eq!(got, Ok((200, "slept 3000".to_owned())));
+    assert_eq!(gw.child.wait().unwrap().code(), Some(0));
+    let log = gw.lines().join("\n");
+    assert!(log.contains("drained; bye"), "{log}");
+}
