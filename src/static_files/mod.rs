@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use headers::{ContentRange, HeaderMapExt};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use quick_cache::sync::Cache;
 use std::io::{Read, Seek};
@@ -115,19 +116,27 @@ pub async fn serve(
     let len = meta.len();
     let validators = Validators::new(len, meta.modified().ok(), encoding);
 
+    let not_modified = validators.not_modified(headers);
+    // Ranges belong to GET; a HEAD answers as the plain GET would.
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(value)
+            if method == Method::GET && !not_modified && validators.range_applies(headers) =>
+        {
+            range::parse(value, len)
+        }
+        _ => RangeRequest::Full,
+    };
+
     let mut resp = Response::new(GatewayBody::empty());
     let h = resp.headers_mut();
-    put(h, header::ETAG, &validators.etag);
-    if let Some(date) = validators.last_modified() {
-        put(h, header::LAST_MODIFIED, &date);
-    }
+    validators.insert_into(h);
     if let Some(value) = cfg.cache_control_for(path) {
         h.insert(header::CACHE_CONTROL, value.clone());
     }
     if has_variants {
         h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
-    if validators.not_modified(headers) {
+    if not_modified {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(resp);
     }
@@ -145,28 +154,20 @@ pub async fn serve(
         );
     }
 
-    // Ranges belong to GET; a HEAD answers as the plain GET would.
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(value) if method == Method::GET && validators.range_applies(headers) => {
-            range::parse(value, len)
-        }
-        _ => RangeRequest::Full,
-    };
     let (start, count) = match range {
         RangeRequest::Full => (0, len),
         RangeRequest::Part { start, end } => {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            put(
-                resp.headers_mut(),
-                header::CONTENT_RANGE,
-                &format!("bytes {start}-{end}/{len}"),
-            );
+            // Only an open end makes `bytes` fail, and this one is closed.
+            if let Ok(content_range) = ContentRange::bytes(start..=end, len) {
+                resp.headers_mut().typed_insert(content_range);
+            }
             (start, end - start + 1)
         }
         RangeRequest::Unsatisfiable => {
             *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
             let h = resp.headers_mut();
-            put(h, header::CONTENT_RANGE, &format!("bytes */{len}"));
+            h.typed_insert(ContentRange::unsatisfied_bytes(len));
             h.remove(header::CONTENT_TYPE);
             h.remove(header::CONTENT_ENCODING);
             return Ok(resp);
@@ -353,14 +354,6 @@ fn content_type(path: &Path) -> HeaderValue {
         mime.to_string()
     };
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
-}
-
-/// Inserts a value we formatted ourselves (digits, quotes, dates); such a
-/// value is always a valid header, but a failure must not panic.
-fn put(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Request headers that choose what to send: `Accept-Encoding` (which
 //! precompressed sibling), the conditional headers (304) and `If-Range`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{header, HeaderMap};
+use headers::{ETag, Header, HeaderMapExt, IfModifiedSince, IfNoneMatch, IfRange, LastModified};
+use http::{header, HeaderMap, HeaderValue};
 
 /// A precompressed sibling file: `app.js.br` next to `app.js`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,10 @@ impl Encoding {
 /// The client's weight (q, in thousandths) for `enc`: 0 when not acceptable.
 ///
 /// An explicit entry wins over `*`; `x-gzip` counts as `gzip` (RFC 9110 §8.4.1.3).
+///
+/// Read here by hand: `headers` 0.4 has no `AcceptEncoding` in its API (its
+/// draft sits among the crate's disabled sources, not compiled), and none of
+/// its types exposes q-values. `compress` weighs encodings with this too.
 pub(crate) fn accepted_weight(headers: &HeaderMap, enc: Encoding) -> u16 {
     let mut explicit = None;
     let mut wildcard = None;
@@ -82,91 +87,97 @@ fn parse_q(v: &str) -> Option<u16> {
     (thousandths <= 1000).then_some(thousandths)
 }
 
-/// Validators of the file being sent.
+/// Validators of the file being sent. The conditionals are read and
+/// evaluated with the `headers` crate's typed headers (RFC 9110 §13).
 #[derive(Debug, Clone)]
 pub(super) struct Validators {
-    /// Strong, quoted: `"<size hex>-<mtime hex>[.br|.gz]"`.
-    pub etag: String,
-    pub modified: Option<SystemTime>,
+    /// Strong: `"<size hex>-<mtime nanos hex>[.br|.gz]"`. Kept as the value
+    /// sent; typed as `headers::ETag` only when a conditional asks, which
+    /// spares the common request a parse and a copy.
+    etag: HeaderValue,
+    /// The modification time cut to whole seconds, as HTTP dates carry it;
+    /// none when it cannot be written as one (before 1970, after 9999).
+    modified: Option<SystemTime>,
 }
 
 impl Validators {
     pub(super) fn new(len: u64, modified: Option<SystemTime>, enc: Option<Encoding>) -> Self {
-        let nanos = modified
-            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
+        let since_epoch = modified.and_then(|m| m.duration_since(UNIX_EPOCH).ok());
+        let nanos = since_epoch.map_or(0, |d| d.as_nanos());
         let suffix = enc.map_or("", Encoding::suffix);
-        Validators {
-            etag: format!("\"{len:x}-{nanos:x}{suffix}\""),
-            modified,
+        let etag = format!("\"{len:x}-{nanos:x}{suffix}\"");
+        let etag = HeaderValue::from_maybe_shared(bytes::Bytes::from(etag))
+            .expect("hex digits, '-' and '.' between quotes are a valid header value");
+        // httpdate panics on times it cannot write; such a file goes without
+        // Last-Modified (its ETag still validates it).
+        let modified = since_epoch
+            .map(|d| d.as_secs())
+            .filter(|&secs| secs < LAST_HTTP_DATE)
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        Validators { etag, modified }
+    }
+
+    /// ETag and Last-Modified on a response; last, as it gives the ETag away.
+    pub(super) fn insert_into(self, h: &mut HeaderMap) {
+        h.insert(header::ETAG, self.etag);
+        if let Some(modified) = self.modified {
+            h.typed_insert(LastModified::from(modified));
         }
     }
 
-    /// RFC 9110 §13.2.2 for GET/HEAD: If-None-Match decides when present,
-    /// else If-Modified-Since (at the one-second resolution of HTTP dates).
+    fn typed_etag(&self) -> Option<ETag> {
+        ETag::decode(&mut std::iter::once(&self.etag)).ok()
+    }
+
+    /// RFC 9110 §13.2.2 for GET/HEAD: If-None-Match decides when present
+    /// (weak comparison), else If-Modified-Since (one-second resolution).
     pub(super) fn not_modified(&self, headers: &HeaderMap) -> bool {
-        let mut saw_inm = false;
-        for value in headers.get_all(header::IF_NONE_MATCH) {
-            saw_inm = true;
-            let Ok(value) = value.to_str() else { continue };
-            // Weak comparison: W/ prefixes do not matter here.
-            let ours = self.etag.as_str();
-            if value
-                .split(',')
-                .map(|tag| tag.trim())
-                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == ours)
-            {
-                return true;
+        // Present, it decides even when no tag in it is usable: §13.1.3
+        // ignores If-Modified-Since whenever the request contains it.
+        match headers.typed_try_get::<IfNoneMatch>() {
+            Ok(Some(inm)) => {
+                return self
+                    .typed_etag()
+                    .is_some_and(|etag| !inm.precondition_passes(&etag))
             }
+            Err(_) => return false,
+            Ok(None) => {}
         }
-        if saw_inm {
-            return false;
-        }
-        let since = headers
-            .get(header::IF_MODIFIED_SINCE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok());
-        match (since, self.modified_secs()) {
-            (Some(since), Some(modified)) => modified <= since,
+        // More than one value, or not a date: ignored (§13.1.3).
+        match (headers.typed_get::<IfModifiedSince>(), self.modified) {
+            // As `IfModifiedSince::is_modified`, without its two conversions
+            // of the time to calendar fields.
+            (Some(since), Some(modified)) => modified <= SystemTime::from(since),
             _ => false,
         }
     }
 
-    /// `If-Range`: the range applies only if the client's copy is this one
-    /// (strong ETag match, or exactly this Last-Modified date).
+    /// `If-Range` (§13.1.5): the range applies only if the client's copy is
+    /// this one: a strong ETag match, or exactly this Last-Modified date.
     pub(super) fn range_applies(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers.get(header::IF_RANGE) else {
-            return true;
+        let if_range = match headers.typed_try_get::<IfRange>() {
+            Ok(None) => return true,
+            Ok(Some(if_range)) => if_range,
+            // Neither an entity-tag nor a date: it matches nothing.
+            Err(_) => return false,
         };
-        let Ok(value) = value.to_str() else {
-            return false;
-        };
-        let value = value.trim();
-        if value.starts_with('"') {
-            return value == self.etag;
-        }
-        match (httpdate::parse_http_date(value).ok(), self.modified_secs()) {
-            (Some(date), Some(modified)) => date == modified,
-            _ => false,
-        }
-    }
-
-    /// The modification time cut to whole seconds, as HTTP dates carry it.
-    fn modified_secs(&self) -> Option<SystemTime> {
-        let secs = self.modified?.duration_since(UNIX_EPOCH).ok()?.as_secs();
-        Some(UNIX_EPOCH + std::time::Duration::from_secs(secs))
-    }
-
-    pub(super) fn last_modified(&self) -> Option<String> {
-        self.modified_secs().map(httpdate::fmt_http_date)
+        // `IfRange::is_modified` takes any date at or after Last-Modified as
+        // unchanged; §13.1.5 asks for an exact match, so dates are compared
+        // here and only the entity-tag (strong comparison) is left to it.
+        let etag = self.typed_etag();
+        !if_range.is_modified(etag.as_ref(), None)
+            || self
+                .modified
+                .is_some_and(|modified| if_range == IfRange::date(modified))
     }
 }
+
+/// 10000-01-01T00:00:00Z in Unix seconds: httpdate writes years up to 9999.
+const LAST_HTTP_DATE: u64 = 253_402_300_800;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-    use std::time::Duration;
 
     fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -214,30 +225,39 @@ mod tests {
         Validators::new(100, Some(mtime), None)
     }
 
+    /// ETag and Last-Modified as written on a response.
+    fn written(v: &Validators) -> (String, Option<String>) {
+        let mut h = HeaderMap::new();
+        v.clone().insert_into(&mut h);
+        let text = |name| {
+            h.get(name)
+                .map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        (text(header::ETAG).unwrap(), text(header::LAST_MODIFIED))
+    }
+
     #[test]
     fn etags_differ_per_variant_and_change_with_the_file() {
         let mtime = UNIX_EPOCH + Duration::from_secs(5);
-        let plain = Validators::new(10, Some(mtime), None).etag;
-        let br = Validators::new(10, Some(mtime), Some(Encoding::Brotli)).etag;
-        let bigger = Validators::new(11, Some(mtime), None).etag;
-        let later = Validators::new(10, Some(mtime + Duration::from_nanos(1)), None).etag;
-        assert!(plain.starts_with('"') && plain.ends_with('"'));
-        assert_ne!(plain, br);
-        assert_ne!(plain, bigger);
-        assert_ne!(plain, later);
+        let etag = |len, mtime, enc| written(&Validators::new(len, Some(mtime), enc)).0;
+        let plain = etag(10, mtime, None);
+        assert_eq!(plain, "\"a-12a05f200\"");
+        let br = etag(10, mtime, Some(Encoding::Brotli));
+        assert_eq!(br, "\"a-12a05f200.br\"");
+        assert_ne!(plain, etag(10, mtime, Some(Encoding::Gzip)));
+        assert_ne!(plain, etag(11, mtime, None));
+        assert_ne!(plain, etag(10, mtime + Duration::from_nanos(1), None));
     }
 
     #[test]
     fn conditionals() {
         let v = validators();
-        let lm = v.last_modified().unwrap();
+        let (etag, lm) = written(&v);
+        let lm = lm.unwrap();
         assert_eq!(lm, "Tue, 14 Nov 2023 22:13:20 GMT");
         let nm = |pairs: &[(header::HeaderName, &str)]| v.not_modified(&headers(pairs));
-        assert!(nm(&[(header::IF_NONE_MATCH, &v.etag)]));
-        assert!(nm(&[(
-            header::IF_NONE_MATCH,
-            &format!("\"x\", W/{}", v.etag)
-        )]));
+        assert!(nm(&[(header::IF_NONE_MATCH, &etag)]));
+        assert!(nm(&[(header::IF_NONE_MATCH, &format!("\"x\", W/{etag}"))]));
         assert!(nm(&[(header::IF_NONE_MATCH, "*")]));
         assert!(!nm(&[(header::IF_NONE_MATCH, "\"other\"")]));
         assert!(nm(&[(header::IF_MODIFIED_SINCE, &lm)]));
@@ -258,17 +278,91 @@ mod tests {
         assert!(!nm(&[]));
     }
 
+    /// Edge cases, some of which the hand-written parsing answered
+    /// otherwise; each follows RFC 9110 now.
+    #[test]
+    fn conditionals_edge_cases() {
+        let v = validators();
+        let (etag, lm) = written(&v);
+        let lm = lm.unwrap();
+        let nm = |pairs: &[(header::HeaderName, &str)]| v.not_modified(&headers(pairs));
+        // Our tag in a second If-None-Match line counts like one in a list.
+        assert!(nm(&[
+            (header::IF_NONE_MATCH, "\"a\""),
+            (header::IF_NONE_MATCH, &etag)
+        ]));
+        // `*` is the whole field value or nothing (§13.1.2: "*" / #entity-tag):
+        // a `*` among tags is not a wildcard. It matched before.
+        assert!(!nm(&[(header::IF_NONE_MATCH, "\"a\", *")]));
+        assert!(!nm(&[
+            (header::IF_NONE_MATCH, "*"),
+            (header::IF_NONE_MATCH, "\"a\"")
+        ]));
+        // An empty or unusable If-None-Match still overrides If-Modified-Since.
+        for unusable in ["", "not-a-tag"] {
+            assert!(!nm(&[
+                (header::IF_NONE_MATCH, unusable),
+                (header::IF_MODIFIED_SINCE, &lm)
+            ]));
+        }
+        // A lowercase w/ is not a weak tag (§8.8.3: "W/" is case-sensitive).
+        assert!(!nm(&[(header::IF_NONE_MATCH, &format!("w/{etag}"))]));
+        // If-Modified-Since with more than one member is ignored (§13.1.3);
+        // before, the first line decided.
+        assert!(!nm(&[
+            (header::IF_MODIFIED_SINCE, &lm),
+            (header::IF_MODIFIED_SINCE, &lm)
+        ]));
+        // The obsolete date formats are accepted (§5.6.7).
+        assert!(nm(&[(
+            header::IF_MODIFIED_SINCE,
+            "Tuesday, 14-Nov-23 22:13:20 GMT"
+        )]));
+        assert!(nm(&[(
+            header::IF_MODIFIED_SINCE,
+            "Tue Nov 14 22:13:20 2023"
+        )]));
+    }
+
     #[test]
     fn if_range() {
         let v = validators();
-        let lm = v.last_modified().unwrap();
+        let (etag, lm) = written(&v);
+        let lm = lm.unwrap();
         let applies = |value: &str| v.range_applies(&headers(&[(header::IF_RANGE, value)]));
         assert!(v.range_applies(&HeaderMap::new()));
-        assert!(applies(&v.etag));
-        assert!(!applies(&format!("W/{}", v.etag)));
+        assert!(applies(&etag));
+        assert!(!applies(&format!("W/{etag}")));
         assert!(!applies("\"stale\""));
         assert!(applies(&lm));
         assert!(!applies("Mon, 13 Nov 2023 00:00:00 GMT"));
+        // Exactly Last-Modified, not any later date (§13.1.5), though
+        // `IfRange::is_modified` would take it.
+        assert!(!applies("Wed, 15 Nov 2023 00:00:00 GMT"));
         assert!(!applies("garbage"));
+        assert!(!applies(""));
+    }
+
+    /// Times httpdate cannot write give no Last-Modified rather than a panic
+    /// (httpdate's `From<SystemTime>` panics before 1970 and after 9999).
+    #[test]
+    fn unwritable_modification_times() {
+        for mtime in [
+            UNIX_EPOCH - Duration::from_secs(1),
+            UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE),
+        ] {
+            let v = Validators::new(1, Some(mtime), None);
+            let (etag, lm) = written(&v);
+            assert_eq!(lm, None, "{mtime:?}");
+            assert!(v.not_modified(&headers(&[(header::IF_NONE_MATCH, &etag)])));
+            let since = "Tue, 14 Nov 2023 22:13:20 GMT";
+            assert!(!v.not_modified(&headers(&[(header::IF_MODIFIED_SINCE, since)])));
+            assert!(!v.range_applies(&headers(&[(header::IF_RANGE, since)])));
+        }
+        let last = UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE - 1);
+        let (_, lm) = written(&Validators::new(1, Some(last), None));
+        assert_eq!(lm.as_deref(), Some("Fri, 31 Dec 9999 23:59:59 GMT"));
+        let (_, lm) = written(&Validators::new(1, None, None));
+        assert_eq!(lm, None);
     }
 }

@@ -1,4 +1,13 @@
 //! The `Range` request header, single byte ranges only (RFC 9110 §14).
+//!
+//! Parsed here rather than with `headers::Range` (0.4), which the
+//! conditionals use: its `satisfiable_ranges` drops a suffix longer than the
+//! representation (`bytes=-1000` of 100 bytes must be all of it, §14.1.2)
+//! and a last-pos past u64 (valid: "up to the end"), so both look like a
+//! malformed spec; it rejects `Bytes=` (units are case-insensitive, §14.1),
+//! takes `+1` for a position (the grammar is 1*DIGIT) and passes `5-1` and
+//! `-` through unchecked. Working around all that would leave as much code
+//! as this, and subtler. (hyperium/headers#197 is open on this type.)
 
 /// What a `Range` header asks of a representation of `len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -157,6 +157,62 @@ async fn ranges() {
     assert!(got.body.is_empty());
 }
 
+/// Through `serve`, the edge cases where `headers` and the hand-written
+/// parsing it replaced answer differently; RFC 9110 is followed in each.
+#[tokio::test]
+async fn conditional_edge_cases() {
+    let site = Site::new(&[("a.txt", b"0123456789")]);
+    let path = site.path("a.txt");
+    let first = get(&path, &[]).await;
+    let etag = first.header("etag").unwrap().to_owned();
+    let lm = first.header("last-modified").unwrap().to_owned();
+    let later = httpdate::fmt_http_date(
+        httpdate::parse_http_date(&lm).unwrap() + Duration::from_secs(3600),
+    );
+
+    // If-Range by date: exactly Last-Modified (§13.1.5), not a later date.
+    let got = get(&path, &[("range", "bytes=0-1"), ("if-range", &lm)]).await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(got.body, b"01");
+    let got = get(&path, &[("range", "bytes=0-1"), ("if-range", &later)]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, b"0123456789");
+    let got = get(&path, &[("range", "bytes=0-1"), ("if-range", &etag)]).await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+
+    // `*` only as the whole If-None-Match (§13.1.2).
+    let got = get(&path, &[("if-none-match", "*")]).await;
+    assert_eq!(got.status, StatusCode::NOT_MODIFIED);
+    let got = get(&path, &[("if-none-match", "\"x\", *")]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    // Our tag on a second line still matches.
+    let got = get(
+        &path,
+        &[("if-none-match", "\"x\""), ("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::NOT_MODIFIED);
+
+    // If-Modified-Since with more than one member is ignored (§13.1.3).
+    let got = get(&path, &[("if-modified-since", &lm)]).await;
+    assert_eq!(got.status, StatusCode::NOT_MODIFIED);
+    let twice = [
+        ("if-modified-since", lm.as_str()),
+        ("if-modified-since", &later),
+    ];
+    let got = get(&path, &twice).await;
+    assert_eq!(got.status, StatusCode::OK);
+
+    // A 304 leaves Range aside; HEAD too.
+    let got = get(&path, &[("range", "bytes=0-1"), ("if-none-match", &etag)]).await;
+    assert_eq!(got.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(got.header("content-range"), None);
+    let cfg = StaticConfig::default();
+    let got = get_with(&cfg, &path, Method::HEAD, &[("range", "bytes=20-")]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("content-range"), None);
+}
+
 #[tokio::test]
 async fn empty_file() {
     let site = Site::new(&[("empty.txt", b"")]);
@@ -377,4 +433,112 @@ async fn small_files_are_served_from_memory_while_unchanged() {
     let big = site.path("big.bin");
     assert_eq!(get(&big, &[]).await.body.len(), 70 * 1024);
     assert!(contents::lookup(&big, None).is_none());
+}
+
+/// Per-request cost of the validators and conditionals (building ETag and
+/// Last-Modified, If-None-Match / If-Modified-Since, Range / If-Range), and
+/// of a whole `serve` of a remembered 4 KiB file, printed for comparison
+/// across changes; no assertion on time. Run:
+/// `cargo test --release --lib static_files::tests::timing -- --ignored --nocapture`
+#[test]
+#[ignore = "prints timings; run in release with --ignored --nocapture"]
+fn timing() {
+    use std::hint::black_box;
+    use std::time::UNIX_EPOCH;
+
+    const LEN: u64 = 4096;
+    let mtime = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+    let mut ours = HeaderMap::new();
+    negotiate::Validators::new(LEN, Some(mtime), None).insert_into(&mut ours);
+    let etag = ours[header::ETAG].to_str().unwrap().to_owned();
+    let lm = ours[header::LAST_MODIFIED].to_str().unwrap().to_owned();
+
+    // What a browser sends for a stylesheet, plus the header under test.
+    let browser: [(&str, &str); 8] = [
+        ("host", "example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        ("accept", "text/css,*/*;q=0.1"),
+        ("accept-language", "en-US,en;q=0.5"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("connection", "keep-alive"),
+        ("referer", "http://example.com/"),
+        ("sec-fetch-dest", "style"),
+    ];
+    let cases: [(&str, Vec<(&str, &str)>); 5] = [
+        ("plain GET", vec![]),
+        (
+            "If-None-Match (304)",
+            vec![("if-none-match", etag.as_str())],
+        ),
+        (
+            "If-Modified-Since (304)",
+            vec![("if-modified-since", lm.as_str())],
+        ),
+        ("Range", vec![("range", "bytes=0-99")]),
+        (
+            "Range + If-Range",
+            vec![("range", "bytes=0-99"), ("if-range", etag.as_str())],
+        ),
+    ];
+    // Many short rounds: on a shared machine some run undisturbed, and the
+    // low end of the spread is the cost itself.
+    let per_iter = |rounds: usize, n: u32, f: &mut dyn FnMut()| {
+        let mut ns: Vec<f64> = (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                t.elapsed().as_nanos() as f64 / f64::from(n)
+            })
+            .collect();
+        ns.sort_by(f64::total_cmp);
+        (ns[0], ns[rounds / 10], ns[rounds / 2])
+    };
+
+    let site = Site::new(&[("page.css", &[b'x'; LEN as usize])]);
+    let path = site.path("page.css");
+    // Remembered only once unchanged for a second (`contents`).
+    std::thread::sleep(Duration::from_millis(1100));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cfg = StaticConfig::default();
+    let meta = std::fs::metadata(&path).unwrap();
+    rt.block_on(serve(
+        &cfg,
+        &path,
+        Some(&meta),
+        &Method::GET,
+        &HeaderMap::new(),
+    ))
+    .unwrap();
+
+    for (name, extra) in &cases {
+        let mut pairs = browser.to_vec();
+        pairs.extend_from_slice(extra);
+        let req = headers(&pairs);
+        let (min, p10, median) = per_iter(500, 1000, &mut || {
+            let v = negotiate::Validators::new(LEN, Some(mtime), None);
+            let not_modified = v.not_modified(&req);
+            let range = match req.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+                Some(value) if !not_modified && v.range_applies(&req) => range::parse(value, LEN),
+                _ => RangeRequest::Full,
+            };
+            let mut h = HeaderMap::new();
+            v.insert_into(&mut h);
+            black_box((h, not_modified, range));
+        });
+        let (smin, sp10, smedian) = per_iter(500, 200, &mut || {
+            let resp = rt.block_on(serve(&cfg, &path, Some(&meta), &Method::GET, &req));
+            black_box(resp.unwrap());
+        });
+        println!(
+            "{name:<24} validators+conditionals: min/p10/median {min:4.0} {p10:4.0} {median:4.0} ns \
+             | whole serve: {smin:5.0} {sp10:5.0} {smedian:5.0} ns"
+        );
+    }
 }
