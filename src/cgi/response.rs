@@ -489,6 +489,70 @@ mod tests {
         assert_eq!(p.finish(), Err(HeadError::Incomplete));
     }
 
+    /// What parsing a typical PHP head costs. No assertion on time: run it
+    /// optimised and read the figures:
+    /// `cargo test --release --lib cgi::response::tests::head_parse_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing loop; run in release with --ignored --nocapture"]
+    fn head_parse_cost() {
+        use std::hint::black_box;
+        use std::time::{Duration, Instant};
+
+        let body =
+            "<!DOCTYPE html>\n<html><head><title>x</title></head><body>hello</body></html>\n";
+        let small = Bytes::from(format!(
+            "Content-type: text/html; charset=UTF-8\r\nX-Powered-By: PHP/8.2\r\n\r\n{body}"
+        ));
+        let ten = Bytes::from(format!(
+            "Status: 302 Found\r\n\
+             X-Powered-By: PHP/8.2.20\r\n\
+             Set-Cookie: PHPSESSID=5f3a0c9e1b7d4e2a8c6f0b1d3e5a7c9f; path=/; HttpOnly; SameSite=Lax\r\n\
+             Expires: Thu, 19 Nov 1981 08:52:00 GMT\r\n\
+             Cache-Control: no-store, no-cache, must-revalidate\r\n\
+             Pragma: no-cache\r\n\
+             Set-Cookie: lang=en; expires=Fri, 31 Dec 2038 23:59:59 GMT; Max-Age=433036800; path=/\r\n\
+             Location: https://wiki.example.org/doku.php?id=start&do=login&sectok=\r\n\
+             Vary: Accept-Encoding\r\n\
+             Content-type: text/html; charset=UTF-8\r\n\
+             \r\n{body}"
+        ));
+        // Splits the head in the middle of its lines.
+        let mid = |b: &Bytes| (b.len() - body.len()) / 2;
+        let cases = [
+            ("2 headers, one record", small.clone(), None),
+            ("10 headers, one record", ten.clone(), None),
+            ("2 headers, two records", small.clone(), Some(mid(&small))),
+            ("10 headers, two records", ten.clone(), Some(mid(&ten))),
+        ];
+        const ITERS: u32 = 100_000;
+        for (what, input, split) in cases {
+            let run = || {
+                let mut p = HeadParser::new(DEFAULT_HEAD_LIMIT);
+                let done = match split {
+                    None => p.push(black_box(input.clone())),
+                    Some(at) => {
+                        assert!(p.push(black_box(input.slice(..at))).unwrap().is_none());
+                        p.push(black_box(input.slice(at..)))
+                    }
+                };
+                black_box(done.unwrap().unwrap());
+            };
+            // Best of several rounds: the machine is shared.
+            let mut best = Duration::MAX;
+            for _ in 0..7 {
+                let t = Instant::now();
+                for _ in 0..ITERS {
+                    run();
+                }
+                best = best.min(t.elapsed());
+            }
+            println!(
+                "head_parse_cost: {what}: {} ns/head",
+                best.as_nanos() / u128::from(ITERS)
+            );
+        }
+    }
+
     #[test]
     fn push_after_complete_is_an_error() {
         let mut p = HeadParser::new(64);
