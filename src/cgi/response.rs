@@ -3,8 +3,20 @@
 //!
 //! The head is a block of `Name: value` lines ended by an empty line. It can
 //! arrive split anywhere across FastCGI records, so [`HeadParser`] buffers
-//! only the head, scans each byte once, and enforces a size limit as bytes
-//! arrive.
+//! only the head, finds its end scanning each byte once, and enforces a size
+//! limit as bytes arrive. `httparse` (hyper's HTTP/1 parser) splits the
+//! complete head into names and values and checks their bytes; the CGI
+//! meaning (Status, Location, hop-by-hop fields) is ours.
+//!
+//! What counts as a head line is the same for both: a line ends at LF, a CR
+//! just before it is dropped (PHP-FPM sends CRLF, other CGI programs may send
+//! bare LF; `httparse` takes either); the name is an HTTP token followed
+//! directly by ':' (no space: RFC 3875 §6.3 allows whitespace only after
+//! the colon); the value is trimmed of spaces and tabs and may hold any byte
+//! but controls other than tab (non-UTF-8 bytes pass through). Continuation
+//! lines (obs-fold) are malformed: RFC 7230 deprecated them, and PHP's
+//! `header()` refuses any CR or LF ("new line detected", checked with
+//! php-fpm 8.2), so no PHP head has them.
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderName, HeaderValue, StatusCode};
@@ -34,6 +46,12 @@ pub const DEFAULT_HEAD_LIMIT: usize = 64 * 1024;
 
 /// How much of an offending line is quoted in errors (keeps logs bounded).
 const QUOTE_MAX: usize = 100;
+
+/// Header slots `httparse` fills on the stack; PHP heads have 2 to ~15
+/// fields. A head with more (at most `limit / 3` of them: `a:` and LF is the
+/// shortest line) is parsed again into slots allocated for its line count,
+/// so the byte limit stays the only limit, as it was before `httparse`.
+const STACK_HEADERS: usize = 32;
 
 /// Incremental parser for a CGI response head.
 #[derive(Debug)]
@@ -74,6 +92,28 @@ impl HeadParser {
         // be rejected anyway.
         let window = &data[..data.len().min(room)];
 
+        if self.buf.is_empty() {
+            // Common case: php-fpm buffers the head with the first output,
+            // so it usually comes whole in the first record; `httparse`
+            // finds its end and splits it in one pass.
+            let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
+            if let Ok(httparse::Status::Complete((end, fields))) =
+                httparse::parse_headers(window, &mut slots)
+            {
+                self.done = true;
+                let head = data.slice(..end);
+                let head = to_cgi_head(&head, fields)?;
+                return Ok(Some((head, data.slice(end..))));
+            }
+            // Partial, or an error: `httparse` cannot resume where it
+            // stopped, so the lines are tracked below and the head is parsed
+            // (and any error reported) once complete, as for any split head.
+        }
+
+        // `httparse` has no incremental mode (`Partial` says nothing of how
+        // far it got), so re-parsing the buffered head on every record would
+        // be quadratic when it comes in small pieces; this scan finds the end
+        // of a split head, looking at each byte once.
         let mut start = 0;
         while let Some(off) = window[start..].iter().position(|&b| b == b'\n') {
             let nl = start + off;
@@ -119,52 +159,59 @@ impl HeadParser {
         if self.done || self.buf.is_empty() || self.line_len != 0 {
             return Err(HeadError::Incomplete);
         }
-        let head = self.buf.freeze();
-        Ok((parse_head(&head)?, Bytes::new()))
+        // The blank line `httparse` needs to call the head complete.
+        let mut head = self.buf;
+        head.extend_from_slice(b"\n");
+        Ok((parse_head(&head.freeze())?, Bytes::new()))
     }
 }
 
-/// Parses complete head lines (up to the first blank line, if any).
+/// Parses a complete head: lines up to and including the blank line.
 fn parse_head(head: &Bytes) -> Result<CgiHead, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    match httparse::parse_headers(head, &mut slots) {
+        Ok(httparse::Status::Complete((end, fields))) => {
+            // Both find the end at the first line that is empty or a lone CR.
+            debug_assert_eq!(end, head.len(), "httparse ended the head elsewhere");
+            to_cgi_head(head, fields)
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            // Every field takes a line: slots for each line always suffice.
+            let lines = head.iter().filter(|&&b| b == b'\n').count();
+            let mut slots = vec![httparse::EMPTY_HEADER; lines];
+            match httparse::parse_headers(head, &mut slots) {
+                Ok(httparse::Status::Complete((_, fields))) => to_cgi_head(head, fields),
+                _ => Err(diagnose(head)),
+            }
+        }
+        Ok(httparse::Status::Partial) | Err(_) => Err(diagnose(head)),
+    }
+}
+
+/// Maps the fields `httparse` split out of `head` to an HTTP status and
+/// headers: RFC 3875 §6.3 CGI fields are interpreted, the rest passed on.
+fn to_cgi_head(head: &Bytes, fields: &[httparse::Header<'_>]) -> Result<CgiHead, HeadError> {
     let mut status = None;
     let mut location = false;
-    let mut headers = Vec::new();
+    let mut headers = Vec::with_capacity(fields.len());
 
-    let mut pos = 0;
-    while pos < head.len() {
-        let nl = head[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(head.len(), |o| pos + o);
-        let mut end = nl;
-        if end > pos && head[end - 1] == b'\r' {
-            end -= 1;
-        }
-        let line = pos..end;
-        pos = nl + 1;
-        if line.is_empty() {
-            break;
-        }
-        let raw = &head[line.clone()];
-
-        let colon = raw
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| malformed(raw, "missing ':'"))?;
-        let name = HeaderName::from_bytes(&raw[..colon])
-            .map_err(|_| malformed(raw, "invalid header name"))?;
-        let value = trim(head.slice(line.start + colon + 1..line.end));
-
+    for field in fields {
+        // Only a name over http's 64 KiB cap can fail here: `httparse`
+        // accepted it as a token.
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| malformed(line_at(head, field.name.as_bytes()), "invalid header name"))?;
         if name.as_str() == "status" {
-            status = Some(parse_status(&value)?);
+            status = Some(parse_status(field.value)?);
             continue;
         }
         if is_hop_by_hop(&name) {
             continue;
         }
-        // Zero-copy: the value shares the head's buffer.
-        let value = HeaderValue::from_maybe_shared(value)
-            .map_err(|_| malformed(raw, "invalid header value"))?;
+        // Zero-copy: the value shares the head's buffer. `httparse` allows
+        // the bytes HeaderValue does (tab, 0x20-0x7E, 0x80-0xFF), so this
+        // check cannot fail; it is cheap and spares an unsafe constructor.
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
+            .map_err(|_| malformed(line_at(head, field.name.as_bytes()), "invalid header value"))?;
         location |= name == header::LOCATION;
         headers.push((name, value));
     }
@@ -178,12 +225,48 @@ fn parse_head(head: &Bytes) -> Result<CgiHead, HeadError> {
     Ok(CgiHead { status, headers })
 }
 
-fn trim(mut v: Bytes) -> Bytes {
+/// The line of `head` that starts where `start` (a slice of it) starts,
+/// without its line ending.
+fn line_at<'a>(head: &'a [u8], start: &[u8]) -> &'a [u8] {
+    let from = (start.as_ptr() as usize).saturating_sub(head.as_ptr() as usize);
+    let line = &head[from.min(head.len())..];
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Which line of a head `httparse` refused, and why. `httparse` says only
+/// what kind of byte it stopped at, not where, so the lines are walked
+/// again (errors only), in order, applying the same rules; a bad Status
+/// value is reported as such when it comes before the broken line.
+fn diagnose(head: &[u8]) -> HeadError {
     let is_ws = |b: &u8| *b == b' ' || *b == b'\t';
-    let lead = v.iter().take_while(|b| is_ws(b)).count();
-    let trail = v[lead..].iter().rev().take_while(|b| is_ws(b)).count();
-    v.truncate(v.len() - trail);
-    v.slice(lead..)
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return malformed(line, "missing ':'");
+        };
+        let Ok(name) = HeaderName::from_bytes(&line[..colon]) else {
+            return malformed(line, "invalid header name");
+        };
+        let value = &line[colon + 1..];
+        let lead = value.iter().take_while(|b| is_ws(b)).count();
+        let trail = value[lead..].iter().rev().take_while(|b| is_ws(b)).count();
+        let value = &value[lead..value.len() - trail];
+        if name.as_str() == "status" {
+            if let Err(e) = parse_status(value) {
+                return e;
+            }
+        }
+        if HeaderValue::from_bytes(value).is_err() {
+            return malformed(line, "invalid header value");
+        }
+    }
+    // Not reached for a head `httparse` refused (the property tests check);
+    // an error all the same rather than a guess.
+    malformed(head, "unparsable head")
 }
 
 /// `Status: 404 Not Found` or `Status: 418`; the reason phrase is ignored
@@ -217,6 +300,11 @@ fn malformed(line: &[u8], reason: &'static str) -> HeadError {
         reason,
     }
 }
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 mod tests {
@@ -487,6 +575,291 @@ mod tests {
         let mut p = HeadParser::new(64);
         assert!(p.push(Bytes::from_static(b"X-A: 1\n\n")).unwrap().is_some());
         assert_eq!(p.finish(), Err(HeadError::Incomplete));
+    }
+
+    #[test]
+    fn bare_lf_split_anywhere() {
+        // httparse takes bare LF; the split-head scan agrees on the end.
+        let input = b"Status: 404\nX-A: 1\n\nbody";
+        let want = one(input);
+        assert_eq!(want.0.status, StatusCode::NOT_FOUND);
+        for i in 0..input.len() - 4 {
+            let got = parse_all(&[&input[..i], &input[i..]]).unwrap().unwrap();
+            assert_eq!(got, want, "split at {i}");
+        }
+        let bytes: Vec<&[u8]> = input[..input.len() - 4].chunks(1).collect();
+        assert_eq!(parse_all(&bytes).unwrap().unwrap().0, want.0);
+    }
+
+    #[test]
+    fn continuation_lines_are_malformed() {
+        // PHP's header() refuses CR and LF, so PHP never folds; httparse's
+        // obs-fold support is only for parse_response, and off here.
+        for input in [
+            &b"X-A: a\r\n b\r\n\r\n"[..],
+            b"X-A: a\n\tb\n\n",
+            b" X-A: a\r\n\r\n",
+            b"X-A: a\r\n \r\n\r\n",
+        ] {
+            let err = parse_all(&[input]).unwrap_err();
+            assert!(
+                matches!(err, HeadError::Malformed { .. }),
+                "{input:?}: {err:?}"
+            );
+            let bytes: Vec<&[u8]> = input.chunks(1).collect();
+            assert_eq!(
+                parse_all(&bytes).unwrap_err(),
+                err,
+                "{input:?} byte by byte"
+            );
+        }
+        let err = parse_all(&[b"X-A: a\n\tb\n\n"]).unwrap_err();
+        assert_eq!(
+            err,
+            HeadError::Malformed {
+                line: "\tb".into(),
+                reason: "missing ':'"
+            }
+        );
+    }
+
+    #[test]
+    fn names_with_spaces_are_malformed() {
+        // PHP passes all three on as written (header("X-Sp : 2") included).
+        for (input, line) in [
+            (&b"X Space: 1\r\n\r\n"[..], "X Space: 1"),
+            (b"X-Sp : 2\r\n\r\n", "X-Sp : 2"),
+            (
+                b"Content-Type: text/html\r\n X-Lead: 3\r\n\r\n",
+                " X-Lead: 3",
+            ),
+        ] {
+            assert_eq!(
+                parse_all(&[input]),
+                Err(HeadError::Malformed {
+                    line: line.into(),
+                    reason: "invalid header name"
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn lone_cr_is_malformed() {
+        for input in [
+            &b"X-A: a\rb\r\n\r\n"[..],
+            b"X-A: 1\r\r\n\r\n",
+            b"X\rA: 1\n\n",
+        ] {
+            assert!(
+                matches!(parse_all(&[input]), Err(HeadError::Malformed { .. })),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_utf8_values_pass_names_do_not() {
+        let (head, _) = one(b"X-Latin1: caf\xe9\r\nX-Raw: \xff\xfe \x80\r\n\r\n");
+        assert_eq!(
+            hdrs(&head),
+            vec![("x-latin1", &b"caf\xe9"[..]), ("x-raw", b"\xff\xfe \x80")]
+        );
+        assert!(matches!(
+            parse_all(&[b"X-N\xe9: 1\r\n\r\n"]),
+            Err(HeadError::Malformed {
+                reason: "invalid header name",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_all(&[b"Status: 2\xff0\r\n\r\n"]),
+            Err(HeadError::BadStatus(_))
+        ));
+    }
+
+    #[test]
+    fn controls_are_malformed_in_every_field() {
+        // Before httparse, Status and hop-by-hop fields were parsed or
+        // dropped without checking their bytes; now every line is checked
+        // alike (PHP does send header("Connection: a\x01b") as written).
+        for input in [
+            &b"X-Ctl: a\x01b\r\n\r\n"[..],
+            b"Connection: a\x01b\r\n\r\n",
+            b"Status: 200 \x7f\r\n\r\n",
+            b"X-Nul: a\0b\r\n\r\n",
+        ] {
+            assert!(
+                matches!(
+                    parse_all(&[input]),
+                    Err(HeadError::Malformed {
+                        reason: "invalid header value",
+                        ..
+                    })
+                ),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_reported_in_line_order() {
+        // httparse stops at the first bad byte of the head; which line and
+        // why is found again in order, so a bad Status before a broken line
+        // is what gets reported, as before.
+        assert_eq!(
+            parse_all(&[b"Status: abc\r\nBad Name: x\r\n\r\n"]),
+            Err(HeadError::BadStatus("abc".into()))
+        );
+        assert!(matches!(
+            parse_all(&[b"Bad Name: x\r\nStatus: abc\r\n\r\n"]),
+            Err(HeadError::Malformed {
+                reason: "invalid header name",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn more_fields_than_stack_slots() {
+        for n in [STACK_HEADERS - 1, STACK_HEADERS, STACK_HEADERS + 1, 500] {
+            let mut input = Vec::new();
+            for i in 0..n {
+                input.extend_from_slice(format!("X-H{i}: {i}\r\n").as_bytes());
+            }
+            input.extend_from_slice(b"Status: 201\r\n\r\nbody");
+            let (head, body) = one(&input);
+            assert_eq!(head.status, StatusCode::CREATED);
+            assert_eq!(head.headers.len(), n);
+            for (i, (name, value)) in head.headers.iter().enumerate() {
+                assert_eq!(name.as_str(), format!("x-h{i}"));
+                assert_eq!(value.as_bytes(), i.to_string().as_bytes());
+            }
+            assert_eq!(&body[..], b"body");
+            // Split: the same, through the line scan.
+            let mid = input.len() / 2;
+            assert_eq!(
+                parse_all(&[&input[..mid], &input[mid..]]).unwrap().unwrap(),
+                (head, body)
+            );
+        }
+
+        // The most a head can hold: the shortest lines up to the byte limit.
+        let lines = (DEFAULT_HEAD_LIMIT - 1) / 3;
+        let mut input = b"a:\n".repeat(lines);
+        input.extend_from_slice(b"\n");
+        assert!(input.len() <= DEFAULT_HEAD_LIMIT);
+        let (head, body) = one(&input);
+        assert_eq!(head.headers.len(), lines);
+        assert!(head.headers.iter().all(|(n, v)| n == "a" && v.is_empty()));
+        assert!(body.is_empty());
+        // One field more and it no longer fits.
+        let mut input = b"a:\n".repeat(lines + 1);
+        input.extend_from_slice(b"\n");
+        let too_large = parse_all(&[&input]);
+        assert!(
+            matches!(
+                too_large,
+                Err(HeadError::TooLarge {
+                    limit: DEFAULT_HEAD_LIMIT
+                })
+            ),
+            "{:?}",
+            too_large.map(|done| done.map(|(head, _)| head.headers.len()))
+        );
+    }
+
+    #[test]
+    fn empty_head_split_and_bare_lf() {
+        for chunks in [&[&b"\nbody"[..]][..], &[b"\r", b"\nbody"], &[b"", b"\r\n"]] {
+            let (head, _) = parse_all(chunks).unwrap().unwrap();
+            assert_eq!(
+                head,
+                CgiHead {
+                    status: StatusCode::OK,
+                    headers: vec![]
+                }
+            );
+        }
+        // Nothing but a lone CR before the stream ends: incomplete.
+        let mut p = HeadParser::new(64);
+        assert_eq!(p.push(Bytes::from_static(b"\r")), Ok(None));
+        assert_eq!(p.finish(), Err(HeadError::Incomplete));
+    }
+
+    /// What parsing a typical PHP head costs. No assertion on time: run it
+    /// optimised and read the figures:
+    /// `cargo test --release --lib cgi::response::tests::head_parse_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing loop; run in release with --ignored --nocapture"]
+    fn head_parse_cost() {
+        use std::hint::black_box;
+        use std::time::{Duration, Instant};
+
+        let body =
+            "<!DOCTYPE html>\n<html><head><title>x</title></head><body>hello</body></html>\n";
+        let small = Bytes::from(format!(
+            "Content-type: text/html; charset=UTF-8\r\nX-Powered-By: PHP/8.2\r\n\r\n{body}"
+        ));
+        let ten = Bytes::from(format!(
+            "Status: 302 Found\r\n\
+             X-Powered-By: PHP/8.2.20\r\n\
+             Set-Cookie: PHPSESSID=5f3a0c9e1b7d4e2a8c6f0b1d3e5a7c9f; path=/; HttpOnly; SameSite=Lax\r\n\
+             Expires: Thu, 19 Nov 1981 08:52:00 GMT\r\n\
+             Cache-Control: no-store, no-cache, must-revalidate\r\n\
+             Pragma: no-cache\r\n\
+             Set-Cookie: lang=en; expires=Fri, 31 Dec 2038 23:59:59 GMT; Max-Age=433036800; path=/\r\n\
+             Location: https://wiki.example.org/doku.php?id=start&do=login&sectok=\r\n\
+             Vary: Accept-Encoding\r\n\
+             Content-type: text/html; charset=UTF-8\r\n\
+             \r\n{body}"
+        ));
+        // Splits the head in the middle of its lines.
+        let mid = |b: &Bytes| (b.len() - body.len()) / 2;
+        let cases = [
+            ("2 headers, one record", small.clone(), None),
+            ("10 headers, one record", ten.clone(), None),
+            ("2 headers, two records", small.clone(), Some(mid(&small))),
+            ("10 headers, two records", ten.clone(), Some(mid(&ten))),
+        ];
+        // Short rounds, best of many, old and new in turn: the machine is
+        // shared, and this keeps both under the same load.
+        const ITERS: u32 = 20_000;
+        macro_rules! time_round {
+            ($parser:ident, $input:expr, $split:expr) => {{
+                let t = Instant::now();
+                for _ in 0..ITERS {
+                    let mut p = $parser::new(DEFAULT_HEAD_LIMIT);
+                    let done = match $split {
+                        None => p.push(black_box($input.clone())),
+                        Some(at) => {
+                            assert!(p.push(black_box($input.slice(..at))).unwrap().is_none());
+                            p.push(black_box($input.slice(at..)))
+                        }
+                    };
+                    black_box(done.unwrap().unwrap());
+                }
+                t.elapsed()
+            }};
+        }
+        use reference::OldHeadParser;
+        for (what, input, split) in cases {
+            assert_eq!(
+                HeadParser::new(DEFAULT_HEAD_LIMIT).push(input.clone()),
+                OldHeadParser::new(DEFAULT_HEAD_LIMIT).push(input.clone())
+            );
+            let (mut new, mut old) = (Duration::MAX, Duration::MAX);
+            for _ in 0..50 {
+                new = new.min(time_round!(HeadParser, input, split));
+                old = old.min(time_round!(OldHeadParser, input, split));
+            }
+            let ns = |d: Duration| d.as_nanos() / u128::from(ITERS);
+            println!(
+                "head_parse_cost: {what}: httparse {} ns/head, hand-split {} ns/head",
+                ns(new),
+                ns(old)
+            );
+        }
     }
 
     #[test]

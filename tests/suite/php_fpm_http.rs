@@ -162,6 +162,18 @@ async fn status_location_and_cookies() {
 
         let r = gateway::get(gw.addr, "/headers.php?case=custom").await;
         assert_eq!(r.header("x-custom").as_deref(), Some("yes"));
+
+        let r = gateway::get(gw.addr, "/headers.php?case=many").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "many");
+        for i in 0..40 {
+            let want = i.to_string();
+            assert_eq!(r.header(&format!("x-many-{i}")), Some(want), "x-many-{i}");
+        }
+        assert_eq!(
+            r.headers.get("x-latin1").map(|v| v.as_bytes()),
+            Some(&b"caf\xe9"[..])
+        );
         gw.shutdown().await;
     }
 }
