@@ -97,6 +97,10 @@ async fn an_inherited_tcp_socket_is_served_and_not_passed_to_php_fpm() {
         .await
         .unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    // The socket itself (the same in every process holding a copy): the
+    // gateway keeps its own copies under other numbers than 3 (one per
+    // serving thread), so it is found by what it is, not by number.
+    let socket = fd_target(std::process::id(), &fd.to_string()).expect("our copy of the socket");
     drop(listener);
 
     let log = gw.lines();
@@ -111,7 +115,13 @@ async fn an_inherited_tcp_socket_is_served_and_not_passed_to_php_fpm() {
 
     // The embedded php-fpm inherits neither the variables nor the socket.
     let pid = gw.child.id();
-    let socket = fd_target(pid, "3").expect("the gateway holds fd 3");
+    let holds = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .any(|e| fd_target(pid, &e.file_name().to_string_lossy()) == Some(socket.clone()))
+    };
+    assert!(holds(pid), "the gateway holds the handed-over socket");
     let fpm: Vec<u32> = children_of(pid);
     assert!(!fpm.is_empty(), "no php-fpm child");
     for child in fpm {
