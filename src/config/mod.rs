@@ -257,6 +257,14 @@ pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
     finish(file::read(path)?)
 }
 
+/// [`check_file`] on text already read: `path` only names the file in
+/// errors and anchors its relative paths; nothing is read from it. For the
+/// fuzz targets (`fuzz/`), which would otherwise write a file per input.
+#[doc(hidden)]
+pub fn check_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    finish(file::parse(path, text)?)
+}
+
 /// Defaults fill what `given` lacks; then the settings are checked together.
 fn finish(given: Layer) -> Result<Config, ConfigError> {
     // What depends on whether a value was given at all, before defaults.
