@@ -46,7 +46,7 @@ impl Splits {
     }
 
     /// `data` cut into pieces (none when `data` is empty).
-    pub fn pieces<'a>(mut self, mut data: &'a [u8]) -> Vec<&'a [u8]> {
+    pub fn pieces(mut self, mut data: &[u8]) -> Vec<&[u8]> {
         let mut out = Vec::new();
         while !data.is_empty() {
             let (piece, rest) = data.split_at(self.next_len().min(data.len()));
@@ -126,8 +126,11 @@ fn make_tree() -> Tree {
         "...",
         ".env",
         ".git/config",
+        ".git/hooks/run.php",
+        "sub/.hidden.php",
         ".well-known/x.txt",
         ".well-known/.hidden",
+        ".well-known/acme.php",
         "secret.inc",
         "view.PHTML",
         "tool.phar",
