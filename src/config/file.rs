@@ -43,7 +43,7 @@ pub(super) fn read(path: &Path) -> Result<Layer, ConfigError> {
     parse(path, &text)
 }
 
-fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
+pub(super) fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
     let table: Table = text
         .parse()
         .map_err(|e: toml::de::Error| syntax_error(path, text, &e))?;

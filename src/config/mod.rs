@@ -158,10 +158,15 @@ pub struct TlsFiles {
 pub enum ConfigError {
     // The io error is rendered in the message rather than exposed as
     // `source`, so error-chain printers do not repeat it.
-    #[error("cannot read config file {}: {}", path.display(), io_reason(error))]
+    #[error("cannot read config file {}: {}", one_line(path.display()), io_reason(error))]
     Read { path: PathBuf, error: io::Error },
 
-    #[error("{}: TOML syntax error{}: {message}", path.display(), at(*position))]
+    #[error(
+        "{}: TOML syntax error{}: {}",
+        one_line(path.display()),
+        at(*position),
+        one_line(message)
+    )]
     Syntax {
         path: PathBuf,
         /// 1-based line and column, when the parser reported a location.
@@ -170,20 +175,26 @@ pub enum ConfigError {
     },
 
     #[error(
-        "{}: unknown key `{key}` (expected one of: {})",
-        path.display(),
+        "{}: unknown key `{}` (expected one of: {})",
+        one_line(path.display()),
+        one_line(key),
         settings::keys().collect::<Vec<_>>().join(", ")
     )]
     UnknownKey { path: PathBuf, key: String },
 
-    #[error("{}: key `{key}`: {message}", path.display())]
+    #[error(
+        "{}: key `{}`: {}",
+        one_line(path.display()),
+        one_line(key),
+        one_line(message)
+    )]
     FileValue {
         path: PathBuf,
         key: String,
         message: String,
     },
 
-    #[error("{flag}: {message}")]
+    #[error("{flag}: {}", one_line(message))]
     Flag { flag: &'static str, message: String },
 
     #[error("missing root: give --root or `root` in the config file")]
@@ -193,10 +204,10 @@ pub enum ConfigError {
     #[error("`{key}` has no built-in default (a mistake in settings.rs)")]
     NoDefault { key: &'static str },
 
-    #[error("root `{}`: {reason}", path.display())]
+    #[error("root `{}`: {}", one_line(path.display()), one_line(reason))]
     Root { path: PathBuf, reason: String },
 
-    #[error("sendfile-dir `{}`: {reason}", path.display())]
+    #[error("sendfile-dir `{}`: {}", one_line(path.display()), one_line(reason))]
     SendfileDir { path: PathBuf, reason: String },
 
     #[error(
@@ -222,6 +233,25 @@ pub enum ConfigError {
 
     #[error("--admin-listen `{addr}`: the admin listener serves plain HTTP only")]
     AdminHttps { addr: ListenAddr },
+}
+
+/// Text a user gave (a value, key or path) as an error shows it: control
+/// characters escaped (`\n`, `\u{1b}`), so the message stays one line
+/// whatever the file or flag held.
+fn one_line(text: impl std::fmt::Display) -> String {
+    let text = text.to_string();
+    if !text.contains(char::is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// io::Error's Display ends in " (os error N)", which is noise to a user.
@@ -255,6 +285,14 @@ pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
 /// other flags would; used by `check-config`.
 pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
     finish(file::read(path)?)
+}
+
+/// [`check_file`] on text already read: `path` only names the file in
+/// errors and anchors its relative paths; nothing is read from it. For the
+/// fuzz targets (`fuzz/`), which would otherwise write a file per input.
+#[doc(hidden)]
+pub fn check_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    finish(file::parse(path, text)?)
 }
 
 /// Defaults fill what `given` lacks; then the settings are checked together.

@@ -355,6 +355,53 @@ fn bad_value_names_key_and_file() {
     );
 }
 
+/// Found by the `config_file` fuzz target: a value, key or path holding a
+/// newline (a TOML `\n` escape) was quoted as it was, so the error took two
+/// lines. Control characters are now escaped wherever an error shows what
+/// the user gave.
+#[test]
+fn errors_stay_one_line_whatever_the_file_holds() {
+    let cases = [
+        (
+            "internal-location = \"a\\nb\"\n",
+            "`a\\nb`: must be a URL path",
+        ),
+        (
+            "index = [\"x\\n/y\"]\n",
+            "`x\\n/y` must be a plain file name",
+        ),
+        (
+            "never-serve-ext = \"a\\rb c\"\n",
+            "`a\\rb c` must be a file extension",
+        ),
+        ("\"lis\\nten\" = 1\n", "unknown key `lis\\nten`"),
+        ("[params]\n\"B\\u001b\" = 2\n", "key `params.B\\u{1b}`"),
+        (
+            "sendfile-dir = \"no\\nsuch\"\n",
+            "/no\\nsuch`: no such directory",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let fx = Fixture::new(&format!("{MINIMAL}{extra}"));
+        // `message` asserts the single line.
+        let text = message(check_file(&fx.file()));
+        assert!(text.contains(needle), "{text}");
+    }
+    let fx = Fixture::new("upstream = \"unix:/x\"\nroot = \"www\\n\\t\"\n");
+    let text = message(check_file(&fx.file()));
+    assert!(text.ends_with("www\\n\\t`: no such directory"), "{text}");
+    // Flags are shown the same way.
+    let text = message(load(&serve_args(&[
+        "--upstream",
+        "unix:/x",
+        "--root",
+        "/",
+        "--front-controller",
+        "index\n.php",
+    ])));
+    assert!(text.contains("`index\\n.php` must be a URL path"), "{text}");
+}
+
 #[test]
 fn bad_values_in_file() {
     let cases = [

@@ -18,6 +18,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub use internal::{accel_redirect_target, sendfile_target};
+
+/// The pure path functions `resolve` starts with, for the fuzz targets
+/// (`fuzz/`) to check on their own; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::path::{normalise, percent_decode, slash_location};
+}
 use path::{
     first_php_segment_end, has_extension, has_hidden_segment, is_php_name, is_plain_segment,
     normalise, percent_decode, slash_location, WELL_KNOWN,

@@ -9,7 +9,7 @@ pub(super) const WELL_KNOWN: &str = ".well-known";
 
 /// Percent-decodes `raw`; borrows when there is nothing to decode (the common
 /// case), so a plain path costs no allocation here.
-pub(super) fn percent_decode(raw: &str) -> Result<Cow<'_, str>, &'static str> {
+pub fn percent_decode(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     let bytes = raw.as_bytes();
     let Some(first) = bytes.iter().position(|&b| b == b'%') else {
         return Ok(Cow::Borrowed(raw));
@@ -52,7 +52,7 @@ fn hex_value(b: u8) -> Option<u8> {
 /// The result starts with '/', has no empty, `.` or `..` segment, and keeps a
 /// trailing '/' when the decoded path ended in a directory-ish way (`/`, `/.`,
 /// `/..`) — the only state later steps need about the original form.
-pub(super) fn normalise(decoded: &str) -> Result<String, &'static str> {
+pub fn normalise(decoded: &str) -> Result<String, &'static str> {
     for b in decoded.bytes() {
         match b {
             // NUL truncates C strings in php-fpm; CR/LF in PATH_INFO is the
@@ -144,7 +144,7 @@ pub(super) fn is_plain_segment(name: &str) -> bool {
 ///
 /// The normalised path never starts with `//`, so the value cannot be read
 /// as a protocol-relative URL pointing at another host.
-pub(super) fn slash_location(path: &str, query: Option<&str>) -> String {
+pub fn slash_location(path: &str, query: Option<&str>) -> String {
     let mut out = String::with_capacity(path.len() + 2 + query.map_or(0, str::len));
     for &b in path.as_bytes() {
         // RFC 3986 pchar plus '/': unreserved, sub-delims, ':' and '@'.
