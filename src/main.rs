@@ -122,9 +122,9 @@ fn serve(
         let file = args.config.clone();
         // The same merge as at start: the file re-read, the flags over it.
         let mut reload = Reload::new(move || config::load(&args), file, hangups);
-        let fpm = match (&config.upstream, &config.fpm_status_path) {
-            (Some(_), _) => None,
-            (None, status_path) => {
+        let fpm = match (config.upstream.is_empty(), &config.fpm_status_path) {
+            (false, _) => None,
+            (true, status_path) => {
                 let fpm = EmbeddedFpm::start(FpmSettings {
                     bin: config.php_fpm.clone(),
                     children: config.fpm_children,
@@ -133,7 +133,7 @@ fn serve(
                         .unwrap_or_else(|| config::EMBEDDED_FPM_STATUS_PATH.to_owned()),
                 })
                 .await?;
-                config.upstream = Some(fpm.upstream());
+                config.upstream = vec![fpm.upstream().into()];
                 reload = reload.with_embedded_upstream(fpm.upstream());
                 Some(fpm)
             }

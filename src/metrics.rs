@@ -5,6 +5,7 @@
 //! scrape time. One `Metrics` per server, so several gateways in one
 //! process keep apart.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::fpm::status::FpmStatus;
-use crate::upstream::{ExchangeObserver, Pool};
+use crate::upstream::{ExchangeObserver, Member, Pool, PoolSnapshot, Upstreams};
 
 /// `Content-Type` of what [`Metrics::encode`] returns.
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -36,14 +37,17 @@ pub struct Metrics {
     /// lookup per request takes the family's lock and hashes the labels.
     requests_by_class: [Counter; CLASSES.len()],
     duration: Histogram,
-    fpm_status: Arc<Mutex<Option<FpmStatus>>>,
-    /// The pool the collector reads; a config reload may replace it.
-    pool: Arc<ArcSwap<Pool>>,
+    /// The last status page read of each upstream (by its label).
+    fpm_status: FpmStatuses,
+    /// The upstreams the collector reads; a config reload may replace them.
+    upstreams: Arc<ArcSwap<Upstreams>>,
     upstream_times: UpstreamFamilies,
 }
 
+type FpmStatuses = Arc<Mutex<HashMap<String, FpmStatus>>>;
+
 impl Metrics {
-    pub fn new(pool: Pool) -> Metrics {
+    pub fn new(upstreams: Upstreams) -> Metrics {
         let mut registry = Registry::with_prefix("fcgi_gateway");
         let requests = Family::<ClassLabel, Counter>::default();
         // Every class from the start, so a rate over a fresh series is defined.
@@ -84,11 +88,10 @@ impl Metrics {
                 request_buckets,
             ),
         };
-        upstream_times.observe(&pool);
-        let fpm_status = Arc::new(Mutex::new(None));
-        let pool = Arc::new(ArcSwap::from_pointee(pool));
+        let fpm_status = FpmStatuses::default();
+        let upstreams = Arc::new(ArcSwap::from_pointee(upstreams));
         registry.register_collector(Box::new(UpstreamCollector {
-            pool: pool.clone(),
+            upstreams: upstreams.clone(),
             fpm_status: fpm_status.clone(),
         }));
         Metrics {
@@ -96,18 +99,23 @@ impl Metrics {
             requests_by_class,
             duration,
             fpm_status,
-            pool,
+            upstreams,
             upstream_times,
         }
     }
 
-    /// Reads `pool` from now on (a reload replaced the pool); the request
-    /// counters go on, the old pool's status reading is forgotten.
-    pub fn set_pool(&self, pool: Pool) {
-        self.upstream_times.observe(&pool);
-        self.pool.store(Arc::new(pool));
+    /// Makes `pool` record its timings into the series of its upstream
+    /// (each upstream's pool, as it starts).
+    pub fn observe_pool(&self, pool: &Pool) {
+        self.upstream_times.observe(pool);
+    }
+
+    /// Reads `upstreams` from now on (a reload replaced them); the request
+    /// counters go on, the old status readings are forgotten.
+    pub fn set_upstreams(&self, upstreams: Upstreams) {
+        self.upstreams.store(Arc::new(upstreams));
         if let Ok(mut last) = self.fpm_status.lock() {
-            *last = None;
+            last.clear();
         }
     }
 
@@ -119,10 +127,11 @@ impl Metrics {
         self.duration.observe(seconds);
     }
 
-    /// The last status page read, exposed until the next one replaces it.
-    pub fn record_fpm_status(&self, status: FpmStatus) {
+    /// The last status page read of `upstream`, exposed until the next
+    /// one replaces it.
+    pub fn record_fpm_status(&self, upstream: &str, status: FpmStatus) {
         if let Ok(mut last) = self.fpm_status.lock() {
-            *last = Some(status);
+            last.insert(upstream.to_owned(), status);
         }
     }
 
@@ -197,8 +206,8 @@ fn class_index(status: u16) -> Option<usize> {
 /// request path pays nothing for them.
 #[derive(Debug)]
 struct UpstreamCollector {
-    pool: Arc<ArcSwap<Pool>>,
-    fpm_status: Arc<Mutex<Option<FpmStatus>>>,
+    upstreams: Arc<ArcSwap<Upstreams>>,
+    fpm_status: FpmStatuses,
 }
 
 /// The labels of one pool's series.
@@ -228,182 +237,135 @@ impl Labels {
     }
 }
 
-impl UpstreamCollector {
-    fn gauge(
-        labels: &Labels,
-        encoder: &mut DescriptorEncoder,
-        name: &str,
-        help: &str,
-        value: u64,
-    ) -> Result<(), std::fmt::Error> {
-        let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-        let mut metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-        gauge.encode(metric.encode_family(&labels.pairs())?)
-    }
+/// One series of an upstream metric: gauge or counter, and how to read it.
+struct Series {
+    name: &'static str,
+    help: &'static str,
+    counter: bool,
+    read: fn(&Upstream<'_>) -> Option<u64>,
+}
 
-    fn counter(
-        labels: &Labels,
-        encoder: &mut DescriptorEncoder,
-        name: &str,
-        help: &str,
-        value: u64,
-    ) -> Result<(), std::fmt::Error> {
-        let counter = ConstCounter::new(value);
-        let mut metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-        counter.encode(metric.encode_family(&labels.pairs())?)
+/// What the collector knows of one upstream at scrape time.
+struct Upstream<'a> {
+    labels: Labels,
+    member: &'a Member,
+    pool: PoolSnapshot,
+    fpm: Option<FpmStatus>,
+}
+
+const fn gauge(
+    name: &'static str,
+    help: &'static str,
+    read: fn(&Upstream<'_>) -> Option<u64>,
+) -> Series {
+    Series {
+        name,
+        help,
+        counter: false,
+        read,
     }
 }
 
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    read: fn(&Upstream<'_>) -> Option<u64>,
+) -> Series {
+    Series {
+        name,
+        help,
+        counter: true,
+        read,
+    }
+}
+
+fn n(value: usize) -> Option<u64> {
+    Some(value as u64)
+}
+
+/// Every per-upstream metric, each with one series per upstream.
+const UPSTREAM_SERIES: &[Series] = &[
+    gauge("upstream_up", "1 while the upstream is in service, 0 while failures or its health probe took it out", |u| Some(u64::from(u.member.is_up()))),
+    gauge("upstream_outstanding", "Requests sent to the upstream and not finished (several upstreams only)", |u| n(u.member.outstanding())),
+    counter("upstream_picked", "Requests the balancer sent to the upstream (several upstreams only)", |u| Some(u.member.picked())),
+    gauge("upstream_pool_size", "Upstream connections allowed at once", |u| n(u.pool.size)),
+    gauge("upstream_pool_open", "Upstream connections open (idle + busy)", |u| n(u.pool.open)),
+    gauge("upstream_pool_idle", "Upstream connections idle in the pool", |u| n(u.pool.idle)),
+    gauge("upstream_pool_busy", "Upstream connections serving a request", |u| n(u.pool.busy)),
+    gauge("upstream_backlog_visible", "1 when php-fpm's listen backlog is read from the kernel (php-fpm on this host), 0 when the pool judges it by timing", |u| Some(u64::from(u.pool.sees_backlog))),
+    counter("upstream_closed_for_backlog", "Upstream connections closed to free a php-fpm worker for one of ours waiting in its backlog", |u| Some(u.pool.closed_for_waiter)),
+    gauge("upstream_pool_waiting", "Requests waiting for an upstream connection", |u| n(u.pool.waiting)),
+    counter("upstream_connects", "Upstream connections opened", |u| Some(u.pool.connects)),
+    counter("upstream_connect_failures", "Upstream connects that failed or timed out", |u| Some(u.pool.connect_failures)),
+    counter("upstream_retries", "Requests retried on a fresh connection after a reused one failed", |u| Some(u.pool.retries)),
+    counter("upstream_sent_ahead", "Requests written onto a busy upstream connection to follow its current one", |u| Some(u.pool.sent_ahead)),
+    counter("upstream_saturated", "Requests answered 503: pool queue full or acquire timeout", |u| Some(u.pool.saturated)),
+    counter("upstream_moved_threads", "Idle upstream connections a serving thread took over from another (--workers > 1)", |u| Some(u.pool.moved_threads)),
+    counter("upstream_stale_dropped", "Idle connections found closed by the upstream at checkout", |u| Some(u.pool.stale_dropped)),
+    counter("upstream_idle_reaped", "Idle connections closed by the idle timeout", |u| Some(u.pool.idle_reaped)),
+    gauge("fpm_listen_queue", "Connections waiting in php-fpm's listen queue (last status read)", |u| u.fpm.as_ref().map(|f| f.listen_queue)),
+    counter("fpm_max_children_reached", "Times php-fpm hit its max children (last status read)", |u| u.fpm.as_ref().map(|f| f.max_children_reached)),
+    gauge("fpm_active_processes", "php-fpm workers serving a request (last status read)", |u| u.fpm.as_ref().map(|f| f.active_processes)),
+    gauge("fpm_idle_processes", "php-fpm workers idle (last status read)", |u| u.fpm.as_ref().map(|f| f.idle_processes)),
+    counter("fpm_slow_requests", "Requests php-fpm saw run past request_slowlog_timeout (last status read)", |u| u.fpm.as_ref().map(|f| f.slow_requests)),
+];
+
 impl Collector for UpstreamCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let pool = self.pool.load();
-        let labels = Labels::of(&pool);
-        let s = pool.snapshot();
-        let as_u64 = |n: usize| n as u64;
-        Self::gauge(
-            &labels,
-            &mut e,
-            "upstream_pool_size",
-            "Upstream connections allowed at once",
-            as_u64(s.size),
-        )?;
-        Self::gauge(
-            &labels,
-            &mut e,
-            "upstream_pool_open",
-            "Upstream connections open (idle + busy)",
-            as_u64(s.open),
-        )?;
-        Self::gauge(
-            &labels,
-            &mut e,
-            "upstream_pool_idle",
-            "Upstream connections idle in the pool",
-            as_u64(s.idle),
-        )?;
-        Self::gauge(
-            &labels,
-            &mut e,
-            "upstream_pool_busy",
-            "Upstream connections serving a request",
-            as_u64(s.busy),
-        )?;
-        Self::gauge(
-            &labels,
-            &mut e,
-            "upstream_backlog_visible",
-            "1 when php-fpm's listen backlog is read from the kernel (php-fpm on this host), 0 when the pool judges it by timing",
-            u64::from(s.sees_backlog),
-        )?;
-        Self::counter(
-            &labels,
-            &mut e,
-            "upstream_closed_for_backlog",
-            "Upstream connections closed to free a php-fpm worker for one of ours waiting in its backlog",
-            s.closed_for_waiter,
-        )?;
-        Self::gauge(
-            &labels,
-            &mut e,
-            "upstream_pool_waiting",
-            "Requests waiting for an upstream connection",
-            as_u64(s.waiting),
-        )?;
-        Self::counter(
-            &labels,
-            &mut e,
-            "upstream_connects",
-            "Upstream connections opened",
-            s.connects,
-        )?;
-        Self::counter(
-            &labels,
-            &mut e,
-            "upstream_connect_failures",
-            "Upstream connects that failed or timed out",
-            s.connect_failures,
-        )?;
-        Self::counter(
-            &labels,
-            &mut e,
-            "upstream_retries",
-            "Requests retried on a fresh connection after a reused one failed",
-            s.retries,
-        )?;
-        Self::counter(
-            &labels,
-            &mut e,
-            "upstream_sent_ahead",
-            "Requests written onto a busy upstream connection to follow its current one",
-            s.sent_ahead,
-        )?;
-        Self::counter(
-            &labels,
-            &mut e,
-            "upstream_saturated",
-            "Requests answered 503: pool queue full or acquire timeout",
-            s.saturated,
-        )?;
-        Self::counter(
-            &labels,
-            &mut e,
-            "upstream_moved_threads",
-            "Idle upstream connections a serving thread took over from another (--workers > 1)",
-            s.moved_threads,
-        )?;
-        Self::counter(
-            &labels,
-            &mut e,
-            "upstream_stale_dropped",
-            "Idle connections found closed by the upstream at checkout",
-            s.stale_dropped,
-        )?;
-        Self::counter(
-            &labels,
-            &mut e,
-            "upstream_idle_reaped",
-            "Idle connections closed by the idle timeout",
-            s.idle_reaped,
-        )?;
-        let last = self.fpm_status.lock().ok().and_then(|g| g.clone());
-        if let Some(fpm) = last {
-            Self::gauge(
-                &labels,
-                &mut e,
-                "fpm_listen_queue",
-                "Connections waiting in php-fpm's listen queue (last status read)",
-                fpm.listen_queue,
-            )?;
-            Self::counter(
-                &labels,
-                &mut e,
-                "fpm_max_children_reached",
-                "Times php-fpm hit its max children (last status read)",
-                fpm.max_children_reached,
-            )?;
-            Self::gauge(
-                &labels,
-                &mut e,
-                "fpm_active_processes",
-                "php-fpm workers serving a request (last status read)",
-                fpm.active_processes,
-            )?;
-            Self::gauge(
-                &labels,
-                &mut e,
-                "fpm_idle_processes",
-                "php-fpm workers idle (last status read)",
-                fpm.idle_processes,
-            )?;
-            Self::counter(
-                &labels,
-                &mut e,
-                "fpm_slow_requests",
-                "Requests php-fpm saw run past request_slowlog_timeout (last status read)",
-                fpm.slow_requests,
-            )?;
+        let upstreams = self.upstreams.load();
+        let members = upstreams.members();
+        let fpm = self
+            .fpm_status
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default();
+        let all: Vec<Upstream<'_>> = members
+            .iter()
+            .map(|m| {
+                let labels = Labels::of(m.pool());
+                let fpm = fpm.get(&labels.upstream).cloned();
+                Upstream {
+                    labels,
+                    member: m,
+                    pool: m.pool().snapshot(),
+                    fpm,
+                }
+            })
+            .collect();
+        // One descriptor per metric, then its series of each upstream, as
+        // the exposition format wants.
+        for series in UPSTREAM_SERIES {
+            let values: Vec<(&Labels, u64)> = all
+                .iter()
+                .filter_map(|u| (series.read)(u).map(|v| (&u.labels, v)))
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            let kind = if series.counter {
+                ConstCounter::new(0u64).metric_type()
+            } else {
+                ConstGauge::new(0i64).metric_type()
+            };
+            let mut metric = e.encode_descriptor(series.name, series.help, None, kind)?;
+            for (labels, value) in values {
+                let pairs = labels.pairs();
+                let family = metric.encode_family(&pairs)?;
+                if series.counter {
+                    ConstCounter::new(value).encode(family)?;
+                } else {
+                    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(family)?;
+                }
+            }
         }
-        Ok(())
+        let failovers = ConstCounter::new(upstreams.failovers());
+        let metric = e.encode_descriptor(
+            "upstream_failovers",
+            "Requests sent to another upstream after one could not take them (not reached, full, or OVERLOADED)",
+            None,
+            failovers.metric_type(),
+        )?;
+        failovers.encode(metric)
     }
 }
 

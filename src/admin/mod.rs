@@ -18,13 +18,13 @@ use tokio::sync::watch;
 
 use crate::listen::{accept, Listener};
 use crate::metrics::{self, Metrics};
-use crate::upstream::UpstreamAddr;
+use crate::upstream::Upstreams;
 
 /// What the admin endpoints read.
 #[derive(Debug)]
 pub(crate) struct AdminState {
     pub metrics: Arc<Metrics>,
-    pub upstream: UpstreamAddr,
+    pub upstreams: Upstreams,
     pub connect_timeout: Duration,
     /// php-fpm's `ping.path`, asked instead of a bare connect.
     pub ping_path: Option<String>,
@@ -99,7 +99,7 @@ async fn handle<B>(state: &AdminState, req: Request<B>) -> Response<Full<Bytes>>
 
 async fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
     let ping = state.ping_path.as_deref();
-    match ready::check(&state.upstream, ping, state.connect_timeout).await {
+    match ready::check_any(&state.upstreams, ping, state.connect_timeout).await {
         Ok(()) => text(StatusCode::OK, "ready\n"),
         Err(reason) => {
             tracing::debug!(%reason, "readyz: not ready");

@@ -2,12 +2,45 @@
 //! FastCGI connect (closed at once, so no worker is held); with php-fpm's
 //! `ping.path`, a request to it on a fresh connection that must answer 200.
 //! Never through the pool: a probe must not queue behind real requests.
+//! With several upstreams, ready while at least one is.
 
 use std::time::Duration;
 
 use crate::fpm::ping::ping;
 use crate::upstream::conn;
-use crate::upstream::UpstreamAddr;
+use crate::upstream::{UpstreamAddr, Upstreams};
+
+/// `Ok` when at least one upstream is ready (all are asked at once), else
+/// each one's reason, `; `-separated.
+pub(crate) async fn check_any(
+    upstreams: &Upstreams,
+    ping_path: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let members = upstreams.members();
+    if let [only] = members.as_slice() {
+        return check(only.addr(), ping_path, timeout).await;
+    }
+    let mut checks = tokio::task::JoinSet::new();
+    for member in members.iter() {
+        let addr = member.addr().clone();
+        let path = ping_path.map(str::to_owned);
+        checks.spawn(async move {
+            let result = check(&addr, path.as_deref(), timeout).await;
+            (addr, result)
+        });
+    }
+    let mut reasons = Vec::new();
+    while let Some(done) = checks.join_next().await {
+        match done {
+            Ok((_, Ok(()))) => return Ok(()),
+            Ok((addr, Err(reason))) => reasons.push(format!("{addr}: {reason}")),
+            Err(e) => reasons.push(format!("a check did not finish: {e}")),
+        }
+    }
+    reasons.sort();
+    Err(format!("no upstream is ready: {}", reasons.join("; ")))
+}
 
 /// `Ok` when ready, else a one-line reason.
 pub(crate) async fn check(

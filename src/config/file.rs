@@ -17,6 +17,7 @@ use super::values::{
     parse_pipelining, parse_size, ListenAddr,
 };
 use super::ConfigError;
+use crate::upstream::{UpstreamAddr, UpstreamSpec};
 
 /// Where a file's values are read: errors name `path`, relative paths in it
 /// are relative to `base_dir`.
@@ -161,6 +162,80 @@ pub(super) fn count(value: &Value) -> Result<usize, String> {
         }
         _ => Err(found("an integer", value)),
     }
+}
+
+/// `max-fails`: a whole number, 0 allowed.
+pub(super) fn max_fails(value: &Value) -> Result<u32, String> {
+    match value {
+        Value::Integer(n) => u32::try_from(*n).map_err(|_| format!("must be 0 or more, not {n}")),
+        _ => Err(found("an integer", value)),
+    }
+}
+
+/// `upstream`: a string (`"tcp:h:9000 weight=2"`), an array of them, or
+/// `[[upstream]]` tables with `address`, `weight`, `max-conns`, `backup`.
+pub(super) fn upstreams(
+    ctx: &FileCtx<'_>,
+    value: &Value,
+) -> Result<Vec<UpstreamSpec>, ConfigError> {
+    let one = |key: String, item: &Value| -> Result<UpstreamSpec, ConfigError> {
+        match item {
+            Value::String(text) => text.parse().map_err(|m| ctx.bad(&key, m)),
+            Value::Table(table) => upstream_table(ctx, &key, table),
+            _ => Err(ctx.bad(&key, found("a string or a table", item))),
+        }
+    };
+    match value {
+        Value::Array(items) if items.is_empty() => {
+            Err(ctx.bad("upstream", "must list at least one upstream".to_owned()))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| one(format!("upstream[{i}]"), item))
+            .collect(),
+        _ => one("upstream".to_owned(), value).map(|spec| vec![spec]),
+    }
+}
+
+fn upstream_table(
+    ctx: &FileCtx<'_>,
+    key: &str,
+    table: &Table,
+) -> Result<UpstreamSpec, ConfigError> {
+    let bad = |entry: &str, message: String| ctx.bad(&format!("{key}.{entry}"), message);
+    let address = match table.get("address") {
+        Some(v) => string(v)
+            .and_then(|s| s.parse::<UpstreamAddr>().map_err(|e| e.to_string()))
+            .map_err(|m| bad("address", m))?,
+        None => return Err(ctx.bad(key, "needs an `address`".to_owned())),
+    };
+    let mut spec = UpstreamSpec::new(address);
+    for (entry, v) in table {
+        match entry.as_str() {
+            "address" => {}
+            "weight" => {
+                let n = v
+                    .as_integer()
+                    .ok_or_else(|| bad(entry, found("an integer", v)))?;
+                spec.weight = UpstreamSpec::check_weight(n).map_err(|m| bad(entry, m))?;
+            }
+            "max-conns" => {
+                let n = v
+                    .as_integer()
+                    .ok_or_else(|| bad(entry, found("an integer", v)))?;
+                spec.max_conns = Some(UpstreamSpec::check_max_conns(n).map_err(|m| bad(entry, m))?);
+            }
+            "backup" => spec.backup = boolean(v).map_err(|m| bad(entry, m))?,
+            _ => {
+                return Err(bad(
+                    entry,
+                    "unknown key (an upstream has address, weight, max-conns, backup)".to_owned(),
+                ))
+            }
+        }
+    }
+    Ok(spec)
 }
 
 /// Bytes as an integer, or a string with a suffix such as `"16M"`.

@@ -35,7 +35,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::upstream::UpstreamAddr;
+use crate::upstream::UpstreamSpec;
 
 /// `pm.status_path` of the embedded php-fpm's pool, unless one is given.
 pub const EMBEDDED_FPM_STATUS_PATH: &str = "/fpm-status";
@@ -45,9 +45,16 @@ pub const EMBEDDED_FPM_STATUS_PATH: &str = "/fpm-status";
 pub struct Config {
     /// Addresses to accept HTTP on; never empty.
     pub listen: Vec<ListenAddr>,
-    /// `None`: no upstream was given, so php-fpm runs embedded
+    /// Empty: no upstream was given, so php-fpm runs embedded
     /// (`crate::fpm::embedded`); the binary fills this in once it listens.
-    pub upstream: Option<UpstreamAddr>,
+    pub upstream: Vec<UpstreamSpec>,
+    /// Passive health of several upstreams (`upstream::balance`).
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    /// How often `fpm-ping-path` is asked of each upstream.
+    pub health_interval: Duration,
+    /// How often upstream host names are looked up again.
+    pub resolve_interval: Duration,
     /// Canonical path of an existing directory.
     pub root: PathBuf,
     /// Plain file names tried in order for a directory request; may be empty
@@ -304,11 +311,11 @@ fn finish(given: Layer) -> Result<Config, ConfigError> {
     let layer = given.over(Layer::defaults()?);
     let missing = |key: &'static str| ConfigError::NoDefault { key };
 
-    let upstream = layer.upstream;
+    let upstream = layer.upstream.unwrap_or_default();
     // The embedded php-fpm publishes its status page here, so the pool
     // sizes itself to its workers like it would for any php-fpm.
     let fpm_status_path = match (&upstream, layer.fpm_status_path) {
-        (None, None) => Some(EMBEDDED_FPM_STATUS_PATH.to_owned()),
+        (u, None) if u.is_empty() => Some(EMBEDDED_FPM_STATUS_PATH.to_owned()),
         (_, given) => given,
     };
     let size_from_fpm_status = fpm_status_path.is_some() && !pool_size_given;
@@ -331,6 +338,10 @@ fn finish(given: Layer) -> Result<Config, ConfigError> {
     Ok(Config {
         listen,
         upstream,
+        max_fails: layer.max_fails.ok_or(missing("max-fails"))?,
+        fail_timeout: layer.fail_timeout.ok_or(missing("fail-timeout"))?,
+        health_interval: layer.health_interval.ok_or(missing("health-interval"))?,
+        resolve_interval: layer.resolve_interval.ok_or(missing("resolve-interval"))?,
         root,
         index: layer.index.unwrap_or_default(),
         front_controller: layer.front_controller,

@@ -23,7 +23,7 @@ use super::values::{
     parse_uri_limit, ListenAddr,
 };
 use super::{Config, ConfigError};
-use crate::upstream::UpstreamAddr;
+use crate::upstream::UpstreamSpec;
 
 /// How the command line gives a setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,8 +354,13 @@ fn on_off(text: &str) -> Result<bool, String> {
     }
 }
 
-fn upstream_addr(text: &str) -> Result<UpstreamAddr, String> {
-    text.parse::<UpstreamAddr>().map_err(|e| e.to_string())
+fn upstream_spec(text: &str) -> Result<UpstreamSpec, String> {
+    text.parse::<UpstreamSpec>()
+}
+
+fn parse_max_fails(text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .map_err(|_| format!("`{text}`: expected a whole number (0 = never)"))
 }
 
 settings! {
@@ -370,14 +375,19 @@ settings! {
                with --tls-cert a TCP address serves TLS unless written http://HOST:PORT \
                (https://HOST:PORT asks for TLS); repeat for several",
     },
-    upstream: UpstreamAddr {
+    upstream: Vec<UpstreamSpec> {
         key: "upstream",
-        flag: One("ADDR"),
-        parse: upstream_addr,
+        flag: Many("ADDR"),
+        parse: upstream_spec,
+        table: file::upstreams,
         default: Derived("php-fpm started as our child on a private socket"),
         reload: Live,
-        help: "FastCGI server (php-fpm) address: unix:/path/to.sock or tcp:host:port; a reload \
-               may change it, but not to or from the embedded php-fpm",
+        help: "FastCGI server (php-fpm): unix:/path/to.sock or tcp:host:port, optionally \
+               followed by weight=N, max-conns=N and backup (in the file, [[upstream]] tables \
+               with address, weight, max-conns, backup); repeat for several: requests go to \
+               the one with the fewest outstanding per weight; a tcp name with several \
+               addresses is one upstream per address. A reload may change them, but not to \
+               or from the embedded php-fpm",
     },
     root: PathBuf {
         key: "root",
@@ -471,6 +481,43 @@ settings! {
         reload: Live,
         help: "Most connections open to the upstream at once; fewer when php-fpm has fewer \
                workers (learned)",
+    },
+    max_fails: u32 {
+        key: "max-fails",
+        flag: One("N"),
+        parse: parse_max_fails,
+        file: file::max_fails,
+        default: Fixed("1"),
+        reload: Live,
+        help: "With several upstreams: failures (connect refused or timed out, a broken \
+               exchange) within fail-timeout that take an upstream out of service for \
+               fail-timeout; 0 = never",
+    },
+    fail_timeout: std::time::Duration {
+        key: "fail-timeout",
+        flag: One("DUR"),
+        parse: timeout,
+        default: Fixed("10s"),
+        reload: Live,
+        help: "The window max-fails counts in, and how long an upstream then stays out",
+    },
+    health_interval: std::time::Duration {
+        key: "health-interval",
+        flag: One("DUR"),
+        parse: timeout,
+        default: Fixed("5s"),
+        reload: Live,
+        help: "With fpm-ping-path: how often each upstream's ping page is asked; one that \
+               fails is out of service until it answers again",
+    },
+    resolve_interval: std::time::Duration {
+        key: "resolve-interval",
+        flag: One("DUR"),
+        parse: timeout,
+        default: Fixed("5s"),
+        reload: Live,
+        help: "How often a tcp upstream's host name is looked up again: addresses that \
+               appear join, those gone leave after their requests finish",
     },
     max_connections: usize {
         key: "max-connections",

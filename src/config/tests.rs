@@ -59,7 +59,11 @@ fn defaults_applied() {
         config,
         Config {
             listen: vec!["127.0.0.1:8080".parse().unwrap()],
-            upstream: Some(UpstreamAddr::Unix("/run/php/fpm.sock".into())),
+            upstream: vec!["unix:/run/php/fpm.sock".parse().unwrap()],
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            health_interval: Duration::from_secs(5),
+            resolve_interval: Duration::from_secs(5),
             root: fx.www(),
             index: vec!["index.php".to_owned(), "index.html".to_owned()],
             front_controller: None,
@@ -147,10 +151,11 @@ APP_ENV = "prod"
                 "[::1]:8081".parse().unwrap(),
                 ListenAddr::Unix("/tmp/gw.sock".into()),
             ],
-            upstream: Some(UpstreamAddr::Tcp {
-                host: "127.0.0.1".into(),
-                port: 9000
-            }),
+            upstream: vec!["tcp:127.0.0.1:9000".parse().unwrap()],
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            health_interval: Duration::from_secs(5),
+            resolve_interval: Duration::from_secs(5),
             root: fx.www(),
             index: vec!["app.php".to_owned(), "index.html".to_owned()],
             front_controller: Some("/app.php".to_owned()),
@@ -251,8 +256,12 @@ fn flags_override_file() {
         ]
     );
     assert_eq!(
-        config.upstream.map(|u| u.to_string()).as_deref(),
-        Some("tcp:localhost:9001")
+        config
+            .upstream
+            .iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>(),
+        ["tcp:localhost:9001"]
     );
     assert_eq!(config.root, other.canonicalize().unwrap());
     assert_eq!(config.read_timeout, Duration::from_secs(9));
@@ -330,7 +339,8 @@ fn unknown_key_names_key_and_file() {
     let expected = format!(
         "{}: unknown key `lisen` (expected one of: listen, upstream, root, index, \
          front-controller, server-name, max-body-size, connect-timeout, read-timeout, \
-         header-timeout, keepalive-timeout, grace-period, max-upstream-conns, max-connections, log-level, params, \
+         header-timeout, keepalive-timeout, grace-period, max-upstream-conns, max-fails, fail-timeout, \
+         health-interval, resolve-interval, max-connections, log-level, params, \
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
@@ -547,7 +557,7 @@ fn root_must_be_a_directory() {
     );
     // clap refuses `--root ""`, but the API must not depend on that.
     let args = ServeArgs {
-        upstream: Some("unix:/x".to_owned()),
+        upstream: vec!["unix:/x".to_owned()],
         root: Some(PathBuf::new()),
         ..ServeArgs::default()
     };
@@ -666,7 +676,7 @@ fn unreadable_file() {
     );
     let args = ServeArgs {
         config: Some(path),
-        upstream: Some("unix:/x".to_owned()),
+        upstream: vec!["unix:/x".to_owned()],
         ..ServeArgs::default()
     };
     assert!(matches!(load(&args), Err(ConfigError::Read { .. })));
@@ -698,7 +708,7 @@ fn cli_parses_serve() {
         panic!("not serve");
     };
     assert_eq!(args.listen, ["127.0.0.1:0", "unix:/tmp/x.sock"]);
-    assert_eq!(args.upstream.as_deref(), Some("tcp:127.0.0.1:9000"));
+    assert_eq!(args.upstream, ["tcp:127.0.0.1:9000"]);
     assert_eq!(args.root.as_deref(), Some(Path::new("/tmp")));
     assert_eq!(args.config, None);
     let config = load(&args).unwrap();
@@ -835,4 +845,81 @@ fn docs_settings_table_is_generated() {
             );
         }
     }
+}
+
+#[test]
+fn upstreams_as_a_string_a_list_or_tables() {
+    let specs = |body: &str| {
+        let fx = Fixture::new(&format!("root = \"www\"\n{body}"));
+        check_file(&fx.file()).map(|c| c.upstream.iter().map(|u| u.to_string()).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        specs("upstream = \"tcp:10.0.0.1:9000 weight=2\"\n").unwrap(),
+        ["tcp:10.0.0.1:9000 weight=2"]
+    );
+    assert_eq!(
+        specs("upstream = [\"unix:/a.sock\", \"tcp:10.0.0.2:9000 backup\"]\n").unwrap(),
+        ["unix:/a.sock", "tcp:10.0.0.2:9000 backup"]
+    );
+    assert_eq!(
+        specs(
+            "[[upstream]]\naddress = \"tcp:10.0.0.1:9000\"\nweight = 3\nmax-conns = 16\n\n\
+             [[upstream]]\naddress = \"unix:/run/php.sock\"\nbackup = true\n"
+        )
+        .unwrap(),
+        [
+            "tcp:10.0.0.1:9000 weight=3 max-conns=16",
+            "unix:/run/php.sock backup"
+        ]
+    );
+    let fx = Fixture::new("root = \"www\"\n[[upstream]]\naddress = \"tcp:h:9000\"\nweight = 0\n");
+    assert_eq!(
+        message(check_file(&fx.file())),
+        format!(
+            "{}: key `upstream[0].weight`: weight must be 1-1000, not 0",
+            fx.file().display()
+        )
+    );
+    let fx = Fixture::new("root = \"www\"\n[[upstream]]\nweight = 2\n");
+    assert!(message(check_file(&fx.file())).contains("key `upstream[0]`: needs an `address`"));
+    let fx = Fixture::new("root = \"www\"\n[[upstream]]\naddress = \"tcp:h:9000\"\ndown = true\n");
+    assert!(message(check_file(&fx.file())).contains("key `upstream[0].down`: unknown key"));
+    let fx = Fixture::new("root = \"www\"\nupstream = []\n");
+    assert!(message(check_file(&fx.file())).contains("must list at least one upstream"));
+}
+
+#[test]
+fn several_upstream_flags_and_health_settings() {
+    let args = super::test_support::serve_args;
+    let config = load(&args(&[
+        "--root",
+        "src",
+        "--upstream",
+        "unix:/a.sock weight=2",
+        "--upstream",
+        "tcp:127.0.0.1:9000 backup",
+        "--max-fails",
+        "3",
+        "--fail-timeout",
+        "30s",
+        "--health-interval",
+        "2s",
+        "--resolve-interval",
+        "1s",
+    ]))
+    .unwrap();
+    assert_eq!(config.upstream.len(), 2);
+    assert_eq!(config.upstream[0].weight, 2);
+    assert!(config.upstream[1].backup);
+    assert_eq!(config.max_fails, 3);
+    assert_eq!(config.fail_timeout, Duration::from_secs(30));
+    assert_eq!(config.health_interval, Duration::from_secs(2));
+    assert_eq!(config.resolve_interval, Duration::from_secs(1));
+    let bad = load(&args(&[
+        "--root",
+        "src",
+        "--upstream",
+        "unix:/a.sock heavy",
+    ]));
+    assert!(message(bad).starts_with("--upstream: `heavy`"));
 }

@@ -11,7 +11,7 @@ fn args(argv: &[&str]) -> ServeArgs {
 #[test]
 fn no_upstream_means_embedded_with_its_status_path() {
     let config = load(&args(&["--root", "src"])).unwrap();
-    assert_eq!(config.upstream, None);
+    assert!(config.upstream.is_empty());
     assert_eq!(
         config.fpm_status_path.as_deref(),
         Some(EMBEDDED_FPM_STATUS_PATH)
@@ -24,7 +24,7 @@ fn no_upstream_means_embedded_with_its_status_path() {
 #[test]
 fn an_explicit_upstream_gets_no_status_path() {
     let config = load(&args(&["--root", "src", "--upstream", "unix:/x"])).unwrap();
-    assert!(config.upstream.is_some());
+    assert_eq!(config.upstream.len(), 1);
     assert_eq!(config.fpm_status_path, None);
     assert!(!config.size_from_fpm_status);
 }

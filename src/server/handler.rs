@@ -142,7 +142,7 @@ async fn route_and_forward(
 
     let upstream_start = Instant::now();
     let rx = upstream::start(
-        state.pool.clone(),
+        state.upstreams.clone(),
         FcgiRequest {
             head,
             body,

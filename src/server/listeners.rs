@@ -95,7 +95,7 @@ impl ListenerSet {
     pub fn start(&mut self, listener: Listener, configured: Option<ListenAddr>, inherited: bool) {
         let addr = address_of(&listener);
         let (stop, stop_rx) = watch::channel(false);
-        let upstream = self.state.load().pool.settings().addr.clone();
+        let upstream = self.state.load().upstreams.describe();
         tracing::info!(listen = %listener.describe(), inherited, %upstream, root = %self.state.load().route.root.display(), "serving");
         let shared = match SharedListener::from_listener(listener) {
             Ok(shared) => shared,

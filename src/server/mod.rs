@@ -25,14 +25,16 @@ use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 
 use crate::config::{Config, ListenAddr};
 pub use crate::listen::{bind, BindError, Listener};
 use crate::metrics::Metrics;
 use crate::route::RouteConfig;
 use crate::static_files::StaticConfig;
-use crate::upstream::{Pool, PoolSettings, UpstreamAddr};
+use crate::upstream::{
+    BalanceSettings, HealthPolicy, Member, Pool, PoolSettings, UpstreamAddr, UpstreamSpec,
+    Upstreams,
+};
 use forwarded::Forwarding;
 use limits::HeadLimits;
 use listeners::ListenerSet;
@@ -58,7 +60,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub route: RouteConfig,
-    pub pool: Pool,
+    pub upstreams: Upstreams,
     pub extra_params: Vec<(String, String)>,
     pub server_name: Option<String>,
     pub max_body_size: u64,
@@ -86,7 +88,7 @@ pub(crate) struct AppState {
 impl AppState {
     pub(crate) fn new(
         config: &Config,
-        pool: Pool,
+        upstreams: Upstreams,
         metrics: Arc<Metrics>,
         tls: Option<Arc<ReloadableTls>>,
     ) -> AppState {
@@ -105,7 +107,7 @@ impl AppState {
                 follow_symlinks_outside_root: config.follow_symlinks_outside_root,
                 internal_locations: config.internal_locations.clone(),
             },
-            pool,
+            upstreams,
             extra_params: config.params.clone(),
             server_name: config.server_name.clone(),
             max_body_size: config.max_body_size,
@@ -188,11 +190,11 @@ pub fn addresses_to_bind(config: &Config, inherited: &[Listener]) -> Vec<ListenA
         .collect()
 }
 
-/// A configured server, before it runs; its pool can be watched (tests, metrics).
+/// A configured server, before it runs; its upstreams can be watched (tests, metrics).
 #[derive(Debug)]
 pub struct Server {
     config: Config,
-    pool: Pool,
+    upstreams: Upstreams,
     metrics: Arc<Metrics>,
     admin: Option<Listener>,
     inherited: Vec<Listener>,
@@ -205,11 +207,11 @@ impl Server {
     /// embedded php-fpm's socket before calling this. Left empty, the pool
     /// dials an empty unix path, so every script request gets 502.
     pub fn new(config: Config) -> Server {
-        let pool = Pool::new(pool_settings(&config));
-        let metrics = Arc::new(Metrics::new(pool.clone()));
+        let upstreams = Upstreams::new(balance_settings(&config));
+        let metrics = Arc::new(Metrics::new(upstreams.clone()));
         Server {
             config,
-            pool,
+            upstreams,
             metrics,
             admin: None,
             inherited: Vec::new(),
@@ -218,8 +220,24 @@ impl Server {
         }
     }
 
+    /// The first upstream's pool (the only one with a single upstream).
     pub fn pool(&self) -> Pool {
-        self.pool.clone()
+        match self.upstreams.first_pool() {
+            Some(pool) => pool,
+            // Never: the settings always hold at least one upstream.
+            None => Pool::new(pool_settings(&self.config)),
+        }
+    }
+
+    pub fn upstreams(&self) -> Upstreams {
+        self.upstreams.clone()
+    }
+
+    /// Looks upstream host names up through `resolver` (tests).
+    pub fn with_resolver(mut self, resolver: Arc<dyn crate::upstream::balance::Resolve>) -> Server {
+        self.upstreams = Upstreams::with_resolver(balance_settings(&self.config), resolver);
+        self.metrics = Arc::new(Metrics::new(self.upstreams.clone()));
+        self
     }
 
     /// Serves TLS with this certificate holder (from `load_tls`) instead of
@@ -290,34 +308,68 @@ pub(crate) fn pool_settings(config: &Config) -> PoolSettings {
 fn upstream_of(config: &Config) -> UpstreamAddr {
     config
         .upstream
-        .clone()
+        .first()
+        .map(|spec| spec.address.clone())
         .unwrap_or_else(|| UpstreamAddr::Unix(PathBuf::new()))
 }
 
-/// Starts the pool's idle reaper and logs its size and why; with a status
-/// path, follows php-fpm's size (the returned task, stopped when a reload
-/// replaces the pool).
-pub(crate) fn start_pool(
-    config: &Config,
-    pool: &Pool,
-    metrics: &Arc<Metrics>,
-) -> Option<AbortHandle> {
-    pool.spawn_reaper();
-    warn_if_exposed(&pool.settings().addr);
-    let upstream = upstream_of(config);
-    let Some(path) = config.fpm_status_path.clone() else {
-        tracing::info!(%upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns");
-        return None;
+/// The upstreams and how each one's pool is set up.
+pub(crate) fn balance_settings(config: &Config) -> BalanceSettings {
+    let upstreams = if config.upstream.is_empty() {
+        vec![UpstreamSpec::new(upstream_of(config))]
+    } else {
+        config.upstream.clone()
     };
-    let follow = config.size_from_fpm_status;
-    if !follow {
-        tracing::info!(%upstream, size = config.max_upstream_conns, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
+    BalanceSettings {
+        upstreams,
+        pool: pool_settings(config),
+        health: HealthPolicy {
+            max_fails: config.max_fails,
+            fail_timeout: config.fail_timeout,
+        },
+        resolve_interval: config.resolve_interval,
     }
+}
+
+/// Starts each upstream's background work: the idle reaper, a log line
+/// of its size and why; with a status path, following php-fpm's size; with
+/// a ping path, the health probe. What it starts
+/// stops when the upstream leaves or `Upstreams::stop` (a reload).
+pub(crate) fn start_upstreams(config: &Config, upstreams: &Upstreams, metrics: &Arc<Metrics>) {
+    let status_path = config.fpm_status_path.clone();
+    let follow = config.size_from_fpm_status;
+    let probe = config.fpm_ping_path.clone();
+    let health_interval = config.health_interval;
+    let connect_timeout = config.connect_timeout;
     let metrics = metrics.clone();
-    let task = crate::fpm::status::spawn_follower(pool.clone(), path, follow, move |status| {
-        metrics.record_fpm_status(status.clone())
-    });
-    Some(task.abort_handle())
+    upstreams.start(Arc::new(move |member: &Arc<Member>| {
+        let pool = member.pool();
+        pool.spawn_reaper();
+        metrics.observe_pool(pool);
+        let upstream = member.addr();
+        warn_if_exposed(upstream);
+        let size = pool.settings().max_conns;
+        let mut tasks = Vec::new();
+        match &status_path {
+            None => tracing::info!(%upstream, size, "upstream pool size from max-upstream-conns"),
+            Some(path) => {
+                if !follow {
+                    tracing::info!(%upstream, size, "upstream pool size from max-upstream-conns (given explicitly; the status page is only reported)");
+                }
+                let metrics = metrics.clone();
+                let label = upstream.to_string();
+                let task = crate::fpm::status::spawn_follower(pool.clone(), path.clone(), follow, move |status| {
+                    metrics.record_fpm_status(&label, status.clone())
+                });
+                tasks.push(task.abort_handle());
+            }
+        }
+        if let Some(path) = &probe {
+            let task = crate::fpm::health::spawn_probe(member, path.clone(), health_interval, connect_timeout);
+            tasks.push(task.abort_handle());
+        }
+        tasks
+    }));
 }
 
 /// Anyone who can speak FastCGI to php-fpm can run code (PHP ini values ride
@@ -328,10 +380,14 @@ fn warn_if_exposed(upstream: &crate::upstream::UpstreamAddr) {
     }
 }
 
-pub(crate) fn admin_state(config: &Config, metrics: &Arc<Metrics>) -> crate::admin::AdminState {
+pub(crate) fn admin_state(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    upstreams: &Upstreams,
+) -> crate::admin::AdminState {
     crate::admin::AdminState {
         metrics: metrics.clone(),
-        upstream: upstream_of(config),
+        upstreams: upstreams.clone(),
         connect_timeout: config.connect_timeout,
         ping_path: config.fpm_ping_path.clone(),
     }
@@ -344,7 +400,7 @@ async fn serve(
 ) -> Result<(), ServeError> {
     let Server {
         config,
-        pool,
+        upstreams,
         metrics,
         admin,
         inherited,
@@ -354,8 +410,13 @@ async fn serve(
     let workers = workers::Workers::start(workers::worker_count(config.workers))
         .map_err(ServeError::Workers)?;
     tracing::info!(workers = workers.len(), "threads started");
-    let follower = start_pool(&config, &pool, &metrics);
-    let state = Arc::new(AppState::new(&config, pool, metrics.clone(), tls));
+    start_upstreams(&config, &upstreams, &metrics);
+    let state = Arc::new(AppState::new(
+        &config,
+        upstreams.clone(),
+        metrics.clone(),
+        tls,
+    ));
     let shared = Arc::new(ArcSwap::new(state));
 
     let mut set = ListenerSet::new(shared.clone(), config.max_connections, workers.handles());
@@ -369,7 +430,9 @@ async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut admin_task = None;
     let admin_shared = admin.map(|admin| {
-        let admin_shared = Arc::new(ArcSwap::from_pointee(admin_state(&config, &metrics)));
+        let admin_shared = Arc::new(ArcSwap::from_pointee(admin_state(
+            &config, &metrics, &upstreams,
+        )));
         admin_task = Some(tokio::spawn(crate::admin::serve(
             admin,
             admin_shared.clone(),
@@ -384,7 +447,7 @@ async fn serve(
         admin: admin_shared,
         listeners: set,
         metrics,
-        follower,
+        upstreams,
     };
     reload::until_shutdown(&mut live, reload, shutdown).await;
 

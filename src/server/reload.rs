@@ -18,15 +18,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
 use super::listeners::ListenerSet;
 use super::tls::{ReloadableTls, TlsError};
-use super::{admin_state, bind, pool_settings, start_pool, AppState, BindError, Listener};
+use super::{admin_state, balance_settings, bind, start_upstreams, AppState, BindError, Listener};
 use crate::admin::AdminState;
 use crate::config::{settings, Config, ConfigError, ListenAddr};
 use crate::metrics::Metrics;
-use crate::upstream::{Pool, UpstreamAddr};
+use crate::upstream::{UpstreamAddr, UpstreamSpec, Upstreams};
 
 type LoadFn = dyn Fn() -> Result<Config, ConfigError> + Send + Sync;
 
@@ -80,8 +79,9 @@ pub(super) struct Live {
     pub admin: Option<Arc<ArcSwap<AdminState>>>,
     pub listeners: ListenerSet,
     pub metrics: Arc<Metrics>,
-    /// The task following php-fpm's status page for the current pool.
-    pub follower: Option<AbortHandle>,
+    /// The upstreams in force (their background work runs until a reload
+    /// replaces them).
+    pub upstreams: Upstreams,
 }
 
 /// Reloads on each trigger until `shutdown` completes.
@@ -154,30 +154,28 @@ impl Live {
 
         // Commit.
         let changed = changed_keys(&self.config, &new);
-        let old_pool = self.shared.load().pool.clone();
-        let new_pool = pool_settings(&new) != *old_pool.settings()
+        let new_pool = balance_settings(&new) != *self.upstreams.settings()
             || new.fpm_status_path != self.config.fpm_status_path
-            || new.size_from_fpm_status != self.config.size_from_fpm_status;
-        let pool = if new_pool {
-            let pool = Pool::new(pool_settings(&new));
-            if let Some(old) = self.follower.take() {
-                old.abort();
-            }
-            self.follower = start_pool(&new, &pool, &self.metrics);
-            self.metrics.set_pool(pool.clone());
-            pool
-        } else {
-            // Same settings: keep its warm connections (and learned size).
-            old_pool
-        };
+            || new.size_from_fpm_status != self.config.size_from_fpm_status
+            || new.fpm_ping_path != self.config.fpm_ping_path
+            || new.health_interval != self.config.health_interval;
+        if new_pool {
+            let upstreams = Upstreams::new(balance_settings(&new));
+            self.upstreams.stop();
+            start_upstreams(&new, &upstreams, &self.metrics);
+            self.metrics.set_upstreams(upstreams.clone());
+            self.upstreams = upstreams;
+        }
+        // Same settings: the upstreams keep their warm connections (and
+        // learned sizes).
         self.shared.store(Arc::new(AppState::new(
             &new,
-            pool,
+            self.upstreams.clone(),
             self.metrics.clone(),
             tls,
         )));
         if let Some(admin) = &self.admin {
-            admin.store(Arc::new(admin_state(&new, &self.metrics)));
+            admin.store(Arc::new(admin_state(&new, &self.metrics, &self.upstreams)));
         }
         self.listeners.set_max_connections(new.max_connections);
         let added = added.commit();
@@ -210,15 +208,15 @@ impl Live {
                 "changing `{key}` needs a restart; the running value stays"
             );
         };
-        match (embedded, &new.upstream) {
-            (Some(addr), None) => new.upstream = Some(addr.clone()),
-            (Some(_), Some(_)) | (None, None) => {
+        match (embedded, new.upstream.is_empty()) {
+            (Some(addr), true) => new.upstream = vec![UpstreamSpec::new(addr.clone())],
+            (Some(_), false) | (None, true) => {
                 warn("upstream");
                 new.upstream = old.upstream.clone();
                 new.fpm_status_path = old.fpm_status_path.clone();
                 new.size_from_fpm_status = old.size_from_fpm_status;
             }
-            (None, Some(_)) => {}
+            (None, false) => {}
         }
         for key in settings::keep_restart_only(old, new) {
             warn(key);
@@ -289,7 +287,7 @@ mod tests {
         let args = |extra: &[&str]| {
             let mut args = ServeArgs {
                 root: Some(root.clone().into()),
-                upstream: Some("unix:/run/fpm.sock".to_owned()),
+                upstream: vec!["unix:/run/fpm.sock".to_owned()],
                 ..ServeArgs::default()
             };
             args.trusted_proxies = extra.iter().map(|s| (*s).to_owned()).collect();

@@ -38,6 +38,8 @@ pub enum UpstreamError {
     HeadTimeout { after: Duration },
     #[error("read-timeout: upstream sent nothing for {after:?} mid-response")]
     ReadTimeout { after: Duration },
+    #[error("no upstream is configured")]
+    NoUpstream,
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -81,6 +83,7 @@ impl UpstreamError {
             | UpstreamError::QueueFull { .. }
             | UpstreamError::Refused(ProtocolStatus::Overloaded) => FailureKind::Overloaded,
             UpstreamError::Connect { .. }
+            | UpstreamError::NoUpstream
             | UpstreamError::Write(_)
             | UpstreamError::Read(_)
             | UpstreamError::Closed
@@ -100,6 +103,34 @@ impl UpstreamError {
         matches!(
             self,
             UpstreamError::Write(_) | UpstreamError::Read(_) | UpstreamError::Closed
+        )
+    }
+
+    /// Says the upstream host is failing (passive health): it could not be
+    /// reached, or it broke an exchange. A slow script's timeout, saturation
+    /// and the client's own failures say nothing about the host.
+    pub fn counts_against_host(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Write(_)
+                | UpstreamError::Read(_)
+                | UpstreamError::Closed
+                | UpstreamError::Protocol(_)
+        )
+    }
+
+    /// The request never reached a php-fpm worker: the connect failed, the
+    /// queue was full, or php-fpm answered OVERLOADED without running it.
+    /// Another upstream may take it.
+    pub fn before_sending(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::QueueFull { .. }
+                | UpstreamError::Refused(ProtocolStatus::Overloaded)
         )
     }
 

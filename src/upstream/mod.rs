@@ -3,6 +3,7 @@
 //! kept-alive connections (`pool`). Knows FastCGI records, not HTTP.
 
 pub mod addr;
+pub mod balance;
 pub mod body;
 mod capacity;
 pub mod conn;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use addr::UpstreamAddr;
+pub use balance::{BalanceSettings, HealthPolicy, Member, UpstreamSpec, Upstreams};
 pub use body::{RequestBody, Spool, SpoolError};
 pub use conn::{ExchangeTimeouts, Output};
 pub use connect::{AddrConnector, Connect};
@@ -79,22 +81,33 @@ pub enum Measure {
     ObserveAndReport,
 }
 
-/// Hands the first-byte and total times of one request to the pool's
-/// observer when the request ends, even when it ends by being dropped
-/// (the client left): every request is counted once.
-struct Stopwatch<'a> {
-    pool: &'a Pool,
+/// Hands the first-byte and total times of one request to the observer of
+/// the pool that served it when the request ends, even when it ends by
+/// being dropped (the client left): every request is counted once.
+struct Stopwatch {
+    pool: Option<Pool>,
     started: Instant,
     timing: Timing,
     observe: bool,
 }
 
-impl Drop for Stopwatch<'_> {
+impl Stopwatch {
+    fn new(measure: Measure) -> Stopwatch {
+        Stopwatch {
+            pool: None,
+            started: Instant::now(),
+            timing: Timing::default(),
+            observe: measure != Measure::Nothing,
+        }
+    }
+}
+
+impl Drop for Stopwatch {
     fn drop(&mut self) {
         if !self.observe {
             return;
         }
-        if let Some(observer) = self.pool.observer() {
+        if let Some(observer) = self.pool.as_ref().and_then(|p| p.observer()) {
             if let Some(first) = self.timing.first_byte {
                 observer.first_byte(first);
             }
@@ -103,7 +116,15 @@ impl Drop for Stopwatch<'_> {
     }
 }
 
-/// Runs one request through the pool, forwarding the response to `out`. On
+/// Why an attempt on one pool failed, and whether another may take it.
+struct AttemptFailed {
+    error: UpstreamError,
+    /// The request never reached a php-fpm worker and can be sent whole
+    /// again (its body unread, or spooled and rewound).
+    may_go_elsewhere: bool,
+}
+
+/// Runs one request through `pool`, forwarding the response to `out`. On
 /// failure, sends `Output::Failed` (unless the receiver is gone). Retries once
 /// on a fresh connection when a reused one failed before any response byte
 /// and the body can still be sent.
@@ -113,12 +134,68 @@ pub async fn forward(
     out: mpsc::Sender<Output>,
     measure: Measure,
 ) {
-    let mut watch = Stopwatch {
-        pool: &pool,
-        started: Instant::now(),
-        timing: Timing::default(),
-        observe: measure != Measure::Nothing,
-    };
+    let mut watch = Stopwatch::new(measure);
+    watch.pool = Some(pool.clone());
+    if let Err(failed) = attempt(&pool, &mut request, &out, &mut watch, measure).await {
+        report(&out, failed.error).await;
+    }
+}
+
+/// Like [`forward`], over several upstreams: each attempt goes to the one
+/// `Upstreams::pick` chooses; a request that never reached php-fpm goes to
+/// another one, each upstream at most once. One whose fate is unknown is
+/// not sent again (502), as with one upstream.
+pub async fn forward_balanced(
+    upstreams: Upstreams,
+    mut request: FcgiRequest,
+    out: mpsc::Sender<Output>,
+    measure: Measure,
+) {
+    let mut watch = Stopwatch::new(measure);
+    let policy = upstreams.health_policy();
+    let mut tried = Vec::new();
+    let mut last_error = None;
+    loop {
+        let Some((member, _in_flight)) = upstreams.pick(&tried) else {
+            let error = last_error.unwrap_or(UpstreamError::NoUpstream);
+            report(&out, error).await;
+            return;
+        };
+        watch.pool = Some(member.pool().clone());
+        let result = attempt(member.pool(), &mut request, &out, &mut watch, measure).await;
+        balance::judge(
+            &member,
+            policy,
+            result.as_ref().map(|_| ()).map_err(|f| &f.error),
+        );
+        let Err(failed) = result else { return };
+        if !failed.may_go_elsewhere {
+            report(&out, failed.error).await;
+            return;
+        }
+        tracing::debug!(upstream = %member.addr(), error = %failed.error, "the request did not reach this upstream; trying another");
+        tried.push(member);
+        if upstreams.members().len() > tried.len() {
+            upstreams.note_failover();
+        }
+        last_error = Some(failed.error);
+    }
+}
+
+async fn report(out: &mpsc::Sender<Output>, error: UpstreamError) {
+    if error.kind() != FailureKind::ClientGone {
+        let _ = out.send(Output::Failed(error)).await;
+    }
+}
+
+/// One pool's go at the request, with its one retry on a fresh connection.
+async fn attempt(
+    pool: &Pool,
+    request: &mut FcgiRequest,
+    out: &mpsc::Sender<Output>,
+    watch: &mut Stopwatch,
+    measure: Measure,
+) -> Result<(), AttemptFailed> {
     let report = measure == Measure::ObserveAndReport;
     let mut retried = false;
     loop {
@@ -126,9 +203,14 @@ pub async fn forward(
         let ahead = (request.body.is_empty() && !retried).then_some(&request.head);
         let mut lease = match pool.acquire(retried, ahead, request.route).await {
             Ok(lease) => lease,
-            Err(e) => {
-                let _ = out.send(Output::Failed(e)).await;
-                return;
+            Err(error) => {
+                // Nothing was written on this try, and a retry only comes
+                // with the body rewound: it can be sent whole.
+                let may_go_elsewhere = error.before_sending();
+                return Err(AttemptFailed {
+                    error,
+                    may_go_elsewhere,
+                });
             }
         };
         watch.timing.queue += lease.waited();
@@ -138,7 +220,7 @@ pub async fn forward(
             &mut lease,
             request.head.clone(),
             &mut request.body,
-            &out,
+            out,
             pool.exchange_timeouts(),
             conn::Clock {
                 timing: &mut watch.timing,
@@ -149,26 +231,24 @@ pub async fn forward(
         match result {
             Ok(outcome) => {
                 lease.release(outcome);
-                return;
+                return Ok(());
             }
             Err(failure) => {
                 drop(lease);
                 // A spooled body can be sent again; a streamed one is gone.
-                let retryable = reused
-                    && !retried
-                    && !failure.got_response_bytes
-                    && (!failure.body_consumed || request.body.rewind())
-                    && failure.error.is_retryable();
-                if retryable {
+                let resendable = !failure.got_response_bytes
+                    && (!failure.body_consumed || request.body.rewind());
+                if reused && !retried && resendable && failure.error.is_retryable() {
                     pool.stats().note_retry();
                     tracing::debug!(error = %failure.error, "reused upstream connection failed before the response; retrying on a fresh one");
                     retried = true;
                     continue;
                 }
-                if failure.error.kind() != FailureKind::ClientGone {
-                    let _ = out.send(Output::Failed(failure.error)).await;
-                }
-                return;
+                let may_go_elsewhere = resendable && failure.error.before_sending();
+                return Err(AttemptFailed {
+                    error: failure.error,
+                    may_go_elsewhere,
+                });
             }
         }
     }
@@ -193,9 +273,9 @@ impl std::fmt::Debug for UpstreamResponse {
     }
 }
 
-/// Starts `request` through `pool`; nothing happens until it is polled.
+/// Starts `request` through `upstreams`; nothing happens until it is polled.
 /// With `report_timing`, an `Output::Timing` comes just before the first STDOUT.
-pub fn start(pool: Pool, request: FcgiRequest, report_timing: bool) -> UpstreamResponse {
+pub fn start(upstreams: Upstreams, request: FcgiRequest, report_timing: bool) -> UpstreamResponse {
     let (tx, rx) = mpsc::channel(RESPONSE_QUEUE_DEPTH);
     let measure = if report_timing {
         Measure::ObserveAndReport
@@ -204,7 +284,17 @@ pub fn start(pool: Pool, request: FcgiRequest, report_timing: bool) -> UpstreamR
     };
     UpstreamResponse {
         rx,
-        driver: Some(Box::pin(forward(pool, request, tx, measure))),
+        driver: Some(Box::pin(forward_balanced(upstreams, request, tx, measure))),
+    }
+}
+
+/// Starts `request` through one pool, without balancing (its own tests).
+#[cfg(test)]
+pub(crate) fn start_on_pool(pool: Pool, request: FcgiRequest) -> UpstreamResponse {
+    let (tx, rx) = mpsc::channel(RESPONSE_QUEUE_DEPTH);
+    UpstreamResponse {
+        rx,
+        driver: Some(Box::pin(forward(pool, request, tx, Measure::Observe))),
     }
 }
 

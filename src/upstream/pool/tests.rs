@@ -206,7 +206,7 @@ async fn request(pool: Pool, sleep_ms: u64) -> Result<(), String> {
         body: RequestBody::Empty,
         route: route_key(&format!("/sleep/{sleep_ms}")),
     };
-    let mut response = crate::upstream::start(pool, request, false);
+    let mut response = crate::upstream::start_on_pool(pool, request);
     let mut answered = false;
     while let Some(out) = response.recv().await {
         match out {
