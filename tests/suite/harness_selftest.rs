@@ -468,6 +468,7 @@ async fn php_fpm_options_reach_both_pools() {
         status_path: Some("/status".into()),
         extra_pool_lines: vec!["env[FIXTURE_MARK] = from-pool-config".into()],
         request_terminate_timeout: None,
+        ..Default::default()
     });
     for (target, pool) in Target::of_fpm(&fpm).into_iter().zip(["unix", "tcp"]) {
         let status = Params::default()

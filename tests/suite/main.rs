@@ -32,3 +32,4 @@ mod static_files_http;
 mod threads;
 mod tls;
 mod trusted_proxy;
+mod upstreams;

@@ -21,8 +21,10 @@ pub struct Gateway {
     /// The admin listener, when `--admin-listen` was given (any value: the
     /// gateway gets a fresh 127.0.0.1:0 for it, like the public listener).
     pub admin: Option<SocketAddr>,
-    /// The upstream pool, for its counters.
+    /// The (first) upstream's pool, for its counters.
     pub pool: fcgi_gateway::upstream::Pool,
+    /// Every upstream, for their counters and health.
+    pub upstreams: fcgi_gateway::upstream::Upstreams,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -31,6 +33,15 @@ impl Gateway {
     /// `args` are `serve` flags (e.g. `--upstream`, `--root`); `--listen` is ignored:
     /// the gateway gets a fresh 127.0.0.1:0 listener.
     pub async fn start(args: &[&str]) -> Gateway {
+        Gateway::start_with(args, |server| server).await
+    }
+
+    /// Like [`Gateway::start`], with `customize` applied to the server
+    /// before it runs (e.g. `with_resolver`).
+    pub async fn start_with(
+        args: &[&str],
+        customize: impl FnOnce(fcgi_gateway::server::Server) -> fcgi_gateway::server::Server,
+    ) -> Gateway {
         let mut argv = vec!["fcgi-gateway".to_string(), "serve".to_string()];
         argv.extend(super::with_test_workers(args));
         let cli = Cli::try_parse_from(&argv).expect("test gateway flags parse");
@@ -54,9 +65,11 @@ impl Gateway {
             .as_ref()
             .map(|l| l.local_addr().expect("admin local addr"));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server =
-            fcgi_gateway::server::Server::new(config).with_admin(admin_listener.map(Listener::Tcp));
+        let server = customize(
+            fcgi_gateway::server::Server::new(config).with_admin(admin_listener.map(Listener::Tcp)),
+        );
         let pool = server.pool();
+        let upstreams = server.upstreams();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stop_rx.await;
@@ -70,6 +83,7 @@ impl Gateway {
             addr,
             admin,
             pool,
+            upstreams,
             stop: Some(stop_tx),
             task: Some(task),
         }

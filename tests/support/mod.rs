@@ -16,8 +16,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod binary;
+pub mod delay;
 pub mod fake_fcgi;
 pub mod gateway;
+pub mod netns;
 pub mod nginx;
 pub mod php_fpm;
 pub mod site;

@@ -76,6 +76,13 @@ pub struct PhpFpmOptions {
     pub extra_pool_lines: Vec<String>,
     /// `request_terminate_timeout` in seconds.
     pub request_terminate_timeout: Option<u32>,
+    /// The tcp pool's address (default 127.0.0.1; any 127.x.y.z works on
+    /// Linux, or an address inside `netns`).
+    pub tcp_ip: Ipv4Addr,
+    /// The tcp pool's port (default: a free one).
+    pub tcp_port: Option<u16>,
+    /// Run php-fpm inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl Default for PhpFpmOptions {
@@ -87,6 +94,9 @@ impl Default for PhpFpmOptions {
             status_path: None,
             extra_pool_lines: Vec::new(),
             request_terminate_timeout: None,
+            tcp_ip: Ipv4Addr::LOCALHOST,
+            tcp_port: None,
+            netns: None,
         }
     }
 }
@@ -245,16 +255,18 @@ impl PhpFpm {
     fn launch(&mut self, fixed_port: Option<u16>) {
         let mut last_error = String::new();
         for attempt in 1..=PORT_ATTEMPTS {
-            let port = fixed_port.unwrap_or_else(free_port);
+            let port = fixed_port.or(self.opts.tcp_port).unwrap_or_else(free_port);
             match self.try_launch(port) {
                 Ok(()) => return,
                 Err(LaunchError::AddrInUse) => {
                     eprintln!(
-                        "php-fpm could not listen on 127.0.0.1:{port} (in use); attempt \
-                         {attempt} of {PORT_ATTEMPTS}"
+                        "php-fpm could not listen on {}:{port} (in use); attempt \
+                         {attempt} of {PORT_ATTEMPTS}",
+                        self.opts.tcp_ip
                     );
                     last_error = format!(
-                        "attempt {attempt}: 127.0.0.1:{port} is already in use\n{}",
+                        "attempt {attempt}: {}:{port} is already in use\n{}",
+                        self.opts.tcp_ip,
                         self.diagnostics()
                     );
                     // A fixed port (restart) may be free again in a moment.
@@ -275,7 +287,7 @@ impl PhpFpm {
     }
 
     fn try_launch(&mut self, port: u16) -> Result<(), LaunchError> {
-        let tcp_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let tcp_addr = SocketAddr::from((self.opts.tcp_ip, port));
         let as_root = unsafe { libc::geteuid() } == 0;
         let config = render_config(
             self.dir.path(),
@@ -299,7 +311,15 @@ impl PhpFpm {
             .append(true)
             .open(self.console_path())
             .expect("could not create php-fpm console log");
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.opts.netns {
+            Some(ns) => {
+                // `ip netns exec` execs php-fpm: the PID stays the master's.
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(&self.bin);
+                cmd
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.arg("-F") // foreground: the master stays our child
             .arg("-y")
             .arg(self.conf_path())

@@ -189,11 +189,19 @@ impl Member {
         }
     }
 
-    /// `outstanding` over `weight` is lower than `other`'s.
-    fn less_loaded(&self, other: &Member) -> std::cmp::Ordering {
-        let mine = self.outstanding() as u128 * u128::from(other.weight);
-        let theirs = other.outstanding() as u128 * u128::from(self.weight);
+    /// Compares (outstanding + 1) / weight: the load each would carry
+    /// with one more request.
+    fn loaded_after_one(&self, other: &Member) -> std::cmp::Ordering {
+        let mine = (self.outstanding() as u128 + 1) * u128::from(other.weight);
+        let theirs = (other.outstanding() as u128 + 1) * u128::from(self.weight);
         mine.cmp(&theirs)
+    }
+
+    /// outstanding / weight is below `bar`'s (outstanding + 1) / weight.
+    fn below_after_one(&self, bar: &Member) -> bool {
+        let mine = self.outstanding() as u128 * u128::from(bar.weight);
+        let bars = (bar.outstanding() as u128 + 1) * u128::from(self.weight);
+        mine < bars
     }
 }
 
@@ -384,8 +392,8 @@ impl Upstreams {
 
     /// The upstream for a request's next attempt: not one of `tried`; in
     /// service, and not a backup unless every other one is out; of those,
-    /// the fewest outstanding requests per weight; ties by weighted round
-    /// robin. When every upstream is out, one is tried anyway (a request
+    /// the least loaded (outstanding requests per weight, see below), by
+    /// weighted round robin among equals. When every upstream is out, one is tried anyway (a request
     /// is better tried than refused). None when all were tried.
     pub(crate) fn pick(&self, tried: &[Arc<Member>]) -> Option<(Arc<Member>, InFlight)> {
         let members = self.inner.members.load();
@@ -413,12 +421,20 @@ impl Upstreams {
         if candidates.is_empty() {
             candidates = members.iter().filter(untried).collect();
         }
-        let least = candidates.iter().copied().min_by(|a, b| a.less_loaded(b))?;
-        candidates.retain(|m| m.less_loaded(least).is_eq());
-        let chosen = if candidates.len() == 1 {
-            least.clone()
-        } else {
-            self.round_robin(&candidates)
+        // The one that would be least loaded with this request added sets
+        // the bar; those below it share by weighted round robin. With equal
+        // weights that is "the fewest outstanding"; with unequal ones it
+        // keeps to the weights when a few requests are in flight, where
+        // comparing loads alone hands the light ones more than their share.
+        let bar = candidates
+            .iter()
+            .copied()
+            .min_by(|a, b| a.loaded_after_one(b))?;
+        candidates.retain(|m| m.below_after_one(bar));
+        let chosen = match candidates.as_slice() {
+            [] => bar.clone(),
+            [only] => Arc::clone(only),
+            several => self.round_robin(several),
         };
         chosen.picked.fetch_add(1, Ordering::Relaxed);
         chosen.outstanding.fetch_add(1, Ordering::Relaxed);

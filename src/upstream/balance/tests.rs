@@ -140,7 +140,9 @@ async fn with_all_out_one_is_still_tried_and_each_once() {
         judge(m, set.health_policy(), Err(&connect_error()));
     }
     let (first, _f) = set.pick(&[]).expect("tried anyway");
-    let (second, _s) = set.pick(std::slice::from_ref(&first)).expect("the other one");
+    let (second, _s) = set
+        .pick(std::slice::from_ref(&first))
+        .expect("the other one");
     assert!(!Arc::ptr_eq(&first, &second));
     assert!(set.pick(&[first, second]).is_none(), "each at most once");
 }
