@@ -14,9 +14,9 @@
 //! - `cgi`      — HTTP request → CGI params; CGI response head → HTTP head; STDERR → logs.
 //! - `compress` — optional gzip/brotli of PHP responses, streamed with flushes.
 //! - `fastcgi`  — the FastCGI wire format only: pure encode/decode, no I/O.
-//! - `upstream` — `unix:`/`tcp:` addresses, dialing (`connect`, with php-fpm's listen backlog read from the kernel by `listen_queue`), one connection's drive, the connection pool (one budget, a part per serving thread: `pool::shard`), pipelining and its `slowness` rules.
+//! - `upstream` — `unix:`/`tcp:` addresses, dialing (`connect`, with php-fpm's listen backlog read from the kernel by `listen_queue`), one connection's drive, the connection pool (one budget, a part per serving thread: `pool::shard`), pipelining and its `slowness` rules, several upstreams (`balance`: picking, passive health, names looked up again).
 //! - `shutdown` — signals (SIGINT/SIGTERM drain, SIGHUP reload) and the drain deadline.
-//! - `fpm`      — php-fpm itself: its own pages (status, ping) and php-fpm as our supervised child when no upstream is given (`fpm::embedded`); above `upstream` and `cgi`.
+//! - `fpm`      — php-fpm itself: its own pages (status, ping), the health probe of each upstream (`fpm::health`) and php-fpm as our supervised child when no upstream is given (`fpm::embedded`); above `upstream` and `cgi`.
 //! - `admin`    — the admin listener: /healthz, /readyz, /metrics.
 //! - `metrics`  — Prometheus registry: requests, durations, upstream pool and times, php-fpm status.
 //! - `bench`    — the `bench` subcommand: php-fpm latency/throughput per upstream; off the serving path.

@@ -341,11 +341,16 @@ pub(crate) fn start_upstreams(config: &Config, upstreams: &Upstreams, metrics: &
     let probe = config.fpm_ping_path.clone();
     let health_interval = config.health_interval;
     let connect_timeout = config.connect_timeout;
-    let metrics = metrics.clone();
+    // Weak: the metrics hold the upstreams, which hold this starter; a
+    // strong reference would keep both (and every idle connection, each
+    // pinning a php-fpm worker) alive after the server is gone.
+    let metrics = Arc::downgrade(metrics);
     upstreams.start(Arc::new(move |member: &Arc<Member>| {
         let pool = member.pool();
         pool.spawn_reaper();
-        metrics.observe_pool(pool);
+        if let Some(metrics) = metrics.upgrade() {
+            metrics.observe_pool(pool);
+        }
         let upstream = member.addr();
         warn_if_exposed(upstream);
         let size = pool.settings().max_conns;
@@ -359,7 +364,9 @@ pub(crate) fn start_upstreams(config: &Config, upstreams: &Upstreams, metrics: &
                 let metrics = metrics.clone();
                 let label = upstream.to_string();
                 let task = crate::fpm::status::spawn_follower(pool.clone(), path.clone(), follow, move |status| {
-                    metrics.record_fpm_status(&label, status.clone())
+                    if let Some(metrics) = metrics.upgrade() {
+                        metrics.record_fpm_status(&label, status.clone())
+                    }
                 });
                 tasks.push(task.abort_handle());
             }
@@ -452,7 +459,10 @@ async fn serve(
     reload::until_shutdown(&mut live, reload, shutdown).await;
 
     let reload::Live {
-        config, listeners, ..
+        config,
+        listeners,
+        upstreams,
+        ..
     } = live;
     tracing::info!(grace = ?config.grace_period, "shutting down: no new connections, draining in-flight requests");
     let _ = stop_tx.send(true);
@@ -465,5 +475,7 @@ async fn serve(
         tracing::warn!("grace period over; closing the remaining connections");
     }
     workers.stop().await;
+    // Probes, followers and lookups end here, not with the runtime.
+    upstreams.stop();
     Ok(())
 }

@@ -491,3 +491,34 @@ async fn least_outstanding_moves_load_to_the_faster_host() {
     gw.shutdown().await;
     drop((relay, fast, slow, fast_link, slow_link));
 }
+
+/// A gateway that has shut down holds no connection: each one kept alive
+/// pins a php-fpm worker, and with one worker the next gateway would wait
+/// for it forever. (The upstreams and the metrics once held each other.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_gateway_leaves_no_connection_pinning_a_worker() {
+    let fpm = named_fpm(
+        "only",
+        PhpFpmOptions {
+            children: 1,
+            ..Default::default()
+        },
+    );
+    let upstreams = [unix(&fpm)];
+    let extra = [
+        "--read-timeout",
+        "3s",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--fpm-ping-path",
+        "/ping",
+    ];
+    let first = gateway(&upstreams, &extra).await;
+    assert_eq!(gateway::get(first.addr, "/whoami.php").await.status, 200);
+    assert!(first.pool.snapshot().idle >= 1, "kept alive");
+    first.shutdown().await;
+    let second = gateway(&upstreams, &extra).await;
+    let reply = gateway::get(second.addr, "/whoami.php").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    second.shutdown().await;
+}
