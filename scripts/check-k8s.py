@@ -12,7 +12,7 @@ kustomization.yaml):
    or an apiVersion/kind with no schema is an error.
 2. The gateway config: every ConfigMap that a gateway container reads as
    its --config must be TOML (tomllib) with keys that docs/configuration.md
-   lists (plus the ones being added: PENDING_KEYS), and durations and
+   lists, and durations and
    counts must be written as the gateway reads them.
 3. What ties the objects together, which no schema sees:
    - the gateway's liveness probe is GET /healthz and its readiness probe
@@ -53,18 +53,10 @@ DNS_TTL_S = 30
 # The least time terminationGracePeriodSeconds must leave after the last
 # container is expected to have exited.
 MARGIN_S = 2
-# Keys being added to the gateway (several upstreams behind one name, health
-# checks) that docs/configuration.md does not list yet, with their kind.
-PENDING_KEYS = {
-    "resolve-interval": "duration",
-    "health-interval": "duration",
-    "max-fails": "count",
-    "fail-timeout": "duration",
-}
 # Defaults the checks need when a key is left out (docs/configuration.md).
 GATEWAY_DEFAULTS = {"grace-period": "10s", "resolve-interval": "5s"}
 # Keys that may be 0 although they are counts.
-ZERO_OK = {"max-idle-conns", "queue-length"}
+ZERO_OK = {"max-idle-conns", "queue-length", "max-fails"}
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 
 
@@ -137,8 +129,6 @@ def gateway_keys(config_doc):
                 keys[m.group(1)] = "table"
     if len(keys) < 20:
         raise SystemExit(f"check-k8s: found only {len(keys)} keys in {config_doc}; has its table changed?")
-    for key, kind in PENDING_KEYS.items():
-        keys.setdefault(key, kind)
     return keys
 
 
