@@ -726,7 +726,9 @@ settings! {
         parse: check_status_path,
         default: Unset,
         reload: Live,
-        help: "php-fpm's ping.path (e.g. /ping): /readyz asks it instead of only connecting",
+        help: "php-fpm's ping.path (e.g. /ping): /readyz asks it instead of only connecting, \
+               and every health-interval each upstream is asked it (one that fails is out \
+               of service until it answers)",
     },
     server_timing: bool {
         key: "server-timing",
