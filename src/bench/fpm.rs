@@ -308,7 +308,6 @@ fn free_port() -> io::Result<u16> {
 struct Master {
     name: String,
     child: Option<Child>,
-    pid: u32,
     log: PathBuf,
     console: PathBuf,
     /// Every pool's address, for the readiness check.
@@ -341,39 +340,11 @@ impl Master {
             cmd.arg("-R");
         }
         // Our stdout is the table; php-fpm's output goes to a file shown on failure.
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        let parent = std::process::id();
-        let namespace = namespace.map(AsRawFd::as_raw_fd);
-        // SAFETY: the closure runs in the forked child before exec and makes
-        // only async-signal-safe system calls (prctl, getppid, setns) on
-        // integers captured by value; the namespace file stays open in the
-        // parent until spawn returns.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The bench died between fork and prctl: nobody would stop us.
-                if libc::getppid() as u32 != parent {
-                    return Err(io::Error::other("the bench exited"));
-                }
-                if let Some(fd) = namespace {
-                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = spawn_tied(&mut cmd, namespace)
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         Ok(Master {
             name: name.to_owned(),
-            pid: child.id(),
             child: Some(child),
             log: dir.join(format!("{name}.log")),
             console,
@@ -430,35 +401,9 @@ impl Master {
             .to_owned()
     }
 
-    /// SIGTERM by PID and wait; after `STOP_GRACE`, SIGKILL to its group.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        signal(self.pid, libc::SIGTERM);
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!(
-            "fcgi-gateway bench: php-fpm ({}, pid {}) still runs {STOP_GRACE:?} after SIGTERM; \
-             sending SIGKILL to it and its workers",
-            self.name, self.pid
-        );
-        signal(self.pid, libc::SIGKILL);
-        let _ = child.wait();
-        // Its workers are in the group it leads (spawned with process_group(0)).
-        if let Ok(pgid) = libc::pid_t::try_from(self.pid) {
-            // SAFETY: kill(2) with a negative id signals a process group and
-            // touches no memory; while any member lives the id cannot be
-            // reused, and once all are gone the call fails with ESRCH.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        if let Some(child) = self.child.take() {
+            stop_child(child, &format!("php-fpm ({})", self.name));
         }
     }
 }
@@ -466,6 +411,68 @@ impl Master {
 impl Drop for Master {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Spawns `cmd` as our child in a process group of its own (a terminal's
+/// Ctrl-C reaches only us), with `PR_SET_PDEATHSIG = SIGTERM` so that it
+/// ends with the thread that spawned it, and inside `namespace` (a network
+/// namespace file) when given.
+pub fn spawn_tied(cmd: &mut Command, namespace: Option<&File>) -> io::Result<Child> {
+    let parent = std::process::id();
+    let namespace = namespace.map(AsRawFd::as_raw_fd);
+    cmd.process_group(0);
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only async-signal-safe system calls (prctl, getppid, setns) on
+    // integers captured by value; the namespace file stays open in the
+    // parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // We died between fork and prctl: nobody would stop it.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::other("its parent exited"));
+            }
+            if let Some(fd) = namespace {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// SIGTERM by PID and wait; after `STOP_GRACE`, SIGKILL to it and its
+/// group (`spawn_tied` made it a group leader). `what` names it in the
+/// message about the SIGKILL.
+pub fn stop_child(mut child: Child, what: &str) {
+    let pid = child.id();
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    signal(pid, libc::SIGTERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "fcgi-gateway bench: {what} (pid {pid}) still runs {STOP_GRACE:?} after SIGTERM; \
+         sending SIGKILL to it and its group"
+    );
+    signal(pid, libc::SIGKILL);
+    let _ = child.wait();
+    if let Ok(pgid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a negative id signals a process group and
+        // touches no memory; while any member lives the id cannot be
+        // reused, and once all are gone the call fails with ESRCH.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
 }
 

@@ -45,6 +45,7 @@
 mod args;
 mod fpm;
 pub mod link;
+mod link_command;
 pub mod load;
 mod plot;
 pub mod report;
@@ -60,6 +61,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub use args::{BenchArgs, ConcurrencyList, FpmPlan, KeepAliveArg, Plan, Stop};
 use fpm::SelfStarted;
+pub use link_command::{run as run_link, LinkArgs};
 use load::{run_cell, CellSpec};
 use report::{CellRecord, Report, StatusSample};
 

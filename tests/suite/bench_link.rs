@@ -392,3 +392,51 @@ fn link_delay_refuses_without_root() {
     assert!(stderr.contains("--link-delay needs root"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn bench_link_runs_a_command_behind_the_link_until_sigterm() {
+    require_root();
+    // What bench/run.py does with php-fpm, with a command that just waits.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fcgi-gateway"))
+        .args(["bench-link", "--delay", "0.2ms", "--", "sleep", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fcgi-gateway bench-link");
+    let pid = child.id();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).expect("first line");
+    let words: Vec<&str> = first.split_whitespace().collect();
+    let namespace = format!("fcgi-bench-{pid}-0");
+    assert_eq!(words.len(), 4, "{first:?}");
+    assert_eq!(
+        (words[0], words[3]),
+        ("link", namespace.as_str()),
+        "{first:?}"
+    );
+    assert!(words[2].starts_with("10.203."), "{first:?}");
+    assert!(ip(&["netns", "list"]).contains(&namespace));
+    // The command runs inside the namespace, as our child.
+    let sleepers = children_named(pid, "sleep");
+    assert_eq!(sleepers.len(), 1, "{sleepers:?}");
+    let own = std::fs::read_link("/proc/self/ns/net").expect("our netns");
+    let theirs = std::fs::read_link(format!("/proc/{}/ns/net", sleepers[0])).expect("its netns");
+    assert_ne!(own, theirs, "the command must run in the link's namespace");
+
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("rest of stdout");
+    let status = child.wait().expect("wait for bench-link");
+    assert_eq!(status.code(), Some(0), "{rest}");
+    let stats = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("stats "))
+        .unwrap_or_else(|| panic!("no stats line in {rest:?}"));
+    let stats: Value = serde_json::from_str(stats).expect("stats JSON");
+    assert_eq!(stats["rtt_ms"], 0.2);
+    assert!(!alive(sleepers[0]), "the command outlived bench-link");
+    assert_links_gone(pid);
+}
