@@ -339,7 +339,7 @@ def main():
                 name = f"{kind}-{sock}"
                 up = upstream[name]
                 target = f"unix:{up}" if sock == "unix" else up
-                ident = name.replace("-", "_")
+                ident = re.sub(r"[^A-Za-z0-9_]", "_", name)  # tcp+0.2ms too
                 keepalive = "keepalive 4;" if keep else ""
                 keep_conn = "fastcgi_keep_conn on;" if keep else ""
                 nginx_servers.append(f"""
