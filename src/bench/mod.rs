@@ -17,7 +17,9 @@
 //!   "settings": { "upstreams": ["unix:/…", "tcp:…"], "script": "/…/hello.php", "query": "",
 //!                 "concurrency": [1, 8, 64], "keepalive": [true, false],
 //!                 "duration_ms": 2000 | null, "requests": null | N, "rounds": 3,
-//!                 "warmup_ms": 1000, "fpm_status_path": "/status" | null },
+//!                 "warmup_ms": 1000, "fpm_status_path": "/status" | null,
+//!                 "php_fpm": null | { "children": 4, "builtin_script": true,   // no --upstream
+//!                                     "link_delays_ms": [0.2, 1.0] } },
 //!   "cells": [ {                       // one per upstream × concurrency × keep-alive
 //!     "upstream": "unix:/…", "label": "unix", "concurrency": 8, "keepalive": true,
 //!     "requests": 123456,              // successful, all rounds
@@ -38,7 +40,13 @@
 //!   } ],
 //!   "ratios": [ { "concurrency": 8, "keepalive": true, "numerator": "unix",
 //!                 "denominator": "tcp",
-//!                 "ratio": { "median": 1.1, "min": 1.0, "max": 1.2, "rounds": [ … ] } } ]
+//!                 "ratio": { "median": 1.1, "min": 1.0, "max": 1.2, "rounds": [ … ] } } ],
+//!   "links": [ {                       // one per --link-delay; [] without
+//!     "label": "tcp+1ms", "upstream": "tcp:10.203.…:9000", "namespace": "fcgi-bench-…",
+//!     "rtt_ms": 1.0, "one_way_ms": 0.5, "emulation": "…", "packets": N, "bytes": N,
+//!     "dropped": 0, "write_errors": 0,
+//!     "held_ms": { "count": N, "mean": 0.0, "p50": 0.0, … }   // time each packet was held
+//!   } ]
 //! }
 //! ```
 
