@@ -20,6 +20,12 @@ from /proc) and its peak RSS.
 `--scenarios slow` (alone or in the list) also runs bench/slow.py -- bursts of
 300 ms pages on a small php-fpm pool -- with the same --rounds and --out.
 
+`--link-delay 0.2ms,1ms` (root) adds a socket kind `tcp+D` per delay: those
+pools run in a php-fpm of their own in a network namespace, behind an
+emulated link that adds D of round-trip time (D/2 each way), made by
+`fcgi-gateway bench-link` (a userspace relay between two tun devices: this
+project's kernel has no sch_netem). Both servers reach it over the same link.
+
 Needs php-fpm, nginx, wrk (apt-get install php8.2-fpm nginx wrk) and a
 release build (cargo build --release; the script runs it).
 """
@@ -215,6 +221,10 @@ def main():
                     help="server kinds, compared against the first: nginx (upstream keepalive), "
                          "nginx-nokeep (a new php-fpm connection per request), gateway, "
                          "gateway-noidle (--max-idle-conns 0), gateway-base (--base-bin)")
+    ap.add_argument("--link-delay", default="",
+                    help="comma-separated round-trip delays, e.g. 0.2ms,1ms: for each, socket kind "
+                         "tcp+D whose php-fpm pools run in a network namespace behind an emulated "
+                         "link with that delay (fcgi-gateway bench-link; needs root)")
     ap.add_argument("--base-bin",
                     help="another fcgi-gateway binary (an earlier commit's release build), run as "
                          "server kind gateway-base with the same flags: an A/B in one run")
@@ -227,7 +237,10 @@ def main():
         if not scenarios:
             return
     concurrency = [int(c) for c in args.concurrency.split(",")]
-    sockets = args.sockets.split(",")
+    delays = [d.strip() for d in args.link_delay.split(",") if d.strip()]
+    if delays and os.geteuid() != 0:
+        sys.exit("--link-delay needs root (network namespaces and tun devices)")
+    sockets = args.sockets.split(",") + [f"tcp+{d}" for d in delays]
     kinds = args.servers.split(",")
     for k in kinds:
         if k not in ("nginx", "nginx-nokeep", "gateway", "gateway-noidle", "gateway-base"):
@@ -256,6 +269,7 @@ def main():
     os.chmod(docroot, 0o755)
 
     procs = []
+    links = []  # the bench-link processes, for their relay stats
 
     def start(cmd, **kw):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
@@ -267,10 +281,23 @@ def main():
         user = "user = root\ngroup = root\n" if as_root else ""
         ports = {}
         conf = [f"[global]\npid = {work}/fpm.pid\nerror_log = {work}/fpm.log\ndaemonize = no\n"]
+        # tcp+D: a php-fpm per delay, in its namespace, listening on every
+        # address there (only the link reaches in); its address is known
+        # once the link is up.
+        link_conf = {d: [f"[global]\npid = {work}/fpm-{d}.pid\nerror_log = {work}/fpm-{d}.log\n"
+                         "daemonize = no\n"] for d in delays}
+        link_port = {}
         upstream = {}
         for server in kinds:
             for sock in sockets:
                 name = f"{server}-{sock}"
+                if sock.startswith("tcp+"):
+                    link_port[name] = 9001 + len(link_port)
+                    link_conf[sock[4:]].append(
+                        f"[{name}]\n{user}listen = 0.0.0.0:{link_port[name]}\n"
+                        "pm = static\npm.max_children = 4\n"
+                        "php_admin_value[post_max_size] = 0\n")
+                    continue
                 if sock == "unix":
                     listen = f"{work}/{name}.sock"
                     upstream[name] = listen
@@ -285,6 +312,20 @@ def main():
             f.write("\n".join(conf))
         fpm_cmd = [find_php_fpm(), "-F", "-y", f"{work}/fpm.conf"] + (["-R"] if as_root else [])
         start(fpm_cmd)
+        for d in delays:
+            with open(f"{work}/fpm-{d}.conf", "w") as f:
+                f.write("\n".join(link_conf[d]))
+            cmd = [gateway_bin, "bench-link", "--delay", d, "--", find_php_fpm(), "-F", "-y",
+                   f"{work}/fpm-{d}.conf", "-R"]
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            procs.append(p)
+            links.append(p)
+            first = p.stdout.readline().split()  # link <ours> <theirs> <namespace>
+            if len(first) != 4 or first[0] != "link":
+                sys.exit(f"fcgi-gateway bench-link --delay {d} did not come up")
+            for name, port in link_port.items():
+                if name.endswith(f"-tcp+{d}"):
+                    upstream[name] = f"{first[2]}:{port}"
 
         servers = {}
         # nginx serves h2c on a port of its own; the gateway on the same one.
@@ -298,7 +339,7 @@ def main():
                 name = f"{kind}-{sock}"
                 up = upstream[name]
                 target = f"unix:{up}" if sock == "unix" else up
-                ident = name.replace("-", "_")
+                ident = re.sub(r"[^A-Za-z0-9_]", "_", name)  # tcp+0.2ms too
                 keepalive = "keepalive 4;" if keep else ""
                 keep_conn = "fastcgi_keep_conn on;" if keep else ""
                 nginx_servers.append(f"""
@@ -324,7 +365,7 @@ def main():
                 port = free_port()
                 name = f"{kind}-{sock}"
                 up = upstream[name]
-                addr = f"unix:{up}" if sock == "unix" else f"tcp:{up}"
+                addr = f"unix:{up}" if sock == "unix" else f"tcp:{up}"  # tcp+D too
                 extra = ["--max-idle-conns", "0"] if kind == "gateway-noidle" else []
                 binary = args.base_bin if kind == "gateway-base" else gateway_bin
                 gateways[name] = start([
@@ -402,6 +443,12 @@ def main():
                           f"errors {m['non2xx'] + m['socket_errors']}", flush=True)
     finally:
         stop_all(procs, work)
+    # After SIGTERM each bench-link printed what its relay did.
+    link_stats = []
+    for p in links:
+        for line in p.stdout.read().splitlines():
+            if line.startswith("stats "):
+                link_stats.append(json.loads(line[6:]))
 
     def med(vals):
         vals = [v for v in vals if v is not None]
@@ -426,8 +473,9 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     doc = {"commit": commit, "date": stamp, "machine": machine, "rounds": args.rounds,
            "duration_s": args.duration, "servers": kinds, "rows": rows, "idle": idle,
-           "base_bin": args.base_bin, "workers": args.workers}
-    suffix = ("" if args.workers == "auto" else f"-w{args.workers}") + ("-ab" if args.base_bin else "")
+           "base_bin": args.base_bin, "workers": args.workers, "links": link_stats}
+    suffix = (("" if args.workers == "auto" else f"-w{args.workers}") + ("-ab" if args.base_bin else "")
+              + ("-link" if delays else ""))
     base = os.path.join(args.out, f"{stamp[:10]}-{commit}{suffix}")
     with open(base + ".json", "w") as f:
         json.dump(doc, f, indent=2)
@@ -448,7 +496,13 @@ def main():
              f"gateway-noidle: plus --max-idle-conns 0. "
              + (f"gateway-base: {args.base_bin}, same flags. " if args.base_bin else "") +
              f"hello-h2c runs h2load over HTTP/2 cleartext (prior knowledge): its p50 column is "
-             f"h2load's mean, and it reports no p99.", "",
+             f"h2load's mean, and it reports no p99. "
+             + ("tcp+D: php-fpm in a network namespace behind an emulated link adding D of "
+                "round-trip time (D/2 each way; fcgi-gateway bench-link, a userspace relay "
+                "between two tun devices)" + "".join(
+                    f"; {l['label']}: packets held {l['held_ms']['p50']:.3f} ms one way "
+                    f"(p50), {l['held_ms']['p99']:.3f} ms (p99)" for l in link_stats) + "."
+                if delays else ""), "",
              f"| scenario | c | socket | server | req/s | vs {base_kind} | p50 ms | p99 ms | cpu µs/req | failed | peak RSS KiB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:

@@ -18,6 +18,8 @@ have_commands nginx || apt_install --no-install-recommends nginx
 # tests/suite/reload.rs needs systemd-socket-activate and systemd-analyze
 # (package systemd; systemd need not be running).
 have_commands systemd-socket-activate systemd-analyze || apt_install systemd
+# tests/suite/bench_link.rs puts php-fpm in network namespaces (ip, iproute2).
+have_commands ip || apt_install iproute2
 # Everything once with 2 serving threads (--workers 2: requests spread over
 # threads that share one php-fpm), then the HTTP suite again with 1.
 FCGI_GATEWAY_TEST_WORKERS=2 cargo test "$@"

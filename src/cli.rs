@@ -34,6 +34,10 @@ pub enum Command {
     },
     /// Measure php-fpm over FastCGI on each upstream (e.g. unix vs tcp).
     Bench(crate::bench::BenchArgs),
+    /// Run a command (php-fpm) in a network namespace behind an emulated
+    /// link with a round-trip delay, until SIGTERM (for bench/run.py).
+    #[command(hide = true)]
+    BenchLink(crate::bench::LinkArgs),
     /// Probe a PHP site (ours or any server's) for known PHP/FastCGI
     /// misconfigurations; exit 1 on a finding of high severity.
     Doctor(crate::doctor::DoctorArgs),

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Bench(args) => fcgi_gateway::bench::run(args),
+        Command::BenchLink(args) => fcgi_gateway::bench::run_link(args),
         Command::Doctor(args) => {
             // Quiet unless asked: RUST_LOG=fcgi_gateway::doctor=debug shows each probe.
             init_tracing("warn");

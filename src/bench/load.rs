@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use super::args::Stop;
 use super::stats::{classify, ErrorCounts, ErrorKind, Latencies};
@@ -104,14 +105,16 @@ pub async fn run_cell(spec: &CellSpec) -> CellRun {
     let stop_tx = Arc::new(stop_tx);
     let finished = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(spec.concurrency);
+    // A JoinSet aborts its clients when dropped: a cell whose future is
+    // dropped (the bench interrupted by Ctrl-C) leaves none running.
+    let mut tasks = JoinSet::new();
     for _ in 0..spec.concurrency {
-        tasks.push(tokio::spawn(client(
+        tasks.spawn(client(
             spec.clone(),
             stop_rx.clone(),
             stop_tx.clone(),
             finished.clone(),
-        )));
+        ));
     }
     match spec.stop {
         Stop::After(d) => tokio::time::sleep(d).await,
@@ -127,8 +130,8 @@ pub async fn run_cell(spec: &CellSpec) -> CellRun {
         elapsed,
         ..CellRun::default()
     };
-    for task in tasks {
-        match task.await {
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
             Ok(w) => run.merge_worker(w),
             Err(e) => {
                 run.errors.add(ErrorKind::Other);

@@ -17,7 +17,9 @@
 //!   "settings": { "upstreams": ["unix:/…", "tcp:…"], "script": "/…/hello.php", "query": "",
 //!                 "concurrency": [1, 8, 64], "keepalive": [true, false],
 //!                 "duration_ms": 2000 | null, "requests": null | N, "rounds": 3,
-//!                 "warmup_ms": 1000, "fpm_status_path": "/status" | null },
+//!                 "warmup_ms": 1000, "fpm_status_path": "/status" | null,
+//!                 "php_fpm": null | { "children": 4, "builtin_script": true,   // no --upstream
+//!                                     "link_delays_ms": [0.2, 1.0] } },
 //!   "cells": [ {                       // one per upstream × concurrency × keep-alive
 //!     "upstream": "unix:/…", "label": "unix", "concurrency": 8, "keepalive": true,
 //!     "requests": 123456,              // successful, all rounds
@@ -38,11 +40,20 @@
 //!   } ],
 //!   "ratios": [ { "concurrency": 8, "keepalive": true, "numerator": "unix",
 //!                 "denominator": "tcp",
-//!                 "ratio": { "median": 1.1, "min": 1.0, "max": 1.2, "rounds": [ … ] } } ]
+//!                 "ratio": { "median": 1.1, "min": 1.0, "max": 1.2, "rounds": [ … ] } } ],
+//!   "links": [ {                       // one per --link-delay; [] without
+//!     "label": "tcp+1ms", "upstream": "tcp:10.203.…:9000", "namespace": "fcgi-bench-…",
+//!     "rtt_ms": 1.0, "one_way_ms": 0.5, "emulation": "…", "packets": N, "bytes": N,
+//!     "dropped": 0, "write_errors": 0,
+//!     "held_ms": { "count": N, "mean": 0.0, "p50": 0.0, … }   // time each packet was held
+//!   } ]
 //! }
 //! ```
 
 mod args;
+mod fpm;
+pub mod link;
+mod link_command;
 pub mod load;
 mod plot;
 pub mod report;
@@ -56,7 +67,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub use args::{BenchArgs, ConcurrencyList, KeepAliveArg, Plan, Stop};
+pub use args::{BenchArgs, ConcurrencyList, FpmPlan, KeepAliveArg, Plan, Stop};
+use fpm::SelfStarted;
+pub use link_command::{run as run_link, LinkArgs};
 use load::{run_cell, CellSpec};
 use report::{CellRecord, Report, StatusSample};
 
@@ -65,14 +78,16 @@ use report::{CellRecord, Report, StatusSample};
 const SETTLE: Duration = Duration::from_millis(100);
 
 /// Runs the bench described by `args`: table on stdout, files as asked.
-/// Exit code 2 when the arguments are bad or an upstream does not answer
-/// the first request; errors during the measurement are reported, not fatal.
+/// Exit code 2 when the arguments are bad, php-fpm cannot be started or an
+/// upstream does not answer the first request; errors during the
+/// measurement are reported, not fatal. SIGINT and SIGTERM stop the run,
+/// and the php-fpm and links it started, with 130 and 143.
 pub fn run(args: BenchArgs) -> ExitCode {
     let fail = |e: String| {
         eprintln!("fcgi-gateway bench: {e}");
         ExitCode::from(2)
     };
-    let plan = match args.plan() {
+    let mut plan = match args.plan() {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
@@ -83,11 +98,21 @@ pub fn run(args: BenchArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
-    let report = match runtime.block_on(measure(&plan)) {
-        Ok(r) => r,
+    let report = match runtime.block_on(start_and_measure(&mut plan)) {
+        Ok(Finished::Measured(r)) => r,
+        Ok(Finished::Interrupted(code)) => {
+            let started = if plan.fpm.is_some() {
+                "; its php-fpm and links are stopped"
+            } else {
+                ""
+            };
+            eprintln!("fcgi-gateway bench: interrupted{started}");
+            return ExitCode::from(code);
+        }
         Err(e) => return fail(e),
     };
     print!("{}", report::table(&report));
+    print!("{}", report::link_notes(&report));
     for cell in report.cells.iter().filter(|c| c.error_total > 0) {
         if let Some(e) = &cell.first_error {
             println!(
@@ -114,6 +139,53 @@ pub fn run(args: BenchArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+enum Finished {
+    Measured(Box<Report>),
+    /// By a signal; the exit code (128 + its number).
+    Interrupted(u8),
+}
+
+/// Starts php-fpm when the plan says so (filling in its upstreams, labels
+/// and script), measures, and stops what it started on every way out.
+async fn start_and_measure(plan: &mut Plan) -> Result<Finished, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // From here on SIGINT and SIGTERM no longer end the process outright:
+    // they end the measurement, and the php-fpm and namespaces started
+    // below are removed before we exit.
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let started = match &plan.fpm {
+        Some(fpm) => {
+            let script = (!fpm.builtin_script).then_some(plan.script.as_str());
+            // Blocks this (the main) thread for a moment; a signal that
+            // arrives meanwhile is seen below.
+            let started = SelfStarted::start(fpm, script, plan.fpm_status_path.as_deref())?;
+            plan.upstreams.clone_from(&started.upstreams);
+            plan.labels.clone_from(&started.labels);
+            plan.script.clone_from(&started.script);
+            Some(started)
+        }
+        None => None,
+    };
+    let outcome = tokio::select! {
+        biased;
+        _ = interrupt.recv() => Err(130),
+        _ = terminate.recv() => Err(143),
+        measured = measure(plan) => Ok(measured),
+    };
+    let links = started.map(SelfStarted::finish).unwrap_or_default();
+    match outcome {
+        Ok(Ok(mut report)) => {
+            report.links = links;
+            Ok(Finished::Measured(Box::new(report)))
+        }
+        Ok(Err(e)) => Err(e),
+        Err(code) => Ok(Finished::Interrupted(code)),
+    }
 }
 
 /// Checks every upstream, warms up, then runs all rounds.

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::args::{Plan, Stop};
+use super::link::LinkReport;
 use super::load::CellRun;
 use super::stats::{ErrorCounts, Latencies, LatencySummary, Spread};
 use super::status::FpmStatus;
@@ -18,6 +19,8 @@ pub struct Report {
     pub settings: Settings,
     pub cells: Vec<CellReport>,
     pub ratios: Vec<RatioReport>,
+    /// One per `--link-delay`, in the order of the upstreams; empty without.
+    pub links: Vec<LinkReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +35,19 @@ pub struct Settings {
     pub rounds: u32,
     pub warmup_ms: u64,
     pub fpm_status_path: Option<String>,
+    /// `null` with `--upstream`; else the php-fpm the bench started.
+    pub php_fpm: Option<PhpFpmSettings>,
+}
+
+/// The php-fpm the bench started (no `--upstream`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhpFpmSettings {
+    /// Workers of each pool (`pm = static`).
+    pub children: u32,
+    /// The script was the built-in hello world.
+    pub builtin_script: bool,
+    /// Round-trip delays of the links, in milliseconds.
+    pub link_delays_ms: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,9 +111,13 @@ pub struct CellRecord {
     pub statuses: Vec<StatusSample>,
 }
 
-/// Table and plot names for the upstreams: the kind when that tells them
-/// apart, else the whole address.
+/// Table and plot names for the upstreams: the plan's when it has them
+/// (the self-started php-fpm's `unix`, `tcp`, `tcp+1ms`); else the kind
+/// when that tells them apart, else the whole address.
 pub fn labels(plan: &Plan) -> Vec<String> {
+    if plan.labels.len() == plan.upstreams.len() && !plan.labels.is_empty() {
+        return plan.labels.clone();
+    }
     let kinds: Vec<&str> = plan.upstreams.iter().map(|u| u.kind()).collect();
     let distinct = kinds
         .iter()
@@ -181,9 +201,15 @@ pub fn build(plan: &Plan, records: &[Vec<Vec<CellRecord>>]) -> Report {
             rounds: plan.rounds,
             warmup_ms: plan.warmup.as_millis() as u64,
             fpm_status_path: plan.fpm_status_path.clone(),
+            php_fpm: plan.fpm.as_ref().map(|f| PhpFpmSettings {
+                children: f.children,
+                builtin_script: f.builtin_script,
+                link_delays_ms: f.links.iter().map(|d| d.as_secs_f64() * 1000.0).collect(),
+            }),
         },
         cells,
         ratios,
+        links: Vec::new(),
     }
 }
 
@@ -316,6 +342,50 @@ fn push_ratios(rows: &mut Vec<Row>, report: &Report, group: Option<(bool, usize)
     }
 }
 
+/// What the `tcp+…` rows are, then one line per link: appended to the table.
+pub fn link_notes(report: &Report) -> String {
+    if report.links.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\ntcp+D: php-fpm in a network namespace of its own, same pool settings, behind an \
+         emulated link that adds D of round-trip time (D/2 each way: a userspace relay \
+         between two tun devices holds every packet; a kept-alive request pays D once, one \
+         on a new connection twice). held = how long packets really stayed in the relay, \
+         one way.\n",
+    );
+    let mut rows = vec![Row::Cells(
+        [
+            "link",
+            "upstream",
+            "netns",
+            "one-way ms",
+            "held p50",
+            "held p99",
+            "held max",
+            "packets",
+            "dropped",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )];
+    for link in &report.links {
+        rows.push(Row::Cells(vec![
+            link.label.clone(),
+            link.upstream.clone(),
+            link.namespace.clone(),
+            ms(link.one_way_ms),
+            ms(link.held_ms.p50),
+            ms(link.held_ms.p99),
+            ms(link.held_ms.max),
+            link.packets.to_string(),
+            link.dropped.to_string(),
+        ]));
+    }
+    out.push_str(&render_aligned(&rows, |i| i < 3));
+    out
+}
+
 fn status_columns(samples: &[StatusSample]) -> [String; 2] {
     let queue = samples
         .iter()
@@ -343,6 +413,11 @@ fn ms(v: f64) -> String {
 
 /// Text columns (keepalive, upstream, errors) are left-aligned, numbers right-aligned.
 fn render(rows: &[Row]) -> String {
+    render_aligned(rows, |i| matches!(i, 0 | 2 | 13))
+}
+
+/// Columns where `left(i)` are left-aligned, the others right-aligned.
+fn render_aligned(rows: &[Row], left: impl Fn(usize) -> bool) -> String {
     let mut widths: Vec<usize> = Vec::new();
     for row in rows {
         if let Row::Cells(cells) = row {
@@ -354,7 +429,6 @@ fn render(rows: &[Row]) -> String {
             }
         }
     }
-    let left = |i: usize| matches!(i, 0 | 2 | 13);
     let mut out = String::new();
     for row in rows {
         match row {
@@ -405,6 +479,8 @@ mod tests {
             fpm_status_path: None,
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
+            labels: vec![],
+            fpm: None,
         }
     }
 
@@ -462,5 +538,58 @@ mod tests {
             "unix:/b.sock".parse().unwrap(),
         ];
         assert_eq!(labels(&p), vec!["unix:/a.sock", "unix:/b.sock"]);
+    }
+
+    #[test]
+    fn self_started_labels_and_link_notes() {
+        let mut p = plan();
+        p.upstreams.push("tcp:10.203.0.2:9000".parse().unwrap());
+        p.labels = vec!["unix".into(), "tcp".into(), "tcp+1ms".into()];
+        assert_eq!(labels(&p), p.labels);
+        let rec = || CellRecord {
+            runs: vec![run(100, 1), run(100, 1)],
+            statuses: vec![],
+        };
+        let records = vec![vec![vec![rec(), rec()]]; 3];
+        let mut report = build(&p, &records);
+        assert_eq!(report.cells[2].label, "tcp+1ms");
+        assert!(table(&report).contains("unix/tcp+1ms req/s: 1.000"));
+        assert_eq!(link_notes(&report), "");
+        let mut held = crate::bench::stats::Latencies::default();
+        held.record(Duration::from_micros(510));
+        report.links.push(LinkReport {
+            label: "tcp+1ms".into(),
+            upstream: "tcp:10.203.0.2:9000".into(),
+            namespace: "fcgi-bench-1-0".into(),
+            rtt_ms: 1.0,
+            one_way_ms: 0.5,
+            emulation: crate::bench::link::EMULATION,
+            packets: 42,
+            bytes: 4200,
+            dropped: 0,
+            write_errors: 0,
+            held_ms: held.summary(),
+        });
+        let notes = link_notes(&report);
+        assert!(notes.contains("D/2 each way"), "{notes}");
+        let row = notes.lines().last().unwrap();
+        let words: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            words,
+            [
+                "tcp+1ms",
+                "tcp:10.203.0.2:9000",
+                "fcgi-bench-1-0",
+                "0.500",
+                "0.510",
+                "0.510",
+                "0.510",
+                "42",
+                "0"
+            ]
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["links"][0]["rtt_ms"], 1.0);
+        assert!(json["settings"]["php_fpm"].is_null());
     }
 }

@@ -732,7 +732,14 @@ fn cli_parses_check_config() {
         other => panic!("parsed as {other:?}"),
     }
     assert!(Cli::try_parse_from(["fcgi-gateway", "check-config"]).is_err());
-    assert!(Cli::try_parse_from(["fcgi-gateway", "bench"]).is_err());
+    // Bare `bench` starts its own php-fpm; `bench-link` needs its command.
+    assert!(matches!(
+        Cli::try_parse_from(["fcgi-gateway", "bench"])
+            .unwrap()
+            .command,
+        Command::Bench(_)
+    ));
+    assert!(Cli::try_parse_from(["fcgi-gateway", "bench-link", "--delay", "1ms"]).is_err());
     assert!(Cli::try_parse_from(["fcgi-gateway", "serve", "--lisen", "x"]).is_err());
 }
 

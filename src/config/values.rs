@@ -81,7 +81,8 @@ impl fmt::Display for ListenAddr {
 
 const DURATION_HINT: &str = "(use e.g. 3s, 500ms, 2m)";
 
-/// Parses `500ms`, `3s`, `2m`, `1h`, with an optional decimal part (`1.5s`).
+/// Parses `500ms`, `3s`, `2m`, `1h`, with an optional decimal part (`1.5s`,
+/// `0.2ms`); `us` (or `µs`) for microseconds, e.g. `200us`.
 ///
 /// A number without a unit is rejected: a bare `30` is ambiguous between
 /// seconds and milliseconds, and guessing wrong is a silent misconfiguration.
@@ -103,6 +104,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     let unit_nanos: u128 = match unit.trim_start() {
         "" => return Err(format!("{s:?}: missing unit {DURATION_HINT}")),
+        "us" | "µs" => 1_000,
         "ms" => 1_000_000,
         "s" => 1_000_000_000,
         "m" => 60_000_000_000,
@@ -356,6 +358,11 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("0.25m"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("200us"), Ok(Duration::from_micros(200)));
+        assert_eq!(parse_duration("200µs"), Ok(Duration::from_micros(200)));
+        assert_eq!(parse_duration("0.2ms"), Ok(Duration::from_micros(200)));
+        assert_eq!(parse_duration("1.5us"), Ok(Duration::from_nanos(1500)));
+        assert_eq!(parse_duration("0.0001ms"), Ok(Duration::from_nanos(100)));
         assert_eq!(parse_duration(" 10 s "), Ok(Duration::from_secs(10)));
         assert_eq!(
             parse_duration("1.0000000001s"),
@@ -373,7 +380,8 @@ mod tests {
         let missing = parse_duration("30").unwrap_err();
         assert!(missing.contains("missing unit"), "{missing}");
         for bad in [
-            "", "s", "-1s", "1.s", ".5s", "1..5s", "1.2.3s", "3 sec", "3S", "1m30s", "abc",
+            "", "s", "-1s", "1.s", ".5s", "1..5s", "1.2.3s", "3 sec", "3S", "1m30s", "abc", "2u",
+            "2US", "5ns", "us",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }

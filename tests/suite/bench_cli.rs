@@ -202,7 +202,17 @@ fn unreachable_upstream_or_missing_script_exit_2() {
 #[test]
 fn bad_arguments_exit_2() {
     for args in [
-        &["--script", "/x.php"][..],
+        &["--upstream", "unix:/x.sock"][..],
+        &["--script", "relative.php"],
+        &[
+            "--upstream",
+            "unix:/x.sock",
+            "--script",
+            "/x.php",
+            "--link-delay",
+            "1ms",
+        ],
+        &["--link-delay", "1"],
         &["--upstream", "unix:/x.sock", "--script", "relative.php"],
         &["--upstream", "http://x", "--script", "/x.php"],
         &[

@@ -12,6 +12,7 @@ mod accel_redirect;
 mod admin;
 mod bench_agrees;
 mod bench_cli;
+mod bench_link;
 mod cli;
 mod compress_stream;
 mod doctor;
