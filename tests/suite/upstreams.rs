@@ -455,8 +455,9 @@ async fn a_name_whose_addresses_change_adds_and_drains_upstreams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_outstanding_moves_load_to_the_faster_host() {
     // Two hosts in their own network namespaces; the slow one's link adds
-    // 1 ms each way: netem on both ends of its veth pair, or where the
-    // kernel lacks netem, a relay holding each byte 1 ms each way.
+    // 1 ms of round trip, as `bench --link-delay 1ms` means it: 0.5 ms each
+    // way, by netem on both ends of its veth pair or, where the kernel has
+    // no netem (this one), by a relay holding each chunk 0.5 ms each way.
     let delay = Duration::from_millis(1);
     let fast_link = Link::create("fast", 1, None);
     let slow_link = Link::create("slow", 2, Some(delay));
@@ -474,7 +475,7 @@ async fn least_outstanding_moves_load_to_the_faster_host() {
     let slow = in_ns(&slow_link, "slow");
     let relay = match slow_link.netem {
         true => None,
-        false => Some(DelayRelay::start(slow.tcp_addr, delay).await),
+        false => Some(DelayRelay::start(slow.tcp_addr, delay / 2).await),
     };
     let slow_addr = relay.as_ref().map_or(slow.tcp_addr, |r| r.addr);
     let upstreams = [tcp(&fast), format!("tcp:{slow_addr}")];
@@ -483,6 +484,7 @@ async fn least_outstanding_moves_load_to_the_faster_host() {
     assert!(got.failed.is_empty(), "{:?}", got.failed);
     let to_fast = got.served_by.get("fast").copied().unwrap_or(0);
     let to_slow = got.served_by.get("slow").copied().unwrap_or(0);
+    eprintln!("least outstanding, equal weights: fast host {to_fast}, 1 ms away {to_slow}");
     // Equal weights: round robin would give each half.
     assert!(
         to_fast as f64 >= 0.65 * 1500.0,

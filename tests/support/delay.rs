@@ -1,5 +1,5 @@
-//! A TCP relay that holds every byte for a fixed time in each direction:
-//! the stand-in for a link's latency where the kernel has no `sch_netem`
+//! A TCP relay that holds every byte for a fixed time in each direction
+//! (half a link's round trip): the stand-in for a link's latency where the kernel has no `sch_netem`
 //! (this machine's does not: `tc qdisc add ... netem` answers "Specified
 //! qdisc kind is unknown"). Order is kept; throughput is not limited.
 #![allow(dead_code)]

@@ -40,7 +40,8 @@ fn run(cmd: &str, args: &[&str]) {
 
 impl Link {
     /// Namespace `fgw-<pid>-<name>` at 10.231.<index>.2, this side
-    /// 10.231.<index>.1, with `delay` added by netem on each end.
+    /// 10.231.<index>.1, with `delay` of round trip added by netem (half on
+    /// each end).
     pub fn create(name: &str, index: u8, delay: Option<Duration>) -> Link {
         let pid = std::process::id();
         let namespace = format!("fgw-{pid}-{name}");
@@ -77,7 +78,7 @@ impl Link {
         in_ns(&["link", "set", &ns_if, "up"]);
         in_ns(&["link", "set", "lo", "up"]);
         if let Some(delay) = delay {
-            let micros = format!("{}us", delay.as_micros());
+            let micros = format!("{}us", (delay / 2).as_micros());
             let probe = Command::new("tc")
                 .args([
                     "qdisc", "add", "dev", &host_if, "root", "netem", "delay", &micros,
