@@ -392,3 +392,50 @@ async fn json_access_line_field_by_field() {
     assert_eq!(file["referer"], serde_json::Value::Null);
     assert_eq!(file["user_agent"], serde_json::Value::Null);
 }
+
+/// A deploy that switches the root's symlink is logged once, naming both
+/// directories.
+#[tokio::test(flavor = "current_thread")]
+async fn a_switched_root_is_logged_once() {
+    let (_guard, logs) = capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    for n in ["1", "2"] {
+        std::fs::create_dir_all(base.join(n)).unwrap();
+        std::fs::write(base.join(n).join("v.txt"), n).unwrap();
+    }
+    std::os::unix::fs::symlink(base.join("1"), base.join("current")).unwrap();
+    let dead = format!("unix:{}", base.join("no.sock").display());
+    let root = base.join("current").display().to_string();
+    let gw = Gateway::start(&["--upstream", &dead, "--root", &root]).await;
+    assert_eq!(gateway::get(gw.addr, "/v.txt").await.text(), "1");
+    std::os::unix::fs::symlink(base.join("2"), base.join("next")).unwrap();
+    std::fs::rename(base.join("next"), base.join("current")).unwrap();
+    let started = std::time::Instant::now();
+    while gateway::get(gw.addr, "/v.txt").await.text() != "2" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still release 1"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling the switch
+    }
+    for _ in 0..5 {
+        assert_eq!(gateway::get(gw.addr, "/v.txt").await.text(), "2");
+    }
+    gw.shutdown().await;
+    let needle = "the document root resolves to a new directory";
+    until_logged(&logs, needle, 1).await;
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(needle)).collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    assert!(
+        lines[0].contains(&base.join("2").display().to_string()),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(&base.join("1").display().to_string()),
+        "{}",
+        lines[0]
+    );
+}

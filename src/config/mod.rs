@@ -55,8 +55,11 @@ pub struct Config {
     pub health_interval: Duration,
     /// How often upstream host names are looked up again.
     pub resolve_interval: Duration,
-    /// Canonical path of an existing directory.
+    /// Canonical path of an existing directory, as resolved at load.
     pub root: PathBuf,
+    /// The root as given, made absolute but not resolved: served requests
+    /// resolve it again each second (a symlink switch deploys a release).
+    pub root_as_given: PathBuf,
     /// Plain file names tried in order for a directory request; may be empty
     /// only if the file says `index = []`.
     pub index: Vec<String>,
@@ -323,7 +326,9 @@ fn finish(given: Layer) -> Result<Config, ConfigError> {
     let max_upstream_conns = layer
         .max_upstream_conns
         .ok_or(missing("max-upstream-conns"))?;
-    let root = resolve_root(layer.root.ok_or(ConfigError::MissingRoot)?)?;
+    let root_given = layer.root.ok_or(ConfigError::MissingRoot)?;
+    let root = resolve_root(root_given.clone())?;
+    let root_as_given = std::path::absolute(&root_given).unwrap_or_else(|_| root.clone());
     let sendfile_dir = layer.sendfile_dir.map(resolve_sendfile_dir).transpose()?;
     let php_only_front_controller = layer.php_only_front_controller.unwrap_or(false);
     if php_only_front_controller && layer.front_controller.is_none() {
@@ -343,6 +348,7 @@ fn finish(given: Layer) -> Result<Config, ConfigError> {
         health_interval: layer.health_interval.ok_or(missing("health-interval"))?,
         resolve_interval: layer.resolve_interval.ok_or(missing("resolve-interval"))?,
         root,
+        root_as_given,
         index: layer.index.unwrap_or_default(),
         front_controller: layer.front_controller,
         server_name: layer.server_name,

@@ -65,6 +65,7 @@ fn defaults_applied() {
             health_interval: Duration::from_secs(5),
             resolve_interval: Duration::from_secs(5),
             root: fx.www(),
+            root_as_given: fx.dir.path().join("www"),
             index: vec!["index.php".to_owned(), "index.html".to_owned()],
             front_controller: None,
             server_name: None,
@@ -157,6 +158,7 @@ APP_ENV = "prod"
             health_interval: Duration::from_secs(5),
             resolve_interval: Duration::from_secs(5),
             root: fx.www(),
+            root_as_given: fx.dir.path().join("www"),
             index: vec!["app.php".to_owned(), "index.html".to_owned()],
             front_controller: Some("/app.php".to_owned()),
             server_name: Some("example.test".to_owned()),
@@ -929,4 +931,21 @@ fn several_upstream_flags_and_health_settings() {
         "unix:/a.sock heavy",
     ]));
     assert!(message(bad).starts_with("--upstream: `heavy`"));
+}
+
+#[test]
+fn the_root_is_kept_as_given_for_symlink_deploys() {
+    let fx = Fixture::new("root = \"current\"\n");
+    fs::create_dir(fx.dir.path().join("release-1")).unwrap();
+    std::os::unix::fs::symlink(
+        fx.dir.path().join("release-1"),
+        fx.dir.path().join("current"),
+    )
+    .unwrap();
+    let config = check_file(&fx.file()).unwrap();
+    assert_eq!(
+        config.root,
+        fx.dir.path().join("release-1").canonicalize().unwrap()
+    );
+    assert_eq!(config.root_as_given, fx.dir.path().join("current"));
 }

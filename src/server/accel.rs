@@ -76,11 +76,15 @@ fn describes_body(name: &HeaderName) -> bool {
 
 /// Whether `request` names a file the gateway will send; `None` means the
 /// application's own body goes out (X-Sendfile without `--sendfile-dir`).
-pub(crate) fn resolve(state: &AppState, request: &FileRequest) -> Option<Route> {
+pub(crate) fn resolve(
+    state: &AppState,
+    routing: &route::RouteConfig,
+    request: &FileRequest,
+) -> Option<Route> {
     match request {
-        FileRequest::AccelRedirect(uri) => Some(route::accel_redirect_target(&state.route, uri)),
+        FileRequest::AccelRedirect(uri) => Some(route::accel_redirect_target(routing, uri)),
         FileRequest::Sendfile(path) => match &state.sendfile_dir {
-            Some(dir) => Some(route::sendfile_target(&state.route, dir, path)),
+            Some(dir) => Some(route::sendfile_target(routing, dir, path)),
             None => {
                 tracing::warn!(path = %path, "X-Sendfile ignored: no --sendfile-dir is configured");
                 None

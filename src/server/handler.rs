@@ -79,7 +79,10 @@ async fn route_and_forward(
     tls: Option<TlsInfo>,
     req: Request<Incoming>,
 ) -> (Response<GatewayBody>, Option<Duration>) {
-    let script = match route::resolve(&state.route, req.uri().path(), req.uri().query()) {
+    // This request's routing: a deploy switching the root's symlink
+    // reaches the next requests, not this one.
+    let routing = state.docroot.current();
+    let script = match route::resolve(&routing, req.uri().path(), req.uri().query()) {
         Route::Script(script) => script,
         Route::Static { path, seen } => {
             let seen = seen.as_ref().map(|s| &s.0);
@@ -130,7 +133,7 @@ async fn route_and_forward(
         server_name: &server_name,
         tls,
     };
-    let params = build_params(&info, &script, &state.route.root, &state.extra_params);
+    let params = build_params(&info, &script, &routing.root, &state.extra_params);
 
     // A body all in memory goes with the head; a longer one streams after it.
     let stdin = match prepared.body {
@@ -164,7 +167,7 @@ async fn route_and_forward(
     if let Some(target) = directives
         .file
         .as_ref()
-        .and_then(|f| accel::resolve(state, f))
+        .and_then(|f| accel::resolve(state, &routing, f))
     {
         // The file replaces the body: read the rest so the connection can be reused.
         tokio::spawn(drain(rx, ctx));

@@ -6,6 +6,7 @@
 mod accel;
 mod access_log;
 pub mod activation;
+mod docroot;
 pub mod forwarded;
 mod framing;
 mod handler;
@@ -59,7 +60,8 @@ pub enum ServeError {
 /// a reload (requests in flight keep the one they started with).
 #[derive(Debug)]
 pub(crate) struct AppState {
-    pub route: RouteConfig,
+    /// Routing, with the root resolved again each second (`docroot`).
+    pub docroot: docroot::DocRoot,
     pub upstreams: Upstreams,
     pub extra_params: Vec<(String, String)>,
     pub server_name: Option<String>,
@@ -98,15 +100,18 @@ impl AppState {
             max_headers: config.max_headers,
         };
         AppState {
-            route: RouteConfig {
-                root: config.root.clone(),
-                index: config.index.clone(),
-                front_controller: config.front_controller.clone(),
-                php_only_front_controller: config.php_only_front_controller,
-                never_serve_ext: config.never_serve_ext.clone(),
-                follow_symlinks_outside_root: config.follow_symlinks_outside_root,
-                internal_locations: config.internal_locations.clone(),
-            },
+            docroot: docroot::DocRoot::new(
+                config.root_as_given.clone(),
+                RouteConfig {
+                    root: config.root.clone(),
+                    index: config.index.clone(),
+                    front_controller: config.front_controller.clone(),
+                    php_only_front_controller: config.php_only_front_controller,
+                    never_serve_ext: config.never_serve_ext.clone(),
+                    follow_symlinks_outside_root: config.follow_symlinks_outside_root,
+                    internal_locations: config.internal_locations.clone(),
+                },
+            ),
             upstreams,
             extra_params: config.params.clone(),
             server_name: config.server_name.clone(),

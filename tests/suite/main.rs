@@ -15,6 +15,7 @@ mod bench_cli;
 mod bench_link;
 mod cli;
 mod compress_stream;
+mod deploys;
 mod doctor;
 mod dokuwiki;
 mod embedded_fpm;
