@@ -81,7 +81,7 @@ async fn a_symlink_switch_under_load_fails_nothing_and_serves_the_new_release() 
         client.await.unwrap();
     }
 
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert!(seen.len() > 100, "only {} requests", seen.len());
     let failed: Vec<_> = seen.iter().filter(|s| s.status != 200).collect();
     assert!(failed.is_empty(), "failed during the deploy: {failed:?}");
