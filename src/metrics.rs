@@ -242,7 +242,7 @@ struct Series {
     name: &'static str,
     help: &'static str,
     counter: bool,
-    read: fn(&Upstream<'_>) -> Option<u64>,
+    read: Read,
 }
 
 /// What the collector knows of one upstream at scrape time.
@@ -253,30 +253,23 @@ struct Upstream<'a> {
     fpm: Option<FpmStatus>,
 }
 
-const fn gauge(
-    name: &'static str,
-    help: &'static str,
-    read: fn(&Upstream<'_>) -> Option<u64>,
-) -> Series {
+type Read = fn(&Upstream<'_>) -> Option<u64>;
+
+const fn series(counter: bool, name: &'static str, help: &'static str, read: Read) -> Series {
     Series {
         name,
         help,
-        counter: false,
+        counter,
         read,
     }
 }
 
-const fn counter(
-    name: &'static str,
-    help: &'static str,
-    read: fn(&Upstream<'_>) -> Option<u64>,
-) -> Series {
-    Series {
-        name,
-        help,
-        counter: true,
-        read,
-    }
+const fn gauge(name: &'static str, help: &'static str, read: Read) -> Series {
+    series(false, name, help, read)
+}
+
+const fn counter(name: &'static str, help: &'static str, read: Read) -> Series {
+    series(true, name, help, read)
 }
 
 fn n(value: usize) -> Option<u64> {
