@@ -30,6 +30,8 @@ const LOAD_WAIT: Duration = Duration::from_secs(30);
 struct Proc {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `log` until the pipe closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -45,13 +47,17 @@ impl Proc {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 sink.lock().unwrap().push(line);
             }
         });
-        Proc { child, log }
+        Proc {
+            child,
+            log,
+            reader: Some(reader),
+        }
     }
 
     fn gateway(args: &[&str]) -> Proc {
@@ -92,6 +98,17 @@ impl Proc {
     fn stop(mut self) -> Option<i32> {
         self.signal(libc::SIGTERM);
         self.child.wait().unwrap().code()
+    }
+
+    /// SIGTERM, then the exit code and the whole log, read to its end
+    /// (for a gateway that starts no process sharing its stderr).
+    fn stop_with_log(mut self) -> (Option<i32>, Vec<String>) {
+        self.signal(libc::SIGTERM);
+        let code = self.child.wait().unwrap().code();
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the log reader does not panic");
+        }
+        (code, self.lines())
     }
 }
 

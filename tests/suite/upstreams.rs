@@ -133,9 +133,10 @@ async fn requests_spread_by_weight() {
     // One client: every pick is among equals, so the weighted round robin
     // alone decides, to within ±10 % (exactly, in fact). 24 clients: the
     // load per weight decides, which departs from the weights by design
-    // when one answers slower (on this shared 2-core machine, by up to
-    // 13 % seen): ±20 %.
-    for (concurrency, tolerance) in [(1, 0.10), (24, 0.20)] {
+    // when one answers slower: on shared 2-core machines by up to 13 %
+    // here and 27 % on a CI machine, so ±35 %. That still tells weighting
+    // from none: unweighted, `a` would serve a third (+100 %).
+    for (concurrency, tolerance) in [(1, 0.10), (24, 0.35)] {
         let got = tally(gw.addr, 3000, concurrency).await;
         assert!(got.failed.is_empty(), "failures: {:?}", got.failed);
         for (name, weight) in [("a", 1), ("b", 2), ("c", 3)] {

@@ -185,17 +185,17 @@ async fn systemd_socket_activate_hands_over_a_unix_socket() {
     );
     let handed = gw.wait_log("handed over by systemd", 1).await;
     assert!(handed.contains("web"), "{handed}");
-    let serving: Vec<_> = gw
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains(" serving "))
-        .collect();
+    // The handed-over socket is logged before it is served: wait for that,
+    // then count on the whole log that no other address was bound.
+    gw.wait_log(" serving ", 1).await;
+    let (code, log) = gw.stop_with_log();
+    assert_eq!(code, Some(0));
+    let serving: Vec<_> = log.iter().filter(|l| l.contains(" serving ")).collect();
     assert_eq!(
         serving.len(),
         1,
         "the default address is not bound: {serving:?}"
     );
-    assert_eq!(gw.stop(), Some(0));
     assert!(
         sock.exists(),
         "the socket file belongs to systemd and stays"
