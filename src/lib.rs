@@ -8,6 +8,8 @@
 //!   systemd socket activation), hyper connections (h1, h2, h2c), limits, graceful drain,
 //!   config reload; `respond` maps errors to statuses.
 //! - `listen`   — binding TCP/TLS/unix listeners and accepting on them; below `server` and `admin`.
+//! - `sites`    — several sites by Host (nginx `server_name` matching) and what a site adds
+//!   around routing: error pages, response headers, redirects, deny patterns; pure.
 //! - `route`    — path normalisation and safety checks; decides Script / Static / Redirect / NotFound / BadRequest.
 //! - `static_files` — GET/HEAD of files route chose: type, ETag/304, Range, precompressed siblings.
 //! - `body`     — the response body (fixed, streamed from the upstream, or boxed), watched by the access log.
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod route;
 pub mod server;
 pub mod shutdown;
+pub mod sites;
 pub mod static_files;
 pub mod upstream;
 

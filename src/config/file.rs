@@ -24,13 +24,15 @@ use crate::upstream::{UpstreamAddr, UpstreamSpec};
 pub(super) struct FileCtx<'a> {
     pub(super) path: &'a Path,
     pub(super) base_dir: &'a Path,
+    /// What errors put before a key: `site[1].` inside a `[[site]]` table.
+    pub(super) scope: String,
 }
 
 impl FileCtx<'_> {
     pub(super) fn bad(&self, key: &str, message: String) -> ConfigError {
         ConfigError::FileValue {
             path: self.path.to_owned(),
-            key: key.to_owned(),
+            key: format!("{}{key}", self.scope),
             message,
         }
     }
@@ -52,6 +54,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Layer, ConfigError> {
         path,
         // A relative root means "next to this file", wherever it is run from.
         base_dir: path.parent().unwrap_or(Path::new("")),
+        scope: String::new(),
     };
     let mut layer = Layer::default();
     for (key, value) in &table {
@@ -94,7 +97,7 @@ pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn found(expected: &str, value: &Value) -> String {
+pub(super) fn found(expected: &str, value: &Value) -> String {
     format!("expected {expected}, found {}", value.type_str())
 }
 

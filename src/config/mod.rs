@@ -10,6 +10,7 @@
 
 mod file;
 pub mod settings;
+mod site_file;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
@@ -18,6 +19,8 @@ mod tests;
 mod tests_embedded;
 #[cfg(test)]
 mod tests_gateway;
+#[cfg(test)]
+mod tests_sites;
 #[cfg(test)]
 mod tests_static;
 #[cfg(test)]
@@ -142,15 +145,85 @@ pub struct Config {
     /// Requests may be sent ahead onto busy upstream connections while no
     /// exchange took longer than this; None: never.
     pub upstream_pipelining: Option<Duration>,
+    /// Error pages, in file order (`sites::rules`).
+    pub error_page: Vec<crate::sites::ErrorPage>,
+    /// Error pages replace PHP's own error answers too.
+    pub intercept_errors: bool,
+    pub add_header: Vec<crate::sites::HeaderRule>,
+    pub redirect: Vec<crate::sites::Redirect>,
+    pub deny: Vec<crate::sites::DenyRule>,
+    pub redirect_to_https: bool,
+    /// `[[site]]` tables, each resolved over the top level's values. Empty:
+    /// the top level is the one site.
+    pub site: Vec<SiteConfig>,
+    /// The top level is a site of its own (it gave a root): requests no
+    /// site's names match go to it unless a site says `default = true`.
+    pub top_level_site: bool,
+}
+
+/// One `[[site]]`: the names it answers to and its settings (the top
+/// level's where it sets none; only the per-site ones are read from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteConfig {
+    pub server_names: Vec<crate::sites::ServerName>,
+    pub default: bool,
+    pub config: Config,
 }
 
 impl Config {
-    /// The certificate and key, when TLS is configured.
+    /// The top level's certificate and key, when it has them.
     pub fn tls(&self) -> Option<TlsFiles> {
         Some(TlsFiles {
             cert: self.tls_cert.clone()?,
             key: self.tls_key.clone()?,
         })
+    }
+
+    /// Every certificate served (the top level's and each site's), when
+    /// there is any: what a TLS listener chooses from by SNI.
+    pub fn tls_set(&self) -> Option<TlsSet> {
+        let mut entries: Vec<(Vec<crate::sites::ServerName>, TlsFiles)> = Vec::new();
+        let mut default = None;
+        if let Some(files) = self.tls() {
+            entries.push((Vec::new(), files));
+            default = Some(0);
+        }
+        for site in &self.site {
+            let Some(files) = site.config.tls() else {
+                continue;
+            };
+            // A site that inherits the top level's certificate is served
+            // it as the default; only its own need choosing by name.
+            if self.tls().as_ref() == Some(&files) {
+                continue;
+            }
+            if site.default && default.is_none() {
+                default = Some(entries.len());
+            }
+            entries.push((site.server_names.clone(), files));
+        }
+        if entries.is_empty() {
+            return None;
+        }
+        Some(TlsSet {
+            entries,
+            default: default.unwrap_or(0),
+        })
+    }
+}
+
+/// The certificates of the TLS listeners: each with the server names it
+/// is chosen for (empty: only as the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSet {
+    pub entries: Vec<(Vec<crate::sites::ServerName>, TlsFiles)>,
+    /// Index of the one served when the client names no site of ours.
+    pub default: usize,
+}
+
+impl TlsSet {
+    pub fn default_files(&self) -> &TlsFiles {
+        &self.entries[self.default.min(self.entries.len() - 1)].1
     }
 }
 
@@ -209,6 +282,9 @@ pub enum ConfigError {
 
     #[error("missing root: give --root or `root` in the config file")]
     MissingRoot,
+
+    #[error("site[{site}]: no root: give the site a `root`, or one at the top level")]
+    SiteWithoutRoot { site: usize },
 
     /// A setting `finish` needs a value for has no default in `SETTINGS`.
     #[error("`{key}` has no built-in default (a mistake in settings.rs)")]
@@ -306,12 +382,66 @@ pub fn check_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 /// Defaults fill what `given` lacks; then the settings are checked together.
-fn finish(given: Layer) -> Result<Config, ConfigError> {
+fn finish(mut given: Layer) -> Result<Config, ConfigError> {
+    let site_layers = given.site.take().unwrap_or_default();
     // What depends on whether a value was given at all, before defaults.
     let listen_is_default = given.listen.is_none();
     // The pool sizes itself from the status page unless given a size.
     let pool_size_given = given.max_upstream_conns.is_some();
+    let top_level_site = given.root.is_some() || site_layers.is_empty();
     let layer = given.over(Layer::defaults()?);
+    let mut sites = Vec::with_capacity(site_layers.len());
+    for (i, site) in site_layers.into_iter().enumerate() {
+        let mut own = site.layer;
+        let own_size = own.max_upstream_conns.is_some();
+        own.site = None;
+        let config = build(
+            own.over(layer.clone()),
+            Scope::Site(i),
+            listen_is_default,
+            pool_size_given || own_size,
+        )?;
+        sites.push(SiteConfig {
+            server_names: site.server_names,
+            default: site.default,
+            config,
+        });
+    }
+    let mut layer = layer;
+    if !top_level_site {
+        // No root of its own: the top level carries the default site's
+        // (it is not served as a site).
+        let default = sites.iter().find(|s| s.default).or(sites.first());
+        layer.root = default.map(|s| s.config.root_as_given.clone());
+    }
+    let any_site_tls = sites.iter().any(|s| s.config.tls_cert.is_some());
+    let mut config = build(
+        layer,
+        Scope::Top { any_site_tls },
+        listen_is_default,
+        pool_size_given,
+    )?;
+    config.top_level_site = top_level_site;
+    config.site = sites;
+    Ok(config)
+}
+
+/// Which part of the file a config is built for.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// The top level; `any_site_tls`: a `[[site]]` has a certificate, so
+    /// `https://` listeners are possible without one here.
+    Top { any_site_tls: bool },
+    /// `[[site]]` number `i` (its listeners are the top level's).
+    Site(usize),
+}
+
+fn build(
+    layer: Layer,
+    scope: Scope,
+    listen_is_default: bool,
+    pool_size_given: bool,
+) -> Result<Config, ConfigError> {
     let missing = |key: &'static str| ConfigError::NoDefault { key };
 
     let upstream = layer.upstream.unwrap_or_default();
@@ -326,7 +456,10 @@ fn finish(given: Layer) -> Result<Config, ConfigError> {
     let max_upstream_conns = layer
         .max_upstream_conns
         .ok_or(missing("max-upstream-conns"))?;
-    let root_given = layer.root.ok_or(ConfigError::MissingRoot)?;
+    let root_given = layer.root.ok_or(match scope {
+        Scope::Top { .. } => ConfigError::MissingRoot,
+        Scope::Site(i) => ConfigError::SiteWithoutRoot { site: i },
+    })?;
     let root = resolve_root(root_given.clone())?;
     let root_as_given = std::path::absolute(&root_given).unwrap_or_else(|_| root.clone());
     let sendfile_dir = layer.sendfile_dir.map(resolve_sendfile_dir).transpose()?;
@@ -335,7 +468,14 @@ fn finish(given: Layer) -> Result<Config, ConfigError> {
         return Err(ConfigError::PhpOnlyWithoutFrontController);
     }
     let tls = tls_files(layer.tls_cert, layer.tls_key)?;
-    let listen = resolve_listen(layer.listen.ok_or(missing("listen"))?, tls.is_some())?;
+    let raw_listen = layer.listen.ok_or(missing("listen"))?;
+    let listen = match scope {
+        Scope::Top { any_site_tls } => {
+            resolve_listen(raw_listen, tls.is_some(), tls.is_some() || any_site_tls)?
+        }
+        // Not served from here: the top level's are.
+        Scope::Site(_) => raw_listen,
+    };
     if let Some(addr @ ListenAddr::Https(_)) = &layer.admin_listen {
         return Err(ConfigError::AdminHttps { addr: addr.clone() });
     }
@@ -401,6 +541,14 @@ fn finish(given: Layer) -> Result<Config, ConfigError> {
         upstream_pipelining: layer
             .upstream_pipelining
             .ok_or(missing("upstream-pipelining"))?,
+        error_page: layer.error_page.unwrap_or_default(),
+        intercept_errors: layer.intercept_errors.unwrap_or(false),
+        add_header: layer.add_header.unwrap_or_default(),
+        redirect: layer.redirect.unwrap_or_default(),
+        deny: layer.deny.unwrap_or_default(),
+        redirect_to_https: layer.redirect_to_https.unwrap_or(false),
+        site: Vec::new(),
+        top_level_site: true,
     })
 }
 
@@ -419,14 +567,18 @@ fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFi
     }
 }
 
-/// With a certificate, a bare TCP address serves TLS; without one,
-/// `https://` cannot be served.
-fn resolve_listen(addrs: Vec<ListenAddr>, tls: bool) -> Result<Vec<ListenAddr>, ConfigError> {
+/// With a certificate at the top level, a bare TCP address serves TLS;
+/// without any (top level or a site's), `https://` cannot be served.
+fn resolve_listen(
+    addrs: Vec<ListenAddr>,
+    tls: bool,
+    any_tls: bool,
+) -> Result<Vec<ListenAddr>, ConfigError> {
     addrs
         .into_iter()
         .map(|addr| match addr {
             ListenAddr::Tcp(sa) if tls => Ok(ListenAddr::Https(sa)),
-            ListenAddr::Https(_) if !tls => Err(ConfigError::HttpsWithoutCert { addr }),
+            ListenAddr::Https(_) if !any_tls => Err(ConfigError::HttpsWithoutCert { addr }),
             other => Ok(other),
         })
         .collect()

@@ -255,7 +255,7 @@ macro_rules! settings {
 
         /// The values one source provided; `None` means "not given here".
         /// Paths from a file are already joined onto the file's directory.
-        #[derive(Debug, Default)]
+        #[derive(Debug, Default, Clone)]
         pub(super) struct Layer {
             $(pub(super) $field: Option<$ty>,)*
         }
@@ -761,6 +761,76 @@ settings! {
         default: Unset,
         reload: Live,
         help: "PEM private key (PKCS#8, RSA or EC) of --tls-cert; re-read on SIGHUP",
+    },
+    error_page: Vec<crate::sites::ErrorPage> {
+        key: "error-page",
+        flag: Many("CODES=PAGE"),
+        parse: crate::sites::ErrorPage::parse_flag,
+        table: super::site_file::error_pages,
+        default: Unset,
+        reload: Live,
+        help: "Page for these statuses, like nginx's error_page: 404=/index.php (the status \
+               stays), 404==/index.php (the page's own status), 500 502=/50x.html, or an \
+               http(s) URL (302 to it); repeat for several (in the file, a table: \
+               \"500 502\" = \"/50x.html\")",
+    },
+    intercept_errors: bool {
+        key: "intercept-errors",
+        flag: Switch(""),
+        default: Fixed("off"),
+        reload: Live,
+        help: "Error pages also replace PHP's own error answers (nginx's \
+               fastcgi_intercept_errors); off: only the gateway's own",
+    },
+    add_header: Vec<crate::sites::HeaderRule> {
+        key: "add-header",
+        flag: Many("NAME: VALUE"),
+        parse: crate::sites::HeaderRule::parse_line,
+        table: super::site_file::add_headers,
+        default: Unset,
+        reload: Live,
+        help: "Response header added to 2xx/3xx answers, like nginx's add_header; repeat for \
+               several (in the file, also tables with name, value, prefix (a path prefix whose \
+               headers replace the site's) and always (on every status))",
+    },
+    redirect: Vec<crate::sites::Redirect> {
+        key: "redirect",
+        flag: FileOnly(""),
+        table: super::site_file::redirects,
+        default: Unset,
+        reload: Live,
+        help: "[[redirect]] tables, like nginx's return 3xx: to (a URL with $scheme, $host, \
+               $server_name, $request_uri, $uri, $args), status (301), and path (exact) or \
+               prefix; the first that matches answers",
+    },
+    deny: Vec<crate::sites::DenyRule> {
+        key: "deny",
+        flag: Many("REGEX"),
+        parse: crate::sites::DenyRule::new,
+        default: Unset,
+        reload: Live,
+        help: "Paths matching this regular expression get 403, like nginx's location ~ REGEX \
+               { deny all; }; repeat for several",
+    },
+    redirect_to_https: bool {
+        key: "redirect-to-https",
+        flag: Switch(""),
+        default: Fixed("off"),
+        reload: Live,
+        help: "Plain-HTTP requests get 301 to the same URL over https (a site with a \
+               certificate)",
+    },
+    site: Vec<super::site_file::SiteLayer> {
+        key: "site",
+        flag: FileOnly(""),
+        table: super::site_file::sites,
+        default: Unset,
+        reload: Live,
+        help: "[[site]] tables: several sites, chosen by Host (server-names: exact, \
+               *.example.com, .example.com; default = true for the rest), each with its own \
+               root, upstream, index, front controller, params, limits, certificate (by SNI), \
+               error pages, headers, redirects and deny rules; unset keys are the top \
+               level's (docs/sites.md)",
     },
     workers: usize {
         key: "workers",

@@ -109,6 +109,14 @@ fn defaults_applied() {
             tls_key: None,
             workers: None,
             upstream_pipelining: Some(Duration::from_millis(10)),
+            error_page: Vec::new(),
+            intercept_errors: false,
+            add_header: Vec::new(),
+            redirect: Vec::new(),
+            deny: Vec::new(),
+            redirect_to_https: false,
+            site: Vec::new(),
+            top_level_site: true,
             listen_is_default: true,
         }
     );
@@ -204,6 +212,14 @@ APP_ENV = "prod"
             listen_is_default: false,
             workers: None,
             upstream_pipelining: Some(Duration::from_millis(10)),
+            error_page: Vec::new(),
+            intercept_errors: false,
+            add_header: Vec::new(),
+            redirect: Vec::new(),
+            deny: Vec::new(),
+            redirect_to_https: false,
+            site: Vec::new(),
+            top_level_site: true,
         }
     );
 }
@@ -347,7 +363,8 @@ fn unknown_key_names_key_and_file() {
          php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
          max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
          internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path, \
-         server-timing, access-log-format, tls-cert, tls-key, workers, upstream-pipelining)",
+         server-timing, access-log-format, tls-cert, tls-key, error-page, intercept-errors, \
+         add-header, redirect, deny, redirect-to-https, site, workers, upstream-pipelining)",
         fx.file().display()
     );
     assert_eq!(text, expected);

@@ -4,7 +4,7 @@
 //! Looks at the file system (stat) but does no network I/O and serves no bytes.
 
 mod internal;
-mod path;
+pub(crate) mod path;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

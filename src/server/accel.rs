@@ -5,7 +5,8 @@
 
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use super::{respond, AppState};
+use super::respond;
+use super::site::SiteState;
 use crate::body::GatewayBody;
 use crate::cgi::response::CgiHead;
 use crate::route::{self, Route};
@@ -77,7 +78,7 @@ fn describes_body(name: &HeaderName) -> bool {
 /// Whether `request` names a file the gateway will send; `None` means the
 /// application's own body goes out (X-Sendfile without `--sendfile-dir`).
 pub(crate) fn resolve(
-    state: &AppState,
+    state: &SiteState,
     routing: &route::RouteConfig,
     request: &FileRequest,
 ) -> Option<Route> {
@@ -98,7 +99,7 @@ pub(crate) fn resolve(
 /// headers are kept, except those describing its body; its Content-Type and
 /// Content-Disposition win over the file's when it set them.
 pub(crate) async fn serve(
-    state: &AppState,
+    state: &SiteState,
     target: Route,
     app_headers: Vec<(HeaderName, HeaderValue)>,
     method: &Method,

@@ -20,6 +20,8 @@ use super::access_log::AccessLog;
 use super::forwarded::Client;
 use super::framing;
 use super::respond;
+use super::site::SiteState;
+use super::site_rules;
 use super::AppState;
 use crate::body::GatewayBody;
 use crate::cgi::params::{build_params, Endpoint, RequestInfo, TlsInfo};
@@ -27,6 +29,7 @@ use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::cgi::stderr::{log_stderr, StderrContext};
 use crate::compress;
 use crate::route::{self, Route};
+use crate::sites::{self, ErrorTarget};
 use crate::static_files;
 use crate::upstream::request::{self, Stdin};
 use crate::upstream::{self, FcgiRequest, Output, RequestBody, Spool, Timing, UpstreamResponse};
@@ -62,7 +65,7 @@ pub(crate) async fn handle(
         Ok(()) => state.limits.check(&req).err().map(respond::head_too_large),
     };
     let (resp, upstream_time) = match refused {
-        None => route_and_forward(&state, start, client, local, tls, req).await,
+        None => serve(&state, start, client, local, tls, req).await,
         Some(refused) => (refused, None),
     };
     let (parts, body) = resp.into_parts();
@@ -71,7 +74,34 @@ pub(crate) async fn handle(
     Response::from_parts(parts, body.watched(Box::new(log)))
 }
 
-async fn route_and_forward(
+/// An answer, and whether the application gave it (error pages replace
+/// those only with `intercept-errors`).
+struct Answer {
+    resp: Response<GatewayBody>,
+    upstream_time: Option<Duration>,
+    from_app: bool,
+}
+
+impl Answer {
+    fn ours(resp: Response<GatewayBody>) -> Answer {
+        Answer {
+            resp,
+            upstream_time: None,
+            from_app: false,
+        }
+    }
+}
+
+/// What an error page's own request needs of the original one.
+struct OriginalHead {
+    uri: http::Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+}
+
+/// A request that passed framing, for the site its Host names: the site's
+/// rules, routing, then its error page and headers.
+async fn serve(
     state: &AppState,
     start: Instant,
     client: Client,
@@ -79,21 +109,145 @@ async fn route_and_forward(
     tls: Option<TlsInfo>,
     req: Request<Incoming>,
 ) -> (Response<GatewayBody>, Option<Duration>) {
+    let site = state
+        .sites
+        .for_host(site_rules::request_host(req.uri(), req.headers()))
+        .clone();
+    let https = client.https || tls.is_some();
+    let path = site_rules::normalised_path(req.uri().path());
+    if let Some(mut resp) = site_rules::before_routing(&site, &req, path.as_deref(), https) {
+        site_rules::add_headers(&site, path.as_deref(), &mut resp);
+        return (resp, None);
+    }
+    // Kept for an error page's request, only when the site has pages.
+    let original = (!site.error_pages.is_empty()).then(|| OriginalHead {
+        uri: req.uri().clone(),
+        version: req.version(),
+        headers: req.headers().clone(),
+    });
+    let answer = route_and_forward(state, &site, start, client, local, tls, req).await;
+    let status = answer.resp.status().as_u16();
+    let page = original.and_then(|head| {
+        let wanted = !answer.from_app || site.intercept_errors;
+        let target = sites::error_page_for(&site.error_pages, status).filter(|_| wanted)?;
+        Some((head, target.clone()))
+    });
+    let mut answer = match page {
+        Some((head, target)) => {
+            let ctx = Ctx {
+                state,
+                site: &site,
+                start,
+                client,
+                local,
+                tls,
+            };
+            match error_page(&ctx, &head, answer.resp.status(), &target).await {
+                Some(page) => {
+                    // The failed answer's body is dropped: its upstream
+                    // exchange finishes or is cancelled on its own.
+                    Answer {
+                        upstream_time: page.upstream_time.or(answer.upstream_time),
+                        ..page
+                    }
+                }
+                None => answer,
+            }
+        }
+        None => answer,
+    };
+    site_rules::add_headers(&site, path.as_deref(), &mut answer.resp);
+    (answer.resp, answer.upstream_time)
+}
+
+/// What running a request for a site needs besides the request.
+struct Ctx<'a> {
+    state: &'a AppState,
+    site: &'a SiteState,
+    start: Instant,
+    client: Client,
+    local: Endpoint,
+    tls: Option<TlsInfo>,
+}
+
+/// The error page `target` for an answer with `status`: a file or a script
+/// under the root, fetched with GET as nginx does, or a redirect. `None`
+/// when the page itself cannot be served: the plain answer stays, so an
+/// error page never loops.
+async fn error_page(
+    ctx: &Ctx<'_>,
+    head: &OriginalHead,
+    status: StatusCode,
+    target: &ErrorTarget,
+) -> Option<Answer> {
+    let (page_path, keep_status) = match target {
+        ErrorTarget::Url(url) => {
+            return Some(Answer::ours(respond::redirect_with(StatusCode::FOUND, url)))
+        }
+        ErrorTarget::Page { path, keep_status } => (path.as_str(), *keep_status),
+    };
+    let routing = ctx.site.docroot.current();
+    let (page_path, query) = match page_path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (page_path, None),
+    };
+    let mut answer = match route::resolve(&routing, page_path, query) {
+        Route::Static { path, seen } => {
+            let served = static_files::serve(
+                &ctx.site.static_files,
+                &path,
+                seen.as_ref().map(|s| &s.0),
+                &Method::GET,
+                &http::HeaderMap::new(),
+            )
+            .await
+            .ok()?;
+            Answer::ours(served)
+        }
+        Route::Script(script) => {
+            let empty = PreparedBody {
+                content_length: None,
+                inline: Bytes::new(),
+                body: RequestBody::Empty,
+            };
+            let request = ScriptRequest {
+                method: &Method::GET,
+                uri: &head.uri,
+                version: head.version,
+                headers: &head.headers,
+            };
+            run_script(ctx, &routing, script, request, empty).await
+        }
+        other => {
+            tracing::warn!(page = page_path, route = ?other, "the error page cannot be served");
+            return None;
+        }
+    };
+    if keep_status {
+        *answer.resp.status_mut() = status;
+    }
+    Some(answer)
+}
+
+async fn route_and_forward(
+    state: &AppState,
+    site: &SiteState,
+    start: Instant,
+    client: Client,
+    local: Endpoint,
+    tls: Option<TlsInfo>,
+    req: Request<Incoming>,
+) -> Answer {
     // This request's routing: a deploy switching the root's symlink
     // reaches the next requests, not this one.
-    let routing = state.docroot.current();
+    let routing = site.docroot.current();
     let script = match route::resolve(&routing, req.uri().path(), req.uri().query()) {
         Route::Script(script) => script,
         Route::Static { path, seen } => {
             let seen = seen.as_ref().map(|s| &s.0);
-            let served = static_files::serve(
-                &state.static_files,
-                &path,
-                seen,
-                req.method(),
-                req.headers(),
-            )
-            .await;
+            let served =
+                static_files::serve(&site.static_files, &path, seen, req.method(), req.headers())
+                    .await;
             let resp = served.unwrap_or_else(|e| {
                 // Wrong methods and files gone since routing are the client's business.
                 if let static_files::StaticError::Io { .. } = e {
@@ -101,39 +255,73 @@ async fn route_and_forward(
                 }
                 respond::static_error(&e)
             });
-            return (resp, None);
+            return Answer::ours(resp);
         }
-        Route::Redirect(location) => return (respond::redirect(&location), None),
-        Route::NotFound => return (respond::not_found(), None),
-        Route::BadRequest(why) => return (respond::bad_request(why), None),
+        Route::Redirect(location) => return Answer::ours(respond::redirect(&location)),
+        Route::NotFound => return Answer::ours(respond::not_found()),
+        Route::BadRequest(why) => return Answer::ours(respond::bad_request(why)),
     };
 
     let (parts, body) = req.into_parts();
     let declared_length = parts.headers.get(header::CONTENT_LENGTH).is_some();
-    let prepared = match prepare_body(body, declared_length, state.max_body_size).await {
+    let prepared = match prepare_body(body, declared_length, site.max_body_size).await {
         Ok(p) => p,
-        Err(resp) => return (resp, None),
+        Err(resp) => return Answer::ours(resp),
     };
-
-    let server_name = choose_server_name(state, &parts, local);
-    let info = RequestInfo {
+    let ctx = Ctx {
+        state,
+        site,
+        start,
+        client,
+        local,
+        tls,
+    };
+    let request = ScriptRequest {
         method: &parts.method,
         uri: &parts.uri,
         version: parts.version,
         headers: &parts.headers,
+    };
+    run_script(&ctx, &routing, script, request, prepared).await
+}
+
+/// The request head a script runs for.
+#[derive(Clone, Copy)]
+struct ScriptRequest<'a> {
+    method: &'a Method,
+    uri: &'a http::Uri,
+    version: http::Version,
+    headers: &'a http::HeaderMap,
+}
+
+/// Runs `script` through the site's upstreams and answers with its output.
+async fn run_script(
+    ctx: &Ctx<'_>,
+    routing: &route::RouteConfig,
+    script: route::Script,
+    req: ScriptRequest<'_>,
+    prepared: PreparedBody,
+) -> Answer {
+    let (state, site) = (ctx.state, ctx.site);
+    let server_name = choose_server_name(site, req.uri, req.headers, ctx.local);
+    let info = RequestInfo {
+        method: req.method,
+        uri: req.uri,
+        version: req.version,
+        headers: req.headers,
         // Our own TLS, or a trusted proxy's word for its client's.
-        scheme: if client.https || tls.is_some() {
+        scheme: if ctx.client.https || ctx.tls.is_some() {
             "https"
         } else {
             "http"
         },
         content_length: prepared.content_length,
-        remote: client.remote,
-        local,
+        remote: ctx.client.remote,
+        local: ctx.local,
         server_name: &server_name,
-        tls,
+        tls: ctx.tls,
     };
-    let params = build_params(&info, &script, &routing.root, &state.extra_params);
+    let params = build_params(&info, &script, &routing.root, &site.extra_params);
 
     // A body all in memory goes with the head; a longer one streams after it.
     let stdin = match prepared.body {
@@ -145,45 +333,58 @@ async fn route_and_forward(
 
     let upstream_start = Instant::now();
     let rx = upstream::start(
-        state.upstreams.clone(),
+        site.upstreams.clone(),
         FcgiRequest {
             head,
             body,
-            route: upstream::route_key(parts.uri.path()),
+            route: upstream::route_key(req.uri.path()),
         },
         state.server_timing,
     );
-    let ctx = StderrContext {
+    let stderr_ctx = StderrContext {
         request_id: NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed),
         script: script.script_name,
         script_filename: script.script_filename,
     };
-    let (mut head, first, rx, timing) = match read_head(rx, &ctx).await {
+    let (mut head, first, rx, timing) = match read_head(rx, &stderr_ctx).await {
         Ok(read) => read,
-        Err(resp) => return (resp, Some(upstream_start.elapsed())),
+        Err(resp) => {
+            return Answer {
+                resp,
+                upstream_time: Some(upstream_start.elapsed()),
+                from_app: false,
+            }
+        }
     };
     let upstream_time = Some(upstream_start.elapsed());
     let directives = accel::take_directives(&mut head);
     if let Some(target) = directives
         .file
         .as_ref()
-        .and_then(|f| accel::resolve(state, &routing, f))
+        .and_then(|f| accel::resolve(site, routing, f))
     {
         // The file replaces the body: read the rest so the connection can be reused.
-        tokio::spawn(drain(rx, ctx));
-        let mut resp =
-            accel::serve(state, target, head.headers, &parts.method, &parts.headers).await;
-        add_server_timing(&mut resp, timing, start);
-        return (resp, upstream_time);
+        tokio::spawn(drain(rx, stderr_ctx));
+        let mut resp = accel::serve(site, target, head.headers, req.method, req.headers).await;
+        add_server_timing(&mut resp, timing, ctx.start);
+        return Answer {
+            resp,
+            upstream_time,
+            from_app: true,
+        };
     }
-    let resp = build_response(head, first, rx, ctx, &parts.method);
-    let mut resp = if state.compress {
-        compress::apply(resp, &parts.headers, directives.unbuffered)
+    let resp = build_response(head, first, rx, stderr_ctx, req.method);
+    let mut resp = if site.compress {
+        compress::apply(resp, req.headers, directives.unbuffered)
     } else {
         resp
     };
-    add_server_timing(&mut resp, timing, start);
-    (resp, upstream_time)
+    add_server_timing(&mut resp, timing, ctx.start);
+    Answer {
+        resp,
+        upstream_time,
+        from_app: true,
+    }
 }
 
 /// `Server-Timing` (W3C) for a PHP response: pool wait, dial (when a new
@@ -363,18 +564,19 @@ async fn drain(mut rx: UpstreamResponse, ctx: StderrContext) {
     }
 }
 
-/// SERVER_NAME: the configured name, else the Host the client asked for
+/// SERVER_NAME: the site's name, else the Host the client asked for
 /// (without port), else the local address.
 fn choose_server_name<'a>(
-    state: &'a AppState,
-    parts: &'a http::request::Parts,
+    site: &'a SiteState,
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
     local: Endpoint,
 ) -> Cow<'a, str> {
-    if let Some(name) = &state.server_name {
+    if let Some(name) = &site.server_name {
         return Cow::Borrowed(name);
     }
-    let host = parts.uri.host().or_else(|| {
-        let h = parts.headers.get(header::HOST)?.to_str().ok()?;
+    let host = uri.host().or_else(|| {
+        let h = headers.get(header::HOST)?.to_str().ok()?;
         Some(strip_port(h))
     });
     match host {

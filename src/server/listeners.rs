@@ -96,7 +96,7 @@ impl ListenerSet {
         let addr = address_of(&listener);
         let (stop, stop_rx) = watch::channel(false);
         let upstream = self.state.load().upstreams.describe();
-        tracing::info!(listen = %listener.describe(), inherited, %upstream, root = %self.state.load().docroot.configured().display(), "serving");
+        tracing::info!(listen = %listener.describe(), inherited, %upstream, root = %self.state.load().sites.default_site().docroot.configured().display(), "serving");
         let shared = match SharedListener::from_listener(listener) {
             Ok(shared) => shared,
             Err(e) => {

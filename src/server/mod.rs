@@ -15,6 +15,8 @@ mod limits;
 mod listeners;
 pub mod reload;
 pub mod respond;
+mod site;
+mod site_rules;
 pub mod tls;
 mod workers;
 
@@ -30,11 +32,8 @@ use tokio::sync::watch;
 use crate::config::{Config, ListenAddr};
 pub use crate::listen::{bind, BindError, Listener};
 use crate::metrics::Metrics;
-use crate::route::RouteConfig;
-use crate::static_files::StaticConfig;
 use crate::upstream::{
-    BalanceSettings, HealthPolicy, Member, Pool, PoolSettings, UpstreamAddr, UpstreamSpec,
-    Upstreams,
+    BalanceSettings, HealthPolicy, Member, Pool, PoolSettings, UpstreamAddr, Upstreams,
 };
 use forwarded::Forwarding;
 use limits::HeadLimits;
@@ -60,18 +59,12 @@ pub enum ServeError {
 /// a reload (requests in flight keep the one they started with).
 #[derive(Debug)]
 pub(crate) struct AppState {
-    /// Routing, with the root resolved again each second (`docroot`).
-    pub docroot: docroot::DocRoot,
+    /// The sites, each with its routing, upstreams and rules.
+    pub sites: site::Sites,
+    /// Every site's upstreams.
     pub upstreams: Upstreams,
-    pub extra_params: Vec<(String, String)>,
-    pub server_name: Option<String>,
-    pub max_body_size: u64,
-    pub static_files: StaticConfig,
     pub limits: HeadLimits,
     pub forwarding: Forwarding,
-    pub sendfile_dir: Option<PathBuf>,
-    /// gzip/brotli for PHP responses that qualify.
-    pub compress: bool,
     pub metrics: Arc<Metrics>,
     /// hyper's settings for connections accepted while this state is in force.
     pub http: Arc<auto::Builder<TokioExecutor>>,
@@ -100,31 +93,14 @@ impl AppState {
             max_headers: config.max_headers,
         };
         AppState {
-            docroot: docroot::DocRoot::new(
-                config.root_as_given.clone(),
-                RouteConfig {
-                    root: config.root.clone(),
-                    index: config.index.clone(),
-                    front_controller: config.front_controller.clone(),
-                    php_only_front_controller: config.php_only_front_controller,
-                    never_serve_ext: config.never_serve_ext.clone(),
-                    follow_symlinks_outside_root: config.follow_symlinks_outside_root,
-                    internal_locations: config.internal_locations.clone(),
-                },
-            ),
+            sites: site::Sites::new(config, &upstreams),
             upstreams,
-            extra_params: config.params.clone(),
-            server_name: config.server_name.clone(),
-            max_body_size: config.max_body_size,
-            static_files: StaticConfig::new(&config.cache_control),
             http: Arc::new(http_builder(&limits)),
             limits,
             forwarding: Forwarding {
                 trusted: config.trusted_proxies.clone(),
                 header: config.real_ip_header,
             },
-            sendfile_dir: config.sendfile_dir.clone(),
-            compress: config.compress,
             metrics,
             server_timing: config.server_timing,
             access_log_format: config.access_log_format,
@@ -178,8 +154,8 @@ pub async fn bind_admin(config: &Config) -> Result<Option<Listener>, ServeError>
 /// starting php-fpm so a bad certificate fails fast. Keep the holder to
 /// reload it; `run` reads the files itself when not handed one.
 pub fn load_tls(config: &Config) -> Result<Option<Arc<ReloadableTls>>, ServeError> {
-    match &config.tls() {
-        Some(files) => Ok(Some(Arc::new(ReloadableTls::load(files)?))),
+    match &config.tls_set() {
+        Some(set) => Ok(Some(Arc::new(ReloadableTls::load(set)?))),
         None => Ok(None),
     }
 }
@@ -320,11 +296,7 @@ fn upstream_of(config: &Config) -> UpstreamAddr {
 
 /// The upstreams and how each one's pool is set up.
 pub(crate) fn balance_settings(config: &Config) -> BalanceSettings {
-    let upstreams = if config.upstream.is_empty() {
-        vec![UpstreamSpec::new(upstream_of(config))]
-    } else {
-        config.upstream.clone()
-    };
+    let upstreams = site::all_upstream_specs(config);
     BalanceSettings {
         upstreams,
         pool: pool_settings(config),

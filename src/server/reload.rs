@@ -147,8 +147,8 @@ impl Live {
         // Certificates are read and checked here, before the commit, and go
         // in with the state below: one SIGHUP reloads both, and a bad
         // certificate rejects the whole reload.
-        let tls = match &new.tls() {
-            Some(files) => Some(Arc::new(ReloadableTls::load(files)?)),
+        let tls = match &new.tls_set() {
+            Some(set) => Some(Arc::new(ReloadableTls::load(set)?)),
             None => None,
         };
 
@@ -187,8 +187,9 @@ impl Live {
         self.listeners.stop_unlisted(&new).await;
         let removed = before - self.listeners.len();
         self.config = new;
-        if let Some(files) = &self.config.tls() {
-            tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS certificate reloaded; new connections use it");
+        if let Some(set) = &self.config.tls_set() {
+            let files = set.default_files();
+            tracing::info!(cert = %files.cert.display(), key = %files.key.display(), certificates = set.entries.len(), "TLS certificate reloaded; new connections use it");
         }
         Ok(Done {
             changed,

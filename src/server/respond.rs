@@ -94,12 +94,23 @@ pub fn not_found() -> Response<GatewayBody> {
 /// 301 to `location` (a path and query `route` built and encoded); a value
 /// that cannot be a header is refused rather than sent broken.
 pub fn redirect(location: &str) -> Response<GatewayBody> {
+    redirect_with(StatusCode::MOVED_PERMANENTLY, location)
+}
+
+/// `status` (a 3xx) to `location`.
+pub fn redirect_with(status: StatusCode, location: &str) -> Response<GatewayBody> {
     let Ok(value) = HeaderValue::from_str(location) else {
         return bad_request("the redirect target is not a valid header value");
     };
-    let mut resp = plain(StatusCode::MOVED_PERMANENTLY, "Moved Permanently\n");
+    let reason = status.canonical_reason().unwrap_or("Redirect");
+    let mut resp = plain(status, &format!("{reason}\n"));
     resp.headers_mut().insert(header::LOCATION, value);
     resp
+}
+
+/// A path a `deny` rule refuses.
+pub fn forbidden() -> Response<GatewayBody> {
+    plain(StatusCode::FORBIDDEN, "Forbidden\n")
 }
 
 /// Static-file failures: wrong method → 405, gone → 404, EACCES → 403, else 500.

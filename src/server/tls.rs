@@ -4,6 +4,8 @@
 //!
 //! The config sits behind a lock that is read once per new TLS connection,
 //! so a reload changes what new connections get and leaves the open ones be.
+//! With several sites, each site's certificate is chosen by the name the
+//! client asks for (SNI), as nginx's `server_name`; others get the default.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -18,7 +20,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::cgi::params::TlsInfo;
-use crate::config::TlsFiles;
+use crate::config::{TlsFiles, TlsSet};
+use crate::sites::{self, ServerName};
 
 /// Why a certificate or key could not be used; names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -39,23 +42,23 @@ pub enum TlsError {
 /// The served certificate, reloadable from its files.
 #[derive(Debug)]
 pub struct ReloadableTls {
-    files: TlsFiles,
+    set: TlsSet,
     current: RwLock<Arc<ServerConfig>>,
 }
 
 impl ReloadableTls {
-    /// Reads the certificate chain and key; fails naming the file at fault.
-    pub fn load(files: &TlsFiles) -> Result<ReloadableTls, TlsError> {
+    /// Reads the certificate chains and keys; fails naming the file at fault.
+    pub fn load(set: &TlsSet) -> Result<ReloadableTls, TlsError> {
         Ok(ReloadableTls {
-            current: RwLock::new(Arc::new(server_config(files)?)),
-            files: files.clone(),
+            current: RwLock::new(Arc::new(server_config(set)?)),
+            set: set.clone(),
         })
     }
 
     /// Re-reads the files. On success new connections get the new
     /// certificate; on failure the old one keeps serving.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = Arc::new(server_config(&self.files)?);
+        let fresh = Arc::new(server_config(&self.set)?);
         // A poisoned lock only means a panic elsewhere while swapping an Arc;
         // the Arc inside is whole either way.
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
@@ -70,8 +73,9 @@ impl ReloadableTls {
             .clone()
     }
 
+    /// The default certificate's files.
     pub fn files(&self) -> &TlsFiles {
-        &self.files
+        self.set.default_files()
     }
 
     /// Runs the server side of the handshake, within `timeout` so a client
@@ -100,25 +104,65 @@ impl ReloadableTls {
     }
 }
 
-fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
-    let chain = read_chain(&files.cert)?;
-    let key = read_key(&files.key)?;
-    let pair = |reason: String| TlsError::Pair {
-        cert: files.cert.clone(),
-        key: files.key.clone(),
-        reason,
-    };
+fn server_config(set: &TlsSet) -> Result<ServerConfig, TlsError> {
+    let provider = Arc::new(ring::default_provider());
+    let mut certs = Vec::with_capacity(set.entries.len());
+    for (names, files) in &set.entries {
+        let chain = read_chain(&files.cert)?;
+        let key = read_key(&files.key)?;
+        let pair = |reason: String| TlsError::Pair {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            reason,
+        };
+        let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|e| pair(e.to_string()))?;
+        certs.push((names.clone(), Arc::new(certified)));
+    }
+    let default = set.default.min(certs.len().saturating_sub(1));
+    let resolver = BySni { certs, default };
+    let files = set.default_files();
     // The provider is named rather than taken from a process default, which
     // rustls would have to guess (and panic on) if several were compiled in.
-    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| pair(e.to_string()))?
+        .map_err(|e| TlsError::Pair {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            reason: e.to_string(),
+        })?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| pair(e.to_string()))?;
+        .with_cert_resolver(Arc::new(resolver));
     // h2 first: clients that can do both get HTTP/2.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Chooses the certificate of the site the client names (SNI); the default
+/// one when it names none or no site's.
+#[derive(Debug)]
+struct BySni {
+    certs: Vec<(Vec<ServerName>, Arc<rustls::sign::CertifiedKey>)>,
+    default: usize,
+}
+
+impl rustls::server::ResolvesServerCert for BySni {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let chosen = if self.certs.len() == 1 {
+            None
+        } else {
+            sites::choose(
+                self.certs.iter().map(|(names, _)| names.as_slice()),
+                hello.server_name(),
+            )
+        };
+        self.certs
+            .get(chosen.unwrap_or(self.default))
+            .map(|(_, key)| key.clone())
+    }
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -200,7 +244,11 @@ mod tests {
             cert: dir.path().join("nope.pem"),
             key: dir.path().join("key.pem"),
         };
-        let text = ReloadableTls::load(&missing).unwrap_err().to_string();
+        let one = |files: TlsFiles| TlsSet {
+            entries: vec![(Vec::new(), files)],
+            default: 0,
+        };
+        let text = ReloadableTls::load(&one(missing)).unwrap_err().to_string();
         assert!(
             text.starts_with("tls-cert ") && text.contains("nope.pem"),
             "{text}"
@@ -208,10 +256,10 @@ mod tests {
 
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "hello\n").unwrap();
-        let text = ReloadableTls::load(&TlsFiles {
+        let text = ReloadableTls::load(&one(TlsFiles {
             cert: empty.clone(),
             key: empty,
-        })
+        }))
         .unwrap_err()
         .to_string();
         assert!(text.contains("no CERTIFICATE"), "{text}");

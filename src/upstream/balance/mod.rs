@@ -42,6 +42,9 @@ pub type MemberStarter = Arc<dyn Fn(&Arc<Member>) -> Vec<AbortHandle> + Send + S
 #[derive(Clone)]
 pub struct Upstreams {
     inner: Arc<Inner>,
+    /// The configured upstreams (indices into the settings' list) this
+    /// handle picks from: a site's own (`for_specs`); `None`: all.
+    group: Option<Arc<[usize]>>,
 }
 
 struct Inner {
@@ -232,6 +235,7 @@ impl Upstreams {
             .map(|(i, spec)| Arc::new(Member::new(i, spec, spec.address.clone(), &settings.pool)))
             .collect();
         Upstreams {
+            group: None,
             inner: Arc::new(Inner {
                 settings,
                 members: ArcSwap::from_pointee(members),
@@ -241,6 +245,18 @@ impl Upstreams {
                 failovers: AtomicU64::new(0),
                 stopped: std::sync::atomic::AtomicBool::new(false),
             }),
+        }
+    }
+
+    /// The same set, picking only among the configured upstreams `specs`
+    /// (indices into `settings().upstreams`): a site's own. All of them
+    /// (or none given): the whole set.
+    pub fn for_specs(&self, specs: &[usize]) -> Upstreams {
+        let all = specs.is_empty()
+            || (0..self.inner.settings.upstreams.len()).all(|i| specs.contains(&i));
+        Upstreams {
+            inner: self.inner.clone(),
+            group: (!all).then(|| specs.into()),
         }
     }
 
@@ -307,7 +323,7 @@ impl Upstreams {
                     if inner.stopped.load(Ordering::Relaxed) {
                         return;
                     }
-                    Upstreams { inner }.resolve_names().await;
+                    Upstreams { inner, group: None }.resolve_names().await;
                 }
             });
         }
@@ -397,6 +413,12 @@ impl Upstreams {
     /// is better tried than refused). None when all were tried.
     pub(crate) fn pick(&self, tried: &[Arc<Member>]) -> Option<(Arc<Member>, InFlight)> {
         let members = self.inner.members.load();
+        if let Some(group) = &self.group {
+            return self.pick_among(
+                members.iter().filter(|m| group.contains(&m.spec)).collect(),
+                tried,
+            );
+        }
         if let [only] = members.as_slice() {
             // One upstream: no choice, no bookkeeping.
             if tried.iter().any(|t| Arc::ptr_eq(t, only)) {
@@ -404,22 +426,32 @@ impl Upstreams {
             }
             return Some((only.clone(), InFlight(None)));
         }
+        self.pick_among(members.iter().collect(), tried)
+    }
+
+    fn pick_among(
+        &self,
+        members: Vec<&Arc<Member>>,
+        tried: &[Arc<Member>],
+    ) -> Option<(Arc<Member>, InFlight)> {
         let now = Instant::now();
         let untried = |m: &&Arc<Member>| !tried.iter().any(|t| Arc::ptr_eq(t, m));
         let mut candidates: Vec<&Arc<Member>> = members
             .iter()
+            .copied()
             .filter(untried)
             .filter(|m| !m.backup && m.health.is_up(now))
             .collect();
         if candidates.is_empty() {
             candidates = members
                 .iter()
+                .copied()
                 .filter(untried)
                 .filter(|m| m.backup && m.health.is_up(now))
                 .collect();
         }
         if candidates.is_empty() {
-            candidates = members.iter().filter(untried).collect();
+            candidates = members.iter().copied().filter(untried).collect();
         }
         // The one that would be least loaded with this request added sets
         // the bar; those below it share by weighted round robin. With equal
