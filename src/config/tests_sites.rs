@@ -52,7 +52,10 @@ max-body-size = "5M"
         ]
     );
     assert!(!a.default);
-    assert_eq!(a.config.root, fs::canonicalize(dir.path().join("a")).unwrap());
+    assert_eq!(
+        a.config.root,
+        fs::canonicalize(dir.path().join("a")).unwrap()
+    );
     assert_eq!(a.config.front_controller.as_deref(), Some("/index.php"));
     assert_eq!(a.config.upstream.len(), 2);
     // Not set in the site: the top level's.

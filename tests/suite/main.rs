@@ -29,6 +29,7 @@ mod pipelining;
 mod pool;
 mod reload;
 mod routing_static;
+mod sites;
 mod slow_pages;
 mod static_files_http;
 mod threads;
