@@ -395,6 +395,15 @@ fn finish(mut given: Layer) -> Result<Config, ConfigError> {
         let mut own = site.layer;
         let own_size = own.max_upstream_conns.is_some();
         own.site = None;
+        // A site that redirects every request (`return 301 …` alone, as
+        // www → apex) never routes: it needs no root of its own.
+        let redirects_all = own
+            .redirect
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|r| r.when == crate::sites::PathMatch::All));
+        if own.root.is_none() && layer.root.is_none() && redirects_all {
+            own.root = Some(PathBuf::from("/"));
+        }
         let config = build(
             own.over(layer.clone()),
             Scope::Site(i),

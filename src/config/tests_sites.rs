@@ -218,3 +218,26 @@ tls-key = "b.key"
     );
     assert!(message(check_file(&path)).contains("https needs a certificate"));
 }
+
+#[test]
+fn a_site_that_redirects_everything_needs_no_root() {
+    let (_dir, path) = file(
+        r#"
+upstream = "unix:/run/php/fpm.sock"
+[[site]]
+server-names = ["example.com"]
+root = "a"
+[[site]]
+server-names = ["www.example.com"]
+[[site.redirect]]
+to = "https://example.com$request_uri"
+"#,
+    );
+    let config = check_file(&path).unwrap();
+    assert_eq!(config.site[1].config.redirect[0].when, PathMatch::All);
+    // Only a catch-all redirect spares the root.
+    let (_dir, path) = file(
+        "upstream = \"unix:/x\"\n[[site]]\nserver-names = [\"a.test\"]\n[[site.redirect]]\npath = \"/x\"\nto = \"/y\"\n",
+    );
+    assert!(message(check_file(&path)).contains("site[0]: no root"));
+}

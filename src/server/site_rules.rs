@@ -53,19 +53,22 @@ pub(crate) fn before_routing<B>(
             &format!("https://{authority}{request_uri}"),
         ));
     }
-    let path = path?;
-    if let Some(redirect) = sites::redirect_for(&site.redirects, path) {
+    // A path that does not normalise still meets a whole-site redirect
+    // (a redirect-only site has no root to route it in).
+    let path_or_none = path.unwrap_or("");
+    if let Some(redirect) = sites::redirect_for(&site.redirects, path_or_none) {
         let vars = RequestVars {
             scheme: if https { "https" } else { "http" },
             host: &host,
             server_name: site.server_name.as_deref().unwrap_or(&host),
             request_uri,
-            uri: path,
+            uri: path_or_none,
             args: req.uri().query().unwrap_or(""),
         };
         let status = StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
         return Some(respond::redirect_with(status, &redirect.location(&vars)));
     }
+    let path = path?;
     if site.deny.iter().any(|rule| rule.matches(path)) {
         return Some(respond::forbidden());
     }

@@ -155,6 +155,11 @@ server-names = ["*.b.test", "b.test"]
 root = "b"
 default = true
 upstream = "tcp:{}"
+
+[[site]]
+server-names = ["www.c.test"]
+[[site.redirect]]
+to = "https://c.test$request_uri"
 "#,
         fpm_a.unix_socket.display(),
         fpm_b.tcp_addr
@@ -182,6 +187,13 @@ upstream = "tcp:{}"
     // No site's name: the default site.
     let reply = get_as(addr, "elsewhere.example", "/who.php").await;
     assert_eq!(reply.text(), "b b.test");
+    // A redirect-only site (www → apex), even for paths that do not route.
+    for path in ["/x/y?z=1", "/%2e%2e/etc/passwd"] {
+        let reply = get_as(addr, "www.c.test", path).await;
+        assert_eq!(reply.status, 301, "{path}");
+        let expected = format!("https://c.test{path}");
+        assert_eq!(reply.header("location").as_deref(), Some(expected.as_str()));
+    }
     // Each site's PHP goes to its own upstream.
     assert_eq!(
         get_as(addr, "a.test", "/whoami.php").await.text(),
