@@ -109,14 +109,17 @@ async fn serve(
     tls: Option<TlsInfo>,
     req: Request<Incoming>,
 ) -> (Response<GatewayBody>, Option<Duration>) {
-    let site = state
+    // Borrowed, not cloned: no shared reference count is touched per request.
+    let site: &SiteState = state
         .sites
-        .for_host(site_rules::request_host(req.uri(), req.headers()))
-        .clone();
+        .for_host(site_rules::request_host(req.uri(), req.headers()));
     let https = client.https || tls.is_some();
-    let path = site_rules::normalised_path(req.uri().path());
-    if let Some(mut resp) = site_rules::before_routing(&site, &req, path.as_deref(), https) {
-        site_rules::add_headers(&site, path.as_deref(), &mut resp);
+    // The path as rules match it, worked out only for a site with rules.
+    let path = site_rules::has_path_rules(site)
+        .then(|| site_rules::normalised_path(req.uri().path()))
+        .flatten();
+    if let Some(mut resp) = site_rules::before_routing(site, &req, path.as_deref(), https) {
+        site_rules::add_headers(site, path.as_deref(), &mut resp);
         return (resp, None);
     }
     // Kept for an error page's request, only when the site has pages.
@@ -125,7 +128,7 @@ async fn serve(
         version: req.version(),
         headers: req.headers().clone(),
     });
-    let answer = route_and_forward(state, &site, start, client, local, tls, req).await;
+    let answer = route_and_forward(state, site, start, client, local, tls, req).await;
     let status = answer.resp.status().as_u16();
     let page = original.and_then(|head| {
         let wanted = !answer.from_app || site.intercept_errors;
@@ -136,7 +139,7 @@ async fn serve(
         Some((head, target)) => {
             let ctx = Ctx {
                 state,
-                site: &site,
+                site,
                 start,
                 client,
                 local,
@@ -156,7 +159,7 @@ async fn serve(
         }
         None => answer,
     };
-    site_rules::add_headers(&site, path.as_deref(), &mut answer.resp);
+    site_rules::add_headers(site, path.as_deref(), &mut answer.resp);
     (answer.resp, answer.upstream_time)
 }
 

@@ -3,7 +3,6 @@
 //! `[[site]]` tables), and which one a request's Host picks.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::docroot::DocRoot;
 use crate::config::{Config, ListenAddr};
@@ -85,7 +84,7 @@ impl SiteState {
 /// Every site, and the one for requests no site's names fit.
 #[derive(Debug)]
 pub(crate) struct Sites {
-    list: Vec<Arc<SiteState>>,
+    list: Vec<SiteState>,
     default: usize,
 }
 
@@ -107,20 +106,20 @@ impl Sites {
         });
         let mut list = Vec::new();
         if config.top_level_site {
-            list.push(Arc::new(SiteState::new(
+            list.push(SiteState::new(
                 config,
                 Vec::new(),
                 group(&config.upstream),
                 https,
-            )));
+            ));
         }
         for site in &config.site {
-            list.push(Arc::new(SiteState::new(
+            list.push(SiteState::new(
                 &site.config,
                 site.server_names.clone(),
                 group(&site.config.upstream),
                 https,
-            )));
+            ));
         }
         let offset = usize::from(config.top_level_site);
         let default = config
@@ -132,7 +131,7 @@ impl Sites {
     }
 
     /// The site for a request to `host` (`Host` or the target's authority).
-    pub(crate) fn for_host(&self, host: Option<&str>) -> &Arc<SiteState> {
+    pub(crate) fn for_host(&self, host: Option<&str>) -> &SiteState {
         if self.list.len() == 1 {
             return &self.list[0];
         }
@@ -141,7 +140,7 @@ impl Sites {
     }
 
     /// The default site (the one log lines describe).
-    pub(crate) fn default_site(&self) -> &Arc<SiteState> {
+    pub(crate) fn default_site(&self) -> &SiteState {
         &self.list[self.default]
     }
 }

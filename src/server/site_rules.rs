@@ -18,6 +18,11 @@ pub(crate) fn normalised_path(raw: &str) -> Option<String> {
         .and_then(|decoded| path::normalise(&decoded).ok())
 }
 
+/// Whether the site has rules that look at the path.
+pub(crate) fn has_path_rules(site: &SiteState) -> bool {
+    !site.redirects.is_empty() || !site.deny.is_empty() || !site.headers.is_empty()
+}
+
 /// The host a request names: the target's authority (absolute form) or
 /// its Host header.
 pub(crate) fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
