@@ -10,6 +10,11 @@
 //! body) its end; `Activity::expired` resolves when the connection has
 //! been idle or slow past its limit, and the connection is then closed.
 //!
+//! Nothing wakes the watcher when a request starts or ends: it sleeps no
+//! longer than the shorter limit and looks again. Any deadline a change
+//! can bring is at least that far off (see `expired`), so none is missed,
+//! and a request costs no wake-up of its connection's task.
+//!
 //! The head's bytes are kept while it is read, up to `HEAD_KEPT`: hyper
 //! drops a Content-Length that comes with Transfer-Encoding before the
 //! request reaches us, and `framing` refuses that pair (RFC 9112 §6.3).
@@ -21,7 +26,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Head bytes kept for the Content-Length check; a longer head is judged
@@ -51,7 +55,6 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Activity {
     state: Mutex<State>,
-    changed: Notify,
 }
 
 impl Activity {
@@ -64,7 +67,6 @@ impl Activity {
                 head_since: None,
                 head: Vec::new(),
             }),
-            changed: Notify::new(),
         })
     }
 
@@ -77,8 +79,6 @@ impl Activity {
         }
         if s.head_since.is_none() {
             s.head_since = Some(Instant::now());
-            // The head's own deadline may come before the idle one.
-            self.changed.notify_one();
         }
         let room = HEAD_KEPT.saturating_sub(s.head.len());
         s.head.extend_from_slice(&data[..data.len().min(room)]);
@@ -109,7 +109,6 @@ impl Activity {
                 s.idle_since = Instant::now();
             }
         }
-        self.changed.notify_one();
     }
 
     /// When the connection must close if nothing changes; None while a
@@ -129,22 +128,22 @@ impl Activity {
 
     /// Resolves once the connection has been idle, or reading one head,
     /// past its limit.
+    ///
+    /// Sleeps until the current deadline or the shorter limit from now,
+    /// whichever comes first, then looks again. Any deadline set by a
+    /// later change (a head's first byte, a request's end) lies at least the
+    /// shorter limit after that change, so after this wake-up: none is
+    /// passed unseen.
     pub(crate) async fn expired(&self, limits: IdleLimits) {
+        let step = limits.header.min(limits.keepalive);
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            // Registered before reading the state, so no change is missed.
-            changed.as_mut().enable();
-            match self.deadline(limits) {
-                None => changed.await,
-                Some(at) if at <= Instant::now() => return,
-                Some(at) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(at) => {}
-                        () = changed => {}
-                    }
-                }
-            }
+            let now = Instant::now();
+            let wake = match self.deadline(limits) {
+                Some(at) if at <= now => return,
+                Some(at) => at.min(now + step),
+                None => now + step,
+            };
+            tokio::time::sleep_until(wake).await;
         }
     }
 }
@@ -256,6 +255,31 @@ mod tests {
         let ended = Instant::now();
         activity.expired(LIMITS).await;
         assert_eq!(ended.elapsed(), LIMITS.keepalive);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watcher_running_throughout_sees_every_deadline() {
+        let activity = Activity::new();
+        let opened = Instant::now();
+        let watcher = tokio::spawn({
+            let activity = activity.clone();
+            async move { activity.expired(LIMITS).await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        activity.bytes_in(b"GET / HTTP/1.1\r\n\r\n");
+        let ((), request) = activity.begin(|_| ());
+        // A long request: no limit while it runs.
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert!(!watcher.is_finished());
+        drop(request);
+        let ended = Instant::now();
+        // A slow next head, begun 20 s into the keep-alive wait: its own
+        // limit (10 s) ends the connection, before the keep-alive one.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        activity.bytes_in(b"GE");
+        watcher.await.unwrap();
+        assert_eq!(ended.elapsed(), Duration::from_secs(30));
+        assert_eq!(opened.elapsed(), Duration::from_secs(335));
     }
 
     #[tokio::test(start_paused = true)]

@@ -98,6 +98,47 @@ pub(super) struct Validators {
     /// The modification time cut to whole seconds, as HTTP dates carry it;
     /// none when it cannot be written as one (before 1970, after 9999).
     modified: Option<SystemTime>,
+    /// `modified` as the Last-Modified header value.
+    last_modified: Option<HeaderValue>,
+}
+
+/// The validators of the files this thread served last: writing a date
+/// and a hex ETag costs more than the rest of a small file's answer, and
+/// hot files are asked for again and again. Per thread, so no lock and no
+/// shared cache line; a slot per hash of the file's identity.
+mod recent {
+    use std::cell::RefCell;
+
+    use super::Validators;
+
+    const SLOTS: usize = 64;
+
+    type Key = (u64, u128, &'static str);
+
+    thread_local! {
+        static RECENT: RefCell<Vec<Option<(Key, Validators)>>> =
+            RefCell::new(vec![None; SLOTS]);
+    }
+
+    fn slot((len, nanos, suffix): Key) -> usize {
+        let mixed = (nanos as u64 ^ (nanos >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ len.rotate_left(17)
+            ^ suffix.len() as u64;
+        (mixed >> 58) as usize % SLOTS
+    }
+
+    pub(super) fn get(key: Key) -> Option<Validators> {
+        RECENT.with(|recent| match &recent.borrow()[slot(key)] {
+            Some((k, v)) if *k == key => Some(v.clone()),
+            _ => None,
+        })
+    }
+
+    pub(super) fn put(key: Key, validators: &Validators) {
+        RECENT.with(|recent| {
+            recent.borrow_mut()[slot(key)] = Some((key, validators.clone()));
+        });
+    }
 }
 
 impl Validators {
@@ -105,23 +146,38 @@ impl Validators {
         let since_epoch = modified.and_then(|m| m.duration_since(UNIX_EPOCH).ok());
         let nanos = since_epoch.map_or(0, |d| d.as_nanos());
         let suffix = enc.map_or("", Encoding::suffix);
-        let etag = format!("\"{len:x}-{nanos:x}{suffix}\"");
-        let etag = HeaderValue::from_maybe_shared(bytes::Bytes::from(etag))
-            .expect("hex digits, '-' and '.' between quotes are a valid header value");
         // httpdate panics on times it cannot write; such a file goes without
         // Last-Modified (its ETag still validates it).
         let modified = since_epoch
             .map(|d| d.as_secs())
             .filter(|&secs| secs < LAST_HTTP_DATE)
             .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
-        Validators { etag, modified }
+        let key = (len, nanos, suffix);
+        if let Some(known) = recent::get(key) {
+            return known;
+        }
+        let etag = format!("\"{len:x}-{nanos:x}{suffix}\"");
+        let etag = HeaderValue::from_maybe_shared(bytes::Bytes::from(etag))
+            .expect("hex digits, '-' and '.' between quotes are a valid header value");
+        let last_modified = modified.map(|m| {
+            let mut h = HeaderMap::new();
+            h.typed_insert(LastModified::from(m));
+            h.remove(header::LAST_MODIFIED)
+        });
+        let validators = Validators {
+            etag,
+            last_modified: last_modified.flatten(),
+            modified,
+        };
+        recent::put(key, &validators);
+        validators
     }
 
     /// ETag and Last-Modified on a response; last, as it gives the ETag away.
     pub(super) fn insert_into(self, h: &mut HeaderMap) {
         h.insert(header::ETAG, self.etag);
-        if let Some(modified) = self.modified {
-            h.typed_insert(LastModified::from(modified));
+        if let Some(value) = self.last_modified {
+            h.insert(header::LAST_MODIFIED, value);
         }
     }
 
