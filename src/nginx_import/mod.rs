@@ -5,6 +5,7 @@
 
 mod emit;
 mod include;
+mod known;
 mod lexer;
 mod location;
 mod map;
@@ -53,10 +54,21 @@ fn finish(directives: &[parse::Directive], names: &[String]) -> Import {
         .iter()
         .map(|f| {
             let file = names.get(f.file).map_or("?", String::as_str);
-            format!("{file}:{}: {} — {}", f.line, f.directive, f.why)
+            one_line(&format!("{file}:{}: {} — {}", f.line, f.directive, f.why))
         })
         .collect();
     Import { toml, unmapped }
+}
+
+/// `text` with control characters escaped, so a quoted argument holding a
+/// newline still gives one line per finding.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| match c.is_control() {
+            true => c.escape_default().collect::<Vec<_>>(),
+            false => vec![c],
+        })
+        .collect()
 }
 
 /// The subcommand: TOML to stdout, unmapped lines to stderr; exit 0 when
