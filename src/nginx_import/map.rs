@@ -172,8 +172,20 @@ impl Mapper {
             ..Site::default()
         };
         let block = d.block.as_deref().unwrap_or_default();
+        let certbot = is_certbot_redirect(block);
+        if certbot {
+            site.https_redirect_only = true;
+            site.redirects.push(Redirect {
+                path: None,
+                prefix: None,
+                to: "https://$host$request_uri".into(),
+                status: 301,
+            });
+        }
         for inner in block {
             match inner.name.as_str() {
+                // Certbot's redirect server, taken whole above.
+                "if" | "return" if certbot => {}
                 "listen" => match parse_listen(&inner.args) {
                     Ok(listen) => {
                         site.default |= listen.default_server;
@@ -486,6 +498,36 @@ impl Mapper {
             index += 1;
         }
     }
+}
+
+/// The server certbot writes beside a TLS one: `if ($host = NAME) {
+/// return 301 https://$host$request_uri; }` for its names, then `return
+/// 404;` for any other Host, and nothing else but `listen`/`server_name`.
+fn is_certbot_redirect(block: &[Directive]) -> bool {
+    let names: Vec<&str> = block
+        .iter()
+        .filter(|d| d.name == "server_name")
+        .flat_map(|d| d.args.iter().map(String::as_str))
+        .collect();
+    let is_host_redirect = |d: &Directive| {
+        let redirects = matches!(d.block.as_deref(), Some([r])
+            if r.name == "return" && r.args == ["301", "https://$host$request_uri"]);
+        let host = match d.args.as_slice() {
+            [var, eq, name] if var == "($host" && eq == "=" => name.strip_suffix(')'),
+            _ => None,
+        };
+        redirects && host.is_some_and(|h| names.contains(&h))
+    };
+    let mut any_if = false;
+    for d in block {
+        match d.name.as_str() {
+            "if" if is_host_redirect(d) => any_if = true,
+            "return" if d.args == ["404"] => {}
+            "listen" | "server_name" => {}
+            _ => return false,
+        }
+    }
+    any_if
 }
 
 /// `return CODE URL` (or `return URL`, a 302) as a redirect.

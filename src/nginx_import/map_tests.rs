@@ -186,3 +186,17 @@ fn toml_strings_escape_what_they_must() {
         "{toml}"
     );
 }
+
+#[test]
+fn certbots_redirect_server_becomes_redirect_to_https() {
+    let (toml, unmapped) = import(
+        "server { server_name c.test; listen 443 ssl; root /srv/c;\n\
+           ssl_certificate /etc/le/c.pem; ssl_certificate_key /etc/le/c.key; }\n\
+         server {\n  if ($host = c.test) {\n    return 301 https://$host$request_uri;\n  }\n\
+           listen 80; server_name c.test; return 404; }\n",
+    );
+    assert!(unmapped.is_empty(), "{unmapped:?}");
+    assert!(toml.contains("redirect-to-https = true"), "{toml}");
+    assert!(toml.contains("\"http://0.0.0.0:80\""), "{toml}");
+    assert!(!toml.contains("[[site]]"), "{toml}");
+}
