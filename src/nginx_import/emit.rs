@@ -20,6 +20,14 @@ pub fn emit(mapped: &Mapped, files: &[String]) -> String {
     }
     let origin = |site: &Site| {
         let file = files.get(site.origin.0).map_or("?", String::as_str);
+        // A control character in a file name would end the comment early.
+        let file: String = file
+            .chars()
+            .flat_map(|c| match c.is_control() {
+                true => c.escape_default().collect::<Vec<_>>(),
+                false => vec![c],
+            })
+            .collect();
         format!("# server at {file}:{}\n", site.origin.1)
     };
     match mapped.sites.as_slice() {

@@ -265,6 +265,47 @@ fn multi_site_gives_one_site_per_server() {
     );
 }
 
+/// A self-signed certificate and key as `cert.pem` / `key.pem` in `dir`
+/// (what the `https` corpus config names).
+fn write_certificate(dir: &Path) {
+    let made = rcgen::generate_simple_self_signed(vec!["secure.test".into()]).unwrap();
+    fs::write(dir.join("cert.pem"), made.cert.pem()).unwrap();
+    fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn certbot_site_becomes_one_tls_site_that_redirects_plain_http() {
+    let (dir, out) = import("https", "site.conf", fixture_site("app"));
+    assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""));
+    let t = out.table();
+    // With TLS anywhere, every TCP listener says its scheme.
+    assert_eq!(
+        strings_at(&t, "listen"),
+        ["https://[::]:443", "http://[::]:80"]
+    );
+    assert_eq!(
+        strings_at(&t, "server-names"),
+        ["secure.test", "www.secure.test"]
+    );
+    assert_eq!(
+        t.get("redirect-to-https").and_then(|v| v.as_bool()),
+        Some(true)
+    );
+    assert_eq!(
+        str_at(&t, "tls-cert"),
+        dir.path().join("cert.pem").display().to_string()
+    );
+    assert_eq!(
+        str_at(&t, "tls-key"),
+        dir.path().join("key.pem").display().to_string()
+    );
+    assert!(
+        t.get("site").is_none() && t.get("redirect").is_none(),
+        "{}",
+        out.toml
+    );
+}
+
 #[test]
 fn syntax_errors_and_missing_files_exit_2_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,10 +346,12 @@ fn every_imported_config_passes_check_config() {
         ),
         ("debian-default", "nginx.conf", fixture_site("app")),
         ("multi-site", "site.conf", fixture_site("")),
+        ("https", "site.conf", fixture_site("app")),
     ];
     let mut failures = Vec::new();
     for (name, file, root) in cases {
         let (dir, out) = import(name, file, root);
+        write_certificate(dir.path());
         let toml = out.write_to(&dir.path().join("gateway.toml"));
         let (code, said) = check_config(&toml);
         if code != Some(0) {
