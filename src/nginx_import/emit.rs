@@ -13,7 +13,7 @@ pub fn emit(mapped: &Mapped, files: &[String]) -> String {
     let _ = writeln!(out, "listen = {}", array(&listen_addresses(&mapped.sites)));
     for (key, setting) in &mapped.settings {
         let value = match *key {
-            "workers" => setting.value.clone(),
+            "workers" | "max-fails" => setting.value.clone(),
             _ => string(&setting.value),
         };
         let _ = writeln!(out, "{key} = {value}");

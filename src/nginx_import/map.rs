@@ -104,10 +104,13 @@ impl Mapper {
         let mut servers = Vec::new();
         for d in block {
             match d.name.as_str() {
-                "server" => match upstream_server(&d.args) {
-                    Ok(server) => servers.push(server),
-                    Err(why) => self.unmapped(d, why),
-                },
+                "server" => {
+                    let args = self.failure_settings(d);
+                    match upstream_server(&args) {
+                        Ok(server) => servers.push(server),
+                        Err(why) => self.unmapped(d, why),
+                    }
+                }
                 // The gateway keeps connections and picks the least busy
                 // per weight by itself; a zone is nginx's shared memory.
                 "keepalive" | "keepalive_timeout" | "keepalive_requests" | "least_conn"
@@ -119,6 +122,26 @@ impl Mapper {
             }
         }
         servers
+    }
+
+    /// `max_fails=N` and `fail_timeout=T` of an upstream `server` become the
+    /// gateway-wide `max-fails` and `fail-timeout`; the other arguments are
+    /// returned.
+    fn failure_settings(&mut self, d: &Directive) -> Vec<String> {
+        let mut rest = Vec::with_capacity(d.args.len());
+        for arg in &d.args {
+            match arg.split_once('=') {
+                Some(("max_fails", n)) if n.parse::<u32>().is_ok() => {
+                    self.setting(d, "max-fails", n.to_string());
+                }
+                Some(("fail_timeout", t)) if values::duration(t).is_ok() => {
+                    let duration = values::duration(t).unwrap_or_default();
+                    self.setting(d, "fail-timeout", duration);
+                }
+                _ => rest.push(arg.clone()),
+            }
+        }
+        rest
     }
 
     /// The main or `http` context: process settings, `http`, `server`s.
@@ -343,6 +366,7 @@ impl Mapper {
                 Err(why) => self.unmapped(d, why),
             },
             "error_page" if level != Level::Location => self.error_page(d, site),
+            "error_page" => self.unmapped(d, "error pages are per site; none for one location"),
             "add_header" => match header_of(d) {
                 Ok(header) => site.headers.push(header),
                 Err(why) => self.unmapped(d, why),
@@ -589,7 +613,7 @@ fn upstream_server(args: &[String]) -> Result<String, String> {
             Some(("weight", n)) if n.parse::<u32>().is_ok() => out.push_str(&format!(" weight={n}")),
             Some(("max_conns", n)) if n.parse::<u32>().is_ok() => out.push_str(&format!(" max-conns={n}")),
             None if param == "backup" => out.push_str(" backup"),
-            _ => return Err(format!("{param}: the gateway's upstreams take weight, max_conns and backup (max-fails and fail-timeout are gateway-wide)")),
+            _ => return Err(format!("{param}: the gateway's upstreams take weight, max_conns and backup (and max_fails, fail_timeout)")),
         }
     }
     Ok(out)

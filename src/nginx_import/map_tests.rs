@@ -52,7 +52,13 @@ fn upstream_blocks_keep_weights_and_backups() {
         toml.contains("upstream = [\"tcp:10.0.0.5:9000 weight=2\", \"unix:/run/p.sock backup\"]"),
         "{toml}"
     );
-    let (_, unmapped) = import("upstream fpm { server a:9000 max_fails=3; ip_hash; }");
+    let (toml, unmapped) = import(
+        "upstream fpm { server a:9000 max_fails=3 fail_timeout=30s; server b:9000 down; ip_hash; }",
+    );
+    assert!(
+        toml.contains("max-fails = 3\nfail-timeout = \"30s\"\n"),
+        "{toml}"
+    );
     assert_eq!(unmapped.len(), 2, "{unmapped:?}");
 }
 
