@@ -100,7 +100,10 @@ impl Mapper {
         if m.is_prefix() && has("add_header") && only(&["add_header", "try_files"]) {
             return self.header_location(d, &m, block, site);
         }
-        if m.modifier == "=" && only(&[]) {
+        // `location = /favicon.ico { log_not_found off; }`,
+        // `location ^~ /.well-known/acme-challenge/ { allow all; }`: served
+        // as any path is. Not for regexes, which could catch PHP paths.
+        if !m.is_regex() && only(&[]) {
             return self.inner(block, site);
         }
         self.unmapped(

@@ -206,3 +206,17 @@ fn certbots_redirect_server_becomes_redirect_to_https() {
     assert!(toml.contains("\"http://0.0.0.0:80\""), "{toml}");
     assert!(!toml.contains("[[site]]"), "{toml}");
 }
+
+#[test]
+fn allow_all_and_log_only_locations_are_served_as_any_path() {
+    let (_, unmapped) = import(
+        "server { location ^~ /.well-known/acme-challenge/ { allow all; }\n\
+           location = /robots.txt { allow all; log_not_found off; }\n\
+           location ~ /\\.well-known { allow all; } }",
+    );
+    assert_eq!(unmapped.len(), 1, "{unmapped:?}");
+    assert!(
+        unmapped[0].starts_with("t.conf:3: location ~"),
+        "{unmapped:?}"
+    );
+}
