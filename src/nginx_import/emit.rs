@@ -112,11 +112,20 @@ fn site_keys(out: &mut String, site: &Site, prefix: &str) {
     let mut line = |key: &str, value: String| {
         let _ = writeln!(out, "{key} = {value}");
     };
-    if !site.names.is_empty() {
-        line("server-names", array(&site.names));
-    }
-    if site.default {
-        line("default", "true".into());
+    if prefix.is_empty() {
+        // The single-site form serves every Host, as nginx does with one
+        // server; its first name stays PHP's SERVER_NAME ($server_name).
+        let exact = site.names.iter().find(|n| !n.starts_with(['*', '.']));
+        if let Some(name) = exact {
+            line("server-name", string(name));
+        }
+    } else {
+        if !site.names.is_empty() {
+            line("server-names", array(&site.names));
+        }
+        if site.default {
+            line("default", "true".into());
+        }
     }
     if let Some(root) = &site.root {
         line("root", string(root));

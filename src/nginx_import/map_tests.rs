@@ -117,13 +117,12 @@ fn built_in_behaviour_counts_as_mapped() {
              fastcgi_param HTTPS $https if_not_empty; fastcgi_pass unix:/run/php.sock; } } }",
     );
     assert!(unmapped.is_empty(), "{unmapped:?}");
-    assert!(toml.contains("default = true"), "{toml}");
     assert!(toml.contains("front-controller = \"/index.php\""), "{toml}");
     assert!(
         !toml.contains("deny"),
         "the dotfile idiom is built in:\n{toml}"
     );
-    assert!(!toml.contains("server-names"), "{toml}");
+    assert!(!toml.contains("server-name"), "{toml}");
 }
 
 #[test]
@@ -218,5 +217,29 @@ fn allow_all_and_log_only_locations_are_served_as_any_path() {
     assert!(
         unmapped[0].starts_with("t.conf:3: location ~"),
         "{unmapped:?}"
+    );
+}
+
+#[test]
+fn one_server_serves_every_host_and_several_keep_their_names() {
+    let (toml, _) = import(
+        "server { listen 80 default_server; server_name *.a.test a.test b.test; root /srv; }",
+    );
+    assert!(toml.contains("server-name = \"a.test\"\n"), "{toml}");
+    assert!(
+        !toml.contains("server-names") && !toml.contains("default"),
+        "{toml}"
+    );
+    let (toml, _) = import(
+        "server { listen 80 default_server; server_name *.a.test a.test; root /a; }\n\
+         server { server_name b.test; root /b; }",
+    );
+    assert!(
+        toml.contains("[[site]]\nserver-names = [\"*.a.test\", \"a.test\"]\ndefault = true\n"),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("[[site]]\nserver-names = [\"b.test\"]\n"),
+        "{toml}"
     );
 }

@@ -87,7 +87,8 @@ fn laravel_maps_but_for_per_path_logging_and_a_hidden_header() {
     let t = out.table();
     // `listen 8080; listen [::]:8080;`: the dual-stack socket takes both.
     assert_eq!(strings_at(&t, "listen"), ["[::]:8080"]);
-    assert_eq!(strings_at(&t, "server-names"), ["laravel.test"]);
+    // One server: every Host is its; the name is PHP's SERVER_NAME.
+    assert_eq!(str_at(&t, "server-name"), "laravel.test");
     assert_eq!(str_at(&t, "front-controller"), "/index.php");
     assert_eq!(
         t.get("php-only-front-controller").and_then(|v| v.as_bool()),
@@ -111,10 +112,7 @@ fn symfony_maps_fully() {
     let (_dir, out) = import("symfony", "site.conf", fixture_site("app"));
     assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""));
     let t = out.table();
-    assert_eq!(
-        strings_at(&t, "server-names"),
-        ["symfony.test", "www.symfony.test"]
-    );
+    assert_eq!(str_at(&t, "server-name"), "symfony.test");
     assert_eq!(str_at(&t, "front-controller"), "/index.php");
     assert_eq!(
         t.get("php-only-front-controller").and_then(|v| v.as_bool()),
@@ -131,7 +129,7 @@ fn wordpress_maps_fully() {
     let (_dir, out) = import("wordpress", "site.conf", fixture_site("wordpress"));
     assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""));
     let t = out.table();
-    assert_eq!(t.get("default").and_then(|v| v.as_bool()), Some(true));
+    assert_eq!(str_at(&t, "server-name"), "wordpress.test");
     assert_eq!(str_at(&t, "front-controller"), "/index.php");
     assert!(t.get("php-only-front-controller").is_none());
     assert_eq!(str_at(&t, "upstream"), "unix:/run/php/php8.2-fpm.sock");
@@ -158,8 +156,7 @@ fn debian_default_site_maps_fully_with_its_snippets() {
     );
     assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""));
     let t = out.table();
-    assert_eq!(t.get("default").and_then(|v| v.as_bool()), Some(true));
-    assert!(t.get("server-names").is_none(), "server_name _ is no name");
+    assert!(t.get("server-name").is_none(), "server_name _ is no name");
     assert!(t.get("front-controller").is_none(), "try_files … =404");
     assert_eq!(
         strings_at(&t, "index"),
@@ -283,10 +280,7 @@ fn certbot_site_becomes_one_tls_site_that_redirects_plain_http() {
         strings_at(&t, "listen"),
         ["https://[::]:443", "http://[::]:80"]
     );
-    assert_eq!(
-        strings_at(&t, "server-names"),
-        ["secure.test", "www.secure.test"]
-    );
+    assert_eq!(str_at(&t, "server-name"), "secure.test");
     assert_eq!(
         t.get("redirect-to-https").and_then(|v| v.as_bool()),
         Some(true)
