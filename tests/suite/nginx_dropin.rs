@@ -6,7 +6,8 @@
 //! the case says so and what each answers (docs/nginx-import.md lists them).
 //!
 //! nginx's answers are checked first, so the expectations stay true to
-//! nginx even while the gateway side cannot run.
+//! nginx even where the gateway side cannot run (it needs the sites keys
+//! of docs/sites.md: main's bdce522 and after).
 
 use std::path::PathBuf;
 
