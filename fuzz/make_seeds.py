@@ -284,6 +284,39 @@ def config_file():
     return [f.encode() for f in files]
 
 
+# --- nginx configs (import-nginx) ---------------------------------------------
+
+CORPUS = os.path.join(HERE, "..", "tests", "nginx-corpus")
+
+
+def nginx_config():
+    """The corpus configs (placeholders left in), and small odd ones."""
+    seeds = []
+    for base, _, names in sorted(os.walk(CORPUS)):
+        for name in sorted(names):
+            if name != "README.md":
+                with open(os.path.join(base, name), "rb") as f:
+                    seeds.append(f.read())
+    odd = [
+        "server { listen 443 ssl; ssl_certificate a.pem; ssl_certificate_key a.key; server_name a.test; }\n"
+        "server { listen 80; server_name a.test; return 301 https://$host$request_uri; }\n",
+        "upstream u { server 10.0.0.1:9000 weight=3 max_conns=4; server unix:/s backup; }\n"
+        "server { location ~ \\.php$ { fastcgi_pass u; fastcgi_param A \"b c\"; } }\n",
+        "server { error_page 404 =200 /x; error_page 500 502 = /e.php; error_page 410 https://e/; }\n",
+        "server { location ~* \\.(css|js)$ { expires 1h30m; add_header Cache-Control public; } }\n",
+        "server { location = /a { return 302 $scheme://$host${request_uri}; } location /b/ { return 308 /c; } }\n",
+        "server { location ~ /\\.(?!well-known).* { deny all; } location ~ (a)\\1 { return 403; } }\n",
+        "server { listen [::]:80 default_server; listen [::1]:81 ipv6only=on; listen unix:/tmp/s; }\n",
+        "server { add_header 'X \\' y' \"v\\n\\t\" always; client_max_body_size 0; fastcgi_read_timeout 1y; }\n",
+        "http { server { location / { location /x { } } } }\n",
+        "a \"unclosed\n",
+        "server {\n",
+        "}\n",
+        "x ${a} {b};\n",
+    ]
+    return seeds + [o.encode() for o in odd]
+
+
 def main():
     for target, seeds in [
         ("fastcgi_decode", fastcgi_decode()),
@@ -292,6 +325,7 @@ def main():
         ("route", route()),
         ("config_file", config_file()),
         ("accel", accel()),
+        ("nginx_config", nginx_config()),
     ]:
         out = os.path.join(HERE, "corpus", target)
         os.makedirs(out, exist_ok=True)

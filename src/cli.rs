@@ -41,4 +41,15 @@ pub enum Command {
     /// Probe a PHP site (ours or any server's) for known PHP/FastCGI
     /// misconfigurations; exit 1 on a finding of high severity.
     Doctor(crate::doctor::DoctorArgs),
+    /// Translate nginx config files (includes followed) into the gateway's
+    /// TOML on stdout; what cannot be mapped goes to stderr as
+    /// `file:line: directive — why` (exit 3; 2 for unreadable files).
+    ImportNginx {
+        #[arg(
+            value_name = "FILE",
+            required = true,
+            help = "nginx config files (nginx.conf or site files)"
+        )]
+        files: Vec<PathBuf>,
+    },
 }

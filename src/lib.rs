@@ -23,6 +23,7 @@
 //! - `metrics`  — Prometheus registry: requests, durations, upstream pool and times, php-fpm status.
 //! - `bench`    — the `bench` subcommand: php-fpm latency/throughput per upstream; off the serving path.
 //! - `doctor`   — the `doctor` subcommand: probes a live PHP site for known PHP/FastCGI misconfigurations; off the serving path.
+//! - `nginx_import` — the `import-nginx` subcommand: nginx config files → the gateway's TOML and a list of what does not map; off the serving path.
 
 mod admin;
 pub mod bench;
@@ -36,6 +37,7 @@ pub mod fastcgi;
 pub mod fpm;
 pub mod listen;
 pub mod metrics;
+pub mod nginx_import;
 pub mod route;
 pub mod server;
 pub mod shutdown;

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
             init_tracing("warn");
             fcgi_gateway::doctor::run(args)
         }
+        Command::ImportNginx { files } => fcgi_gateway::nginx_import::run(&files),
     }
 }
 

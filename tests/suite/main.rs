@@ -23,6 +23,8 @@ mod fake_upstream;
 mod framing;
 mod harness_selftest;
 mod limits;
+mod nginx_dropin;
+mod nginx_import;
 mod observability;
 mod php_fpm_http;
 mod pipelining;

@@ -7,6 +7,8 @@
 //!   temporary directory and stops it by PID.
 //! * [`nginx`] runs a real nginx with a config the test writes, for a site
 //!   served by another server than ours (`doctor`'s tests).
+//! * [`corpus`] makes the `import-nginx` corpus concrete (placeholders
+//!   replaced) and runs `import-nginx` and `check-config` on it.
 //! * [`fake_fcgi`] is a scripted FastCGI server for faults php-fpm cannot
 //!   produce on demand (malformed records, wrong request ids, early close...).
 //! * [`wait`] polls for something to happen (a condition, a listening socket,
@@ -16,6 +18,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod binary;
+pub mod corpus;
 pub mod delay;
 pub mod fake_fcgi;
 pub mod gateway;

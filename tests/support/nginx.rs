@@ -34,6 +34,22 @@ impl Nginx {
     /// after its `listen`). Panics with the error log when nginx is
     /// missing or does not come up: tests that need it fail, never skip.
     pub fn start(server_body: &str) -> Nginx {
+        Nginx::start_http(|_dir, addr| {
+            let mut lines = format!("server {{\n    listen {addr};\n");
+            for line in server_body.lines() {
+                let _ = writeln!(lines, "    {line}");
+            }
+            lines.push_str("}\n");
+            lines
+        })
+    }
+
+    /// Starts nginx with the `http { }` contents `http_body` returns for
+    /// nginx's dir (its conf dir: relative includes resolve there) and the
+    /// 127.0.0.1 address picked for it; called again with another address
+    /// when that one turns out taken. For whole site files (the
+    /// `import-nginx` corpus) that name their own `listen`.
+    pub fn start_http(http_body: impl Fn(&Path, SocketAddr) -> String) -> Nginx {
         let bin = find_nginx();
         let dir = tempfile::Builder::new()
             .prefix("nginx-test-")
@@ -46,7 +62,7 @@ impl Nginx {
         let mut last = String::new();
         for attempt in 1..=PORT_ATTEMPTS {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-            let conf = render(dir.path(), addr, server_body);
+            let conf = render(dir.path(), &http_body(dir.path(), addr));
             let conf_path = dir.path().join("nginx.conf");
             fs::write(&conf_path, &conf).expect("write nginx.conf");
             let error_log = dir.path().join("error.log");
@@ -181,7 +197,7 @@ fn find_nginx() -> PathBuf {
     }
 }
 
-fn render(dir: &Path, addr: SocketAddr, server_body: &str) -> String {
+fn render(dir: &Path, http_body: &str) -> String {
     let d = dir.display();
     let mut c = String::new();
     // writeln! into a String cannot fail.
@@ -207,12 +223,9 @@ fn render(dir: &Path, addr: SocketAddr, server_body: &str) -> String {
          application/javascript js; image/jpeg jpg; image/png png; }}"
     );
     let _ = writeln!(c, "    default_type application/octet-stream;");
-    let _ = writeln!(c, "    server {{");
-    let _ = writeln!(c, "        listen {addr};");
-    for line in server_body.lines() {
-        let _ = writeln!(c, "        {line}");
+    for line in http_body.lines() {
+        let _ = writeln!(c, "    {line}");
     }
-    let _ = writeln!(c, "    }}");
     let _ = writeln!(c, "}}");
     c
 }
