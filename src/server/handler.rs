@@ -128,35 +128,31 @@ async fn serve(
         version: req.version(),
         headers: req.headers().clone(),
     });
-    let answer = route_and_forward(state, site, start, client, local, tls, req).await;
+    let ctx = Ctx {
+        state,
+        site,
+        start,
+        client,
+        local,
+        tls,
+    };
+    let answer = route_and_forward(&ctx, req).await;
     let status = answer.resp.status().as_u16();
     let page = original.and_then(|head| {
         let wanted = !answer.from_app || site.intercept_errors;
         let target = sites::error_page_for(&site.error_pages, status).filter(|_| wanted)?;
-        Some((head, target.clone()))
+        Some((head, target))
     });
     let mut answer = match page {
-        Some((head, target)) => {
-            let ctx = Ctx {
-                state,
-                site,
-                start,
-                client,
-                local,
-                tls,
-            };
-            match error_page(&ctx, &head, answer.resp.status(), &target).await {
-                Some(page) => {
-                    // The failed answer's body is dropped: its upstream
-                    // exchange finishes or is cancelled on its own.
-                    Answer {
-                        upstream_time: page.upstream_time.or(answer.upstream_time),
-                        ..page
-                    }
-                }
-                None => answer,
-            }
-        }
+        // The failed answer's body is dropped: its upstream exchange
+        // finishes or is cancelled on its own.
+        Some((head, target)) => match error_page(&ctx, &head, answer.resp.status(), target).await {
+            Some(page) => Answer {
+                upstream_time: page.upstream_time.or(answer.upstream_time),
+                ..page
+            },
+            None => answer,
+        },
         None => answer,
     };
     site_rules::add_headers(site, path.as_deref(), &mut answer.resp);
@@ -232,15 +228,8 @@ async fn error_page(
     Some(answer)
 }
 
-async fn route_and_forward(
-    state: &AppState,
-    site: &SiteState,
-    start: Instant,
-    client: Client,
-    local: Endpoint,
-    tls: Option<TlsInfo>,
-    req: Request<Incoming>,
-) -> Answer {
+async fn route_and_forward(ctx: &Ctx<'_>, req: Request<Incoming>) -> Answer {
+    let site = ctx.site;
     // This request's routing: a deploy switching the root's symlink
     // reaches the next requests, not this one.
     let routing = site.docroot.current();
@@ -271,21 +260,13 @@ async fn route_and_forward(
         Ok(p) => p,
         Err(resp) => return Answer::ours(resp),
     };
-    let ctx = Ctx {
-        state,
-        site,
-        start,
-        client,
-        local,
-        tls,
-    };
     let request = ScriptRequest {
         method: &parts.method,
         uri: &parts.uri,
         version: parts.version,
         headers: &parts.headers,
     };
-    run_script(&ctx, &routing, script, request, prepared).await
+    run_script(ctx, &routing, script, request, prepared).await
 }
 
 /// The request head a script runs for.
@@ -578,10 +559,7 @@ fn choose_server_name<'a>(
     if let Some(name) = &site.server_name {
         return Cow::Borrowed(name);
     }
-    let host = uri.host().or_else(|| {
-        let h = headers.get(header::HOST)?.to_str().ok()?;
-        Some(strip_port(h))
-    });
+    let host = site_rules::request_host(uri, headers).map(strip_port);
     match host {
         Some(h) if !h.is_empty() => Cow::Borrowed(h),
         _ => Cow::Owned(match local {
