@@ -27,6 +27,10 @@ pub(super) struct ExactSizing {
     interval: Duration,
     /// A probe was made and php-fpm has not been seen full since.
     probe_out: bool,
+    /// The size the last probe tried, until php-fpm was seen serving that
+    /// many of ours at once (it holds) or full (refuted). One left untried
+    /// when demand ends is withdrawn: it says nothing of php-fpm.
+    probe_pending: Option<usize>,
     /// The size last learned from the backlog.
     learned: Option<usize>,
 }
@@ -37,6 +41,7 @@ impl Default for ExactSizing {
             next_probe_at: None,
             interval: PROBE_EVERY,
             probe_out: false,
+            probe_pending: None,
             learned: None,
         }
     }
@@ -58,6 +63,7 @@ impl ExactSizing {
             // The probe found php-fpm full.
             self.interval = (self.interval * 2).min(PROBE_EVERY_MAX);
         }
+        self.probe_pending = None;
         self.next_probe_at = Some(now + self.interval);
         let size = open.saturating_sub(in_backlog).max(1);
         let news = self.learned != Some(size);
@@ -83,14 +89,42 @@ impl ExactSizing {
         self.next_probe_at = Some(self.next_probe_at.map_or(soon, |at| at.min(soon)));
     }
 
-    /// A probe is made at `now`. The one before held if php-fpm was not
-    /// seen full since: then probes come at the quickest again.
-    pub(super) fn probed(&mut self, now: Instant) {
+    /// A probe to `to_size` connections is made at `now`. The one before
+    /// held if php-fpm was not seen full since: then probes come at the
+    /// quickest again.
+    pub(super) fn probed(&mut self, now: Instant, to_size: usize) {
         if self.probe_out {
             self.interval = PROBE_EVERY;
         }
         self.probe_out = true;
+        self.probe_pending = Some(to_size);
         self.next_probe_at = Some(now + self.interval);
+    }
+
+    /// The probe just claimed was not made after all (php-fpm's backlog was
+    /// not empty).
+    pub(super) fn probe_not_made(&mut self) {
+        self.probe_pending = None;
+    }
+
+    /// Whether a probe waits to be tried or refuted.
+    pub(super) fn probe_pending(&self) -> bool {
+        self.probe_pending.is_some()
+    }
+
+    /// php-fpm serves `open` connections of ours at once, none of them in
+    /// its backlog: a probe up to that many holds.
+    pub(super) fn served_at_once(&mut self, open: usize) {
+        if self.probe_pending.is_some_and(|size| open >= size) {
+            self.probe_pending = None;
+        }
+    }
+
+    /// No request waits any more. A probe neither held nor refuted by now
+    /// found no request to try it (it came as a burst ended): the size to
+    /// go back to, if so.
+    pub(super) fn demand_ended(&mut self) -> Option<usize> {
+        self.probe_pending.take().map(|size| size.saturating_sub(1))
     }
 }
 /// Evidence about php-fpm's real capacity, gathered over a window of releases.
@@ -289,29 +323,50 @@ mod tests {
         assert_eq!(e.saw_backlog(t0, 8, 6), (2, true));
         assert!(!e.probe_due(t0 + PROBE_EVERY / 2));
         assert!(e.probe_due(t0 + PROBE_EVERY));
-        e.probed(t0 + PROBE_EVERY);
+        e.probed(t0 + PROBE_EVERY, 3);
         assert!(!e.probe_due(t0 + PROBE_EVERY + PROBE_EVERY / 2));
         // Refuted: the next waits twice as long.
         let t1 = t0 + PROBE_EVERY * 2;
         assert_eq!(e.saw_backlog(t1, 3, 1), (2, false));
         assert!(!e.probe_due(t1 + PROBE_EVERY));
         assert!(e.probe_due(t1 + PROBE_EVERY * 2));
-        e.probed(t1 + PROBE_EVERY * 2);
+        e.probed(t1 + PROBE_EVERY * 2, 3);
         // A burst beginning after none brings the quickest back too.
         let mut f = ExactSizing::default();
-        f.probed(t0);
+        f.probed(t0, 4);
         f.saw_backlog(t0, 3, 1);
-        f.probed(t0 + PROBE_EVERY * 2);
+        f.probed(t0 + PROBE_EVERY * 2, 4);
         f.saw_backlog(t0 + PROBE_EVERY * 2, 3, 1);
         assert!(!f.probe_due(t0 + PROBE_EVERY * 5));
         f.demand_began(t0 + PROBE_EVERY * 3);
         assert!(f.probe_due(t0 + PROBE_EVERY * 4));
         // Held (php-fpm not seen full): the one after comes at the quickest.
         let t2 = t1 + PROBE_EVERY * 4;
-        e.probed(t2);
+        e.probed(t2, 3);
         assert!(e.probe_due(t2 + PROBE_EVERY));
         // Never below one connection, whatever the kernel says.
         assert_eq!(e.saw_backlog(t0, 3, 5), (1, true));
+    }
+
+    #[test]
+    fn a_probe_no_request_tried_is_withdrawn_when_demand_ends() {
+        let t0 = Instant::now();
+        // Untried: back to the size before it.
+        let mut e = ExactSizing::default();
+        e.probed(t0, 6);
+        assert!(e.probe_pending());
+        e.served_at_once(5);
+        assert_eq!(e.demand_ended(), Some(5));
+        assert_eq!(e.demand_ended(), None, "withdrawn once");
+        // Held: php-fpm served 6 of ours at once.
+        e.probed(t0 + PROBE_EVERY, 6);
+        e.served_at_once(6);
+        assert!(!e.probe_pending());
+        assert_eq!(e.demand_ended(), None);
+        // Refuted: the backlog reading already set the size.
+        e.probed(t0 + PROBE_EVERY * 2, 7);
+        e.saw_backlog(t0 + PROBE_EVERY * 2, 7, 1);
+        assert_eq!(e.demand_ended(), None);
     }
 
     #[test]

@@ -218,6 +218,7 @@ impl Lease {
                 return;
             }
         }
+        pool.demand_ended();
         conn.idle_since = Instant::now();
         // After a shrink, open connections may outnumber the size: an idle
         // one beyond it would never be handed out, yet pin a php-fpm worker.
@@ -326,13 +327,23 @@ impl LeaseGuard {
 
     /// Ends the wait for the first byte, if this lease was still waiting.
     pub(crate) fn first_byte(&mut self) {
+        self.end_first_byte_wait(true);
+    }
+
+    /// Ends the wait for the first byte, which came (`came`) or never will
+    /// (the lease is dropped): only one that came shows php-fpm serving it.
+    fn end_first_byte_wait(&mut self, came: bool) {
         if let Some(id) = self.awaiting_id.take() {
             if let Ok(mut awaiting) = self.pool.awaiting.lock() {
                 awaiting.retain(|a| a.id != id);
             }
-            self.pool
+            let awaiting_before = self
+                .pool
                 .fresh_awaiting_first_byte
                 .fetch_sub(1, Ordering::AcqRel);
+            if came && awaiting_before == 1 {
+                self.pool.all_served();
+            }
         }
     }
 }
@@ -418,7 +429,7 @@ impl LeaseGuard {
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        self.first_byte();
+        self.end_first_byte_wait(false);
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
         let shard = &self.pool.shards[self.shard];
         let held_before = shard.busy.fetch_sub(1, Ordering::Relaxed);

@@ -184,6 +184,9 @@ struct PoolInner {
     /// look on every release while requests queue (the probe is due a few
     /// times a second at most).
     probe_gate: AtomicU64,
+    /// `exact` has a probe not yet tried nor refuted (`ExactSizing::
+    /// probe_pending`), for a lock-free look as connections go idle.
+    probe_pending: AtomicBool,
     created: Instant,
     /// Connections we closed to free their workers for ours in the
     /// backlog, with when and the backlog then: until the kernel's count
@@ -242,6 +245,7 @@ impl Pool {
                 surplus: AtomicUsize::new(0),
                 exact: Mutex::new(ExactSizing::default()),
                 probe_gate: AtomicU64::new(0),
+                probe_pending: AtomicBool::new(false),
                 created: Instant::now(),
                 freed_for_backlog: Mutex::new(Vec::new()),
                 last_backlog: AtomicUsize::new(0),

@@ -135,7 +135,8 @@ impl PoolInner {
     }
 
     /// Runs `f` on the exact sizing state (None if a panic poisoned it),
-    /// then publishes its next probe time for `probe_one_more`'s look.
+    /// then publishes its next probe time for `probe_one_more`'s look and
+    /// whether a probe is pending for `demand_ended`'s.
     pub(super) fn with_exact<R>(
         &self,
         f: impl FnOnce(&mut super::ExactSizing, Instant) -> R,
@@ -147,6 +148,8 @@ impl PoolInner {
             .next_probe_at()
             .map_or(0, |at| self.micros_since_created(at));
         self.probe_gate.store(gate, Ordering::Release);
+        self.probe_pending
+            .store(exact.probe_pending(), Ordering::Release);
         Some(result)
     }
 
@@ -198,7 +201,7 @@ impl PoolInner {
         let claimed = self.with_exact(|exact, now| {
             let due = exact.probe_due(now);
             if due {
-                exact.probed(now);
+                exact.probed(now, size + 1);
             }
             due
         });
@@ -208,6 +211,7 @@ impl PoolInner {
         // Someone else's connection waiting there means no worker is free.
         self.stats.backlog_reads.fetch_add(1, Ordering::Relaxed);
         if self.connector.backlog() != Some(0) {
+            self.with_exact(|exact, _| exact.probe_not_made());
             return false;
         }
         self.at_capacity.store(false, Ordering::Release);
@@ -217,6 +221,38 @@ impl PoolInner {
             false,
         );
         true
+    }
+
+    /// A fresh connection of ours got its first byte, and none awaits one:
+    /// php-fpm serves every open connection of ours at once, which holds a
+    /// probe up to that many.
+    pub(super) fn all_served(&self) {
+        if !self.probe_pending.load(Ordering::Acquire) {
+            return;
+        }
+        let open = self.busy.load(Ordering::Acquire) + self.idle_count.load(Ordering::Acquire);
+        self.with_exact(|exact, _| exact.served_at_once(open));
+    }
+
+    /// A connection goes idle with no request waiting: a probe made as the
+    /// burst ended and never tried by a request is withdrawn, so the size
+    /// stays what php-fpm was seen to serve (the next burst probes again).
+    pub(super) fn demand_ended(self: &Arc<Self>) {
+        if !self.probe_pending.load(Ordering::Acquire) || self.waiting.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        let Some(Some(back_to)) = self.with_exact(|exact, _| exact.demand_ended()) else {
+            return;
+        };
+        if self.size.load(Ordering::Acquire) == back_to + 1
+            && !self.size_is_known.load(Ordering::Acquire)
+        {
+            self.resize_noting(
+                back_to,
+                "a probe for one more connection found no request left to try it",
+                false,
+            );
+        }
     }
 
     /// Whether a request may be written behind a running one now: not

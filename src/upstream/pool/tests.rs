@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::super::capacity::PROBE_EVERY_MAX;
 use super::{Pool, PoolSettings};
 use crate::fastcgi::{self, ProtocolStatus, RecordType, RequestDecoder, RequestEvent, Role};
 use crate::upstream::conn::{Output, Stream};
@@ -389,11 +390,11 @@ async fn php_fpm_growing_during_a_burst_is_used_before_it_ends() {
     let (took, failures) = burst(&pool, 40, 300).await;
     grow.await.unwrap();
     assert!(failures.is_empty(), "{failures:?}");
-    // All 5 workers were used; a probe at the burst's tail may leave the
-    // size one above, until the next burst finds php-fpm full.
+    // All 5 workers were used; a probe at the burst's tail that no request
+    // tried was withdrawn as the burst ended.
     let snap = pool.snapshot();
     assert_eq!(snap.open, 5, "{snap:?}");
-    assert!((5..=6).contains(&snap.size), "{snap:?}");
+    assert_eq!(snap.size, 5, "{snap:?}");
     // 2 workers alone need 6 s; growing by one connection per probe
     // (200 ms) from 0.6 s on, the 5 finish the 12 s of work near 3 s.
     assert!(
@@ -401,6 +402,33 @@ async fn php_fpm_growing_during_a_burst_is_used_before_it_ends() {
         "took {took:?}: {:?}",
         pool.snapshot()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_no_request_tried_is_withdrawn_and_one_that_held_stays() {
+    // 2 workers: the pool learns 2. A probe for a third comes as the burst
+    // ends (the release that made it found two waiting, both then served
+    // by connections coming back): no request tried it, so it says
+    // nothing of php-fpm and the next connection going idle withdraws it.
+    let fpm = FakeFpm::start(2);
+    let pool = pool_on(&fpm, true, settings(8, Duration::from_secs(60)));
+    let (_, failures) = burst(&pool, 12, 50).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(pool.size(), 2, "{:?}", pool.snapshot());
+    tokio::time::sleep(PROBE_EVERY_MAX).await;
+    assert!(pool.inner.probe_one_more(), "{:?}", pool.snapshot());
+    assert_eq!(pool.size(), 3);
+    request(pool.clone(), 1).await.unwrap();
+    assert_eq!(pool.size(), 2, "untried probe kept: {:?}", pool.snapshot());
+
+    // php-fpm has grown to 3: a probe that 3 requests at once try holds.
+    fpm.add_workers(1);
+    tokio::time::sleep(PROBE_EVERY_MAX).await;
+    assert!(pool.inner.probe_one_more(), "{:?}", pool.snapshot());
+    let (_, failures) = burst(&pool, 3, 50).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let snap = pool.snapshot();
+    assert_eq!((snap.size, snap.open), (3, 3), "{snap:?}");
 }
 
 /// `clients` clients playing serving thread `worker` (`shard::TEST_WORKER`),
