@@ -79,8 +79,7 @@ impl crate::body::BodyWatch for AccessLog {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         let elapsed = self.start.elapsed();
-        self.metrics
-            .observe_request(self.status, elapsed.as_secs_f64());
+        self.metrics.observe_request(self.status, elapsed);
         // With access lines filtered out (`--log-level warn`), build none.
         if !tracing::enabled!(target: "access", tracing::Level::INFO) {
             return;

@@ -12,11 +12,15 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
+
+mod per_thread;
+
+use per_thread::{ThreadCounter, ThreadHistogram};
 
 use crate::fpm::status::FpmStatus;
 use crate::upstream::{ExchangeObserver, Member, Pool, PoolSnapshot, Upstreams};
@@ -35,8 +39,10 @@ pub struct Metrics {
     registry: Registry,
     /// The `requests` family's counter of each class, looked up once: a
     /// lookup per request takes the family's lock and hashes the labels.
-    requests_by_class: [Counter; CLASSES.len()],
-    duration: Histogram,
+    /// Counters and histograms are per thread (`per_thread`): counting a
+    /// request takes no lock and writes nothing another thread writes.
+    requests_by_class: [ThreadCounter; CLASSES.len()],
+    duration: ThreadHistogram,
     /// The last status page read of each upstream (by its label).
     fpm_status: FpmStatuses,
     /// The upstreams the collector reads; a config reload may replace them.
@@ -49,7 +55,7 @@ type FpmStatuses = Arc<Mutex<HashMap<String, FpmStatus>>>;
 impl Metrics {
     pub fn new(upstreams: Upstreams) -> Metrics {
         let mut registry = Registry::with_prefix("fcgi_gateway");
-        let requests = Family::<ClassLabel, Counter>::default();
+        let requests = Family::<ClassLabel, ThreadCounter>::default();
         // Every class from the start, so a rate over a fresh series is defined.
         let requests_by_class =
             CLASSES.map(|class| requests.get_or_create(&[("class", class)]).clone());
@@ -65,8 +71,8 @@ impl Metrics {
             Unit::Seconds,
             duration.clone(),
         );
-        let mut timed = |name: &str, help: &str, buckets: fn() -> Histogram| {
-            let family = Family::<UpstreamLabels, Histogram>::new_with_constructor(buckets);
+        let mut timed = |name: &str, help: &str, buckets: fn() -> ThreadHistogram| {
+            let family = Family::<UpstreamLabels, ThreadHistogram>::new_with_constructor(buckets);
             registry.register_with_unit(name, help, Unit::Seconds, family.clone());
             family
         };
@@ -120,11 +126,11 @@ impl Metrics {
     }
 
     /// One finished (or abandoned) request.
-    pub fn observe_request(&self, status: u16, seconds: f64) {
+    pub fn observe_request(&self, status: u16, took: Duration) {
         if let Some(counter) = class_index(status).map(|i| &self.requests_by_class[i]) {
             counter.inc();
         }
-        self.duration.observe(seconds);
+        self.duration.observe(took);
     }
 
     /// The last status page read of `upstream`, exposed until the next
@@ -144,21 +150,21 @@ impl Metrics {
 }
 
 /// 1 ms .. ~33 s: static files up to slow PHP.
-fn request_buckets() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+fn request_buckets() -> ThreadHistogram {
+    ThreadHistogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
 /// 10 µs .. ~5 s: a local unix socket up to the default connect timeout.
-fn connect_buckets() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+fn connect_buckets() -> ThreadHistogram {
+    ThreadHistogram::new(exponential_buckets(0.000_01, 2.0, 20))
 }
 
 /// The upstream timing histograms, one series per upstream and socket type.
 #[derive(Debug)]
 struct UpstreamFamilies {
-    connect: Family<UpstreamLabels, Histogram>,
-    first_byte: Family<UpstreamLabels, Histogram>,
-    total: Family<UpstreamLabels, Histogram>,
+    connect: Family<UpstreamLabels, ThreadHistogram>,
+    first_byte: Family<UpstreamLabels, ThreadHistogram>,
+    total: Family<UpstreamLabels, ThreadHistogram>,
 }
 
 impl UpstreamFamilies {
@@ -176,22 +182,22 @@ impl UpstreamFamilies {
 /// The pool's timings, into histograms labelled with its upstream.
 #[derive(Debug)]
 struct UpstreamTimes {
-    connect: Histogram,
-    first_byte: Histogram,
-    total: Histogram,
+    connect: ThreadHistogram,
+    first_byte: ThreadHistogram,
+    total: ThreadHistogram,
 }
 
 impl ExchangeObserver for UpstreamTimes {
     fn connected(&self, took: Duration) {
-        self.connect.observe(took.as_secs_f64());
+        self.connect.observe(took);
     }
 
     fn first_byte(&self, after: Duration) {
-        self.first_byte.observe(after.as_secs_f64());
+        self.first_byte.observe(after);
     }
 
     fn finished(&self, total: Duration) {
-        self.total.observe(total.as_secs_f64());
+        self.total.observe(total);
     }
 }
 
