@@ -41,9 +41,14 @@ def stop_all(procs, work):
     shutil.rmtree(work, ignore_errors=True)
 
 
-def write_nginx_conf(work, workers, servers, http_extra=""):
+def write_nginx_conf(work, workers, servers, http_extra="", access_log=False):
     """Writes `work`/nginx.conf: foreground, logs in `work`, `workers`
-    worker processes ("auto" or a number), and the given server blocks."""
+    worker processes ("auto" or a number), and the given server blocks.
+    `access_log`: as Debian's nginx.conf sets up its http block (an access
+    log written per request, sendfile, tcp_nopush, gzip), the log in `work`;
+    otherwise no access log and nginx's built-in defaults."""
+    installed = (f"access_log {work}/nginx-access.log;\n    sendfile on;\n    tcp_nopush on;\n"
+                 "    gzip on;" if access_log else "access_log off;")
     with open(f"{work}/nginx.conf", "w") as f:
         f.write(f"""daemon off;
 worker_processes {workers};
@@ -51,7 +56,7 @@ pid {work}/nginx.pid;
 error_log {work}/nginx-error.log;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    {installed}
     include /etc/nginx/mime.types;
     {http_extra}
     {''.join(servers)}

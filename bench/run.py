@@ -217,6 +217,11 @@ def main():
     ap.add_argument("--idle-clients", type=int, default=1000,
                     help="after the cells, hold this many idle keep-alive clients on each "
                          "server and record its RSS (0 skips)")
+    ap.add_argument("--logs", choices=["installed", "off"], default="installed",
+                    help="installed (the default): both log every request to a file as they "
+                         "come -- nginx with Debian's http settings (access_log, sendfile, "
+                         "tcp_nopush, gzip), the gateway's access lines on stderr; off: neither "
+                         "logs (nginx access_log off, gateway --log-level warn)")
     ap.add_argument("--servers", default="nginx,gateway",
                     help="server kinds, compared against the first: nginx (upstream keepalive), "
                          "nginx-nokeep (a new php-fpm connection per request), gateway, "
@@ -271,8 +276,11 @@ def main():
     procs = []
     links = []  # the bench-link processes, for their relay stats
 
-    def start(cmd, **kw):
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    def start(cmd, log=None, **kw):
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        p = subprocess.Popen(cmd, stdout=out, stderr=out, **kw)
+        if log:
+            out.close()
         procs.append(p)
         return p
 
@@ -356,7 +364,8 @@ def main():
     }}""")
                 servers[name] = port
                 h2_ports[name] = h2_port
-        write_nginx_conf(work, args.workers, nginx_servers, "client_body_buffer_size 1m;")
+        write_nginx_conf(work, args.workers, nginx_servers, "client_body_buffer_size 1m;",
+                         access_log=args.logs == "installed")
         nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
         nginx = start([nginx_bin, "-c", f"{work}/nginx.conf", "-e", f"{work}/nginx-error.log"])
         gateways = {}
@@ -371,8 +380,10 @@ def main():
                 gateways[name] = start([
                     binary, "serve", "--listen", f"127.0.0.1:{port}", "--upstream", addr,
                     "--root", docroot, "--front-controller", "/index.php",
-                    ] + ([] if args.workers == "auto" else ["--workers", str(args.workers)]) + [
-                    "--log-level", "warn"] + extra)
+                    ] + ([] if args.workers == "auto" else ["--workers", str(args.workers)])
+                    + (["--log-level", "warn"] if args.logs == "off" else []) + extra,
+                    # Its access lines (stderr) to a file, as nginx writes its own.
+                    log=f"{work}/{name}.log" if args.logs == "installed" else None)
                 servers[name] = port
                 h2_ports[name] = port
 
@@ -473,8 +484,10 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     doc = {"commit": commit, "date": stamp, "machine": machine, "rounds": args.rounds,
            "duration_s": args.duration, "servers": kinds, "rows": rows, "idle": idle,
-           "base_bin": args.base_bin, "workers": args.workers, "links": link_stats}
+           "base_bin": args.base_bin, "workers": args.workers, "links": link_stats,
+           "logs": args.logs}
     suffix = (("" if args.workers == "auto" else f"-w{args.workers}") + ("-ab" if args.base_bin else "")
+              + ("-quiet" if args.logs == "off" else "")
               + ("-link" if delays else ""))
     base = os.path.join(args.out, f"{stamp[:10]}-{commit}{suffix}")
     with open(base + ".json", "w") as f:
@@ -492,6 +505,10 @@ def main():
                 if args.workers == "auto" else
                 f"Both servers run {args.workers} worker(s) (nginx worker_processes, gateway --workers), "
                 f"otherwise at their defaults. ") +
+             ("Logs as installed: nginx with Debian's http settings (access_log to a file, "
+              "sendfile, tcp_nopush, gzip), the gateway's access lines (stderr) to a file. "
+              if args.logs == "installed" else
+              "Logs off: nginx access_log off, the gateway --log-level warn. ") +
              f"nginx: upstream keepalive 4 + fastcgi_keep_conn on; nginx-nokeep: a connection per request; "
              f"gateway-noidle: plus --max-idle-conns 0. "
              + (f"gateway-base: {args.base_bin}, same flags. " if args.base_bin else "") +
