@@ -10,8 +10,9 @@
 //! copy is thus only ever served for the very file state it was read from.
 
 use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,15 +58,17 @@ impl Identity {
 #[derive(Debug, Clone, Copy)]
 struct ByMemory;
 
-impl Weighter<PathBuf, (Identity, Bytes)> for ByMemory {
-    fn weight(&self, path: &PathBuf, (_, data): &(Identity, Bytes)) -> u64 {
-        data.len() as u64 + path.as_os_str().len() as u64 + ENTRY_OVERHEAD
+impl Weighter<Box<[u8]>, (Identity, Bytes)> for ByMemory {
+    fn weight(&self, path: &Box<[u8]>, (_, data): &(Identity, Bytes)) -> u64 {
+        data.len() as u64 + path.len() as u64 + ENTRY_OVERHEAD
     }
 }
 
 /// Bounded by memory; evicts what was used least lately. Sharded, so the
-/// serving threads rarely contend for it.
-type Remembered = Cache<PathBuf, (Identity, Bytes), ByMemory>;
+/// serving threads rarely contend for it. Keyed by the path's bytes:
+/// `Path` hashes component by component, several times the cost, and
+/// routing's paths are normalised, so equal files have equal bytes.
+type Remembered = Cache<Box<[u8]>, (Identity, Bytes), ByMemory>;
 
 fn remembered() -> &'static Remembered {
     static CACHE: OnceLock<Remembered> = OnceLock::new();
@@ -76,7 +79,7 @@ fn remembered() -> &'static Remembered {
 /// before and is still the same file. Paths never remembered cost no stat;
 /// nor does a path whose stat the caller just took (`seen`).
 pub(super) fn lookup(path: &Path, seen: Option<&Metadata>) -> Option<(Bytes, Metadata)> {
-    let (identity, data) = remembered().get(path)?;
+    let (identity, data) = remembered().get(path.as_os_str().as_bytes())?;
     let meta = match seen {
         Some(meta) => meta.clone(),
         // Follows symlinks, as opening the file would.
@@ -94,7 +97,8 @@ pub(super) fn remember(path: &Path, meta: &Metadata, data: &Bytes) {
     if meta.len() > MAX_FILE || data.len() as u64 != meta.len() || !is_quiet(meta) {
         return;
     }
-    remembered().insert(path.to_owned(), (Identity::of(meta), data.clone()));
+    let key = Box::from(path.as_os_str().as_bytes());
+    remembered().insert(key, (Identity::of(meta), data.clone()));
 }
 
 /// Whether the file's last change (ctime) is at least `QUIET` ago.
@@ -114,6 +118,7 @@ fn is_quiet(meta: &Metadata) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     /// Past its memory bound the cache lets go of what was used least
     /// lately, not of everything: a file read all along stays remembered,

@@ -19,6 +19,7 @@ use headers::{ContentRange, HeaderMapExt};
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use quick_cache::sync::Cache;
 use std::io::{Read, Seek};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use tokio::fs::File;
 
@@ -261,7 +262,8 @@ const SIBLINGS_FRESH_FOR: Duration = Duration::from_secs(1);
 /// lately make room.
 const SIBLINGS_CACHE_MAX: usize = 4096;
 
-type SiblingCache = Cache<PathBuf, (Instant, [bool; Encoding::ALL.len()])>;
+/// Keyed by the path's bytes (cheaper to hash than a `Path`).
+type SiblingCache = Cache<Box<[u8]>, (Instant, [bool; Encoding::ALL.len()])>;
 
 /// Which of `path`'s precompressed siblings exist as regular files, as seen
 /// within the last `SIBLINGS_FRESH_FOR`.
@@ -269,7 +271,8 @@ fn existing_siblings(path: &Path) -> [bool; Encoding::ALL.len()] {
     static CACHE: OnceLock<SiblingCache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Cache::new(SIBLINGS_CACHE_MAX));
     let now = Instant::now();
-    if let Some((seen, existing)) = cache.get(path) {
+    let key = path.as_os_str().as_bytes();
+    if let Some((seen, existing)) = cache.get(key) {
         if now.duration_since(seen) < SIBLINGS_FRESH_FOR {
             return existing;
         }
@@ -277,7 +280,7 @@ fn existing_siblings(path: &Path) -> [bool; Encoding::ALL.len()] {
     let existing = Encoding::ALL.map(|enc| {
         std::fs::symlink_metadata(sibling_path(path, enc)).is_ok_and(|m| m.file_type().is_file())
     });
-    cache.insert(path.to_owned(), (now, existing));
+    cache.insert(Box::from(key), (now, existing));
     existing
 }
 
@@ -327,12 +330,19 @@ fn cached_content_type(path: &Path) -> HeaderValue {
         return content_type(path);
     };
     let cache = CACHE.get_or_init(|| Cache::new(CONTENT_TYPE_CACHE_MAX));
-    let ext = ext.to_ascii_lowercase();
-    if let Some(value) = cache.get(ext.as_str()) {
+    // Most extensions are lowercase already: no String for those.
+    let lowered;
+    let ext = if ext.bytes().any(|b| b.is_ascii_uppercase()) {
+        lowered = ext.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        ext
+    };
+    if let Some(value) = cache.get(ext) {
         return value;
     }
     let value = content_type(path);
-    cache.insert(ext.into_boxed_str(), value.clone());
+    cache.insert(Box::from(ext), value.clone());
     value
 }
 
