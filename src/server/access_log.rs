@@ -118,10 +118,21 @@ fn with_line_buffer(f: impl FnOnce(&mut Vec<u8>)) {
             if let Some(f) = f.take() {
                 f(&mut line);
             }
+            keep_small(&mut line);
         }
     });
     if let Some(f) = f {
         f(&mut Vec::new());
+    }
+}
+
+/// A line buffer that one long line (a huge escaped target or agent)
+/// grew is given back, not kept by the thread for good.
+fn keep_small(buf: &mut Vec<u8>) {
+    const KEPT: usize = 16 * 1024;
+    if buf.capacity() > KEPT {
+        buf.clear();
+        buf.shrink_to(512);
     }
 }
 
@@ -434,6 +445,7 @@ where
             out.push(b'\n');
             // A log that cannot be written has nowhere to say so.
             let _ = std::io::Write::write_all(&mut self.make_writer.make_writer(), out);
+            keep_small(out);
         };
         let done = OUT
             .try_with(|cell| cell.try_borrow_mut().map(|mut out| write(&mut out)).is_ok())
@@ -706,6 +718,19 @@ mod tests {
             r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /p.php?a=%22 HTTP/1.1" 404 1234 "-" "ua \x22quoted\x22" 0.005 0.003 aborted"#
         );
         log.completed = true;
+    }
+
+    /// A buffer grown by one huge line is given back; a usual one is kept.
+    #[test]
+    fn line_buffers_do_not_keep_a_huge_line() {
+        let mut huge = Vec::with_capacity(256 * 1024);
+        huge.extend_from_slice(b"x");
+        keep_small(&mut huge);
+        assert!(huge.capacity() < 16 * 1024, "{}", huge.capacity());
+        let mut usual = Vec::with_capacity(2048);
+        usual.extend_from_slice(b"line");
+        keep_small(&mut usual);
+        assert_eq!((usual.capacity(), &usual[..]), (2048, &b"line"[..]));
     }
 
     /// The layer prints each access event's message alone on its line,
