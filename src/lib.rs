@@ -26,6 +26,7 @@
 //! - `nginx_import` — the `import-nginx` subcommand: nginx config files → the gateway's TOML and a list of what does not map; off the serving path.
 
 mod admin;
+mod ascii;
 pub mod bench;
 pub mod body;
 pub mod cgi;

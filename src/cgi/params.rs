@@ -4,7 +4,6 @@
 //! The order is fixed so that the FastCGI PARAMS stream is byte-for-byte
 //! reproducible, which keeps golden tests stable.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -12,6 +11,7 @@ use std::path::Path;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, Method, Uri, Version};
 
+use crate::ascii;
 use crate::route::Script;
 
 /// The address of one end of the client connection.
@@ -78,12 +78,6 @@ impl Arena {
         self.take()
     }
 
-    fn display(&mut self, v: impl std::fmt::Display) -> Bytes {
-        // Writing into BytesMut cannot fail; it grows as needed.
-        let _ = write!(self.0, "{v}");
-        self.take()
-    }
-
     /// Digits of `n`. Ports and lengths go on every request, and the
     /// formatting machinery cost ~1.5k instructions for the four of them.
     fn decimal(&mut self, n: u64) -> Bytes {
@@ -91,35 +85,15 @@ impl Arena {
         self.take()
     }
 
-    fn push_decimal(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.0.extend_from_slice(&digits[at..]);
+    fn push_decimal(&mut self, n: u64) {
+        ascii::put_decimal(&mut self.0, n);
     }
 
-    /// An address in its usual text form; IPv4 (nearly every peer) without
-    /// the formatting machinery.
+    /// An address in its usual text form, without the formatting
+    /// machinery for IPv4 (nearly every peer).
     fn ip(&mut self, ip: IpAddr) -> Bytes {
-        match ip {
-            IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        self.0.extend_from_slice(b".");
-                    }
-                    self.push_decimal(u64::from(octet));
-                }
-                self.take()
-            }
-            IpAddr::V6(_) => self.display(ip),
-        }
+        ascii::put_ip(&mut self.0, ip);
+        self.take()
     }
 }
 

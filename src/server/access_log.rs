@@ -4,9 +4,10 @@
 //! Whatever the client sent is escaped, so a request can never make its
 //! line look like two.
 
+use std::cell::RefCell;
 use std::fmt::{self, Display, Write as _};
-use std::net::IpAddr;
 use std::sync::Arc;
+use std::thread::LocalKey;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderValue};
@@ -15,6 +16,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use crate::ascii;
 use crate::cgi::params::Endpoint;
 pub use crate::config::AccessLogFormat;
 use crate::metrics::Metrics;
@@ -88,7 +90,7 @@ impl Drop for AccessLog {
         // When the request came in, as the combined format has it.
         let received = SystemTime::now().checked_sub(elapsed).unwrap_or(UNIX_EPOCH);
         match self.format {
-            AccessLogFormat::Combined => with_line_buffer(|line| {
+            AccessLogFormat::Combined => with_thread_buffer(&LINE, |line| {
                 self.write_combined(line, received, elapsed);
                 // Client bytes are escaped, so the line is printable ASCII.
                 match std::str::from_utf8(line) {
@@ -104,21 +106,25 @@ impl Drop for AccessLog {
     }
 }
 
-/// Runs `f` with this thread's line buffer, emptied: a line is built
-/// without an allocation of its own. (A fresh buffer if the thread's is
-/// busy or gone, as when a line is logged while the thread exits.)
-fn with_line_buffer(f: impl FnOnce(&mut Vec<u8>)) {
-    thread_local! {
-        static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
-    }
+thread_local! {
+    /// Where this thread builds its access lines.
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    /// Where `BareAccessLines` puts a line and its newline, for one write.
+    static OUT: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+/// Runs `f` with this thread's buffer `key`, emptied: no allocation per
+/// line. (A fresh buffer if the thread's is busy or gone, as when a line
+/// is logged while the thread exits.)
+fn with_thread_buffer(key: &'static LocalKey<RefCell<Vec<u8>>>, f: impl FnOnce(&mut Vec<u8>)) {
     let mut f = Some(f);
-    let _ = LINE.try_with(|cell| {
-        if let Ok(mut line) = cell.try_borrow_mut() {
-            line.clear();
+    let _ = key.try_with(|cell| {
+        if let Ok(mut buf) = cell.try_borrow_mut() {
+            buf.clear();
             if let Some(f) = f.take() {
-                f(&mut line);
+                f(&mut buf);
             }
-            keep_small(&mut line);
+            keep_small(&mut buf);
         }
     });
     if let Some(f) = f {
@@ -151,9 +157,9 @@ impl AccessLog {
         line.push(b' ');
         push_version(line, self.version);
         line.extend_from_slice(b"\" ");
-        push_decimal(line, u64::from(self.status));
+        ascii::put_decimal(line, u64::from(self.status));
         line.push(b' ');
-        push_decimal(line, self.bytes);
+        ascii::put_decimal(line, self.bytes);
         line.extend_from_slice(b" \"");
         push_escaped(line, header_or_dash(&self.referer));
         line.extend_from_slice(b"\" \"");
@@ -181,39 +187,21 @@ impl fmt::Write for ByteSink<'_> {
     }
 }
 
-fn push_decimal(line: &mut Vec<u8>, n: u64) {
-    line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
 /// Seconds to the millisecond, rounded: `0.004`, `12.250`.
 fn push_seconds(line: &mut Vec<u8>, d: Duration) {
     let millis = d.as_nanos().saturating_add(500_000) / 1_000_000;
     let millis = u64::try_from(millis).unwrap_or(u64::MAX);
-    push_decimal(line, millis / 1000);
-    // Three digits, zero-padded: 1000 + a remainder is always four digits.
-    line.push(b'.');
-    line.extend_from_slice(&itoa::Buffer::new().format(1000 + millis % 1000).as_bytes()[1..]);
+    ascii::put_decimal(line, millis / 1000);
+    let frac = millis % 1000;
+    let digit = |n: u64| b'0' + (n % 10) as u8;
+    line.extend_from_slice(&[b'.', digit(frac / 100), digit(frac / 10), digit(frac)]);
 }
 
 fn push_remote(line: &mut Vec<u8>, remote: Endpoint) {
-    let ip = match remote {
-        Endpoint::Tcp(a) => a.ip(),
-        Endpoint::Unix => return line.extend_from_slice(b"unix:"),
-        Endpoint::Forwarded { ip, .. } => ip,
-    };
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    line.push(b'.');
-                }
-                push_decimal(line, u64::from(octet));
-            }
-        }
-        // Rare enough for `fmt`, which also shortens runs of zeros.
-        IpAddr::V6(_) => {
-            let _ = write!(ByteSink(line), "{ip}");
-        }
+    match remote {
+        Endpoint::Tcp(a) => ascii::put_ip(line, a.ip()),
+        Endpoint::Unix => line.extend_from_slice(b"unix:"),
+        Endpoint::Forwarded { ip, .. } => ascii::put_ip(line, ip),
     }
 }
 
@@ -240,7 +228,7 @@ fn push_uri(line: &mut Vec<u8>, uri: &http::Uri) {
             return push_escaped(line, target.as_str().as_bytes());
         }
     }
-    let _ = write!(EscapeTo(&mut ByteSink(line)), "{uri}");
+    push_escaped(line, uri.to_string().as_bytes());
 }
 
 /// nginx's escaping for quoted log fields: `"`, `\`, control bytes and
@@ -344,31 +332,6 @@ impl Display for Remote {
     }
 }
 
-/// Escapes whatever is written through it (for values that are `Display`).
-struct EscapeTo<'a, W: fmt::Write>(&'a mut W);
-
-impl<W: fmt::Write> fmt::Write for EscapeTo<'_, W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        escape_into(self.0, s.as_bytes())
-    }
-}
-
-/// As [`push_escaped`] escapes, through `fmt`.
-fn escape_into(f: &mut impl fmt::Write, bytes: &[u8]) -> fmt::Result {
-    let mut rest = bytes;
-    while let Some(at) = rest.iter().position(|&b| needs_escape(b)) {
-        write_ascii(f, &rest[..at])?;
-        write!(f, "\\x{:02X}", rest[at])?;
-        rest = &rest[at + 1..];
-    }
-    write_ascii(f, rest)
-}
-
-/// Bytes that need no escaping are printable ASCII, so valid UTF-8.
-fn write_ascii(f: &mut impl fmt::Write, plain: &[u8]) -> fmt::Result {
-    f.write_str(std::str::from_utf8(plain).map_err(|_| fmt::Error)?)
-}
-
 fn needs_escape(b: u8) -> bool {
     b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b)
 }
@@ -436,23 +399,12 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
 {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        thread_local! {
-            static OUT: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
-        }
-        let write = |out: &mut Vec<u8>| {
-            out.clear();
+        with_thread_buffer(&OUT, |out| {
             event.record(&mut MessageInto(out));
             out.push(b'\n');
             // A log that cannot be written has nowhere to say so.
             let _ = std::io::Write::write_all(&mut self.make_writer.make_writer(), out);
-            keep_small(out);
-        };
-        let done = OUT
-            .try_with(|cell| cell.try_borrow_mut().map(|mut out| write(&mut out)).is_ok())
-            .unwrap_or(false);
-        if !done {
-            write(&mut Vec::new());
-        }
+        });
     }
 }
 
@@ -540,31 +492,6 @@ mod tests {
         assert_eq!(ClfTime(before), "01/Jan/1970:00:00:00 +0000");
         let after_9999 = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
         assert_eq!(Rfc3339(after_9999).to_string(), "9999-12-31T23:59:59.999Z");
-    }
-
-    /// What one line's time costs, to compare formatters; prints, asserts
-    /// nothing. `cargo test --release --lib time_format_cost -- --ignored --nocapture`
-    #[test]
-    #[ignore = "a measurement, not a check"]
-    fn time_format_cost() {
-        let base = UNIX_EPOCH + Duration::from_millis(1_760_000_000_123);
-        let calls = 1_000_000u32;
-        let mut line = String::with_capacity(64);
-        for (name, json) in [("combined", false), ("json", true)] {
-            let started = Instant::now();
-            for i in 0..calls {
-                line.clear();
-                let t = std::hint::black_box(base + Duration::from_micros(u64::from(i) * 7_919));
-                if json {
-                    write!(line, "{}", Rfc3339(t)).unwrap();
-                } else {
-                    line.push_str(&ClfTime(t));
-                }
-                std::hint::black_box(&line);
-            }
-            let per_call = started.elapsed() / calls;
-            println!("{name}: {per_call:?} per call ({line})");
-        }
     }
 
     #[test]
@@ -717,7 +644,6 @@ mod tests {
             String::from_utf8(line).unwrap(),
             r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /p.php?a=%22 HTTP/1.1" 404 1234 "-" "ua \x22quoted\x22" 0.005 0.003 aborted"#
         );
-        log.completed = true;
     }
 
     /// A buffer grown by one huge line is given back; a usual one is kept.
