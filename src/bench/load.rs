@@ -24,7 +24,8 @@ use tokio::task::JoinSet;
 use super::args::Stop;
 use super::stats::{classify, ErrorCounts, ErrorKind, Latencies};
 use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
-use crate::upstream::conn::{self, Conn, ExchangeTimeouts, Outcome, Output};
+use crate::upstream::conn::{self, Conn, ExchangeTimeouts, Outcome};
+use crate::upstream::{Output, OutputSink};
 use crate::upstream::{RequestBody, UpstreamAddr};
 
 /// How long a client waits after a refused connect before trying again.
@@ -152,6 +153,7 @@ async fn client(
     let mut me = CellRun::default();
     let mut conn: Option<Conn> = None;
     let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let tx = OutputSink::from(tx);
     let mut served = false;
     loop {
         if *stop.borrow() {
@@ -229,7 +231,7 @@ impl Failure {
 async fn one_request(
     spec: &CellSpec,
     conn: &mut Option<Conn>,
-    tx: &mpsc::Sender<Output>,
+    tx: &OutputSink,
     rx: &mut mpsc::Receiver<Output>,
 ) -> Attempt {
     let start = Instant::now();

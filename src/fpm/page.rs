@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::cgi::response::{HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::upstream::conn::{self, ExchangeTimeouts};
 use crate::upstream::request::{self, Stdin};
-use crate::upstream::{Output, RequestBody, UpstreamAddr, UpstreamError};
+use crate::upstream::{Output, OutputSink, RequestBody, UpstreamAddr, UpstreamError};
 
 /// A GET of `path` (with `query`): BEGIN_REQUEST, PARAMS, empty STDIN.
 /// `keep_conn` is false for a connection dialled just for it.
@@ -78,6 +78,7 @@ pub async fn one_shot(
         .await
         .map_err(|e| e.to_string())?;
     let (tx, mut rx) = mpsc::channel(16);
+    let tx = OutputSink::from(tx);
     // Collect concurrently: an answer bigger than the channel must not stall the exchange.
     let collecting = collect(&mut rx, max_bytes);
     let exchange = async {

@@ -111,7 +111,7 @@ pub async fn fetch(pool: &Pool, path: &str) -> Result<FpmStatus, StatusError> {
             body: RequestBody::Empty,
             route: 0,
         },
-        tx,
+        tx.into(),
         Measure::Nothing,
     ));
     let stdout = page::collect(&mut rx, MAX_STATUS_BYTES)

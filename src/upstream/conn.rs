@@ -9,10 +9,10 @@ use tokio::time::Instant;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::mpsc;
 use tokio_util::either::Either;
 
 use super::body::RequestBody;
+use super::output::{Output, OutputSink};
 use super::pipeline::Handoff;
 use super::pool::{Lease, LeaseGuard};
 use super::request::REQUEST_ID;
@@ -160,18 +160,6 @@ pub(crate) async fn dial_with(
     }
 }
 
-/// What the exchange sends to the HTTP side, in order.
-#[derive(Debug)]
-pub enum Output {
-    Stdout(Bytes),
-    Stderr(Bytes),
-    /// The exchange failed; nothing follows.
-    Failed(UpstreamError),
-    /// Where the time went until now; sent just before the first STDOUT,
-    /// and only when asked for (`upstream::start` with `report_timing`).
-    Timing(Timing),
-}
-
 /// How an exchange ended, for the pool.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -206,7 +194,7 @@ pub async fn exchange(
     conn: &mut Conn,
     head: Bytes,
     body: &mut RequestBody,
-    out: &mpsc::Sender<Output>,
+    out: &OutputSink,
     timeouts: ExchangeTimeouts,
 ) -> Result<Outcome, ExchangeFailure> {
     exchange_with(conn, None, Some(head), body, out, timeouts, None).await
@@ -227,7 +215,7 @@ pub(crate) async fn exchange_leased(
     lease: &mut Lease,
     head: Bytes,
     body: &mut RequestBody,
-    out: &mpsc::Sender<Output>,
+    out: &OutputSink,
     timeouts: ExchangeTimeouts,
     clock: Clock<'_>,
 ) -> Result<Outcome, ExchangeFailure> {
@@ -264,7 +252,7 @@ async fn exchange_with(
     mut first_byte: Option<&mut LeaseGuard>,
     head: Option<Bytes>,
     body: &mut RequestBody,
-    out: &mpsc::Sender<Output>,
+    out: &OutputSink,
     timeouts: ExchangeTimeouts,
     mut clock: Option<Clock<'_>>,
 ) -> Result<Outcome, ExchangeFailure> {

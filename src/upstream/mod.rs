@@ -10,6 +10,7 @@ pub mod conn;
 pub mod connect;
 mod error;
 pub mod listen_queue;
+pub mod output;
 mod pipeline;
 pub mod pool;
 pub mod request;
@@ -19,14 +20,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use std::sync::Arc;
 
 pub use addr::UpstreamAddr;
 pub use balance::{BalanceSettings, HealthPolicy, Member, UpstreamSpec, Upstreams};
 pub use body::{RequestBody, Spool, SpoolError};
-pub use conn::{ExchangeTimeouts, Output};
+pub use conn::ExchangeTimeouts;
 pub use connect::{AddrConnector, Connect};
 pub use error::{BoxError, ClientError, FailureKind, UpstreamError};
+pub use output::{Output, OutputSink};
 pub use pipeline::route_key;
 pub use pool::{set_worker_thread, ExchangeObserver, Pool, PoolSettings, PoolSnapshot, PoolStats};
 
@@ -128,12 +130,7 @@ struct AttemptFailed {
 /// failure, sends `Output::Failed` (unless the receiver is gone). Retries once
 /// on a fresh connection when a reused one failed before any response byte
 /// and the body can still be sent.
-pub async fn forward(
-    pool: Pool,
-    mut request: FcgiRequest,
-    out: mpsc::Sender<Output>,
-    measure: Measure,
-) {
+pub async fn forward(pool: Pool, mut request: FcgiRequest, out: OutputSink, measure: Measure) {
     let mut watch = Stopwatch::new(measure);
     watch.pool = Some(pool.clone());
     if let Err(failed) = attempt(&pool, &mut request, &out, &mut watch, measure).await {
@@ -148,7 +145,7 @@ pub async fn forward(
 pub async fn forward_balanced(
     upstreams: Upstreams,
     mut request: FcgiRequest,
-    out: mpsc::Sender<Output>,
+    out: OutputSink,
     measure: Measure,
 ) {
     let mut watch = Stopwatch::new(measure);
@@ -182,7 +179,7 @@ pub async fn forward_balanced(
     }
 }
 
-async fn report(out: &mpsc::Sender<Output>, error: UpstreamError) {
+async fn report(out: &OutputSink, error: UpstreamError) {
     if error.kind() != FailureKind::ClientGone {
         let _ = out.send(Output::Failed(error)).await;
     }
@@ -192,7 +189,7 @@ async fn report(out: &mpsc::Sender<Output>, error: UpstreamError) {
 async fn attempt(
     pool: &Pool,
     request: &mut FcgiRequest,
-    out: &mpsc::Sender<Output>,
+    out: &OutputSink,
     watch: &mut Stopwatch,
     measure: Measure,
 ) -> Result<(), AttemptFailed> {
@@ -261,7 +258,9 @@ const RESPONSE_QUEUE_DEPTH: usize = 8;
 /// output: no task of its own, so no cross-thread hand-off per request.
 /// Dropping it abandons the exchange (the connection is closed, not reused).
 pub struct UpstreamResponse {
-    rx: mpsc::Receiver<Output>,
+    /// What the exchange has read and the reader not yet taken; filled
+    /// only while `poll_recv` polls the exchange.
+    queue: Arc<output::InlineQueue>,
     driver: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
@@ -276,47 +275,58 @@ impl std::fmt::Debug for UpstreamResponse {
 /// Starts `request` through `upstreams`; nothing happens until it is polled.
 /// With `report_timing`, an `Output::Timing` comes just before the first STDOUT.
 pub fn start(upstreams: Upstreams, request: FcgiRequest, report_timing: bool) -> UpstreamResponse {
-    let (tx, rx) = mpsc::channel(RESPONSE_QUEUE_DEPTH);
+    let queue = output::InlineQueue::new(RESPONSE_QUEUE_DEPTH);
+    let sink = OutputSink::Inline(queue.clone());
     let measure = if report_timing {
         Measure::ObserveAndReport
     } else {
         Measure::Observe
     };
     UpstreamResponse {
-        rx,
-        driver: Some(Box::pin(forward_balanced(upstreams, request, tx, measure))),
+        queue,
+        driver: Some(Box::pin(forward_balanced(
+            upstreams, request, sink, measure,
+        ))),
     }
 }
 
 /// Starts `request` through one pool, without balancing (its own tests).
 #[cfg(test)]
 pub(crate) fn start_on_pool(pool: Pool, request: FcgiRequest) -> UpstreamResponse {
-    let (tx, rx) = mpsc::channel(RESPONSE_QUEUE_DEPTH);
+    let queue = output::InlineQueue::new(RESPONSE_QUEUE_DEPTH);
+    let sink = OutputSink::Inline(queue.clone());
     UpstreamResponse {
-        rx,
-        driver: Some(Box::pin(forward(pool, request, tx, Measure::Observe))),
+        queue,
+        driver: Some(Box::pin(forward(pool, request, sink, Measure::Observe))),
     }
 }
 
 impl UpstreamResponse {
     /// The next piece of output, driving the exchange while none is queued.
+    /// Pending only when nothing is queued and the exchange waits on
+    /// php-fpm or a timer, whose wakers it registered.
     pub fn poll_recv(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Output>> {
         use std::task::Poll;
         loop {
-            if let Poll::Ready(item) = self.rx.poll_recv(cx) {
-                return Poll::Ready(item);
+            if let Some(item) = self.queue.pop() {
+                return Poll::Ready(Some(item));
             }
             let Some(driver) = self.driver.as_mut() else {
-                // Finished: the sender is gone, so the queue already said None.
+                // Finished, and all it queued is taken.
                 return Poll::Ready(None);
             };
             match driver.as_mut().poll(cx) {
-                // The exchange dropped its sender; what it queued is still there.
+                // What the exchange queued before it ended is still there.
                 Poll::Ready(()) => self.driver = None,
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if let Some(item) = self.queue.pop() {
+                        return Poll::Ready(Some(item));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }

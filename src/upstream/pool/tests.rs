@@ -17,9 +17,10 @@ use tokio::time::Instant;
 use super::super::capacity::PROBE_EVERY_MAX;
 use super::{Pool, PoolSettings};
 use crate::fastcgi::{self, ProtocolStatus, RecordType, RequestDecoder, RequestEvent, Role};
-use crate::upstream::conn::{Output, Stream};
+use crate::upstream::conn::Stream;
 use crate::upstream::connect::{Connect, Dialing};
 use crate::upstream::request::REQUEST_ID;
+use crate::upstream::Output;
 use crate::upstream::{route_key, FcgiRequest, RequestBody, UpstreamAddr};
 
 /// php-fpm in memory: a listen backlog and workers that take from it.
