@@ -7,7 +7,7 @@ use clap::Parser;
 use fcgi_gateway::cli::{Cli, Command};
 use fcgi_gateway::config;
 use fcgi_gateway::fpm::embedded::{EmbeddedFpm, FpmError, FpmSettings};
-use fcgi_gateway::server::{activation, BareAccessLines, Reload, Server};
+use fcgi_gateway::server::{activation, BareAccessLines, Reload, Server, ThreadStderr};
 use fcgi_gateway::shutdown;
 use tracing_subscriber::EnvFilter;
 
@@ -76,7 +76,7 @@ fn init_tracing(level: &str) {
     let is_access = |meta: &tracing::Metadata<'_>| meta.target() == "access";
     // Access lines carry their own time and format (combined or JSON): they
     // are printed bare, so each line is exactly that format.
-    let access = BareAccessLines::new(std::io::stderr).with_filter(filter_fn(is_access));
+    let access = BareAccessLines::new(ThreadStderr).with_filter(filter_fn(is_access));
     // Colours only for a person at a terminal, never into a file or journal.
     let rest = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

@@ -408,6 +408,63 @@ where
     }
 }
 
+/// Standard error for access lines, written by each thread through its own
+/// duplicate of the descriptor: one write(2) per line, without std's
+/// `Stderr` lock. Under load the serving threads wrote lines at the same
+/// moments and met on that lock (a futex call per second line or so, and a
+/// thread put to sleep while the holder was in its write).
+///
+/// A line still goes out in one write(2): the kernel keeps it whole in a
+/// file (each write on the shared file description appends as a unit) and
+/// in a pipe up to PIPE_BUF (4 KiB); a longer line into a pipe may
+/// interleave with another thread's, as nginx's worker processes' lines do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadStderr;
+
+/// One thread's writer for `ThreadStderr`.
+#[derive(Debug)]
+pub struct ThreadStderrWriter;
+
+thread_local! {
+    /// This thread's duplicate of standard error (None when it could not be
+    /// made, e.g. out of descriptors: then the locked `Stderr` is used).
+    static THREAD_STDERR: Option<std::fs::File> = duplicate_stderr();
+}
+
+fn duplicate_stderr() -> Option<std::fs::File> {
+    use std::os::fd::AsFd;
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::fs::File::from)
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThreadStderr {
+    type Writer = ThreadStderrWriter;
+
+    fn make_writer(&'a self) -> ThreadStderrWriter {
+        ThreadStderrWriter
+    }
+}
+
+impl std::io::Write for ThreadStderrWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        THREAD_STDERR.with(|own| match own {
+            Some(file) => {
+                let mut file: &std::fs::File = file;
+                file.write(buf)
+            }
+            None => std::io::stderr().write(buf),
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Unbuffered: every write went to the descriptor.
+        Ok(())
+    }
+}
+
 /// An event's message, as bytes.
 struct MessageInto<'a>(&'a mut Vec<u8>);
 
@@ -429,6 +486,31 @@ impl tracing::field::Visit for MessageInto<'_> {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    /// Each thread's access-line descriptor is its own duplicate of
+    /// standard error: another descriptor, the same open file.
+    #[test]
+    fn thread_stderr_is_a_duplicate_of_stderr() {
+        use std::os::fd::{AsFd, AsRawFd};
+        use std::os::unix::fs::MetadataExt;
+        let stderr = std::fs::File::from(std::io::stderr().as_fd().try_clone_to_owned().unwrap());
+        let of_stderr = stderr.metadata().unwrap();
+        let mine = THREAD_STDERR.with(|own| {
+            let own = own.as_ref().expect("a duplicate");
+            (own.as_raw_fd(), own.metadata().unwrap())
+        });
+        let other =
+            std::thread::spawn(|| THREAD_STDERR.with(|own| own.as_ref().map(|f| f.as_raw_fd())))
+                .join()
+                .unwrap()
+                .expect("a duplicate on another thread");
+        assert_ne!(mine.0, 2);
+        assert_ne!(mine.0, other, "each thread has its own");
+        assert_eq!(
+            (mine.1.dev(), mine.1.ino()),
+            (of_stderr.dev(), of_stderr.ino())
+        );
+    }
 
     /// `bytes` escaped as a log field.
     fn escaped(bytes: &[u8]) -> String {

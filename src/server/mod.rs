@@ -41,7 +41,7 @@ use listeners::ListenerSet;
 pub use reload::Reload;
 use tls::ReloadableTls;
 
-pub use access_log::{AccessLogFormat, BareAccessLines};
+pub use access_log::{AccessLogFormat, BareAccessLines, ThreadStderr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

@@ -325,3 +325,48 @@ fn binary_prints_json_access_lines_bare() {
     assert_eq!(line["uri"], "/hello.php");
     assert_eq!(line["status"], 200);
 }
+
+/// Access lines written by two serving threads at once arrive whole, one
+/// per request: each thread writes its lines through its own duplicate of
+/// stderr, without a lock between them, one write(2) per line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_from_two_threads_arrive_whole() {
+    use support::binary::Binary;
+
+    let fpm = support::shared_fpm();
+    let upstream = format!("unix:{}", fpm.unix_socket.display());
+    let mut gw = Binary::start_as_given(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--root",
+        &root(),
+        "--workers",
+        "2",
+    ]);
+    let addr = gw.listen_addr("http");
+    const REQUESTS: usize = 400;
+    let statuses = gateway::load(addr, "/hello.php", REQUESTS, 16).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit(), Some(0));
+    let log = gw.rest_of_log();
+    let access: Vec<&String> = log.iter().filter(|l| l.contains("/hello.php")).collect();
+    assert_eq!(
+        access.len(),
+        REQUESTS,
+        "one line per request:\n{}",
+        log.join("\n")
+    );
+    for line in access {
+        assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+        assert!(line.contains("\"GET /hello.php HTTP/1.1\" 200 "), "{line}");
+        assert_eq!(
+            line.matches("127.0.0.1 - - [").count(),
+            1,
+            "two lines run together: {line}"
+        );
+    }
+}

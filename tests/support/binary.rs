@@ -100,6 +100,17 @@ impl Binary {
         }
     }
 
+    /// Every log line not read yet, to the end of its stderr: call once
+    /// the gateway has exited (`wait_exit`).
+    pub fn rest_of_log(&mut self) -> Vec<String> {
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(20)) {
+            rest.push(line);
+        }
+        self.log.extend(rest.iter().cloned());
+        rest
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) takes two integers and touches no memory; the PID is
         // our own child, not yet waited for, so it names no other process.
