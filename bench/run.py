@@ -339,6 +339,13 @@ def main():
         # nginx serves h2c on a port of its own; the gateway on the same one.
         h2_ports = {}
         nginx_servers = []
+        # Idle connections nginx keeps per worker: together no more than the
+        # pool's 4 children. Each kept-alive connection pins a php-fpm worker;
+        # with 4 per worker, one nginx worker's idle connections held all of
+        # php-fpm and the other's requests waited in its backlog (whole cells
+        # with no answer). A careful operator sizes it so.
+        nginx_workers = os.cpu_count() if args.workers == "auto" else int(args.workers)
+        keepalive_per_worker = max(1, 4 // max(1, nginx_workers))
         for kind in [k for k in kinds if k.startswith("nginx")]:
             keep = kind == "nginx"
             for sock in sockets:
@@ -348,7 +355,7 @@ def main():
                 up = upstream[name]
                 target = f"unix:{up}" if sock == "unix" else up
                 ident = re.sub(r"[^A-Za-z0-9_]", "_", name)  # tcp+0.2ms too
-                keepalive = "keepalive 4;" if keep else ""
+                keepalive = f"keepalive {keepalive_per_worker};" if keep else ""
                 keep_conn = "fastcgi_keep_conn on;" if keep else ""
                 nginx_servers.append(f"""
     upstream {ident} {{ server {target}; {keepalive} }}
@@ -509,7 +516,8 @@ def main():
               "sendfile, tcp_nopush, gzip), the gateway's access lines (stderr) to a file. "
               if args.logs == "installed" else
               "Logs off: nginx access_log off, the gateway --log-level warn. ") +
-             f"nginx: upstream keepalive 4 + fastcgi_keep_conn on; nginx-nokeep: a connection per request; "
+             f"nginx: upstream keepalive {keepalive_per_worker} per worker (4 children ÷ its workers) "
+             f"+ fastcgi_keep_conn on; nginx-nokeep: a connection per request; "
              f"gateway-noidle: plus --max-idle-conns 0. "
              + (f"gateway-base: {args.base_bin}, same flags. " if args.base_bin else "") +
              f"hello-h2c runs h2load over HTTP/2 cleartext (prior knowledge): its p50 column is "
