@@ -409,15 +409,23 @@ where
 }
 
 /// Standard error for access lines, written by each thread through its own
-/// duplicate of the descriptor: one write(2) per line, without std's
-/// `Stderr` lock. Under load the serving threads wrote lines at the same
-/// moments and met on that lock (a futex call per second line or so, and a
-/// thread put to sleep while the holder was in its write).
+/// duplicate of the descriptor, without std's `Stderr` lock. Under load the
+/// serving threads wrote lines at the same moments and met on that lock (a
+/// futex call per second line or so, and a thread put to sleep while the
+/// holder was in its write).
 ///
-/// A line still goes out in one write(2): the kernel keeps it whole in a
-/// file (each write on the shared file description appends as a unit) and
-/// in a pipe up to PIPE_BUF (4 KiB); a longer line into a pipe may
-/// interleave with another thread's, as nginx's worker processes' lines do.
+/// A serving thread (`hold_lines_on_this_thread`) also holds its lines
+/// until it runs out of work: its runtime calls `write_held_lines` before
+/// it waits for events, so one write(2) carries every line of a busy
+/// stretch, and a line waits no longer than the requests that were ready
+/// with it (at most `HELD_LIMIT` bytes). Lines still held when the process
+/// is killed are lost, as with any buffered log; a graceful stop writes
+/// them (the thread writes what it holds as it ends).
+///
+/// Each write(2) is whole lines: the kernel keeps them whole in a file
+/// (each write on the shared file description appends as a unit) and, up
+/// to PIPE_BUF (4 KiB), in a pipe; more into a pipe may interleave with
+/// another thread's lines, as nginx's worker processes' lines do.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThreadStderr;
 
@@ -425,10 +433,17 @@ pub struct ThreadStderr;
 #[derive(Debug)]
 pub struct ThreadStderrWriter;
 
+/// How many bytes of lines a serving thread holds before it writes them
+/// even while busy.
+const HELD_LIMIT: usize = 32 * 1024;
+
 thread_local! {
     /// This thread's duplicate of standard error (None when it could not be
     /// made, e.g. out of descriptors: then the locked `Stderr` is used).
     static THREAD_STDERR: Option<std::fs::File> = duplicate_stderr();
+    /// Lines a serving thread holds until it runs out of work; None on
+    /// other threads, which write each line at once.
+    static HELD: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }
 
 fn duplicate_stderr() -> Option<std::fs::File> {
@@ -438,6 +453,50 @@ fn duplicate_stderr() -> Option<std::fs::File> {
         .try_clone_to_owned()
         .ok()
         .map(std::fs::File::from)
+}
+
+/// From now on this thread holds its access lines until
+/// `write_held_lines`: for threads whose runtime calls that before waiting.
+pub(crate) fn hold_lines_on_this_thread() {
+    HELD.with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            held.get_or_insert_with(|| Vec::with_capacity(HELD_LIMIT));
+        }
+    });
+}
+
+/// Writes the lines this thread holds, if any.
+pub(crate) fn write_held_lines() {
+    hand_over_held_lines(write_to_stderr);
+}
+
+/// Gives the lines this thread holds, if any, to `write`, and forgets them.
+fn hand_over_held_lines(write: impl FnOnce(&[u8])) {
+    let _ = HELD.try_with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            if let Some(lines) = held.as_mut().filter(|l| !l.is_empty()) {
+                write(lines);
+                lines.clear();
+            }
+        }
+    });
+}
+
+/// `bytes` to this thread's stderr, all of it. A log that cannot be
+/// written has nowhere to say so.
+fn write_to_stderr(bytes: &[u8]) {
+    use std::io::Write;
+    let own = THREAD_STDERR.try_with(|own| match own {
+        Some(file) => {
+            let mut file: &std::fs::File = file;
+            let _ = file.write_all(bytes);
+            true
+        }
+        None => false,
+    });
+    if own != Ok(true) {
+        let _ = std::io::stderr().write_all(bytes);
+    }
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThreadStderr {
@@ -450,17 +509,34 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThreadStderr {
 
 impl std::io::Write for ThreadStderrWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        THREAD_STDERR.with(|own| match own {
-            Some(file) => {
-                let mut file: &std::fs::File = file;
-                file.write(buf)
-            }
-            None => std::io::stderr().write(buf),
-        })
+        let held = HELD
+            .try_with(|held| {
+                let Ok(mut held) = held.try_borrow_mut() else {
+                    return false;
+                };
+                let Some(lines) = held.as_mut() else {
+                    return false;
+                };
+                lines.extend_from_slice(buf);
+                if lines.len() >= HELD_LIMIT {
+                    write_to_stderr(lines);
+                    lines.clear();
+                    // One huge line must not keep its buffer.
+                    if lines.capacity() > 2 * HELD_LIMIT {
+                        lines.shrink_to(HELD_LIMIT);
+                    }
+                }
+                true
+            })
+            .unwrap_or(false);
+        if !held {
+            write_to_stderr(buf);
+        }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        // Unbuffered: every write went to the descriptor.
+        // What a serving thread holds goes out when it runs out of work.
         Ok(())
     }
 }
@@ -486,6 +562,31 @@ impl tracing::field::Visit for MessageInto<'_> {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    /// A serving thread holds its lines, in order, until they are handed
+    /// over; another thread holds nothing.
+    #[test]
+    fn a_holding_thread_keeps_its_lines_until_handed_over() {
+        use std::io::Write;
+        let held_elsewhere = std::thread::spawn(|| {
+            hold_lines_on_this_thread();
+            use tracing_subscriber::fmt::MakeWriter;
+            let mut writer = ThreadStderr.make_writer();
+            writer.write_all(b"first line\n").unwrap();
+            writer.write_all(b"second line\n").unwrap();
+            let mut handed = Vec::new();
+            hand_over_held_lines(|lines| handed.extend_from_slice(lines));
+            let mut again = Vec::new();
+            hand_over_held_lines(|lines| again.extend_from_slice(lines));
+            (handed, again)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(held_elsewhere.0, b"first line\nsecond line\n");
+        assert!(held_elsewhere.1.is_empty(), "handed over once");
+        // This thread was never told to hold: nothing is kept here.
+        assert!(HELD.with(|held| held.borrow().is_none()));
+    }
 
     /// Each thread's access-line descriptor is its own duplicate of
     /// standard error: another descriptor, the same open file.

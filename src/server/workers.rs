@@ -16,6 +16,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
+use super::access_log;
 use crate::listen::Listener;
 
 /// How often each serving thread's event loop wakes by itself. tokio
@@ -53,6 +54,9 @@ impl Workers {
             let dispatch = dispatch.clone();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // Access lines are held while there is work, written before
+                // the thread waits (`access_log::ThreadStderr`).
+                .on_thread_park(access_log::write_held_lines)
                 .build()?;
             let handle = runtime.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
@@ -62,6 +66,7 @@ impl Workers {
                 .spawn(move || {
                     let _logs = tracing::dispatcher::set_default(&dispatch);
                     crate::upstream::set_worker_thread(index);
+                    access_log::hold_lines_on_this_thread();
                     // Runs the tasks spawned onto this runtime until told to stop.
                     runtime.block_on(async {
                         tokio::pin!(stopped);
@@ -77,6 +82,8 @@ impl Workers {
                     // Whatever still runs (connections past the grace
                     // period) is dropped with the runtime, here.
                     drop(runtime);
+                    // Including the lines of connections dropped just now.
+                    access_log::write_held_lines();
                     let _ = done.send(());
                 })?;
             threads.push(Worker {

@@ -100,15 +100,13 @@ impl Binary {
         }
     }
 
-    /// Every log line not read yet, to the end of its stderr: call once
-    /// the gateway has exited (`wait_exit`).
-    pub fn rest_of_log(&mut self) -> Vec<String> {
-        let mut rest = Vec::new();
+    /// Every log line, to the end of its stderr: call once the gateway
+    /// has exited (`wait_exit`).
+    pub fn whole_log(&mut self) -> Vec<String> {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(20)) {
-            rest.push(line);
+            self.log.push(line);
         }
-        self.log.extend(rest.iter().cloned());
-        rest
+        self.log.clone()
     }
 
     pub fn signal(&self, sig: i32) {
