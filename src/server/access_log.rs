@@ -422,10 +422,10 @@ where
 /// is killed are lost, as with any buffered log; a graceful stop writes
 /// them (the thread writes what it holds as it ends).
 ///
-/// Each write(2) is whole lines: the kernel keeps them whole in a file
-/// (each write on the shared file description appends as a unit) and, up
-/// to PIPE_BUF (4 KiB), in a pipe; more into a pipe may interleave with
-/// another thread's lines, as nginx's worker processes' lines do.
+/// Each write(2) is whole lines, at most PIPE_BUF (4 KiB) of them: the
+/// kernel keeps such a write whole in a file and in a pipe. Only a single
+/// line longer than that, written alone, may interleave with another
+/// thread's lines in a pipe, as nginx's worker processes' lines can.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThreadStderr;
 
@@ -467,7 +467,40 @@ pub(crate) fn hold_lines_on_this_thread() {
 
 /// Writes the lines this thread holds, if any.
 pub(crate) fn write_held_lines() {
-    hand_over_held_lines(write_to_stderr);
+    hand_over_held_lines(write_whole_lines);
+}
+
+/// The most a write(2) to a pipe puts in at once, uninterleaved (PIPE_BUF
+/// on Linux).
+const PIPE_ATOMIC: usize = 4096;
+
+/// `lines` to stderr in writes of whole lines, each at most `PIPE_ATOMIC`
+/// bytes unless one line alone is longer: into a pipe (a container's log,
+/// a journal) another thread's write cannot land inside a line.
+fn write_whole_lines(lines: &[u8]) {
+    for_each_piece(lines, PIPE_ATOMIC, write_to_stderr);
+}
+
+/// Cuts `lines` after a newline into pieces of at most `max` bytes (a
+/// longer line is a piece of its own) and gives each to `write`.
+fn for_each_piece(lines: &[u8], max: usize, mut write: impl FnMut(&[u8])) {
+    let mut rest = lines;
+    while !rest.is_empty() {
+        let cut = if rest.len() <= max {
+            rest.len()
+        } else {
+            match rest[..max].iter().rposition(|&b| b == b'\n') {
+                Some(newline) => newline + 1,
+                None => rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |newline| newline + 1),
+            }
+        };
+        let (piece, after) = rest.split_at(cut);
+        write(piece);
+        rest = after;
+    }
 }
 
 /// Gives the lines this thread holds, if any, to `write`, and forgets them.
@@ -519,7 +552,7 @@ impl std::io::Write for ThreadStderrWriter {
                 };
                 lines.extend_from_slice(buf);
                 if lines.len() >= HELD_LIMIT {
-                    write_to_stderr(lines);
+                    write_whole_lines(lines);
                     lines.clear();
                     // One huge line must not keep its buffer.
                     if lines.capacity() > 2 * HELD_LIMIT {
@@ -586,6 +619,35 @@ mod tests {
         assert!(held_elsewhere.1.is_empty(), "handed over once");
         // This thread was never told to hold: nothing is kept here.
         assert!(HELD.with(|held| held.borrow().is_none()));
+    }
+
+    /// Held lines go out in pieces of whole lines, none past the limit
+    /// unless one line alone is longer; nothing lost, nothing reordered.
+    #[test]
+    fn held_lines_are_written_in_whole_line_pieces() {
+        let mut lines = Vec::new();
+        for i in 0..50 {
+            lines.extend_from_slice(format!("line {i} {}\n", "x".repeat(i * 3)).as_bytes());
+        }
+        let long = format!("{}\n", "y".repeat(300));
+        lines.extend_from_slice(long.as_bytes());
+        lines.extend_from_slice(b"last\n");
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        for_each_piece(&lines, 256, |piece| pieces.push(piece.to_vec()));
+        assert!(pieces.len() > 10, "{}", pieces.len());
+        assert_eq!(pieces.concat(), lines);
+        for piece in &pieces {
+            assert_eq!(piece.last(), Some(&b'\n'));
+            assert!(
+                piece.len() <= 256 || piece == long.as_bytes(),
+                "{}",
+                piece.len()
+            );
+        }
+        assert!(
+            pieces.iter().any(|p| p == long.as_bytes()),
+            "the long line alone"
+        );
     }
 
     /// Each thread's access-line descriptor is its own duplicate of
