@@ -135,10 +135,14 @@ fn with_thread_buffer(key: &'static LocalKey<RefCell<Vec<u8>>>, f: impl FnOnce(&
 /// A line buffer that one long line (a huge escaped target or agent)
 /// grew is given back, not kept by the thread for good.
 fn keep_small(buf: &mut Vec<u8>) {
-    const KEPT: usize = 16 * 1024;
-    if buf.capacity() > KEPT {
+    give_back_past(buf, 16 * 1024, 512);
+}
+
+/// Empties `buf` and shrinks it to `usual` when it has grown past `kept`.
+fn give_back_past(buf: &mut Vec<u8>, kept: usize, usual: usize) {
+    if buf.capacity() > kept {
         buf.clear();
-        buf.shrink_to(512);
+        buf.shrink_to(usual);
     }
 }
 
@@ -508,11 +512,18 @@ fn hand_over_held_lines(write: impl FnOnce(&[u8])) {
     let _ = HELD.try_with(|held| {
         if let Ok(mut held) = held.try_borrow_mut() {
             if let Some(lines) = held.as_mut().filter(|l| !l.is_empty()) {
-                write(lines);
-                lines.clear();
+                empty_into(lines, write);
             }
         }
     });
+}
+
+/// Gives the held `lines` to `write` and empties them; a buffer one huge
+/// line grew is not kept.
+fn empty_into(lines: &mut Vec<u8>, write: impl FnOnce(&[u8])) {
+    write(lines);
+    lines.clear();
+    give_back_past(lines, 2 * HELD_LIMIT, HELD_LIMIT);
 }
 
 /// `bytes` to this thread's stderr, all of it. A log that cannot be
@@ -552,12 +563,7 @@ impl std::io::Write for ThreadStderrWriter {
                 };
                 lines.extend_from_slice(buf);
                 if lines.len() >= HELD_LIMIT {
-                    write_whole_lines(lines);
-                    lines.clear();
-                    // One huge line must not keep its buffer.
-                    if lines.capacity() > 2 * HELD_LIMIT {
-                        lines.shrink_to(HELD_LIMIT);
-                    }
+                    empty_into(lines, write_whole_lines);
                 }
                 true
             })

@@ -275,33 +275,35 @@ impl std::fmt::Debug for UpstreamResponse {
 /// Starts `request` through `upstreams`; nothing happens until it is polled.
 /// With `report_timing`, an `Output::Timing` comes just before the first STDOUT.
 pub fn start(upstreams: Upstreams, request: FcgiRequest, report_timing: bool) -> UpstreamResponse {
-    let queue = output::InlineQueue::new(RESPONSE_QUEUE_DEPTH);
-    let sink = OutputSink::Inline(queue.clone());
     let measure = if report_timing {
         Measure::ObserveAndReport
     } else {
         Measure::Observe
     };
-    UpstreamResponse {
-        queue,
-        driver: Some(Box::pin(forward_balanced(
-            upstreams, request, sink, measure,
-        ))),
-    }
+    UpstreamResponse::driving(|sink| forward_balanced(upstreams, request, sink, measure))
 }
 
 /// Starts `request` through one pool, without balancing (its own tests).
 #[cfg(test)]
 pub(crate) fn start_on_pool(pool: Pool, request: FcgiRequest) -> UpstreamResponse {
-    let queue = output::InlineQueue::new(RESPONSE_QUEUE_DEPTH);
-    let sink = OutputSink::Inline(queue.clone());
-    UpstreamResponse {
-        queue,
-        driver: Some(Box::pin(forward(pool, request, sink, Measure::Observe))),
-    }
+    UpstreamResponse::driving(|sink| forward(pool, request, sink, Measure::Observe))
 }
 
 impl UpstreamResponse {
+    /// The exchange `make` builds around the sink of a new queue, not yet
+    /// polled.
+    fn driving<F>(make: impl FnOnce(OutputSink) -> F) -> UpstreamResponse
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let queue = output::InlineQueue::new(RESPONSE_QUEUE_DEPTH);
+        let driver = make(OutputSink::Inline(queue.clone()));
+        UpstreamResponse {
+            queue,
+            driver: Some(Box::pin(driver)),
+        }
+    }
+
     /// The next piece of output, driving the exchange while none is queued.
     /// Pending only when nothing is queued and the exchange waits on
     /// php-fpm or a timer, whose wakers it registered.
@@ -321,11 +323,12 @@ impl UpstreamResponse {
             match driver.as_mut().poll(cx) {
                 // What the exchange queued before it ended is still there.
                 Poll::Ready(()) => self.driver = None,
+                // Waiting, perhaps with output queued in this poll.
                 Poll::Pending => {
-                    if let Some(item) = self.queue.pop() {
-                        return Poll::Ready(Some(item));
-                    }
-                    return Poll::Pending;
+                    return self
+                        .queue
+                        .pop()
+                        .map_or(Poll::Pending, |item| Poll::Ready(Some(item)))
                 }
             }
         }
