@@ -343,8 +343,9 @@ def main():
         # pool's 4 children. Each kept-alive connection pins a php-fpm worker;
         # with 4 per worker, one nginx worker's idle connections held all of
         # php-fpm and the other's requests waited in its backlog (whole cells
-        # with no answer). A careful operator sizes it so.
-        nginx_workers = os.cpu_count() if args.workers == "auto" else int(args.workers)
+        # with no answer). A careful operator sizes it so. nginx's "auto" counts
+        # the CPUs it may run on, as sched_getaffinity does.
+        nginx_workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else int(args.workers)
         keepalive_per_worker = max(1, 4 // max(1, nginx_workers))
         for kind in [k for k in kinds if k.startswith("nginx")]:
             keep = kind == "nginx"
