@@ -59,6 +59,42 @@ pub(crate) fn put_ip(out: &mut impl BufMut, ip: IpAddr) {
     }
 }
 
+/// Short text formed on the stack: a number or an address written where
+/// no growable buffer is at hand (a CGI param's value, written after its
+/// length).
+pub(crate) struct StackText {
+    bytes: [u8; STACK_TEXT_LEN],
+    len: usize,
+}
+
+/// Room for the longest text formed here: an IPv6 address with an embedded
+/// IPv4 one takes at most 45 bytes, a u64 20 digits.
+const STACK_TEXT_LEN: usize = 48;
+
+impl StackText {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn formed(form: impl FnOnce(&mut &mut [u8])) -> StackText {
+        let mut bytes = [0u8; STACK_TEXT_LEN];
+        let mut rest = &mut bytes[..];
+        form(&mut rest);
+        let len = STACK_TEXT_LEN - rest.len();
+        StackText { bytes, len }
+    }
+}
+
+/// [`put_decimal`] into a [`StackText`].
+pub(crate) fn decimal_text(n: u64) -> StackText {
+    StackText::formed(|out| put_decimal(out, n))
+}
+
+/// [`put_ip`] into a [`StackText`].
+pub(crate) fn ip_text(ip: IpAddr) -> StackText {
+    StackText::formed(|out| put_ip(out, ip))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +109,21 @@ mod tests {
         let mut out = Vec::new();
         put_ip(&mut out, text.parse().unwrap());
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn stack_texts_hold_the_longest_numbers_and_addresses() {
+        assert_eq!(decimal_text(u64::MAX).as_bytes(), b"18446744073709551615");
+        assert_eq!(decimal_text(0).as_bytes(), b"0");
+        for text in [
+            "255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+            "::1",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(ip_text(ip).as_bytes(), ip.to_string().as_bytes());
+        }
     }
 
     #[test]

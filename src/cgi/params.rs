@@ -8,10 +8,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, Method, Uri, Version};
 
-use crate::ascii;
+use crate::ascii::{self, StackText};
+use crate::fastcgi::ParamsWriter;
 use crate::route::Script;
 
 /// The address of one end of the client connection.
@@ -60,52 +60,50 @@ pub struct RequestInfo<'a> {
 
 const SERVER_SOFTWARE: &str = concat!("fcgi-gateway/", env!("CARGO_PKG_VERSION"));
 
-/// Hands out `Bytes` carved from one shared buffer, so a whole request's
-/// values cost about one allocation instead of one each.
-struct Arena(BytesMut);
-
-impl Arena {
-    fn take(&mut self) -> Bytes {
-        self.0.split().freeze()
-    }
-
-    fn copy(&mut self, b: &[u8]) -> Bytes {
-        if b.is_empty() {
-            // Bytes::new() does not allocate nor touch the arena.
-            return Bytes::new();
-        }
-        self.0.extend_from_slice(b);
-        self.take()
-    }
-
-    /// Digits of `n`. Ports and lengths go on every request, and the
-    /// formatting machinery cost ~1.5k instructions for the four of them.
-    fn decimal(&mut self, n: u64) -> Bytes {
-        self.push_decimal(n);
-        self.take()
-    }
-
-    fn push_decimal(&mut self, n: u64) {
-        ascii::put_decimal(&mut self.0, n);
-    }
-
-    /// An address in its usual text form, without the formatting
-    /// machinery for IPv4 (nearly every peer).
-    fn ip(&mut self, ip: IpAddr) -> Bytes {
-        ascii::put_ip(&mut self.0, ip);
-        self.take()
-    }
-}
-
-/// Builds the CGI params for one request, in the fixed order documented in
-/// the module. `extra` (the config's `[params]`) overrides an emitted param
-/// in place or is appended at the end.
-pub fn build_params(
+/// About how many bytes [`write_params`] writes for this request: enough
+/// that the request's buffer is allocated once (more costs a reallocation,
+/// never correctness).
+pub fn encoded_len_hint(
     req: &RequestInfo<'_>,
     script: &Script,
     document_root: &Path,
     extra: &[(String, String)],
-) -> Vec<(Bytes, Bytes)> {
+) -> usize {
+    // Each header: "HTTP_", its name, its values, lengths and separators.
+    let headers: usize = req
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 16)
+        .sum();
+    let extra: usize = extra.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+    let root = document_root.as_os_str().len();
+    headers
+        + extra
+        + script.script_filename.as_os_str().len()
+        + req.uri.query().map_or(0, str::len)
+        + req.method.as_str().len()
+        + req.uri.path_and_query().map_or(1, |pq| pq.as_str().len() + 1)
+        + script.script_name.len()
+        + script.document_uri.len()
+        + root
+        + req.server_name.len()
+        + script.path_info.as_ref().map_or(0, |p| p.len() * 2 + root)
+        // The fixed params' names, their lengths, the addresses, ports and
+        // the fixed values (TLS's included).
+        + 640
+}
+
+/// Writes the CGI params for one request, in the fixed order documented
+/// in the module, straight into the request's PARAMS stream. `extra` (the
+/// config's `[params]`) replaces an emitted param's value in place or is
+/// appended at the end.
+pub fn write_params(
+    writer: &mut ParamsWriter<'_>,
+    req: &RequestInfo<'_>,
+    script: &Script,
+    document_root: &Path,
+    extra: &[(String, String)],
+) {
     let script_filename = script.script_filename.as_os_str().as_bytes();
     let root = document_root.as_os_str().as_bytes();
     let path_info = script
@@ -115,99 +113,153 @@ pub fn build_params(
         .map(str::as_bytes);
     let request_uri = request_uri(req.uri);
     let query = req.uri.query().unwrap_or("");
-
-    // Reserve enough up front that the arena normally never reallocates
-    // (a reallocation would only cost speed, not correctness).
-    let header_bytes: usize = req
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 8)
-        .sum();
-    let capacity = header_bytes
-        + script_filename.len()
-        + query.len()
-        + req.method.as_str().len()
-        + request_uri.len()
-        + script.script_name.len()
-        + script.document_uri.len()
-        + root.len()
-        + req.scheme.len()
-        + req.server_name.len()
-        + path_info.map_or(0, |p| p.len() * 2 + root.len())
-        + 128; // addresses, ports, content length
-    let mut arena = Arena(BytesMut::with_capacity(capacity));
-    let mut out: Vec<(Bytes, Bytes)> =
-        Vec::with_capacity(21 + req.headers.keys_len() + extra.len());
-
     let content_type = req
         .headers
         .get(header::CONTENT_TYPE)
         .map_or(&[][..], |v| v.as_bytes());
-    let content_length = match req.content_length {
-        Some(n) => arena.decimal(n),
-        None => Bytes::new(),
-    };
+    let content_length = req.content_length.map(ascii::decimal_text);
 
-    let st = Bytes::from_static;
-    out.push((st(b"SCRIPT_FILENAME"), arena.copy(script_filename)));
-    out.push((st(b"QUERY_STRING"), arena.copy(query.as_bytes())));
-    out.push((
-        st(b"REQUEST_METHOD"),
-        arena.copy(req.method.as_str().as_bytes()),
-    ));
-    out.push((st(b"CONTENT_TYPE"), arena.copy(content_type)));
-    out.push((st(b"CONTENT_LENGTH"), content_length));
-    out.push((
-        st(b"SCRIPT_NAME"),
-        arena.copy(script.script_name.as_bytes()),
-    ));
-    out.push((st(b"REQUEST_URI"), arena.copy(request_uri.as_bytes())));
-    out.push((
-        st(b"DOCUMENT_URI"),
-        arena.copy(script.document_uri.as_bytes()),
-    ));
-    out.push((st(b"DOCUMENT_ROOT"), arena.copy(root)));
-    out.push((st(b"SERVER_PROTOCOL"), st(protocol(req.version))));
-    out.push((st(b"REQUEST_SCHEME"), scheme(&mut arena, req.scheme)));
+    let mut out = Emit::new(writer, extra);
+    out.param(b"SCRIPT_FILENAME", script_filename);
+    out.param(b"QUERY_STRING", query.as_bytes());
+    out.param(b"REQUEST_METHOD", req.method.as_str().as_bytes());
+    out.param(b"CONTENT_TYPE", content_type);
+    out.param(
+        b"CONTENT_LENGTH",
+        content_length.as_ref().map_or(&[][..], StackText::as_bytes),
+    );
+    out.param(b"SCRIPT_NAME", script.script_name.as_bytes());
+    out.param(b"REQUEST_URI", request_uri.as_bytes());
+    out.param(b"DOCUMENT_URI", script.document_uri.as_bytes());
+    out.param(b"DOCUMENT_ROOT", root);
+    out.param(b"SERVER_PROTOCOL", protocol(req.version));
+    out.param(b"REQUEST_SCHEME", req.scheme.as_bytes());
     if req.scheme == "https" {
         // Exactly "on": what Apache and nginx send and what apps compare against.
-        out.push((st(b"HTTPS"), st(b"on")));
+        out.param(b"HTTPS", b"on");
     }
     if let Some(tls) = req.tls {
-        out.push((st(b"SSL_PROTOCOL"), st(tls.protocol.as_bytes())));
-        out.push((st(b"SSL_CIPHER"), st(tls.cipher.as_bytes())));
+        out.param(b"SSL_PROTOCOL", tls.protocol.as_bytes());
+        out.param(b"SSL_CIPHER", tls.cipher.as_bytes());
     }
-    out.push((st(b"GATEWAY_INTERFACE"), st(b"CGI/1.1")));
-    out.push((st(b"SERVER_SOFTWARE"), st(SERVER_SOFTWARE.as_bytes())));
-    let (addr, port) = endpoint(&mut arena, req.remote);
-    out.push((st(b"REMOTE_ADDR"), addr));
-    out.push((st(b"REMOTE_PORT"), port));
-    let (addr, port) = endpoint(&mut arena, req.local);
-    out.push((st(b"SERVER_ADDR"), addr));
-    out.push((st(b"SERVER_PORT"), port));
-    out.push((st(b"SERVER_NAME"), arena.copy(req.server_name.as_bytes())));
+    out.param(b"GATEWAY_INTERFACE", b"CGI/1.1");
+    out.param(b"SERVER_SOFTWARE", SERVER_SOFTWARE.as_bytes());
+    out.endpoint(b"REMOTE_ADDR", b"REMOTE_PORT", req.remote);
+    out.endpoint(b"SERVER_ADDR", b"SERVER_PORT", req.local);
+    out.param(b"SERVER_NAME", req.server_name.as_bytes());
     // php-cgi refuses to run without it when built with force-cgi-redirect.
-    out.push((st(b"REDIRECT_STATUS"), st(b"200")));
+    out.param(b"REDIRECT_STATUS", b"200");
 
     if let Some(pi) = path_info {
-        out.push((st(b"PATH_INFO"), arena.copy(pi)));
+        out.param(b"PATH_INFO", pi);
         // Avoid "//" when the root is configured with a trailing slash.
         let base = root.strip_suffix(b"/").unwrap_or(root);
-        arena.0.extend_from_slice(base);
-        arena.0.extend_from_slice(pi);
-        out.push((st(b"PATH_TRANSLATED"), arena.take()));
+        out.param_with(b"PATH_TRANSLATED", base.len() + pi.len(), |w| {
+            w.piece(base);
+            w.piece(pi);
+        });
     }
 
-    push_http_headers(&mut arena, &mut out, req.headers);
+    write_http_headers(&mut out, req.headers);
+    out.append_unused_extra();
+}
 
-    for (name, value) in extra {
-        let value = Bytes::copy_from_slice(value.as_bytes());
-        match out.iter_mut().find(|(n, _)| n[..] == *name.as_bytes()) {
-            Some(slot) => slot.1 = value,
-            None => out.push((Bytes::copy_from_slice(name.as_bytes()), value)),
+/// Emits params into the writer, each with the value of the config's
+/// `[params]` entry of its name when there is one (the last, if several);
+/// the entries no param took go at the end, in their order.
+struct Emit<'w, 'a, 'e> {
+    writer: &'w mut ParamsWriter<'a>,
+    extra: &'e [(String, String)],
+    /// Which entries of `extra` replaced an emitted param's value.
+    took: Vec<bool>,
+}
+
+impl<'w, 'a, 'e> Emit<'w, 'a, 'e> {
+    fn new(writer: &'w mut ParamsWriter<'a>, extra: &'e [(String, String)]) -> Self {
+        Emit {
+            writer,
+            extra,
+            // Empty (no allocation) without `[params]`, the usual case.
+            took: vec![false; extra.len()],
         }
     }
-    out
+
+    fn replacement(&mut self, name: &[u8]) -> Option<&'e [u8]> {
+        let mut last = None;
+        for (entry, took) in self.extra.iter().zip(&mut self.took) {
+            if entry.0.as_bytes() == name {
+                *took = true;
+                last = Some(entry.1.as_bytes());
+            }
+        }
+        last
+    }
+
+    fn param(&mut self, name: &[u8], value: &[u8]) {
+        let value = self.replacement(name).unwrap_or(value);
+        self.writer.pair(name, value);
+    }
+
+    /// A param whose value (`value_len` bytes) `write_value` writes in pieces.
+    fn param_with(
+        &mut self,
+        name: &[u8],
+        value_len: usize,
+        write_value: impl FnOnce(&mut ParamsWriter<'a>),
+    ) {
+        if let Some(value) = self.replacement(name) {
+            self.writer.pair(name, value);
+        } else if self.writer.begin_pair(name.len(), value_len) {
+            self.writer.piece(name);
+            write_value(self.writer);
+        }
+    }
+
+    /// (ADDR, PORT) for one end; unix sockets get "unix:" and an empty port as in nginx.
+    fn endpoint(&mut self, addr_name: &[u8], port_name: &[u8], ep: Endpoint) {
+        let (ip, port) = match ep {
+            Endpoint::Tcp(sa) => {
+                let ip = match sa.ip() {
+                    // Dual-stack listeners report IPv4 peers as ::ffff:a.b.c.d;
+                    // apps (and allow-lists) expect the plain IPv4 form.
+                    IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                        Some(v4) => IpAddr::V4(v4),
+                        None => IpAddr::V6(v6),
+                    },
+                    v4 => v4,
+                };
+                (ip, Some(sa.port()))
+            }
+            Endpoint::Unix => {
+                self.param(addr_name, b"unix:");
+                self.param(port_name, b"");
+                return;
+            }
+            Endpoint::Forwarded { ip, port } => (ip, port),
+        };
+        self.param(addr_name, ascii::ip_text(ip).as_bytes());
+        let port = port.map(|p| ascii::decimal_text(u64::from(p)));
+        self.param(
+            port_name,
+            port.as_ref().map_or(&[][..], StackText::as_bytes),
+        );
+    }
+
+    fn append_unused_extra(self) {
+        for (i, (name, _)) in self.extra.iter().enumerate() {
+            let first_of_name = self.extra[..i].iter().all(|(n, _)| n != name);
+            if self.took[i] || !first_of_name {
+                continue;
+            }
+            let value = self
+                .extra
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map_or("", |(_, v)| v.as_str());
+            self.writer.pair(name.as_bytes(), value.as_bytes());
+        }
+    }
 }
 
 /// The request target's path-and-query as sent; for absolute-form targets
@@ -232,37 +284,6 @@ fn protocol(v: Version) -> &'static [u8] {
     }
 }
 
-fn scheme(arena: &mut Arena, s: &str) -> Bytes {
-    match s {
-        "http" => Bytes::from_static(b"http"),
-        "https" => Bytes::from_static(b"https"),
-        other => arena.copy(other.as_bytes()),
-    }
-}
-
-/// (ADDR, PORT) for one end; unix sockets get "unix:" and an empty port as in nginx.
-fn endpoint(arena: &mut Arena, ep: Endpoint) -> (Bytes, Bytes) {
-    match ep {
-        Endpoint::Tcp(sa) => {
-            let ip = match sa.ip() {
-                // Dual-stack listeners report IPv4 peers as ::ffff:a.b.c.d;
-                // apps (and allow-lists) expect the plain IPv4 form.
-                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                    Some(v4) => IpAddr::V4(v4),
-                    None => IpAddr::V6(v6),
-                },
-                v4 => v4,
-            };
-            (arena.ip(ip), arena.decimal(u64::from(sa.port())))
-        }
-        Endpoint::Unix => (Bytes::from_static(b"unix:"), Bytes::new()),
-        Endpoint::Forwarded { ip, port } => (
-            arena.ip(ip),
-            port.map_or_else(Bytes::new, |p| arena.decimal(u64::from(p))),
-        ),
-    }
-}
-
 /// Names that must never become HTTP_* params.
 fn skip_header(name: &HeaderName) -> bool {
     let s = name.as_str();
@@ -274,51 +295,69 @@ fn skip_header(name: &HeaderName) -> bool {
         || s.bytes().any(|b| b == b'_' || b == b'.')
 }
 
-fn push_http_headers(arena: &mut Arena, out: &mut Vec<(Bytes, Bytes)>, headers: &HeaderMap) {
+/// Names of HTTP_* params up to this long are formed on the stack.
+const SHORT_PARAM_NAME: usize = 64;
+
+fn write_http_headers(out: &mut Emit<'_, '_, '_>, headers: &HeaderMap) {
     let mut names: Vec<&HeaderName> = headers.keys().filter(|n| !skip_header(n)).collect();
     names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
 
+    let mut short = [0u8; SHORT_PARAM_NAME];
+    let mut long = Vec::new();
     for name in names {
-        arena.0.extend_from_slice(b"HTTP_");
-        arena.0.extend(name.as_str().bytes().map(|b| match b {
-            b'-' => b'_',
-            other => other.to_ascii_uppercase(),
-        }));
-        let param = arena.take();
+        let param = http_param_name(name.as_str(), &mut short, &mut long);
 
         // HTTP/2 sends each cookie pair as its own header; PHP parses "; ".
         let sep: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
-        for (i, v) in headers.get_all(name).iter().enumerate() {
-            if i > 0 {
-                arena.0.extend_from_slice(sep);
+        let values = headers.get_all(name);
+        let (count, bytes) = values.iter().fold((0usize, 0usize), |(count, bytes), v| {
+            (count + 1, bytes + v.len())
+        });
+        let value_len = bytes + sep.len() * count.saturating_sub(1);
+        out.param_with(param, value_len, |w| {
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    w.piece(sep);
+                }
+                w.piece(v.as_bytes());
             }
-            arena.0.extend_from_slice(v.as_bytes());
-        }
-        out.push((param, arena.take()));
+        });
     }
+}
+
+/// `HTTP_` and the header's name upper-cased, dashes as underscores; in
+/// `short` when it fits, else in `long`.
+fn http_param_name<'b>(
+    name: &str,
+    short: &'b mut [u8; SHORT_PARAM_NAME],
+    long: &'b mut Vec<u8>,
+) -> &'b [u8] {
+    let len = "HTTP_".len() + name.len();
+    let param: &mut [u8] = if len <= SHORT_PARAM_NAME {
+        &mut short[..len]
+    } else {
+        long.clear();
+        long.resize(len, 0);
+        long
+    };
+    let (prefix, rest) = param.split_at_mut("HTTP_".len());
+    prefix.copy_from_slice(b"HTTP_");
+    for (to, from) in rest.iter_mut().zip(name.bytes()) {
+        *to = match from {
+            b'-' => b'_',
+            other => other.to_ascii_uppercase(),
+        };
+    }
+    param
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn arena_writes_numbers_and_addresses_like_display() {
-        let mut arena = Arena(BytesMut::new());
-        for n in [0u64, 7, 10, 65535, u64::MAX] {
-            assert_eq!(arena.decimal(n), n.to_string().as_bytes());
-        }
-        for ip in [
-            "0.0.0.0",
-            "10.0.0.255",
-            "255.255.255.255",
-            "::1",
-            "2001:db8::7",
-        ] {
-            let parsed: IpAddr = ip.parse().unwrap();
-            assert_eq!(arena.ip(parsed), ip.as_bytes());
-        }
-    }
+    use crate::fastcgi::{RequestDecoder, RequestEvent};
+    use crate::upstream::request::{self, Stdin};
+    use bytes::BytesMut;
     use http::HeaderValue;
     use std::path::PathBuf;
 
@@ -383,7 +422,29 @@ mod tests {
                 server_name: "example.test",
                 tls: self.tls,
             };
-            build_params(&info, script, Path::new("/srv/www"), extra)
+            let root = Path::new("/srv/www");
+            let hint = encoded_len_hint(&info, script, root, extra);
+            let head = request::encode_with(hint, true, Stdin::Complete(b""), |w| {
+                write_params(w, &info, script, root, extra)
+            });
+            let mut decoder = RequestDecoder::new();
+            let mut buf = BytesMut::from(&head[..]);
+            let mut events = std::iter::from_fn(|| decoder.decode(&mut buf).unwrap());
+            let params = events
+                .find_map(|e| match e {
+                    RequestEvent::Params(p) => Some(p),
+                    _ => None,
+                })
+                .expect("a PARAMS stream");
+            let pairs_len: usize = params
+                .iter()
+                .map(|(n, v)| crate::fastcgi::nvpair::encoded_len(n, v))
+                .sum();
+            assert!(
+                pairs_len <= hint,
+                "the hint ({hint}) covers the params ({pairs_len}): one allocation"
+            );
+            params
                 .into_iter()
                 .map(|(n, v)| (String::from_utf8(n.to_vec()).unwrap(), v.to_vec()))
                 .collect()

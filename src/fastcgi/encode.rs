@@ -90,23 +90,103 @@ pub fn encode_params<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         .iter()
         .map(|(n, v)| nvpair::encoded_len(n.as_ref(), v.as_ref()))
         .fold(0, usize::saturating_add);
-    out.reserve(total.saturating_add(framing_overhead(total) + HEADER_LEN));
-
-    let mut writer = StreamWriter::new(out, RecordType::Params, request_id);
+    out.reserve(framed_stream_len(total));
+    let mut writer = ParamsWriter::new(out, request_id);
     for (name, value) in params {
-        let (name, value) = (name.as_ref(), value.as_ref());
-        debug_assert!(
-            nvpair::is_encodable(name, value),
-            "FastCGI name-value pair longer than MAX_NV_LEN"
-        );
-        if let Some((prefix, prefix_len)) = length_prefix(name.len(), value.len()) {
-            writer.write(&prefix[..prefix_len]);
-            writer.write(name);
-            writer.write(value);
-        }
+        writer.pair(name.as_ref(), value.as_ref());
     }
     writer.finish();
-    encode_stream_end(out, RecordType::Params, request_id);
+}
+
+/// Bytes a stream of `content_len` bytes takes at most as records, their
+/// headers, padding and the end record included; for reservations.
+pub fn framed_stream_len(content_len: usize) -> usize {
+    content_len
+        .saturating_add(framing_overhead(content_len))
+        .saturating_add(HEADER_LEN)
+}
+
+/// A PARAMS stream written pair by pair straight into a request's buffer,
+/// so a caller that forms values as it goes (the CGI params) needs no list
+/// of pairs in between. A pair is either whole ([`ParamsWriter::pair`]) or
+/// announced by its lengths and then written in pieces
+/// ([`ParamsWriter::begin_pair`], [`ParamsWriter::piece`]).
+pub struct ParamsWriter<'a> {
+    stream: StreamWriter<'a>,
+    /// Bytes the pair begun last still expects.
+    pending: usize,
+}
+
+impl<'a> ParamsWriter<'a> {
+    pub fn new(out: &'a mut BytesMut, request_id: u16) -> Self {
+        ParamsWriter {
+            stream: StreamWriter::new(out, RecordType::Params, request_id),
+            pending: 0,
+        }
+    }
+
+    /// One whole pair.
+    pub fn pair(&mut self, name: &[u8], value: &[u8]) {
+        if self.begin_pair(name.len(), value.len()) {
+            self.piece(name);
+            self.piece(value);
+        }
+    }
+
+    /// Announces a pair of these lengths; its name and then its value
+    /// follow through [`ParamsWriter::piece`], exactly that many bytes.
+    /// `false` (and nothing written) for a pair longer than
+    /// [`nvpair::MAX_NV_LEN`]: a caller bug, asserted in debug builds; its
+    /// pieces are then dropped.
+    pub fn begin_pair(&mut self, name_len: usize, value_len: usize) -> bool {
+        self.complete_pending();
+        debug_assert!(
+            name_len <= nvpair::MAX_NV_LEN && value_len <= nvpair::MAX_NV_LEN,
+            "FastCGI name-value pair longer than MAX_NV_LEN"
+        );
+        match length_prefix(name_len, value_len) {
+            Some((prefix, prefix_len)) => {
+                self.stream.write(&prefix[..prefix_len]);
+                self.pending = name_len + value_len;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next bytes of the pair begun last. Bytes past what it announced
+    /// are a caller bug (asserted) and are dropped, so the stream's framing
+    /// stays right whatever the caller does.
+    #[inline]
+    pub fn piece(&mut self, bytes: &[u8]) {
+        debug_assert!(
+            bytes.len() <= self.pending,
+            "more bytes than the pair announced"
+        );
+        let take = bytes.len().min(self.pending);
+        self.pending -= take;
+        self.stream.write(&bytes[..take]);
+    }
+
+    /// Ends the stream: closes the open record and writes the empty one.
+    pub fn finish(mut self) {
+        self.complete_pending();
+        let record_type = self.stream.record_type;
+        let request_id = self.stream.request_id;
+        let out = self.stream.finish();
+        encode_stream_end(out, record_type, request_id);
+    }
+
+    /// A pair left short (a caller bug, asserted) is filled with zero
+    /// bytes, so the lengths already written stay true.
+    fn complete_pending(&mut self) {
+        debug_assert_eq!(self.pending, 0, "a pair was left short");
+        while self.pending > 0 {
+            let take = self.pending.min(PADDING.len());
+            self.pending -= take;
+            self.stream.write(&PADDING[..take]);
+        }
+    }
 }
 
 /// Writes a byte stream into records, filling each record up to 65535 bytes
@@ -177,8 +257,10 @@ impl<'a> StreamWriter<'a> {
         }
     }
 
-    fn finish(mut self) {
+    /// Closes the open record; gives back the buffer for what follows.
+    fn finish(mut self) -> &'a mut BytesMut {
         self.close();
+        self.out
     }
 }
 
@@ -419,6 +501,37 @@ mod tests {
         encode_params(&mut out, 1, &[(&b"N"[..], &value[..])]);
         let sizes: Vec<usize> = records(&out).iter().map(|(_, c)| c.len()).collect();
         assert_eq!(sizes, vec![65535, 0]);
+    }
+
+    #[test]
+    fn a_pair_written_in_pieces_is_the_pair_written_whole() {
+        // The long value straddles two records; the pieces split it
+        // elsewhere than the record boundary does.
+        let long = vec![b'v'; 70_000];
+        let pairs: [(&[u8], &[u8]); 3] = [(b"A", b"1"), (b"HTTP_LONG", &long), (b"B", b"")];
+        let mut whole = BytesMut::new();
+        encode_params(&mut whole, 1, &pairs);
+
+        let mut pieces = BytesMut::new();
+        let mut writer = ParamsWriter::new(&mut pieces, 1);
+        writer.pair(b"A", b"1");
+        assert!(writer.begin_pair(b"HTTP_LONG".len(), long.len()));
+        writer.piece(b"HTTP_");
+        writer.piece(b"LONG");
+        for chunk in long.chunks(30_001) {
+            writer.piece(chunk);
+        }
+        writer.pair(b"B", b"");
+        writer.finish();
+
+        assert_eq!(pieces, whole);
+        let recs = records(&pieces);
+        assert_eq!(recs.len(), 3, "two records of pairs and the terminator");
+        let mut content = recs[0].1.clone();
+        content.extend_from_slice(&recs[1].1);
+        let decoded = nvpair::decode_pairs(&content).unwrap();
+        assert_eq!(decoded.len(), 3);
+        assert_eq!(decoded[1].1.len(), 70_000);
     }
 
     #[test]

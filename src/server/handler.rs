@@ -24,7 +24,7 @@ use super::site::SiteState;
 use super::site_rules;
 use super::AppState;
 use crate::body::GatewayBody;
-use crate::cgi::params::{build_params, Endpoint, RequestInfo, TlsInfo};
+use crate::cgi::params::{encoded_len_hint, write_params, Endpoint, RequestInfo, TlsInfo};
 use crate::cgi::response::{CgiHead, HeadParser, DEFAULT_HEAD_LIMIT};
 use crate::cgi::stderr::{log_stderr, StderrContext};
 use crate::compress;
@@ -305,14 +305,16 @@ async fn run_script(
         server_name: &server_name,
         tls: ctx.tls,
     };
-    let params = build_params(&info, &script, &routing.root, &site.extra_params);
-
     // A body all in memory goes with the head; a longer one streams after it.
     let stdin = match prepared.body {
         RequestBody::Empty => Stdin::Complete(&prepared.inline),
         _ => Stdin::Streamed,
     };
-    let head = request::encode(&params, true, stdin);
+    let (root, extra) = (&routing.root, &site.extra_params);
+    let pairs_len = encoded_len_hint(&info, &script, root, extra);
+    let head = request::encode_with(pairs_len, true, stdin, |writer| {
+        write_params(writer, &info, &script, root, extra)
+    });
     let body = prepared.body;
 
     let upstream_start = Instant::now();

@@ -28,13 +28,40 @@ pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     keep_conn: bool,
     stdin: Stdin<'_>,
 ) -> Bytes {
+    let pairs_len = params
+        .iter()
+        .map(|(n, v)| fastcgi::nvpair::encoded_len(n.as_ref(), v.as_ref()))
+        .fold(0, usize::saturating_add);
+    encode_with(pairs_len, keep_conn, stdin, |writer| {
+        for (name, value) in params {
+            writer.pair(name.as_ref(), value.as_ref());
+        }
+    })
+}
+
+/// As [`encode`], the params written by `write_params` straight into the
+/// request's buffer (the CGI params of a served request: no list of pairs
+/// in between). `pairs_len` is about the bytes they take, so that the
+/// buffer is allocated once; more only costs a reallocation.
+pub fn encode_with(
+    pairs_len: usize,
+    keep_conn: bool,
+    stdin: Stdin<'_>,
+    write_params: impl FnOnce(&mut fastcgi::ParamsWriter<'_>),
+) -> Bytes {
     let inline = match stdin {
         Stdin::Complete(body) => body.len(),
         Stdin::Streamed => 0,
     };
-    let mut out = BytesMut::with_capacity(1024 + inline);
+    // BEGIN_REQUEST, the params, the body's records and STDIN's end.
+    let capacity = fastcgi::framed_stream_len(pairs_len)
+        .saturating_add(fastcgi::framed_stream_len(inline))
+        .saturating_add(32);
+    let mut out = BytesMut::with_capacity(capacity);
     fastcgi::encode_begin_request(&mut out, REQUEST_ID, Role::Responder, keep_conn);
-    fastcgi::encode_params(&mut out, REQUEST_ID, params);
+    let mut writer = fastcgi::ParamsWriter::new(&mut out, REQUEST_ID);
+    write_params(&mut writer);
+    writer.finish();
     if let Stdin::Complete(body) = stdin {
         fastcgi::encode_stream(&mut out, RecordType::Stdin, REQUEST_ID, body);
         fastcgi::encode_stream_end(&mut out, RecordType::Stdin, REQUEST_ID);
