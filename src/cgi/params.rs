@@ -11,7 +11,6 @@ use std::path::Path;
 use http::{header, HeaderMap, HeaderName, Method, Uri, Version};
 
 use crate::ascii::{self, StackText};
-use crate::fastcgi::ParamsWriter;
 use crate::route::Script;
 
 /// The address of one end of the client connection.
@@ -60,6 +59,20 @@ pub struct RequestInfo<'a> {
 
 const SERVER_SOFTWARE: &str = concat!("fcgi-gateway/", env!("CARGO_PKG_VERSION"));
 
+/// Where the params go, pair by pair, in order: the request's PARAMS
+/// stream (`upstream::request` frames them), so no list of pairs is built
+/// in between.
+pub trait ParamSink {
+    /// One whole pair.
+    fn pair(&mut self, name: &[u8], value: &[u8]);
+    /// Announces a pair of these lengths; exactly that many bytes, the
+    /// name then the value, follow through `piece`. `false` when the pair
+    /// cannot be written (its pieces are then not to be given).
+    fn begin_pair(&mut self, name_len: usize, value_len: usize) -> bool;
+    /// The next bytes of the pair begun last.
+    fn piece(&mut self, bytes: &[u8]);
+}
+
 /// About how many bytes [`write_params`] writes for this request: enough
 /// that the request's buffer is allocated once (more costs a reallocation,
 /// never correctness).
@@ -98,7 +111,7 @@ pub fn encoded_len_hint(
 /// config's `[params]`) replaces an emitted param's value in place or is
 /// appended at the end.
 pub fn write_params(
-    writer: &mut ParamsWriter<'_>,
+    writer: &mut impl ParamSink,
     req: &RequestInfo<'_>,
     script: &Script,
     document_root: &Path,
@@ -167,15 +180,15 @@ pub fn write_params(
 /// Emits params into the writer, each with the value of the config's
 /// `[params]` entry of its name when there is one (the last, if several);
 /// the entries no param took go at the end, in their order.
-struct Emit<'w, 'a, 'e> {
-    writer: &'w mut ParamsWriter<'a>,
+struct Emit<'w, 'e, S> {
+    writer: &'w mut S,
     extra: &'e [(String, String)],
     /// Which entries of `extra` replaced an emitted param's value.
     took: Vec<bool>,
 }
 
-impl<'w, 'a, 'e> Emit<'w, 'a, 'e> {
-    fn new(writer: &'w mut ParamsWriter<'a>, extra: &'e [(String, String)]) -> Self {
+impl<'w, 'e, S: ParamSink> Emit<'w, 'e, S> {
+    fn new(writer: &'w mut S, extra: &'e [(String, String)]) -> Self {
         Emit {
             writer,
             extra,
@@ -201,12 +214,7 @@ impl<'w, 'a, 'e> Emit<'w, 'a, 'e> {
     }
 
     /// A param whose value (`value_len` bytes) `write_value` writes in pieces.
-    fn param_with(
-        &mut self,
-        name: &[u8],
-        value_len: usize,
-        write_value: impl FnOnce(&mut ParamsWriter<'a>),
-    ) {
+    fn param_with(&mut self, name: &[u8], value_len: usize, write_value: impl FnOnce(&mut S)) {
         if let Some(value) = self.replacement(name) {
             self.writer.pair(name, value);
         } else if self.writer.begin_pair(name.len(), value_len) {
@@ -298,7 +306,7 @@ fn skip_header(name: &HeaderName) -> bool {
 /// Names of HTTP_* params up to this long are formed on the stack.
 const SHORT_PARAM_NAME: usize = 64;
 
-fn write_http_headers(out: &mut Emit<'_, '_, '_>, headers: &HeaderMap) {
+fn write_http_headers(out: &mut Emit<'_, '_, impl ParamSink>, headers: &HeaderMap) {
     let mut names: Vec<&HeaderName> = headers.keys().filter(|n| !skip_header(n)).collect();
     names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
 

@@ -5,6 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::cgi::params::ParamSink;
 use crate::fastcgi::{self, RecordType, Role};
 
 /// The request id on every connection: php-fpm does not multiplex, so one
@@ -67,6 +68,22 @@ pub fn encode_with(
         fastcgi::encode_stream_end(&mut out, RecordType::Stdin, REQUEST_ID);
     }
     out.freeze()
+}
+
+/// The CGI params go straight into the PARAMS stream.
+impl ParamSink for fastcgi::ParamsWriter<'_> {
+    fn pair(&mut self, name: &[u8], value: &[u8]) {
+        fastcgi::ParamsWriter::pair(self, name, value);
+    }
+
+    fn begin_pair(&mut self, name_len: usize, value_len: usize) -> bool {
+        fastcgi::ParamsWriter::begin_pair(self, name_len, value_len)
+    }
+
+    #[inline]
+    fn piece(&mut self, bytes: &[u8]) {
+        fastcgi::ParamsWriter::piece(self, bytes);
+    }
 }
 
 #[cfg(test)]
