@@ -146,7 +146,13 @@ impl<'a> ParamsWriter<'a> {
         );
         match length_prefix(name_len, value_len) {
             Some((prefix, prefix_len)) => {
-                self.stream.write(&prefix[..prefix_len]);
+                if prefix_len == 2 {
+                    // Both lengths short, as for nearly every CGI param: a
+                    // fixed-size copy the compiler inlines, not a memcpy call.
+                    self.stream.write(&prefix[..2]);
+                } else {
+                    self.stream.write(&prefix[..prefix_len]);
+                }
                 self.pending = name_len + value_len;
                 true
             }
