@@ -479,14 +479,28 @@ def main():
     machine = f"{platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}"
     base_kind = kinds[0]
     rows = []
+    def paired(runs, base_runs, key):
+        """The ratio to the base server round by round (the rounds are
+        interleaved, so each pair ran back to back): how much of a median
+        ratio is the machine's noise."""
+        out = []
+        for x, b in zip(runs, base_runs):
+            if x[key] is not None and b[key]:
+                out.append(x[key] / b[key])
+        return out
+
     for sc, c, sock in cells:
-        base_rps = med([x["rps"] for x in results[(sc, c, sock, base_kind)]])
+        base_runs = results[(sc, c, sock, base_kind)]
+        base_rps = med([x["rps"] for x in base_runs])
         for server in kinds:
             runs = results[(sc, c, sock, server)]
             row = {"scenario": sc, "concurrency": c, "socket": sock, "server": server}
             row.update({k: med([x[k] for x in runs]) for k in runs[0]})
             row["failed_total"] = sum(x["non2xx"] + x["socket_errors"] for x in runs)
             row["rps_ratio_vs_" + base_kind] = row["rps"] / base_rps if base_rps else None
+            row["rps_ratio_per_round"] = paired(runs, base_runs, "rps")
+            row["cpu_ratio_per_round"] = paired(runs, base_runs, "cpu_us_per_req")
+            row["per_round"] = runs
             rows.append(row)
 
     os.makedirs(args.out, exist_ok=True)
@@ -504,9 +518,14 @@ def main():
     def fmt(v, nd=0):
         return "-" if v is None else f"{v:.{nd}f}"
 
+    def spread(vals):
+        return "-" if not vals else f"{min(vals):.2f}–{max(vals):.2f}"
+
     lines = [f"# fcgi-gateway benchmark, commit {commit}, {stamp}", "",
              f"Machine: {machine}. One php-fpm, a pool per server and socket (static, 4 children); "
-             f"wrk {args.duration}s per cell; median of {args.rounds} interleaved rounds. "
+             f"wrk {args.duration}s per cell; median of {args.rounds} interleaved rounds; "
+             f"'per round': the lowest and highest of the round-by-round ratios to {base_kind} "
+             f"(each pair ran back to back), a gauge of the machine's noise. "
              f"CPU = the server's own CPU per request (all its processes). "
              + (f"Both servers at their defaults (nginx worker_processes auto, the gateway with no "
                 f"tuning flags: --workers = the CPU count, its pool sized by what php-fpm accepts). "
@@ -529,13 +548,16 @@ def main():
                     f"; {l['label']}: packets held {l['held_ms']['p50']:.3f} ms one way "
                     f"(p50), {l['held_ms']['p99']:.3f} ms (p99)" for l in link_stats) + "."
                 if delays else ""), "",
-             f"| scenario | c | socket | server | req/s | vs {base_kind} | p50 ms | p99 ms | cpu µs/req | failed | peak RSS KiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| scenario | c | socket | server | req/s | vs {base_kind} | vs {base_kind} per round "
+             f"| p50 ms | p99 ms | cpu µs/req | cpu vs {base_kind} per round | failed | peak RSS KiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
             f"| {row['scenario']} | {row['concurrency']} | {row['socket']} | {row['server']} | {fmt(row['rps'])} "
-            f"| {fmt(row['rps_ratio_vs_' + base_kind], 2)} | {fmt(row['p50_ms'], 2)} | {fmt(row['p99_ms'], 2)} "
-            f"| {fmt(row['cpu_us_per_req'], 1)} | {row['failed_total']} | {fmt(row['rss_peak_kib'])} |")
+            f"| {fmt(row['rps_ratio_vs_' + base_kind], 2)} | {spread(row['rps_ratio_per_round'])} "
+            f"| {fmt(row['p50_ms'], 2)} | {fmt(row['p99_ms'], 2)} "
+            f"| {fmt(row['cpu_us_per_req'], 1)} | {spread(row['cpu_ratio_per_round'])} "
+            f"| {row['failed_total']} | {fmt(row['rss_peak_kib'])} |")
     if idle:
         lines += ["", f"Idle keep-alive clients: {args.idle_clients} connections opened before the cells, "
                   "on servers fresh from start, one GET /hello.php each, then held open "
