@@ -444,10 +444,7 @@ mod tests {
                     _ => None,
                 })
                 .expect("a PARAMS stream");
-            let pairs_len: usize = params
-                .iter()
-                .map(|(n, v)| crate::fastcgi::nvpair::encoded_len(n, v))
-                .sum();
+            let pairs_len = crate::fastcgi::nvpair::total_len(&params);
             assert!(
                 pairs_len <= hint,
                 "the hint ({hint}) covers the params ({pairs_len}): one allocation"

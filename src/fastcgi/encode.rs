@@ -86,15 +86,9 @@ pub fn encode_params<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     request_id: u16,
     params: &[(N, V)],
 ) {
-    let total: usize = params
-        .iter()
-        .map(|(n, v)| nvpair::encoded_len(n.as_ref(), v.as_ref()))
-        .fold(0, usize::saturating_add);
-    out.reserve(framed_stream_len(total));
+    out.reserve(framed_stream_len(nvpair::total_len(params)));
     let mut writer = ParamsWriter::new(out, request_id);
-    for (name, value) in params {
-        writer.pair(name.as_ref(), value.as_ref());
-    }
+    writer.pairs(params);
     writer.finish();
 }
 
@@ -130,6 +124,13 @@ impl<'a> ParamsWriter<'a> {
         if self.begin_pair(name.len(), value.len()) {
             self.piece(name);
             self.piece(value);
+        }
+    }
+
+    /// Each pair of a list, in order.
+    pub fn pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &[(N, V)]) {
+        for (name, value) in pairs {
+            self.pair(name.as_ref(), value.as_ref());
         }
     }
 

@@ -29,6 +29,14 @@ pub fn encoded_len(name: &[u8], value: &[u8]) -> usize {
     }
 }
 
+/// Bytes a list of pairs takes encoded, [`encoded_len`] summed.
+pub fn total_len<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> usize {
+    pairs
+        .iter()
+        .map(|(n, v)| encoded_len(n.as_ref(), v.as_ref()))
+        .fold(0, usize::saturating_add)
+}
+
 /// Appends one pair to `out`.
 ///
 /// Callers must cap names and values at [`MAX_NV_LEN`]; a longer pair is a

@@ -29,15 +29,12 @@ pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     keep_conn: bool,
     stdin: Stdin<'_>,
 ) -> Bytes {
-    let pairs_len = params
-        .iter()
-        .map(|(n, v)| fastcgi::nvpair::encoded_len(n.as_ref(), v.as_ref()))
-        .fold(0, usize::saturating_add);
-    encode_with(pairs_len, keep_conn, stdin, |writer| {
-        for (name, value) in params {
-            writer.pair(name.as_ref(), value.as_ref());
-        }
-    })
+    encode_with(
+        fastcgi::nvpair::total_len(params),
+        keep_conn,
+        stdin,
+        |writer| writer.pairs(params),
+    )
 }
 
 /// As [`encode`], the params written by `write_params` straight into the
