@@ -178,7 +178,9 @@ def main(argv=None):
     procs = []
 
     def start(cmd):
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A session of its own, as run.py starts them (why: there).
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
         procs.append(p)
         return p
 
