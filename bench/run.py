@@ -91,6 +91,29 @@ def cpu_ticks(pids):
     return total
 
 
+def switches(pids):
+    """Context switches of every thread of pids: (voluntary, involuntary).
+    Under load the server's CPU per request follows how often the kernel
+    preempts it (docs/benchmarks.md), so each cell records them."""
+    vol = invol = 0
+    for p in pids:
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open(f"/proc/{p}/task/{t}/status") as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            vol += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            invol += int(line.split()[1])
+            except OSError:
+                pass
+    return vol, invol
+
+
 def status_kib(pids, field):
     """Sum of a /proc/PID/status memory field (VmRSS, VmHWM) over pids."""
     total = 0
@@ -458,15 +481,19 @@ def main():
                         if lua:
                             cmd += ["-s", f"{work}/{lua}"]
                         cmd.append(f"http://127.0.0.1:{servers[name]}{path}")
-                    before = cpu_ticks(pids)
+                    before, switched_before = cpu_ticks(pids), switches(pids)
                     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
-                    after = cpu_ticks(pids)
+                    after, switched_after = cpu_ticks(pids), switches(pids)
                     m = parse_h2load(out) if lua == "h2load" else parse_wrk(out)
                     m["cpu_us_per_req"] = ((after - before) / CLK_TCK * 1e6 / m["requests"]) if m["requests"] else None
+                    # Voluntary (it waited) and involuntary (preempted) switches per request.
+                    m["switches_per_req"] = [round((a - b) / m["requests"], 3) for a, b in
+                                             zip(switched_after, switched_before)] if m["requests"] else None
                     m["rss_peak_kib"] = rss_peak_kib(pids)
                     results.setdefault((sc, c, sock, server), []).append(m)
                     print(f"round {r + 1} {sc:9} c={c:<4} {name:13} {m['rps']:10.0f} req/s "
                           f"p99 {m['p99_ms']} ms  cpu/req {m['cpu_us_per_req'] and round(m['cpu_us_per_req'], 1)} us  "
+                          f"switches/req {m['switches_per_req']}  "
                           f"errors {m['non2xx'] + m['socket_errors']}", flush=True)
     finally:
         stop_all(procs, work)
@@ -503,7 +530,10 @@ def main():
         for server in kinds:
             runs = results[(sc, c, sock, server)]
             row = {"scenario": sc, "concurrency": c, "socket": sock, "server": server}
-            row.update({k: med([x[k] for x in runs]) for k in runs[0]})
+            row.update({k: med([x[k] for x in runs]) for k in runs[0] if k != "switches_per_req"})
+            # Each kind of switch on its own median.
+            row["switches_per_req"] = [med([x["switches_per_req"][i] for x in runs if x["switches_per_req"]])
+                                       for i in range(2)]
             row["failed_total"] = sum(x["non2xx"] + x["socket_errors"] for x in runs)
             row["rps_ratio_vs_" + base_kind] = row["rps"] / base_rps if base_rps else None
             row["rps_ratio_per_round"] = paired(runs, base_runs, "rps")
@@ -534,7 +564,9 @@ def main():
              f"wrk {args.duration}s per cell; median of {args.rounds} interleaved rounds; "
              f"'per round': the lowest and highest of the round-by-round ratios to {base_kind} "
              f"(each pair ran back to back), a gauge of the machine's noise. "
-             f"CPU = the server's own CPU per request (all its processes). "
+             f"CPU = the server's own CPU per request (all its processes); the JSON also has its "
+             f"voluntary and involuntary context switches per request (switches_per_req). "
+             f"Each server runs in a session of its own, as systemd starts a service. "
              + (f"Both servers at their defaults (nginx worker_processes auto, the gateway with no "
                 f"tuning flags: --workers = the CPU count, its pool sized by what php-fpm accepts). "
                 if args.workers == "auto" else
