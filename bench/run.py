@@ -91,6 +91,18 @@ def cpu_ticks(pids):
     return total
 
 
+def status_numbers(path, fields):
+    """The numbers of these fields of a /proc status file (0 when absent or
+    gone): memory fields in kB, context switches as counts."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return [0] * len(fields)
+    found = [re.search(rf"^{field}:\s+(\d+)", text, re.M) for field in fields]
+    return [int(m.group(1)) if m else 0 for m in found]
+
+
 def switches(pids):
     """Context switches of every thread of pids: (voluntary, involuntary).
     Under load the server's CPU per request follows how often the kernel
@@ -102,29 +114,15 @@ def switches(pids):
         except OSError:
             continue
         for t in tids:
-            try:
-                with open(f"/proc/{p}/task/{t}/status") as f:
-                    for line in f:
-                        if line.startswith("voluntary_ctxt_switches:"):
-                            vol += int(line.split()[1])
-                        elif line.startswith("nonvoluntary_ctxt_switches:"):
-                            invol += int(line.split()[1])
-            except OSError:
-                pass
+            v, n = status_numbers(f"/proc/{p}/task/{t}/status",
+                                  ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"])
+            vol, invol = vol + v, invol + n
     return vol, invol
 
 
 def status_kib(pids, field):
     """Sum of a /proc/PID/status memory field (VmRSS, VmHWM) over pids."""
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/status") as f:
-                m = re.search(field + r":\s+(\d+) kB", f.read())
-            total += int(m.group(1)) if m else 0
-        except OSError:
-            pass
-    return total
+    return sum(status_numbers(f"/proc/{p}/status", [field])[0] for p in pids)
 
 
 def rss_peak_kib(pids):
