@@ -111,7 +111,7 @@ fn serve(
             .collect::<Result<Vec<_>, _>>()?;
         // Bound first: a taken port fails before php-fpm is started.
         let to_bind = fcgi_gateway::server::addresses_to_bind(&config, &inherited);
-        let listeners = fcgi_gateway::server::bind(&to_bind).await?;
+        let listeners = fcgi_gateway::server::bind_beside(&to_bind, &config.listen).await?;
         let admin = fcgi_gateway::server::bind_admin(&config).await?;
         // Read before php-fpm starts, so a bad certificate fails fast.
         let tls = fcgi_gateway::server::load_tls(&config)?;

@@ -373,7 +373,8 @@ settings! {
         reload: Live,
         help: "Address to accept HTTP on: 127.0.0.1:8080, [::1]:8080 or unix:/path/to.sock; \
                with --tls-cert a TCP address serves TLS unless written http://HOST:PORT \
-               (https://HOST:PORT asks for TLS); repeat for several",
+               (https://HOST:PORT asks for TLS); repeat for several ([::]:PORT takes IPv4 \
+               clients too, unless an IPv4 address with that port is also given)",
     },
     upstream: Vec<UpstreamSpec> {
         key: "upstream",

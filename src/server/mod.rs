@@ -30,7 +30,7 @@ use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
 use crate::config::{Config, ListenAddr};
-pub use crate::listen::{bind, BindError, Listener};
+pub use crate::listen::{bind, bind_beside, BindError, Listener};
 use crate::metrics::Metrics;
 use crate::upstream::{
     BalanceSettings, HealthPolicy, Member, Pool, PoolSettings, UpstreamAddr, Upstreams,

@@ -21,7 +21,9 @@ use tokio::sync::mpsc;
 
 use super::listeners::ListenerSet;
 use super::tls::{ReloadableTls, TlsError};
-use super::{admin_state, balance_settings, bind, start_upstreams, AppState, BindError, Listener};
+use super::{
+    admin_state, balance_settings, bind_beside, start_upstreams, AppState, BindError, Listener,
+};
 use crate::admin::AdminState;
 use crate::config::{settings, Config, ConfigError, ListenAddr};
 use crate::metrics::Metrics;
@@ -229,7 +231,7 @@ impl Live {
     async fn bind_missing(&self, new: &Config) -> Result<Fresh, ReloadError> {
         let mut fresh = Fresh(Vec::new());
         for addr in self.listeners.missing(new) {
-            let bound = bind(std::slice::from_ref(&addr))
+            let bound = bind_beside(std::slice::from_ref(&addr), &new.listen)
                 .await
                 .map_err(ReloadError::Bind)?;
             fresh.0.extend(bound.into_iter().map(|l| (addr.clone(), l)));

@@ -93,6 +93,31 @@ fn bad_arguments_exit_2_with_one_line() {
     }
 }
 
+/// A port already taken: exit 2, and the message names the address and
+/// says the OS error once (it was printed twice, as message and as cause).
+#[test]
+fn a_taken_port_is_named_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let root = fixtures_dir().display().to_string();
+    let (code, _, err) = run(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--upstream",
+        "unix:/tmp/x.sock",
+        "--root",
+        &root,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("fcgi-gateway: cannot listen on {addr}: ")),
+        "{err}"
+    );
+    assert_eq!(last.matches("(os error").count(), 1, "{err}");
+}
+
 #[test]
 fn check_config_names_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
