@@ -103,6 +103,8 @@ pub struct Config {
     pub never_serve_ext: Vec<String>,
     /// Serve and run files whose real location is outside the root.
     pub follow_symlinks_outside_root: bool,
+    /// How long a found PHP script is trusted without another stat.
+    pub script_stat_cache: Duration,
     /// (lowercase extension, Cache-Control value) for static files.
     pub cache_control: Vec<(String, String)>,
     /// Longest request target (path and query) in bytes; longer → 414.
@@ -528,6 +530,9 @@ fn build(
         php_only_front_controller,
         never_serve_ext: layer.never_serve_ext.unwrap_or_default(),
         follow_symlinks_outside_root: layer.follow_symlinks_outside_root.unwrap_or(false),
+        script_stat_cache: layer
+            .script_stat_cache
+            .ok_or(missing("script-stat-cache"))?,
         cache_control: layer.cache_control.unwrap_or_default(),
         max_uri_length: layer.max_uri_length.ok_or(missing("max-uri-length"))?,
         max_header_size: layer.max_header_size.ok_or(missing("max-header-size"))?,

@@ -615,6 +615,16 @@ settings! {
         reload: Live,
         help: "Serve and run files reached through symlinks that lead out of the root",
     },
+    script_stat_cache: std::time::Duration {
+        key: "script-stat-cache",
+        flag: One("DUR"),
+        parse: parse_duration,
+        default: Fixed("1s"),
+        reload: Live,
+        help: "How long a PHP script found on disk (a regular file, no symlink below the \
+               root) is taken as still there without another stat, per thread; a missing \
+               one is looked up on every request. 0s stats on every request",
+    },
     cache_control: Vec<(String, String)> {
         key: "cache-control",
         flag: Many("EXT=VALUE"),

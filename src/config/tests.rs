@@ -90,6 +90,7 @@ fn defaults_applied() {
                 .map(str::to_owned)
                 .to_vec(),
             follow_symlinks_outside_root: false,
+            script_stat_cache: Duration::from_secs(1),
             cache_control: vec![],
             max_uri_length: 8 * 1024,
             max_header_size: 32 * 1024,
@@ -192,6 +193,7 @@ APP_ENV = "prod"
                 .map(str::to_owned)
                 .to_vec(),
             follow_symlinks_outside_root: false,
+            script_stat_cache: Duration::from_secs(1),
             cache_control: vec![],
             max_uri_length: 8 * 1024,
             max_header_size: 32 * 1024,
@@ -360,8 +362,8 @@ fn unknown_key_names_key_and_file() {
          header-timeout, keepalive-timeout, grace-period, max-upstream-conns, max-fails, fail-timeout, \
          health-interval, resolve-interval, max-connections, log-level, params, \
          fpm-status-path, max-idle-conns, queue-length, acquire-timeout, idle-timeout, \
-         php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, cache-control, \
-         max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
+         php-only-front-controller, never-serve-ext, follow-symlinks-outside-root, script-stat-cache, \
+         cache-control, max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
          internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path, \
          server-timing, access-log-format, tls-cert, tls-key, error-page, intercept-errors, \
          add-header, redirect, deny, redirect-to-https, site, workers, upstream-pipelining)",

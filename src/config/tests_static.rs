@@ -1,5 +1,6 @@
 //! Tests for the routing and static-file settings: `php-only-front-controller`,
-//! `never-serve-ext`, `follow-symlinks-outside-root` and `cache-control`.
+//! `never-serve-ext`, `follow-symlinks-outside-root`, `script-stat-cache` and
+//! `cache-control`.
 
 use super::test_support::{file_with, message, serve_args};
 use super::*;
@@ -11,6 +12,7 @@ fn routing_and_static_keys_are_read() {
 php-only-front-controller = true
 never-serve-ext = [".INC", "bak"]
 follow-symlinks-outside-root = true
+script-stat-cache = "250ms"
 
 [cache-control]
 css = "max-age=3600"
@@ -21,6 +23,7 @@ css = "max-age=3600"
     assert!(config.php_only_front_controller);
     assert_eq!(config.never_serve_ext, ["inc", "bak"]);
     assert!(config.follow_symlinks_outside_root);
+    assert_eq!(config.script_stat_cache, Duration::from_millis(250));
     assert_eq!(
         config.cache_control,
         vec![
@@ -47,6 +50,8 @@ fn routing_and_static_flags() {
         "--never-serve-ext",
         ".Sql",
         "--follow-symlinks-outside-root",
+        "--script-stat-cache",
+        "0s",
         "--cache-control",
         "css=max-age=3600",
         "--cache-control",
@@ -56,6 +61,7 @@ fn routing_and_static_flags() {
     assert!(config.php_only_front_controller);
     assert_eq!(config.never_serve_ext, ["inc", "sql"]);
     assert!(config.follow_symlinks_outside_root);
+    assert_eq!(config.script_stat_cache, Duration::ZERO);
     assert_eq!(
         config.cache_control,
         vec![
@@ -143,6 +149,16 @@ fn bad_routing_and_static_values() {
             "expected a table, found string",
         ),
         (
+            "script-stat-cache = \"1 fortnight\"",
+            "script-stat-cache",
+            "is not a duration",
+        ),
+        (
+            "script-stat-cache = 1",
+            "script-stat-cache",
+            "expected a string",
+        ),
+        (
             "[cache-control]\ncss = 3600",
             "cache-control.css",
             "expected a string, found integer",
@@ -171,6 +187,10 @@ fn bad_routing_and_static_values() {
         (
             ["--never-serve-ext", "a/b"],
             "--never-serve-ext: `a/b` must be a file extension",
+        ),
+        (
+            ["--script-stat-cache", "1"],
+            "--script-stat-cache: \"1\": missing unit",
         ),
         (
             ["--cache-control", "css"],

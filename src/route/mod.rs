@@ -3,6 +3,7 @@
 //! nginx's usual PHP server block does (`try_files $uri $uri/ /index.php`).
 //! Looks at the file system (stat) but does no network I/O and serves no bytes.
 
+mod found_scripts;
 mod internal;
 pub(crate) mod path;
 #[cfg(test)]
@@ -16,6 +17,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub use internal::{accel_redirect_target, sendfile_target};
 
@@ -49,6 +51,10 @@ pub struct RouteConfig {
     /// Normalised URI paths without a trailing slash (`/protected`): 404 for
     /// clients, reachable only through `X-Accel-Redirect`.
     pub internal_locations: Vec<String>,
+    /// How long a script once found on disk (a regular file with no
+    /// symlink below the root) is taken as still there without another
+    /// stat; zero stats on every request (`script-stat-cache`).
+    pub script_stat_cache: Duration,
 }
 
 /// A PHP script chosen for a request.
@@ -323,10 +329,23 @@ fn under_root(root: &Path, rel: &str) -> PathBuf {
 
 /// A regular file whose real location is allowed (see `is_allowed_location`).
 ///
-/// `metadata` first: it is one stat and settles the common 404 cheaply.
+/// A plain one found within `script-stat-cache` is taken as still there
+/// (`found_scripts`); else `metadata` first: it is one stat and settles the
+/// common 404 cheaply.
 fn is_script_file(cfg: &RouteConfig, file: &Path) -> bool {
+    let valid_for = cfg.script_stat_cache;
+    let now = (!valid_for.is_zero()).then(Instant::now);
+    if let Some(now) = now {
+        if found_scripts::recently_found(file, valid_for, now) {
+            return true;
+        }
+    }
     if let Some(meta) = plain_path_metadata(&cfg.root, file) {
-        return meta.is_file();
+        let found = meta.is_file();
+        if let (Some(now), true) = (now, found) {
+            found_scripts::remember(file, valid_for, now);
+        }
+        return found;
     }
     fs::metadata(file).is_ok_and(|meta| meta.is_file()) && is_allowed_location(cfg, file)
 }

@@ -80,6 +80,8 @@ pub(super) fn cfg(t: &Tree, fc: Option<&str>) -> RouteConfig {
         never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
         follow_symlinks_outside_root: false,
         internal_locations: Vec::new(),
+        // Every check stats; tests/found_scripts (below) turn it on.
+        script_stat_cache: Duration::ZERO,
     }
 }
 
@@ -466,4 +468,55 @@ fn editor_and_backup_copies_of_scripts_are_never_sent() {
     // `~` is refused whatever the list says.
     c.never_serve_ext = vec!["php".to_owned()];
     assert_eq!(resolve(&c, "/info.php~", None), Route::NotFound);
+}
+
+/// `script-stat-cache`: a script once found is trusted for the interval
+/// without a stat; what is missing, and what lies behind a symlink, is
+/// looked up on every request.
+#[test]
+fn a_found_script_is_trusted_for_the_interval_only() {
+    let t = tree();
+    let mut c = cfg(&t, Some("/index.php"));
+    c.script_stat_cache = Duration::from_secs(3600);
+    let a = script(&t, "a.php", "/a.php", None, "/a.php");
+    assert_eq!(resolve(&c, "/a.php", None), a);
+    fs::remove_file(t.root.join("a.php")).unwrap();
+    // Trusted: were it asked, php-fpm would answer 404 for it itself.
+    assert_eq!(resolve(&c, "/a.php", None), a);
+    // Off, the removal is seen at once.
+    let mut off = c.clone();
+    off.script_stat_cache = Duration::ZERO;
+    assert_eq!(resolve(&off, "/a.php", None), Route::NotFound);
+
+    // A missing script is never remembered: once created it runs.
+    assert_eq!(resolve(&c, "/new.php", None), Route::NotFound);
+    touch(&t.root.join("new.php"));
+    assert_eq!(
+        resolve(&c, "/new.php", None),
+        script(&t, "new.php", "/new.php", None, "/new.php")
+    );
+    // Nor is a path the front controller answered: a file created there
+    // is served at once.
+    let front = script(&t, "index.php", "/index.php", None, "/index.php");
+    assert_eq!(resolve(&c, "/page.css", None), front);
+    touch(&t.root.join("page.css"));
+    assert_eq!(resolve(&c, "/page.css", None), file(&t, "page.css"));
+
+    // Behind a symlink (alias.php -> info.php) the check is made each time.
+    let alias = script(&t, "alias.php", "/alias.php", None, "/alias.php");
+    assert_eq!(resolve(&c, "/alias.php", None), alias);
+    fs::remove_file(t.root.join("info.php")).unwrap();
+    assert_eq!(resolve(&c, "/alias.php", None), Route::NotFound);
+}
+
+#[test]
+fn a_removed_script_is_seen_once_the_interval_has_passed() {
+    let t = tree();
+    let mut c = cfg(&t, None);
+    c.script_stat_cache = Duration::from_millis(20);
+    let page = script(&t, "sub/page.php", "/sub/page.php", None, "/sub/page.php");
+    assert_eq!(resolve(&c, "/sub/page.php", None), page);
+    fs::remove_file(t.root.join("sub/page.php")).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(resolve(&c, "/sub/page.php", None), Route::NotFound);
 }

@@ -104,6 +104,7 @@ mod tests {
             never_serve_ext: Vec::new(),
             follow_symlinks_outside_root: false,
             internal_locations: Vec::new(),
+            script_stat_cache: std::time::Duration::ZERO,
         }
     }
 

@@ -59,6 +59,7 @@ impl SiteState {
                     never_serve_ext: config.never_serve_ext.clone(),
                     follow_symlinks_outside_root: config.follow_symlinks_outside_root,
                     internal_locations: config.internal_locations.clone(),
+                    script_stat_cache: config.script_stat_cache,
                 },
             ),
             upstreams,
