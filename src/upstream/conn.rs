@@ -239,10 +239,17 @@ pub(crate) async fn exchange_leased(
     )
     .await?;
     if outcome == Outcome::Reusable && guard.has_successor() {
-        // php-fpm runs the request sent ahead now: put the one after it on
-        // the connection too, so php-fpm does not wait for the hand-over.
-        let (_, mut writer) = split(&mut conn.stream);
-        send_ahead(guard, &mut writer).await;
+        // php-fpm runs the request sent ahead now, so one more fits behind
+        // it: put it on the connection here rather than after the hand-over.
+        let (reader, mut writer) = split(&mut conn.stream);
+        if !send_ahead(guard, &mut writer, true).await {
+            // php-fpm answers the request sent ahead with no write of ours
+            // to carry the ACK of this response, and its Nagle would hold
+            // that answer until our delayed ACK (~40 ms): ACK it now. A
+            // request written above carries the ACK, sparing the syscall
+            // and a segment.
+            rearm_quickack(&reader);
+        }
     }
     Ok(outcome)
 }
@@ -277,7 +284,7 @@ async fn exchange_with(
     // live worker's connection.
     if body_done && reused {
         if let Some(guard) = first_byte.as_deref_mut() {
-            send_ahead(guard, &mut writer).await;
+            send_ahead(guard, &mut writer, false).await;
         }
     }
     let mut body_consumed = false;
@@ -336,15 +343,10 @@ async fn exchange_with(
                             // Unsent STDIN or trailing bytes would corrupt the
                             // next exchange, unless they are the response to
                             // the request sent ahead.
+                            // (With one behind, `exchange_leased` sees
+                            // that this response's ACK goes out at once.)
                             let requests_behind =
                                 first_byte.as_ref().is_some_and(|g| g.has_successor());
-                            if requests_behind {
-                                // php-fpm answers the request sent ahead
-                                // without a write of ours to carry the ACK of
-                                // this response; without it, its Nagle holds
-                                // that answer until our delayed ACK (~40 ms).
-                                rearm_quickack(&reader);
-                            }
                             if body_done && (buf.is_empty() || requests_behind) {
                                 Ok(Outcome::Reusable)
                             } else {
@@ -434,19 +436,26 @@ async fn exchange_with(
 }
 
 /// Writes the oldest request waiting to be sent ahead, if the pool allows
-/// one now, and tells the lease it is behind the current one.
-async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>) {
-    while let Some((head, successor)) = guard.claim_successor() {
+/// one now, and tells the lease it is behind the current one (`ended`: the
+/// lease's own response is over, so its first successor is the one
+/// running). Whether one was written.
+async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: bool) -> bool {
+    let mut wrote = false;
+    while let Some((head, successor)) = guard.claim_successor(ended) {
         match writer.write_all(&head).await {
-            Ok(()) => guard.set_successor(successor),
+            Ok(()) => {
+                guard.set_successor(successor);
+                wrote = true;
+            }
             // The connection broke: php-fpm cannot run a request it did not
             // get whole, and the exchange ahead fails on the same socket.
             Err(_) => {
                 let _ = successor.send(Handoff::NotSent);
-                return;
+                return wrote;
             }
         }
     }
+    wrote
 }
 
 /// Why `read_away` could not finish a response.
@@ -520,9 +529,12 @@ type SocketWrite<'a> = Either<tokio::net::tcp::WriteHalf<'a>, tokio::net::unix::
 type ReadHalf<'a> = Either<SocketRead<'a>, tokio::io::ReadHalf<&'a mut tokio::io::DuplexStream>>;
 type WriteHalf<'a> = Either<SocketWrite<'a>, tokio::io::WriteHalf<&'a mut tokio::io::DuplexStream>>;
 
-/// php-fpm writes big responses in pieces without TCP_NODELAY; if we delay
-/// our ACKs, its Nagle waits ~40 ms per response. Linux clears QUICKACK
-/// after a while, so it is re-armed after every read.
+/// php-fpm writes without TCP_NODELAY: while a piece of its output is not
+/// ACKed, its Nagle holds the next small one (the rest of a big response,
+/// or the answer to a request sent ahead) until our delayed ACK, ~40 ms.
+/// Setting QUICKACK sends the pending ACK now; Linux leaves quick-ACK mode
+/// again once we write, so it is set whenever more is due and no write of
+/// ours is about to carry the ACK.
 fn rearm_quickack(reader: &ReadHalf<'_>) {
     if let Either::Left(Either::Left(r)) = reader {
         let tcp: &TcpStream = r.as_ref();

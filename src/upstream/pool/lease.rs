@@ -349,13 +349,14 @@ impl LeaseGuard {
 }
 
 impl LeaseGuard {
-    /// A request to write ahead onto this connection, if one waits and the
-    /// pool allows it now.
     /// A request to write onto this connection behind those already there,
-    /// if fewer than `MAX_BEHIND` are, one waits and the pool allows it now.
-    pub(crate) fn claim_successor(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
+    /// if fewer than `MAX_BEHIND` are behind the running one, one waits and
+    /// the pool allows it now. Once this lease's own response has ended
+    /// (`ended`), its first successor is the one running.
+    pub(crate) fn claim_successor(&self, ended: bool) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
         let pipeline = &self.pool.shards[self.shard].pipeline;
-        if self.successors.len() >= MAX_BEHIND
+        let behind_running = self.successors.len() - usize::from(ended && self.has_successor());
+        if behind_running >= MAX_BEHIND
             || !pipeline.has_queued()
             || pipeline.was_slow(self.route)
             || !self.pool.may_send_ahead()

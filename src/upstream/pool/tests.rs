@@ -38,6 +38,8 @@ struct FakeFpm {
     behind_while_a_worker_was_free: AtomicUsize,
     /// Requests that were sent ahead at all (waiting when the one before ended).
     found_waiting_behind: AtomicUsize,
+    /// The most whole requests seen waiting behind the one a worker began.
+    most_behind: AtomicUsize,
 }
 
 impl FakeFpm {
@@ -91,6 +93,14 @@ impl FakeFpm {
                     }
                     Ok(Some(RequestEvent::StdinEnd)) => {
                         tokio::time::sleep(sleep).await;
+                        // Take in what arrived while it ran, then count
+                        // what waits behind it.
+                        while let Ok(Ok(1..)) =
+                            tokio::time::timeout(Duration::ZERO, conn.read_buf(&mut buf)).await
+                        {
+                        }
+                        self.most_behind
+                            .fetch_max(whole_requests(&buf), Ordering::SeqCst);
                         let mut out = BytesMut::new();
                         fastcgi::encode_stream(
                             &mut out,
@@ -128,6 +138,17 @@ impl FakeFpm {
             }
         }
     }
+}
+
+/// Whole requests (through their STDIN end) at the start of `buf`.
+fn whole_requests(buf: &BytesMut) -> usize {
+    let mut rest = buf.clone();
+    let mut decoder = RequestDecoder::new();
+    let mut whole = 0;
+    while let Ok(Some(event)) = decoder.decode(&mut rest) {
+        whole += usize::from(matches!(event, RequestEvent::StdinEnd));
+    }
+    whole
 }
 
 /// Dials the fake: the connection waits in its backlog until a worker
@@ -371,6 +392,25 @@ async fn nothing_is_sent_ahead_while_a_worker_is_free() {
     assert_eq!(
         fpm.behind_while_a_worker_was_free.load(Ordering::SeqCst),
         0,
+        "{snap:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_more_than_max_behind_wait_behind_the_running_request() {
+    // 2 workers, 32 clients of fast pages: every connection fills up with
+    // requests sent ahead, and one more is written as each response ends,
+    // yet php-fpm never finds more than MAX_BEHIND waiting.
+    let fpm = FakeFpm::start(2);
+    let pool = pool_on(&fpm, true, settings(8, Duration::from_secs(60)));
+    let t0 = Instant::now();
+    let failures = sustained(&pool, 32, 1, t0 + Duration::from_secs(2)).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let snap = pool.snapshot();
+    assert!(snap.sent_ahead > 0, "pipelining never ran: {snap:?}");
+    assert_eq!(
+        fpm.most_behind.load(Ordering::SeqCst),
+        crate::upstream::pipeline::MAX_BEHIND,
         "{snap:?}"
     );
 }
