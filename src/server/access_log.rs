@@ -93,13 +93,15 @@ impl Drop for AccessLog {
             AccessLogFormat::Combined => with_thread_buffer(&LINE, |line| {
                 self.write_combined(line, received, elapsed);
                 // Client bytes are escaped, so the line is printable ASCII.
+                // A `str` message reaches a visitor as it is; "{text}"
+                // would go through `fmt` (~350 instructions a line).
                 match std::str::from_utf8(line) {
-                    Ok(text) => tracing::info!(target: "access", "{text}"),
+                    Ok(text) => tracing::info!(target: "access", message = text),
                     Err(e) => tracing::warn!(error = %e, "access log line not encoded"),
                 }
             }),
             AccessLogFormat::Json => match serde_json::to_string(&self.json(received, elapsed)) {
-                Ok(line) => tracing::info!(target: "access", "{line}"),
+                Ok(line) => tracing::info!(target: "access", message = line.as_str()),
                 Err(e) => tracing::warn!(error = %e, "access log line not encoded"),
             },
         }
@@ -933,13 +935,13 @@ mod tests {
             tracing_subscriber::registry().with(BareAccessLines::new(move || writer.clone()));
         tracing::subscriber::with_default(subscriber, || {
             let text = r#"1.2.3.4 - - [x] "GET / HTTP/1.1" 200 1 "-" "a\x22b" 0.001 -"#;
+            // As `AccessLog` sends a line: a `str` message.
+            tracing::info!(target: "access", message = text);
             tracing::info!(target: "access", "{text}");
             tracing::info!(target: "access", extra = 5, "second {}", 2);
         });
         let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(
-            out,
-            "1.2.3.4 - - [x] \"GET / HTTP/1.1\" 200 1 \"-\" \"a\\x22b\" 0.001 -\nsecond 2\n"
-        );
+        let line = "1.2.3.4 - - [x] \"GET / HTTP/1.1\" 200 1 \"-\" \"a\\x22b\" 0.001 -\n";
+        assert_eq!(out, format!("{line}{line}second 2\n"));
     }
 }
