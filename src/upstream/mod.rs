@@ -334,7 +334,90 @@ impl UpstreamResponse {
         }
     }
 
+    /// The rest of the output at once, when the exchange has already ended
+    /// and all it left queued is STDOUT and STDERR, with at most
+    /// `max_stdout` bytes of STDOUT: the reader then knows the whole body.
+    /// None, taking nothing, while it runs, after a failure, or past the
+    /// limit.
+    pub fn take_ended(&mut self, max_stdout: usize) -> Option<Vec<Output>> {
+        if self.driver.is_some() {
+            return None;
+        }
+        self.queue.take_all_if(|items| {
+            let mut stdout = 0;
+            items.iter().all(|item| match item {
+                Output::Stdout(data) => {
+                    stdout += data.len();
+                    stdout <= max_stdout
+                }
+                Output::Stderr(_) | Output::Timing(_) => true,
+                Output::Failed(_) => false,
+            })
+        })
+    }
+
     pub async fn recv(&mut self) -> Option<Output> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+#[cfg(test)]
+mod response_tests {
+    use super::*;
+
+    fn stdout(text: &'static str) -> Output {
+        Output::Stdout(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// A response whose exchange queues `items` and then ends (or, with
+    /// `ends` false, waits for more).
+    fn response(items: Vec<Output>, ends: bool) -> UpstreamResponse {
+        UpstreamResponse::driving(move |sink| async move {
+            for item in items {
+                if sink.send(item).await.is_err() {
+                    return;
+                }
+            }
+            if !ends {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn the_rest_is_taken_at_once_only_once_it_ended_whole_and_well() {
+        // Ended: the head's piece is read, the rest taken at once.
+        let mut rx = response(
+            vec![
+                stdout("head"),
+                stdout("ab"),
+                Output::Stderr("note".into()),
+                stdout("c"),
+            ],
+            true,
+        );
+        assert!(matches!(rx.recv().await, Some(Output::Stdout(b)) if b == "head"));
+        let rest = rx.take_ended(3).expect("ended whole");
+        assert_eq!(rest.len(), 3);
+        assert!(rx.recv().await.is_none(), "nothing left behind");
+
+        // Over the limit, or still running, or failed: nothing is taken.
+        let mut rx = response(vec![stdout("head"), stdout("ab"), stdout("cd")], true);
+        rx.recv().await;
+        assert!(rx.take_ended(3).is_none());
+        assert!(matches!(rx.recv().await, Some(Output::Stdout(b)) if b == "ab"));
+
+        let mut rx = response(vec![stdout("head"), stdout("ab")], false);
+        rx.recv().await;
+        assert!(rx.take_ended(100).is_none());
+        assert!(matches!(rx.recv().await, Some(Output::Stdout(b)) if b == "ab"));
+
+        let mut rx = response(
+            vec![stdout("head"), Output::Failed(UpstreamError::Closed)],
+            true,
+        );
+        rx.recv().await;
+        assert!(rx.take_ended(100).is_none());
+        assert!(matches!(rx.recv().await, Some(Output::Failed(_))));
     }
 }

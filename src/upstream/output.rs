@@ -112,6 +112,15 @@ impl InlineQueue {
     pub fn pop(&self) -> Option<Output> {
         self.items().pop_front()
     }
+
+    /// Everything queued, taken at once, if `wanted` says so of it.
+    pub fn take_all_if(
+        &self,
+        wanted: impl FnOnce(&VecDeque<Output>) -> bool,
+    ) -> Option<Vec<Output>> {
+        let mut items = self.items();
+        wanted(&items).then(|| items.drain(..).collect())
+    }
 }
 
 #[cfg(test)]

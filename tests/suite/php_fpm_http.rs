@@ -312,6 +312,45 @@ async fn expect_100_continue_works() {
     }
 }
 
+/// A page php-fpm ended before its head was read goes out whole, with a
+/// Content-Length (so an HTTP/1.0 client keeps its connection); one still
+/// running streams chunked, as it arrives.
+#[tokio::test]
+async fn an_ended_page_gets_a_content_length_and_a_running_one_streams() {
+    let fpm = PhpFpm::start();
+    for upstream in upstreams(&fpm) {
+        let gw = gateway_for(&upstream, &[]).await;
+        let r = gateway::get(gw.addr, "/hello.php").await;
+        assert_eq!(r.text(), "Hello, world!", "{upstream}");
+        assert_eq!(
+            r.header("content-length").as_deref(),
+            Some("13"),
+            "{upstream}"
+        );
+        assert_eq!(r.header("transfer-encoding"), None, "{upstream}");
+        let r = gateway::get(gw.addr, "/stream.php?n=2&delay_ms=100").await;
+        assert_eq!(r.text(), "line 1\nline 2\n", "{upstream}");
+        assert_eq!(
+            r.header("transfer-encoding").as_deref(),
+            Some("chunked"),
+            "{upstream}"
+        );
+        assert_eq!(r.header("content-length"), None, "{upstream}");
+
+        // HTTP/1.0 has no chunks: only a known length lets the connection
+        // carry a second request.
+        let one = "GET /hello.php HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n";
+        let reply = gateway::raw(gw.addr, one.repeat(2).as_bytes(), Duration::from_secs(1)).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert_eq!(
+            reply.matches("Hello, world!").count(),
+            2,
+            "{upstream}: {reply}"
+        );
+        gw.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn flushed_output_arrives_incrementally() {
     let fpm = PhpFpm::start();
