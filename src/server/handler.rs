@@ -146,13 +146,17 @@ async fn serve(
     let mut answer = match page {
         // The failed answer's body is dropped: its upstream exchange
         // finishes or is cancelled on its own.
-        Some((head, target)) => match error_page(&ctx, &head, answer.resp.status(), target).await {
-            Some(page) => Answer {
-                upstream_time: page.upstream_time.or(answer.upstream_time),
-                ..page
-            },
-            None => answer,
-        },
+        // Boxed: a rare path that runs a script of its own, whose future
+        // would otherwise grow every request's by ~2 KB (moved by memcpy).
+        Some((head, target)) => {
+            match Box::pin(error_page(&ctx, &head, answer.resp.status(), target)).await {
+                Some(page) => Answer {
+                    upstream_time: page.upstream_time.or(answer.upstream_time),
+                    ..page
+                },
+                None => answer,
+            }
+        }
         None => answer,
     };
     site_rules::add_headers(site, path.as_deref(), &mut answer.resp);
@@ -351,7 +355,15 @@ async fn run_script(
     {
         // The file replaces the body: read the rest so the connection can be reused.
         tokio::spawn(drain(rx, stderr_ctx));
-        let mut resp = accel::serve(site, target, head.headers, req.method, req.headers).await;
+        // Boxed, as a rare path: it would grow every PHP request's future.
+        let mut resp = Box::pin(accel::serve(
+            site,
+            target,
+            head.headers,
+            req.method,
+            req.headers,
+        ))
+        .await;
         add_server_timing(&mut resp, timing, ctx.start);
         return Answer {
             resp,

@@ -299,6 +299,9 @@ async fn exchange_with(
     let mut got_bytes = false;
     let mut just_read = false;
     let mut deadline = Instant::now() + timeouts.read;
+    // When the bytes being decoded were read: the times below are taken
+    // from it rather than from a clock read of their own each.
+    let mut read_at = sent_at;
     loop {
         // Decode everything already buffered before reading again.
         loop {
@@ -306,7 +309,7 @@ async fn exchange_with(
                 Ok(Some(Event::Stdout(data))) => {
                     // Taken once: after the first STDOUT the clock is gone.
                     if let Some(Clock { timing, report }) = clock.take() {
-                        timing.first_byte = Some(sent_at.elapsed());
+                        timing.first_byte = Some(read_at.saturating_duration_since(sent_at));
                         if report && out.send(Output::Timing(*timing)).await.is_err() {
                             return Err(fail(
                                 UpstreamError::Client(ClientError::Gone),
@@ -338,7 +341,10 @@ async fn exchange_with(
                     return match protocol_status {
                         ProtocolStatus::RequestComplete => {
                             if let Some(guard) = first_byte.as_deref() {
-                                guard.response_ended_after(sent_at.elapsed(), !reused);
+                                guard.response_ended_after(
+                                    read_at.saturating_duration_since(sent_at),
+                                    !reused,
+                                );
                             }
                             // Unsent STDIN or trailing bytes would corrupt the
                             // next exchange, unless they are the response to
@@ -405,13 +411,14 @@ async fn exchange_with(
                     }
                     Ok(_) => {
                         just_read = true;
+                        read_at = Instant::now();
                         if !got_bytes {
                             if let Some(guard) = first_byte.as_deref_mut() {
-                                guard.first_byte_after(sent_at.elapsed());
+                                guard.first_byte_after(read_at.saturating_duration_since(sent_at));
                             }
                         }
                         got_bytes = true;
-                        deadline = Instant::now() + timeouts.read;
+                        deadline = read_at + timeouts.read;
                     }
                     Err(e) => {
                         return Err(fail(UpstreamError::Read(e), got_bytes, body_consumed || !body_done));
