@@ -6,6 +6,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use fcgi_gateway::route::RouteConfig;
 
@@ -235,6 +236,9 @@ fn configs(t: &Tree) -> [RouteConfig; 4] {
         never_serve_ext: NEVER_SERVE.map(str::to_owned).to_vec(),
         follow_symlinks_outside_root: false,
         internal_locations: Vec::new(),
+        // The tree never changes, so a script found stays found: with the
+        // cache on (below, once) every answer must be the same as without.
+        script_stat_cache: Duration::ZERO,
     };
     [
         base.clone(),
@@ -251,6 +255,7 @@ fn configs(t: &Tree) -> [RouteConfig; 4] {
                 "index.html".to_owned(),
                 "../x".to_owned(),
             ],
+            script_stat_cache: Duration::from_secs(3600),
             ..base.clone()
         },
         RouteConfig {
