@@ -6,7 +6,9 @@
 //! reached with no symlink below the root. A missing path is never
 //! remembered, so a new script (or a new static file that a path used to
 //! fall back to the front controller for) is seen at once; a script removed
-//! within the interval still goes to php-fpm, which answers 404 itself.
+//! within the interval still goes to php-fpm, which answers 404 itself, and
+//! one replaced within it (by a symlink, say) is taken as it was until the
+//! interval ends.
 //! php-fpm trusts what it found for longer: opcache re-checks a script
 //! every 2 s, its realpath cache keeps paths for 120 s.
 //!

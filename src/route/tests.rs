@@ -80,7 +80,7 @@ pub(super) fn cfg(t: &Tree, fc: Option<&str>) -> RouteConfig {
         never_serve_ext: ["php", "phtml", "phar", "inc"].map(str::to_owned).to_vec(),
         follow_symlinks_outside_root: false,
         internal_locations: Vec::new(),
-        // Every check stats; tests/found_scripts (below) turn it on.
+        // Every check stats; the script-stat-cache tests at the end turn it on.
         script_stat_cache: Duration::ZERO,
     }
 }
