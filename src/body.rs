@@ -10,7 +10,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 
@@ -18,6 +18,11 @@ use crate::cgi::stderr::{log_stderr, StderrContext};
 use crate::upstream::{Output, UpstreamResponse};
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The most STDOUT, beyond the head's piece, that a response php-fpm has
+/// already ended is sent with as one piece (`GatewayBody::upstream`); a
+/// longer one streams as it would anyway, with no copy.
+const WHOLE_BODY_MAX: usize = 64 * 1024;
 
 /// Told how many bytes a response body sent, and whether it ended; it is
 /// dropped when the body is (sent to the end, or abandoned).
@@ -72,7 +77,16 @@ impl GatewayBody {
         }
     }
 
-    pub fn upstream(first: Bytes, rx: UpstreamResponse, ctx: StderrContext) -> Self {
+    /// The application's STDOUT after the CGI head: `first`, then what `rx`
+    /// brings. When php-fpm has already ended the response (most pages
+    /// come in one read) and at most `WHOLE_BODY_MAX` more is queued, the
+    /// body is known whole and goes with a Content-Length rather than
+    /// chunked: shorter, cheaper, and an HTTP/1.0 client keeps its
+    /// connection. Otherwise it streams as it arrives.
+    pub fn upstream(first: Bytes, mut rx: UpstreamResponse, ctx: StderrContext) -> Self {
+        if let Some(rest) = rx.take_ended(WHOLE_BODY_MAX.saturating_sub(first.len())) {
+            return Self::whole(first, rest, &ctx);
+        }
         GatewayBody {
             kind: Kind::Upstream {
                 first: (!first.is_empty()).then_some(first),
@@ -81,6 +95,35 @@ impl GatewayBody {
             },
             watch: None,
             held: None,
+        }
+    }
+
+    /// `first` and the STDOUT in `rest` as one body; STDERR in `rest` is logged.
+    fn whole(first: Bytes, rest: Vec<Output>, ctx: &StderrContext) -> Self {
+        let mut more = Vec::new();
+        for out in rest {
+            match out {
+                Output::Stdout(data) => more.push(data),
+                Output::Stderr(data) => log_stderr(ctx, &data),
+                // `take_ended` leaves no failure; timing comes before the head.
+                Output::Timing(_) | Output::Failed(_) => {}
+            }
+        }
+        let body = if more.is_empty() {
+            first
+        } else {
+            let mut joined =
+                BytesMut::with_capacity(first.len() + more.iter().map(Bytes::len).sum::<usize>());
+            joined.extend_from_slice(&first);
+            for data in &more {
+                joined.extend_from_slice(data);
+            }
+            joined.freeze()
+        };
+        if body.is_empty() {
+            GatewayBody::empty()
+        } else {
+            GatewayBody::full(body)
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -522,15 +522,10 @@ async fn read_head(
     Ok((head, first, rx, timing))
 }
 
-/// The most body a response that php-fpm already ended is sent with as
-/// one piece (with a Content-Length); a longer one streams as it would
-/// anyway, with no copy.
-const WHOLE_BODY_MAX: usize = 64 * 1024;
-
 fn build_response(
     head: CgiHead,
     first: Bytes,
-    mut rx: UpstreamResponse,
+    rx: UpstreamResponse,
     ctx: StderrContext,
     method: &Method,
 ) -> Response<GatewayBody> {
@@ -542,12 +537,6 @@ fn build_response(
         // Read the rest so the connection can be reused; nothing is sent.
         tokio::spawn(drain(rx, ctx));
         GatewayBody::empty()
-    } else if let Some(rest) = rx.take_ended(WHOLE_BODY_MAX.saturating_sub(first.len())) {
-        // php-fpm ended the response before its head was even parsed (most
-        // pages): the body is known whole, so it goes with a Content-Length
-        // rather than chunked (shorter, cheaper, and HTTP/1.0 clients keep
-        // the connection).
-        whole_body(first, rest, &ctx)
     } else {
         GatewayBody::upstream(first, rx, ctx)
     };
@@ -559,34 +548,6 @@ fn build_response(
         headers.append(name, value);
     }
     resp
-}
-
-/// `first` and the STDOUT in `rest` as one body; STDERR in `rest` is logged.
-fn whole_body(first: Bytes, rest: Vec<Output>, ctx: &StderrContext) -> GatewayBody {
-    let mut more = Vec::new();
-    for out in rest {
-        match out {
-            Output::Stdout(data) => more.push(data),
-            Output::Stderr(data) => log_stderr(ctx, &data),
-            Output::Timing(_) | Output::Failed(_) => {}
-        }
-    }
-    let body = if more.is_empty() {
-        first
-    } else {
-        let mut joined =
-            BytesMut::with_capacity(first.len() + more.iter().map(Bytes::len).sum::<usize>());
-        joined.extend_from_slice(&first);
-        for data in &more {
-            joined.extend_from_slice(data);
-        }
-        joined.freeze()
-    };
-    if body.is_empty() {
-        GatewayBody::empty()
-    } else {
-        GatewayBody::full(body)
-    }
 }
 
 async fn drain(mut rx: UpstreamResponse, ctx: StderrContext) {
