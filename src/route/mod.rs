@@ -115,6 +115,13 @@ pub enum Route {
 /// static; a directory redirects to its slash form or tries the index names;
 /// anything that names nothing falls back to the front controller.
 pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route {
+    resolve_at(cfg, raw_path, query, Instant::now())
+}
+
+/// `resolve` for a request that began at `now`: the server passes the
+/// clock reading it took when the request came, against which a script
+/// found lately (`script-stat-cache`) is judged, rather than read it again.
+pub fn resolve_at(cfg: &RouteConfig, raw_path: &str, query: Option<&str>, now: Instant) -> Route {
     let path = match percent_decode(raw_path).and_then(|decoded| normalise(&decoded)) {
         Ok(path) => path,
         Err(why) => return Route::BadRequest(why),
@@ -123,7 +130,7 @@ pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route 
         return Route::NotFound;
     }
     if let Some(end) = first_php_segment_end(&path) {
-        return php_script(cfg, path, end);
+        return php_script(cfg, path, end, now);
     }
 
     let trailing_slash = path.ends_with('/');
@@ -148,7 +155,7 @@ pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route 
             if !trailing_slash {
                 return Route::Redirect(slash_location(&path, query));
             }
-            if let Some(route) = index_route(cfg, &target, rel) {
+            if let Some(route) = index_route(cfg, &target, rel, now) {
                 return route;
             }
         }
@@ -163,11 +170,11 @@ pub fn resolve(cfg: &RouteConfig, raw_path: &str, query: Option<&str>) -> Route 
         // names nothing we may serve.
         _ => {}
     }
-    front_controller(cfg)
+    front_controller(cfg, now)
 }
 
 /// Route for a path whose segment ending at `end` is the script.
-fn php_script(cfg: &RouteConfig, path: String, end: usize) -> Route {
+fn php_script(cfg: &RouteConfig, path: String, end: usize, now: Instant) -> Route {
     let script_name = &path[..end];
     if cfg.php_only_front_controller && cfg.front_controller.as_deref() != Some(script_name) {
         return Route::NotFound;
@@ -175,7 +182,7 @@ fn php_script(cfg: &RouteConfig, path: String, end: usize) -> Route {
     let file = under_root(&cfg.root, &path[1..end]);
     // nginx's `try_files $fastcgi_script_name =404`: a missing script is a 404
     // even with a front controller, so `/uploads/evil.jpg/x.php` cannot run anything.
-    if !is_script_file(cfg, &file) {
+    if !is_script_file(cfg, &file, now) {
         return Route::NotFound;
     }
     let script_name = script_name.to_owned();
@@ -190,7 +197,7 @@ fn php_script(cfg: &RouteConfig, path: String, end: usize) -> Route {
 
 /// The first usable index file of the directory `dir` (URI path `/` + `rel`):
 /// a PHP one runs, any other is static.
-fn index_route(cfg: &RouteConfig, dir: &Path, rel: &str) -> Option<Route> {
+fn index_route(cfg: &RouteConfig, dir: &Path, rel: &str, now: Instant) -> Option<Route> {
     for name in &cfg.index {
         // A name with a separator or dot segment would escape the directory.
         if !is_plain_segment(name) || name.starts_with('.') {
@@ -215,7 +222,7 @@ fn index_route(cfg: &RouteConfig, dir: &Path, rel: &str) -> Option<Route> {
         script_name.push_str(name);
         let allowed = !cfg.php_only_front_controller
             || cfg.front_controller.as_deref() == Some(script_name.as_str());
-        if allowed && is_script_file(cfg, &file) {
+        if allowed && is_script_file(cfg, &file, now) {
             return Some(Route::Script(Script {
                 script_filename: file,
                 document_uri: script_name.clone(),
@@ -228,7 +235,7 @@ fn index_route(cfg: &RouteConfig, dir: &Path, rel: &str) -> Option<Route> {
 }
 
 /// The front-controller fallback, or `NotFound` without one (or if it is missing).
-fn front_controller(cfg: &RouteConfig) -> Route {
+fn front_controller(cfg: &RouteConfig, now: Instant) -> Route {
     let Some(fc) = cfg.front_controller.as_deref() else {
         return Route::NotFound;
     };
@@ -241,7 +248,7 @@ fn front_controller(cfg: &RouteConfig) -> Route {
         return Route::NotFound;
     }
     let file = under_root(&cfg.root, rel);
-    if !is_script_file(cfg, &file) {
+    if !is_script_file(cfg, &file, now) {
         return Route::NotFound;
     }
     Route::Script(Script {
@@ -329,20 +336,18 @@ fn under_root(root: &Path, rel: &str) -> PathBuf {
 
 /// A regular file whose real location is allowed (see `is_allowed_location`).
 ///
-/// A plain one found within `script-stat-cache` is taken as still there
-/// (`found_scripts`); else `metadata` first: it is one stat and settles the
-/// common 404 cheaply.
-fn is_script_file(cfg: &RouteConfig, file: &Path) -> bool {
+/// A plain one found within `script-stat-cache` of `now` is taken as still
+/// there (`found_scripts`); else `metadata` first: it is one stat and
+/// settles the common 404 cheaply.
+fn is_script_file(cfg: &RouteConfig, file: &Path, now: Instant) -> bool {
     let valid_for = cfg.script_stat_cache;
-    let now = (!valid_for.is_zero()).then(Instant::now);
-    if let Some(now) = now {
-        if found_scripts::recently_found(file, valid_for, now) {
-            return true;
-        }
+    let caching = !valid_for.is_zero();
+    if caching && found_scripts::recently_found(file, valid_for, now) {
+        return true;
     }
     if let Some(meta) = plain_path_metadata(&cfg.root, file) {
         let found = meta.is_file();
-        if let (Some(now), true) = (now, found) {
+        if caching && found {
             found_scripts::remember(file, valid_for, now);
         }
         return found;

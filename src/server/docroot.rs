@@ -44,10 +44,12 @@ impl DocRoot {
         &self.configured
     }
 
-    /// The routing for a request starting now. One request a second (the
-    /// one that wins the stamp) resolves the root again; the rest read.
-    pub(crate) fn current(&self) -> Arc<RouteConfig> {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+    /// The routing for a request starting `now` (the caller's clock
+    /// reading). One request a second (the one that wins the stamp)
+    /// resolves the root again; the rest read.
+    pub(crate) fn current(&self, now: Instant) -> Arc<RouteConfig> {
+        let now = u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX);
         let due = self.due_ms.load(Ordering::Relaxed);
         let next = now.saturating_add(REFRESH.as_millis() as u64);
         if now >= due
@@ -118,18 +120,18 @@ mod tests {
         let current = base.join("current");
         std::os::unix::fs::symlink(base.join("releases/1"), &current).unwrap();
         let root = DocRoot::new(current.clone(), route(base.join("releases/1")));
-        assert_eq!(root.current().root, base.join("releases/1"));
-        let held = root.current();
+        assert_eq!(root.current(Instant::now()).root, base.join("releases/1"));
+        let held = root.current(Instant::now());
 
         // Atomic switch, as deploy tools do it.
         let next = base.join("current.tmp");
         std::os::unix::fs::symlink(base.join("releases/2"), &next).unwrap();
         std::fs::rename(&next, &current).unwrap();
         // Trusted for a second (the first second since start here)...
-        assert_eq!(root.current().root, base.join("releases/1"));
+        assert_eq!(root.current(Instant::now()).root, base.join("releases/1"));
         // ...then resolved again.
         root.due_ms.store(0, Ordering::Relaxed);
-        let switched = root.current();
+        let switched = root.current(Instant::now());
         assert_eq!(switched.root, base.join("releases/2"));
         assert_eq!(
             switched.index,
@@ -145,6 +147,6 @@ mod tests {
         // Broken: the last good root stays.
         std::fs::remove_file(&current).unwrap();
         root.due_ms.store(0, Ordering::Relaxed);
-        assert_eq!(root.current().root, base.join("releases/2"));
+        assert_eq!(root.current(Instant::now()).root, base.join("releases/2"));
     }
 }

@@ -189,7 +189,8 @@ async fn error_page(
         }
         ErrorTarget::Page { path, keep_status } => (path.as_str(), *keep_status),
     };
-    let routing = ctx.site.docroot.current();
+    // After the request's own answer, perhaps long after it began: now.
+    let routing = ctx.site.docroot.current(Instant::now());
     let (page_path, query) = match page_path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (page_path, None),
@@ -236,8 +237,8 @@ async fn route_and_forward(ctx: &Ctx<'_>, req: Request<Incoming>) -> Answer {
     let site = ctx.site;
     // This request's routing: a deploy switching the root's symlink
     // reaches the next requests, not this one.
-    let routing = site.docroot.current();
-    let script = match route::resolve(&routing, req.uri().path(), req.uri().query()) {
+    let routing = site.docroot.current(ctx.start);
+    let script = match route::resolve_at(&routing, req.uri().path(), req.uri().query(), ctx.start) {
         Route::Script(script) => script,
         Route::Static { path, seen } => {
             let seen = seen.as_ref().map(|s| &s.0);
