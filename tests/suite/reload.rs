@@ -14,10 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use support::gateway::{self, KeptAlive};
 use support::php_fpm::{fixtures_dir, PhpFpm};
 use support::wait;
 
@@ -176,37 +173,15 @@ impl Dir {
 }
 
 /// An HTTP/1.1 connection over a unix socket, kept alive across requests.
-async fn connect(sock: &Path) -> Result<SendRequest<Full<Bytes>>, String> {
+async fn connect(sock: &Path) -> Result<KeptAlive, String> {
     let stream = tokio::net::UnixStream::connect(sock)
         .await
         .map_err(|e| format!("connect {}: {e}", sock.display()))?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    Ok(sender)
+    gateway::keep_alive(stream).await
 }
 
-async fn get_on(
-    sender: &mut SendRequest<Full<Bytes>>,
-    path: &str,
-) -> Result<(u16, String), String> {
-    let req = http::Request::get(path)
-        .header("host", "reload.test")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("GET {path}: {e}"))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("GET {path} body: {e}"))?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+async fn get_on(sender: &mut KeptAlive, path: &str) -> Result<(u16, String), String> {
+    gateway::get_on(sender, "reload.test", path).await
 }
 
 /// One request on a fresh connection.

@@ -476,11 +476,16 @@ async fn a_removed_script_within_the_script_stat_cache_interval() {
                 .await;
             let script = site.root.join("going.php");
             std::fs::write(&script, "<?php echo 'still here';\n").unwrap();
-            let mut client = KeptAlive::connect(gw.addr).await;
-            let (status, body) = client.get("/going.php").await;
+            let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+            let mut client = gateway::keep_alive(stream).await.unwrap();
+            let (status, body) = gateway::get_on(&mut client, "localhost", "/going.php")
+                .await
+                .unwrap();
             assert_eq!((status, body.as_str()), (200, "still here"), "{upstream}");
             std::fs::remove_file(&script).unwrap();
-            let (status, body) = client.get("/going.php").await;
+            let (status, body) = gateway::get_on(&mut client, "localhost", "/going.php")
+                .await
+                .unwrap();
             let what = format!("{upstream} --script-stat-cache {interval}: {body:?}");
             assert_eq!(status, 404, "{what}");
             // php-fpm's 404 says "No input file specified." (or "File not
@@ -490,38 +495,12 @@ async fn a_removed_script_within_the_script_stat_cache_interval() {
             assert_eq!(body == "Not Found\n", !php_fpm_answers, "{what}");
             // A new script runs at once either way: what is missing is never remembered.
             std::fs::write(&script, "<?php echo 'back';\n").unwrap();
-            let (status, body) = client.get("/going.php").await;
+            let (status, body) = gateway::get_on(&mut client, "localhost", "/going.php")
+                .await
+                .unwrap();
             assert_eq!((status, body.as_str()), (200, "back"), "{what}");
             std::fs::remove_file(&script).unwrap();
             gw.shutdown().await;
         }
-    }
-}
-
-/// One HTTP/1.1 connection for several requests in turn.
-struct KeptAlive {
-    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
-}
-
-impl KeptAlive {
-    async fn connect(addr: std::net::SocketAddr) -> KeptAlive {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        KeptAlive { sender }
-    }
-
-    async fn get(&mut self, path: &str) -> (u16, String) {
-        use http_body_util::BodyExt;
-        self.sender.ready().await.unwrap();
-        let req = http::Request::get(path)
-            .header("host", "localhost")
-            .body(http_body_util::Full::new(Bytes::new()))
-            .unwrap();
-        let resp = self.sender.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
     }
 }

@@ -235,3 +235,48 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Vec<u8> {
     let _ = tokio::time::timeout(timeout, stream.read_to_end(&mut out)).await;
     out
 }
+
+/// An HTTP/1.1 client connection kept alive across requests.
+pub type KeptAlive = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Opens an HTTP/1.1 connection over `stream` (tcp or unix), kept alive
+/// for `get_on`.
+pub async fn keep_alive<S>(stream: S) -> Result<KeptAlive, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// GET `path` with `Host: host` on a kept-alive connection: status and body.
+pub async fn get_on(
+    sender: &mut KeptAlive,
+    host: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("GET {path}: connection: {e}"))?;
+    let req = http::Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("GET {path} body: {e}"))?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
