@@ -66,7 +66,31 @@ pub fn normalise(decoded: &str) -> Result<String, &'static str> {
     if !decoded.starts_with('/') {
         return Err("path does not start with '/'");
     }
+    // Most paths have nothing to resolve: they are their own normal form.
+    if !has_dot_or_empty_segment(decoded) {
+        return Ok(decoded.to_owned());
+    }
+    resolve_segments(decoded)
+}
 
+/// Whether `path` (starting with '/') has an empty, `.` or `..` segment
+/// before its last character: one `resolve_segments` would change. A
+/// single trailing '/' is kept as it is.
+fn has_dot_or_empty_segment(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'/'
+            && matches!(
+                bytes.get(i + 1..),
+                Some(
+                    [b'/', ..] | [b'.'] | [b'.', b'/', ..] | [b'.', b'.'] | [b'.', b'.', b'/', ..]
+                )
+            )
+    })
+}
+
+/// `normalise` after its checks, segment by segment.
+fn resolve_segments(decoded: &str) -> Result<String, &'static str> {
     let mut out = String::with_capacity(decoded.len());
     let mut trailing_slash = false;
     // `%2f` was decoded already, so it separates segments here (as in nginx).
@@ -126,6 +150,10 @@ pub(super) fn has_extension(name: &str, ext: &str) -> bool {
 /// A segment starting with '.' (`/.env`, `/.git/config`) anywhere in a
 /// normalised path, except a leading `/.well-known/`.
 pub(super) fn has_hidden_segment(path: &str) -> bool {
+    // Most paths have no "/." at all.
+    if !path.as_bytes().windows(2).any(|pair| pair == b"/.") {
+        return false;
+    }
     path.split('/')
         .enumerate()
         .any(|(i, seg)| seg.starts_with('.') && !(i == 1 && seg == WELL_KNOWN))
@@ -189,6 +217,36 @@ pub fn slash_location(path: &str, query: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_taken_as_normal_are_what_resolving_them_gives() {
+        // Every path of up to 4 segments drawn from these, with and without
+        // a trailing '/': the shortcut must never skip a change.
+        let parts = ["", ".", "..", "a", ".b", "..c", "...", "d."];
+        let mut paths = vec![String::from("/")];
+        for depth in 1..=4u32 {
+            for n in 0..parts.len().pow(depth) {
+                let mut path = String::new();
+                let mut k = n;
+                for _ in 0..depth {
+                    path.push('/');
+                    path.push_str(parts[k % parts.len()]);
+                    k /= parts.len();
+                }
+                paths.push(path.clone());
+                path.push('/');
+                paths.push(path);
+            }
+        }
+        for path in &paths {
+            assert_eq!(normalise(path), resolve_segments(path), "{path}");
+            let hidden_by_segments = path
+                .split('/')
+                .enumerate()
+                .any(|(i, seg)| seg.starts_with('.') && !(i == 1 && seg == WELL_KNOWN));
+            assert_eq!(has_hidden_segment(path), hidden_by_segments, "{path}");
+        }
+    }
 
     #[test]
     fn normalise_shapes() {
