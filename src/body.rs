@@ -100,26 +100,20 @@ impl GatewayBody {
 
     /// `first` and the STDOUT in `rest` as one body; STDERR in `rest` is logged.
     fn whole(first: Bytes, rest: Vec<Output>, ctx: &StderrContext) -> Self {
-        let mut more = Vec::new();
+        // Copied only when more STDOUT follows `first` (rarely: most pages
+        // come in one read), at most `WHOLE_BODY_MAX` in all.
+        let mut joined: Option<BytesMut> = None;
         for out in rest {
             match out {
-                Output::Stdout(data) => more.push(data),
+                Output::Stdout(data) => joined
+                    .get_or_insert_with(|| BytesMut::from(&first[..]))
+                    .extend_from_slice(&data),
                 Output::Stderr(data) => log_stderr(ctx, &data),
                 // `take_ended` leaves no failure; timing comes before the head.
                 Output::Timing(_) | Output::Failed(_) => {}
             }
         }
-        let body = if more.is_empty() {
-            first
-        } else {
-            let mut joined =
-                BytesMut::with_capacity(first.len() + more.iter().map(Bytes::len).sum::<usize>());
-            joined.extend_from_slice(&first);
-            for data in &more {
-                joined.extend_from_slice(data);
-            }
-            joined.freeze()
-        };
+        let body = joined.map_or(first, BytesMut::freeze);
         if body.is_empty() {
             GatewayBody::empty()
         } else {
