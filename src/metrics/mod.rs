@@ -20,6 +20,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 mod per_thread;
 
+pub(crate) use per_thread::claim_slot;
 use per_thread::{ThreadCounter, ThreadHistogram};
 
 use crate::fpm::status::FpmStatus;

@@ -66,6 +66,7 @@ impl Workers {
                 .spawn(move || {
                     let _logs = tracing::dispatcher::set_default(&dispatch);
                     crate::upstream::set_worker_thread(index);
+                    crate::metrics::claim_slot();
                     access_log::hold_lines_on_this_thread();
                     // Runs the tasks spawned onto this runtime until told to stop.
                     runtime.block_on(async {
