@@ -197,7 +197,7 @@ pub async fn exchange(
     out: &OutputSink,
     timeouts: ExchangeTimeouts,
 ) -> Result<Outcome, ExchangeFailure> {
-    exchange_with(conn, None, Some(head), body, out, timeouts, None).await
+    exchange_with(conn, None, Some(&head), body, out, timeouts, None).await
 }
 
 /// Where an exchange notes its time to the first STDOUT record, and whether
@@ -213,7 +213,7 @@ pub(crate) struct Clock<'a> {
 /// that was sent ahead (`pipeline`) only reads its response.
 pub(crate) async fn exchange_leased(
     lease: &mut Lease,
-    head: Bytes,
+    head: &[u8],
     body: &mut RequestBody,
     out: &OutputSink,
     timeouts: ExchangeTimeouts,
@@ -257,7 +257,7 @@ pub(crate) async fn exchange_leased(
 async fn exchange_with(
     conn: &mut Conn,
     mut first_byte: Option<&mut LeaseGuard>,
-    head: Option<Bytes>,
+    head: Option<&[u8]>,
     body: &mut RequestBody,
     out: &OutputSink,
     timeouts: ExchangeTimeouts,
@@ -274,7 +274,7 @@ async fn exchange_with(
     };
 
     if let Some(head) = head {
-        if let Err(e) = writer.write_all(&head).await {
+        if let Err(e) = writer.write_all(head).await {
             return Err(fail(UpstreamError::Write(e), false, false));
         }
     }

@@ -215,7 +215,8 @@ async fn attempt(
         let reused = lease.is_reused();
         let result = conn::exchange_leased(
             &mut lease,
-            request.head.clone(),
+            // Borrowed: written from here, and copied by nobody.
+            &request.head,
             &mut request.body,
             out,
             pool.exchange_timeouts(),

@@ -3,6 +3,7 @@
 //! `UpstreamResponse` whose reader drives the exchange itself.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
@@ -70,13 +71,20 @@ impl OutputSink {
 
 /// One `UpstreamResponse`'s queue of output not yet read.
 ///
-/// Pushed to and popped from only inside `UpstreamResponse::poll_recv` (the
+/// Pushed to and taken from only inside `UpstreamResponse::poll_recv` (the
 /// exchange is polled there and nowhere else), so the lock is never
-/// contended; it is there because the exchange must be `Send`.
+/// contended; it is there because the exchange must be `Send`. Not taking
+/// it to find the queue empty keeps a usual answer to two locks (each a
+/// pair of locked instructions): its push and its pop.
 #[derive(Debug)]
 pub struct InlineQueue {
     depth: usize,
     items: Mutex<VecDeque<Output>>,
+    /// The queue may hold something: set by a push, cleared when a pop
+    /// empties it, both under the lock. Read without it by the reader, on
+    /// the thread that just polled the exchange (the only place anything
+    /// is pushed), so it never reads false while something is queued.
+    pushed: AtomicBool,
 }
 
 impl InlineQueue {
@@ -84,6 +92,7 @@ impl InlineQueue {
         Arc::new(InlineQueue {
             depth,
             items: Mutex::new(VecDeque::new()),
+            pushed: AtomicBool::new(false),
         })
     }
 
@@ -104,13 +113,22 @@ impl InlineQueue {
         }
         if let Some(out) = out.take() {
             items.push_back(out);
+            self.pushed.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Ok(()))
     }
 
-    /// The oldest piece queued.
+    /// The oldest piece queued; without taking the lock when nothing is.
     pub fn pop(&self) -> Option<Output> {
-        self.items().pop_front()
+        if !self.pushed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut items = self.items();
+        let item = items.pop_front();
+        if items.is_empty() {
+            self.pushed.store(false, Ordering::Relaxed);
+        }
+        item
     }
 
     /// Everything queued, taken at once, if `wanted` says so of it.
@@ -119,7 +137,11 @@ impl InlineQueue {
         wanted: impl FnOnce(&VecDeque<Output>) -> bool,
     ) -> Option<Vec<Output>> {
         let mut items = self.items();
-        wanted(&items).then(|| items.drain(..).collect())
+        let taken = wanted(&items).then(|| items.drain(..).collect());
+        if items.is_empty() {
+            self.pushed.store(false, Ordering::Relaxed);
+        }
+        taken
     }
 }
 
@@ -132,6 +154,32 @@ mod tests {
 
     fn stdout(text: &'static str) -> Output {
         Output::Stdout(Bytes::from_static(text.as_bytes()))
+    }
+
+    #[test]
+    fn inline_queue_knows_it_is_empty_without_its_lock_only_when_it_is() {
+        let queue = InlineQueue::new(4);
+        let sink = OutputSink::Inline(queue.clone());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(queue.pop().is_none());
+        assert!(!queue.pushed.load(Ordering::Relaxed));
+        for text in ["a", "b"] {
+            let sent = pin!(sink.send(stdout(text))).poll(&mut cx);
+            assert_eq!(sent, Poll::Ready(Ok(())));
+        }
+        assert!(matches!(queue.pop(), Some(Output::Stdout(b)) if b == "a"));
+        assert!(queue.pushed.load(Ordering::Relaxed), "one is still queued");
+        assert!(matches!(queue.pop(), Some(Output::Stdout(b)) if b == "b"));
+        assert!(!queue.pushed.load(Ordering::Relaxed), "emptied by the pop");
+        assert!(queue.pop().is_none());
+        let sent = pin!(sink.send(stdout("c"))).poll(&mut cx);
+        assert_eq!(sent, Poll::Ready(Ok(())));
+        assert!(matches!(queue.pop(), Some(Output::Stdout(b)) if b == "c"));
+        // Taken whole: empty again.
+        let sent = pin!(sink.send(stdout("d"))).poll(&mut cx);
+        assert_eq!(sent, Poll::Ready(Ok(())));
+        assert_eq!(queue.take_all_if(|_| true).map(|v| v.len()), Some(1));
+        assert!(!queue.pushed.load(Ordering::Relaxed));
     }
 
     #[test]
