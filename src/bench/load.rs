@@ -255,7 +255,7 @@ async fn one_request(
     let mut body = RequestBody::Empty;
     let timeouts = ExchangeTimeouts { read: spec.timeout };
     let outcome = {
-        let exchange = conn::exchange(c, spec.request.clone(), &mut body, tx, timeouts);
+        let exchange = conn::exchange(c, &spec.request, &mut body, tx, timeouts);
         tokio::pin!(exchange);
         loop {
             // Records are taken as soon as the exchange hands them over, so

@@ -82,7 +82,7 @@ pub async fn one_shot(
     // Collect concurrently: an answer bigger than the channel must not stall the exchange.
     let collecting = collect(&mut rx, max_bytes);
     let exchange = async {
-        let r = conn::exchange(&mut conn, head, &mut RequestBody::Empty, &tx, timeouts).await;
+        let r = conn::exchange(&mut conn, &head, &mut RequestBody::Empty, &tx, timeouts).await;
         // Ends the collector.
         drop(tx);
         r

@@ -47,12 +47,7 @@ pub(crate) async fn handle(
     mut req: Request<Incoming>,
 ) -> Response<GatewayBody> {
     let start = Instant::now();
-    // An absolute-form target names the host itself (cloned out first: its
-    // URI and headers are borrowed together). Most requests have none, and
-    // skip the clone and its reference counts.
-    if req.uri().authority().is_some() {
-        framing::take_target_host(&req.uri().clone(), req.headers_mut());
-    }
+    framing::take_target_host(&mut req);
     let client = state.forwarding.resolve(remote, req.headers());
     let mut log = AccessLog::new(
         state.metrics.clone(),

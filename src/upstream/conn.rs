@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::either::Either;
@@ -192,12 +192,12 @@ pub struct ExchangeTimeouts {
 /// receiver went away (client gone), or something failed.
 pub async fn exchange(
     conn: &mut Conn,
-    head: Bytes,
+    head: &[u8],
     body: &mut RequestBody,
     out: &OutputSink,
     timeouts: ExchangeTimeouts,
 ) -> Result<Outcome, ExchangeFailure> {
-    exchange_with(conn, None, Some(&head), body, out, timeouts, None).await
+    exchange_with(conn, None, Some(head), body, out, timeouts, None).await
 }
 
 /// Where an exchange notes its time to the first STDOUT record, and whether
