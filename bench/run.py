@@ -575,7 +575,9 @@ def main():
               if args.logs == "installed" else
               "Logs off: nginx access_log off, the gateway --log-level warn. ") +
              f"nginx: upstream keepalive {keepalive_per_worker} per worker (4 children ÷ its workers) "
-             f"+ fastcgi_keep_conn on; nginx-nokeep: a connection per request; "
+             f"+ fastcgi_keep_conn on, and for post1m client_max_body_size 16m and "
+             f"client_body_buffer_size 1m (the upload held in memory, not written to a temp file: "
+             f"a setting in nginx's favour); nginx-nokeep: a connection per request; "
              f"gateway-noidle: plus --max-idle-conns 0. "
              + (f"gateway-base: {args.base_bin}, same flags. " if args.base_bin else "") +
              f"hello-h2c runs h2load over HTTP/2 cleartext (prior knowledge): its p50 column is "
