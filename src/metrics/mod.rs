@@ -299,6 +299,7 @@ const UPSTREAM_SERIES: &[Series] = &[
     counter("upstream_connect_failures", "Upstream connects that failed or timed out", |u| Some(u.pool.connect_failures)),
     counter("upstream_retries", "Requests retried on a fresh connection after a reused one failed", |u| Some(u.pool.retries)),
     counter("upstream_sent_ahead", "Requests written onto a busy upstream connection to follow its current one", |u| Some(u.pool.sent_ahead)),
+    counter("upstream_send_ahead_writes", "Writes that carried requests sent ahead (several gathered into one)", |u| Some(u.pool.send_ahead_writes)),
     counter("upstream_saturated", "Requests answered 503: pool queue full or acquire timeout", |u| Some(u.pool.saturated)),
     counter("upstream_moved_threads", "Idle upstream connections a serving thread took over from another (--workers > 1)", |u| Some(u.pool.moved_threads)),
     counter("upstream_stale_dropped", "Idle connections found closed by the upstream at checkout", |u| Some(u.pool.stale_dropped)),

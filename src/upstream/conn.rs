@@ -9,11 +9,12 @@ use tokio::time::Instant;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::oneshot;
 use tokio_util::either::Either;
 
 use super::body::RequestBody;
 use super::output::{Output, OutputSink};
-use super::pipeline::Handoff;
+use super::pipeline::{Handoff, MAX_BEHIND};
 use super::pool::{Lease, LeaseGuard};
 use super::request::REQUEST_ID;
 use super::{ClientError, Timing, UpstreamAddr, UpstreamError};
@@ -442,27 +443,46 @@ async fn exchange_with(
     }
 }
 
-/// Writes the oldest request waiting to be sent ahead, if the pool allows
-/// one now, and tells the lease it is behind the current one (`ended`: the
-/// lease's own response is over, so its first successor is the one
-/// running). Whether one was written.
+/// Writes the oldest requests waiting to be sent ahead, as many as the pool
+/// allows now, in one write, and tells the lease they are behind the
+/// current one (`ended`: the lease's own response is over, so its first
+/// successor is the one running). Whether any was written.
 async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: bool) -> bool {
-    let mut wrote = false;
-    while let Some((head, successor)) = guard.claim_successor(ended) {
-        match writer.write_all(&head).await {
-            Ok(()) => {
-                guard.set_successor(successor);
-                wrote = true;
-            }
+    let Some((first, successor)) = guard.claim_successor(ended, 0) else {
+        return false;
+    };
+    let mut successors: [Option<oneshot::Sender<Handoff>>; MAX_BEHIND] = Default::default();
+    successors[0] = Some(successor);
+    let mut claimed = 1;
+    let mut gathered = BytesMut::new();
+    while claimed < successors.len() {
+        let Some((head, successor)) = guard.claim_successor(ended, claimed) else {
+            break;
+        };
+        if claimed == 1 {
+            gathered.reserve(first.len() + head.len() * (successors.len() - 1));
+            gathered.extend_from_slice(&first);
+        }
+        gathered.extend_from_slice(&head);
+        successors[claimed] = Some(successor);
+        claimed += 1;
+    }
+    let bytes: &[u8] = if claimed == 1 { &first } else { &gathered };
+    let written = writer.write_all(bytes).await;
+    if written.is_ok() {
+        guard.wrote_ahead();
+    }
+    for successor in successors.into_iter().flatten() {
+        match written {
+            Ok(()) => guard.set_successor(successor),
             // The connection broke: php-fpm cannot run a request it did not
             // get whole, and the exchange ahead fails on the same socket.
             Err(_) => {
                 let _ = successor.send(Handoff::NotSent);
-                return wrote;
             }
         }
     }
-    wrote
+    written.is_ok()
 }
 
 /// Why `read_away` could not finish a response.

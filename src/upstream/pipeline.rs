@@ -49,6 +49,10 @@ use super::UpstreamError;
 /// rate, 4 gave 1.86x, 8 gave 2.0x; more also means more requests stuck
 /// behind an unexpectedly slow one.
 pub(crate) const MAX_BEHIND: usize = 4;
+/// Requests are sent ahead onto a connection once no more than this many
+/// wait behind its running one, as many as fit in one write
+/// (`LeaseGuard::claim_successor`).
+pub(crate) const REFILL_AT: usize = 2;
 /// The largest request (head and inline body) sent ahead. With
 /// `MAX_BEHIND` of them a connection holds at most 32 KiB that php-fpm has
 /// not read: less than any socket buffer, so writing them never waits.
@@ -98,6 +102,8 @@ pub(crate) struct Pipeline {
     queued: AtomicUsize,
     /// Requests written ahead onto a busy connection.
     pub(crate) sent_ahead: AtomicU64,
+    /// Writes that carried them (several requests gathered into one).
+    pub(crate) send_ahead_writes: AtomicU64,
     /// Requests waiting for a connection that cannot be sent ahead: while
     /// there are any, nothing is, so connections come free for them.
     others_waiting: AtomicUsize,
@@ -125,6 +131,7 @@ impl Pipeline {
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
             sent_ahead: AtomicU64::new(0),
+            send_ahead_writes: AtomicU64::new(0),
             others_waiting: AtomicUsize::new(0),
         }
     }

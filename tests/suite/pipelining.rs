@@ -91,6 +91,11 @@ async fn requests_sent_ahead_each_get_their_own_answer() {
             snap.sent_ahead > 0,
             "{upstream}: 16 clients on 2 connections, yet nothing was sent ahead: {snap:?}"
         );
+        // Full connections are refilled several requests at a time.
+        assert!(
+            snap.send_ahead_writes > 0 && snap.send_ahead_writes < snap.sent_ahead,
+            "{upstream}: one write per request sent ahead: {snap:?}"
+        );
         gw.shutdown().await;
 
         let gw = gateway_for(

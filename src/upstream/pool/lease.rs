@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::super::capacity::{AwaitingFresh, Stuck};
 use super::super::conn::{self, Conn, Outcome};
-use super::super::pipeline::{Handoff, MAX_BEHIND};
+use super::super::pipeline::{Handoff, MAX_BEHIND, REFILL_AT};
 use super::super::slowness::Verdict;
 use super::super::UpstreamError;
 use super::sizing::learn_capacity;
@@ -349,14 +349,28 @@ impl LeaseGuard {
 }
 
 impl LeaseGuard {
-    /// A request to write onto this connection behind those already there,
-    /// if fewer than `MAX_BEHIND` are behind the running one, one waits and
-    /// the pool allows it now. Once this lease's own response has ended
-    /// (`ended`), its first successor is the one running.
-    pub(crate) fn claim_successor(&self, ended: bool) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
+    /// A request to write onto this connection behind those already there
+    /// and the `claimed` ones about to be, if fewer than `MAX_BEHIND` are
+    /// behind the running one, one waits and the pool allows it now. Once
+    /// this lease's own response has ended (`ended`), its first successor
+    /// is the one running.
+    ///
+    /// While more than `REFILL_AT` wait behind the running one, nothing is
+    /// claimed (`claimed` = 0): the places freed meanwhile are filled
+    /// together later, in one write (`conn::send_ahead`), one syscall and,
+    /// over tcp, one pass through the loopback path for two or more
+    /// requests, while php-fpm still finds requests waiting.
+    pub(crate) fn claim_successor(
+        &self,
+        ended: bool,
+        claimed: usize,
+    ) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
         let pipeline = &self.pool.shards[self.shard].pipeline;
-        let behind_running = self.successors.len() - usize::from(ended && self.has_successor());
+        let behind_running =
+            self.successors.len() + claimed - usize::from(ended && self.has_successor());
+        let wait_for_a_batch = claimed == 0 && behind_running > REFILL_AT;
         if behind_running >= MAX_BEHIND
+            || wait_for_a_batch
             || !pipeline.has_queued()
             || pipeline.was_slow(self.route)
             || !self.pool.may_send_ahead()
@@ -373,6 +387,14 @@ impl LeaseGuard {
     /// gets a turn of a few requests, pipelined, even on a pool of one.
     fn turn_is_over(&self) -> bool {
         self.turn >= MAX_BEHIND && self.pool.others_starved(self.shard)
+    }
+
+    /// Claimed requests went onto the connection in one write.
+    pub(crate) fn wrote_ahead(&self) {
+        self.pool.shards[self.shard]
+            .pipeline
+            .send_ahead_writes
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The claimed request is on the connection, behind those already there.

@@ -125,6 +125,8 @@ pub struct PoolSnapshot {
     pub closed_for_waiter: u64,
     /// Requests written onto a connection while the one before still ran.
     pub sent_ahead: u64,
+    /// Writes that carried them: fewer, as requests are gathered.
+    pub send_ahead_writes: u64,
     /// Whether php-fpm's listen backlog can be read from here (`connect`).
     pub sees_backlog: bool,
     pub backlog_reads: u64,
@@ -328,6 +330,11 @@ impl Pool {
                 .shards
                 .iter()
                 .map(|s| get(&s.pipeline.sent_ahead))
+                .sum(),
+            send_ahead_writes: inner
+                .shards
+                .iter()
+                .map(|s| get(&s.pipeline.send_ahead_writes))
                 .sum(),
             sees_backlog: inner.connector.sees_backlog(),
             backlog_reads: get(&s.backlog_reads),

@@ -417,6 +417,19 @@ async fn no_more_than_max_behind_wait_behind_the_running_request() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn requests_sent_ahead_go_out_several_to_a_write() {
+    // 2 workers, 32 clients: connections stay full. A place freed while
+    // more than REFILL_AT wait behind the running request is filled with
+    // the next one's, in one write.
+    let (_fpm, snap) = fast_pages_pipelined(2).await;
+    assert!(snap.send_ahead_writes > 0, "{snap:?}");
+    assert!(
+        snap.send_ahead_writes * 3 < snap.sent_ahead * 2,
+        "one write per request sent ahead: {snap:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn php_fpm_growing_during_a_burst_is_used_before_it_ends() {
     // A dynamic pool forks workers while a burst waits: the queued requests
     // make no new acquire calls, so the connections coming back must probe.
