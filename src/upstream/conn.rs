@@ -2,11 +2,11 @@
 //! connect timeout, and driving one request/response exchange over it.
 //! This is the only place that does upstream socket I/O.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::oneshot;
@@ -448,31 +448,27 @@ async fn exchange_with(
 /// current one (`ended`: the lease's own response is over, so its first
 /// successor is the one running). Whether any was written.
 async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: bool) -> bool {
-    let Some((first, successor)) = guard.claim_successor(ended, 0) else {
-        return false;
-    };
-    let mut successors: [Option<oneshot::Sender<Handoff>>; MAX_BEHIND] = Default::default();
-    successors[0] = Some(successor);
-    let mut claimed = 1;
-    let mut gathered = BytesMut::new();
-    while claimed < successors.len() {
-        let Some((head, successor)) = guard.claim_successor(ended, claimed) else {
+    let mut claimed: [Option<(Bytes, oneshot::Sender<Handoff>)>; MAX_BEHIND] = Default::default();
+    let mut count = 0;
+    while count < MAX_BEHIND {
+        let Some(next) = guard.claim_successor(ended, count) else {
             break;
         };
-        if claimed == 1 {
-            gathered.reserve(first.len() + head.len() * (successors.len() - 1));
-            gathered.extend_from_slice(&first);
-        }
-        gathered.extend_from_slice(&head);
-        successors[claimed] = Some(successor);
-        claimed += 1;
+        claimed[count] = Some(next);
+        count += 1;
     }
-    let bytes: &[u8] = if claimed == 1 { &first } else { &gathered };
-    let written = writer.write_all(bytes).await;
+    if count == 0 {
+        return false;
+    }
+    let mut slices = [IoSlice::new(&[]); MAX_BEHIND];
+    for (slice, (head, _)) in slices.iter_mut().zip(claimed.iter().flatten()) {
+        *slice = IoSlice::new(head);
+    }
+    let written = write_all_vectored(writer, &mut slices[..count]).await;
     if written.is_ok() {
         guard.wrote_ahead();
     }
-    for successor in successors.into_iter().flatten() {
+    for (_, successor) in claimed.into_iter().flatten() {
         match written {
             Ok(()) => guard.set_successor(successor),
             // The connection broke: php-fpm cannot run a request it did not
@@ -483,6 +479,22 @@ async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: b
         }
     }
     written.is_ok()
+}
+
+/// Writes every byte of `slices`, in one `writev` when the socket takes
+/// them all (a socket that writes one slice at a time gets several).
+async fn write_all_vectored(
+    writer: &mut WriteHalf<'_>,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !slices.is_empty() {
+        let n = writer.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }
 
 /// Why `read_away` could not finish a response.
