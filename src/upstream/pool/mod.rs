@@ -71,14 +71,12 @@ pub struct PoolSettings {
     pub workers: usize,
 }
 
-/// Counters, readable at any time (exposed by metrics later).
+/// Counters, readable at any time (exposed by metrics later). The ones
+/// every request moves are each serving thread's own (`Shard`).
 #[derive(Debug, Default)]
 pub struct PoolStats {
-    pub acquired: AtomicU64,
-    pub waited_micros: AtomicU64,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
-    pub reused: AtomicU64,
     /// Idle connections found closed by php-fpm (EOF/reset) at checkout.
     pub stale_dropped: AtomicU64,
     /// Idle connections closed by the idle timeout.
@@ -316,11 +314,11 @@ impl Pool {
             idle,
             busy,
             waiting: inner.waiting.load(Ordering::Relaxed),
-            acquired: get(&s.acquired),
-            waited_micros: get(&s.waited_micros),
+            acquired: inner.shards.iter().map(|s| get(&s.acquired)).sum(),
+            waited_micros: inner.shards.iter().map(|s| get(&s.waited_micros)).sum(),
             connects: get(&s.connects),
             connect_failures: get(&s.connect_failures),
-            reused: get(&s.reused),
+            reused: inner.shards.iter().map(|s| get(&s.reused)).sum(),
             stale_dropped: get(&s.stale_dropped),
             idle_reaped: get(&s.idle_reaped),
             retries: get(&s.retries),
@@ -401,8 +399,8 @@ impl Pool {
                     Granted::Handoff(Handoff::Ready(mut lease) | Handoff::Free(mut lease)),
                     waited,
                 ) => {
-                    inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
-                    inner.stats.reused.fetch_add(1, Ordering::Relaxed);
+                    inner.shards[shard].acquired.fetch_add(1, Ordering::Relaxed);
+                    inner.shards[shard].reused.fetch_add(1, Ordering::Relaxed);
                     lease.waited = waited;
                     lease.set_route(route);
                     return Ok(lease);
@@ -412,7 +410,7 @@ impl Pool {
                 (Granted::Handoff(Handoff::Lost(e)), _) => return Err(e),
             }
         };
-        inner.stats.acquired.fetch_add(1, Ordering::Relaxed);
+        inner.shards[shard].acquired.fetch_add(1, Ordering::Relaxed);
         if !fresh_only {
             while let Some(mut conn) = self.pop_idle(shard) {
                 if conn.idle_since.elapsed() >= inner.settings.idle_timeout {
@@ -423,7 +421,7 @@ impl Pool {
                     inner.stats.stale_dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                inner.stats.reused.fetch_add(1, Ordering::Relaxed);
+                inner.shards[shard].reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(self.lease(shard, conn, permit, waited, None, route));
             }
         }

@@ -9,7 +9,7 @@
 //! come free (`PoolInner::others_starved`).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -62,6 +62,13 @@ pub(super) struct Shard {
     /// connections (`Pool::wait_for_permit`): when the thread's last
     /// connection ends, one is told to look again (`LeaseGuard`'s drop).
     pub(super) ticket_only: AtomicUsize,
+    /// Leases this thread's requests got, of them on a kept-alive
+    /// connection, and how long they waited: pool-wide counters written by
+    /// every thread on every request would bounce one cache line between
+    /// cores; the snapshot sums these instead.
+    pub(super) acquired: AtomicU64,
+    pub(super) reused: AtomicU64,
+    pub(super) waited_micros: AtomicU64,
 }
 
 impl Shard {
@@ -72,6 +79,9 @@ impl Shard {
             busy: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             ticket_only: AtomicUsize::new(0),
+            acquired: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
+            waited_micros: AtomicU64::new(0),
         }
     }
 

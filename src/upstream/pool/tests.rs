@@ -563,6 +563,9 @@ async fn two_threads_share_php_fpm_and_neither_starves() {
     assert_eq!(snap.size, 4, "{snap:?}");
     assert!(snap.sent_ahead * 2 > (a + b) as u64, "{snap:?}");
     assert!(snap.moved_threads * 50 < (a + b) as u64, "{snap:?}");
+    // Each thread counts its own leases; the snapshot adds them up.
+    assert_eq!(snap.acquired, (a + b) as u64, "{snap:?}");
+    assert_eq!(snap.reused + snap.connects, snap.acquired, "{snap:?}");
 }
 
 #[tokio::test(start_paused = true)]

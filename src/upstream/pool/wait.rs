@@ -97,8 +97,7 @@ impl Pool {
             }
         };
         let waited = started.elapsed();
-        inner
-            .stats
+        local
             .waited_micros
             .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
         match res {
