@@ -240,15 +240,17 @@ pub(crate) async fn exchange_leased(
     )
     .await?;
     if outcome == Outcome::Reusable && guard.has_successor() {
-        // php-fpm runs the request sent ahead now, so one more fits behind
-        // it: put it on the connection here rather than after the hand-over.
+        // php-fpm runs the request sent ahead now, so a place behind it is
+        // free: refill here (if few enough wait, `claim_successor`) rather
+        // than after the hand-over.
         let (reader, mut writer) = split(&mut conn.stream);
         if !send_ahead(guard, &mut writer, true).await {
             // php-fpm answers the request sent ahead with no write of ours
             // to carry the ACK of this response, and its Nagle would hold
             // that answer until our delayed ACK (~40 ms): ACK it now. A
             // request written above carries the ACK, sparing the syscall
-            // and a segment.
+            // and a segment (under load about every other response, as
+            // requests go out two or more to a write).
             rearm_quickack(&reader);
         }
     }
@@ -464,37 +466,62 @@ async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: b
     for (slice, (head, _)) in slices.iter_mut().zip(claimed.iter().flatten()) {
         *slice = IoSlice::new(head);
     }
-    let written = write_all_vectored(writer, &mut slices[..count]).await;
-    if written.is_ok() {
+    let (sent, failed) = match write_all_vectored(writer, &mut slices[..count]).await {
+        Ok(sent) => (sent, false),
+        Err(sent) => (sent, true),
+    };
+    if !failed {
         guard.wrote_ahead();
     }
-    for (_, successor) in claimed.into_iter().flatten() {
-        match written {
-            Ok(()) => guard.set_successor(successor),
-            // The connection broke: php-fpm cannot run a request it did not
-            // get whole, and the exchange ahead fails on the same socket.
-            Err(_) => {
-                let _ = successor.send(Handoff::NotSent);
-            }
+    let whole = heads_sent_whole(claimed.iter().flatten().map(|(head, _)| head.len()), sent);
+    for (index, (_, successor)) in claimed.into_iter().flatten().enumerate() {
+        if index < whole {
+            // On the connection whole: php-fpm may run it, and the lease
+            // answers for it from now on (even if the connection broke
+            // right after: see `Lease`'s drop).
+            guard.set_successor(successor);
+        } else {
+            // The connection broke before all of it went: php-fpm cannot
+            // run a request it did not get whole, and the exchange ahead
+            // fails on the same socket.
+            let _ = successor.send(Handoff::NotSent);
         }
     }
-    written.is_ok()
+    whole > 0
+}
+
+/// How many of the requests written in a row, of these `lengths`, went out
+/// whole in the first `sent` bytes.
+fn heads_sent_whole(lengths: impl Iterator<Item = usize>, mut sent: usize) -> usize {
+    let mut whole = 0;
+    for length in lengths {
+        if sent < length {
+            break;
+        }
+        sent -= length;
+        whole += 1;
+    }
+    whole
 }
 
 /// Writes every byte of `slices`, in one `writev` when the socket takes
-/// them all (a socket that writes one slice at a time gets several).
+/// them all (a socket that writes one slice at a time gets several). The
+/// bytes written: all of them, or as many as went before a write failed.
 async fn write_all_vectored(
     writer: &mut WriteHalf<'_>,
     mut slices: &mut [IoSlice<'_>],
-) -> io::Result<()> {
+) -> Result<usize, usize> {
+    let mut sent = 0;
     while !slices.is_empty() {
-        let n = writer.write_vectored(slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+        match writer.write_vectored(slices).await {
+            Ok(0) | Err(_) => return Err(sent),
+            Ok(n) => {
+                sent += n;
+                IoSlice::advance_slices(&mut slices, n);
+            }
         }
-        IoSlice::advance_slices(&mut slices, n);
     }
-    Ok(())
+    Ok(sent)
 }
 
 /// Why `read_away` could not finish a response.
@@ -604,6 +631,17 @@ fn split(stream: &mut Stream) -> (ReadHalf<'_>, WriteHalf<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_requests_written_whole_count_as_sent_ahead() {
+        let lengths = || [500, 300, 700].into_iter();
+        assert_eq!(heads_sent_whole(lengths(), 1500), 3);
+        assert_eq!(heads_sent_whole(lengths(), 1499), 2);
+        assert_eq!(heads_sent_whole(lengths(), 800), 2);
+        assert_eq!(heads_sent_whole(lengths(), 799), 1);
+        assert_eq!(heads_sent_whole(lengths(), 499), 0);
+        assert_eq!(heads_sent_whole(lengths(), 0), 0);
+    }
 
     /// A connection opened on one thread is not at home on another until
     /// moved there (the control thread's status reads leave connections in

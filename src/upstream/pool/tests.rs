@@ -406,8 +406,8 @@ async fn nothing_is_sent_ahead_while_a_worker_is_free() {
 #[tokio::test(start_paused = true)]
 async fn no_more_than_max_behind_wait_behind_the_running_request() {
     // 2 workers: every connection fills up with requests sent ahead, and
-    // one more is written as each response ends, yet php-fpm never finds
-    // more than MAX_BEHIND waiting.
+    // is refilled as responses end, yet php-fpm never finds more than
+    // MAX_BEHIND waiting.
     let (fpm, snap) = fast_pages_pipelined(2).await;
     assert_eq!(
         fpm.most_behind.load(Ordering::SeqCst),
