@@ -241,7 +241,7 @@ pub(crate) async fn exchange_leased(
     .await?;
     if outcome == Outcome::Reusable && guard.has_successor() {
         // php-fpm runs the request sent ahead now, so a place behind it is
-        // free: refill here (if few enough wait, `claim_successor`) rather
+        // free: refill here (if few enough wait, `places_to_fill`) rather
         // than after the hand-over.
         let (reader, mut writer) = split(&mut conn.stream);
         if !send_ahead(guard, &mut writer, true).await {
@@ -450,10 +450,11 @@ async fn exchange_with(
 /// current one (`ended`: the lease's own response is over, so its first
 /// successor is the one running). Whether any was written.
 async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: bool) -> bool {
+    let places = guard.places_to_fill(ended).min(MAX_BEHIND);
     let mut claimed: [Option<(Bytes, oneshot::Sender<Handoff>)>; MAX_BEHIND] = Default::default();
     let mut count = 0;
-    while count < MAX_BEHIND {
-        let Some(next) = guard.claim_successor(ended, count) else {
+    while count < places {
+        let Some(next) = guard.claim_successor() else {
             break;
         };
         claimed[count] = Some(next);
@@ -466,13 +467,11 @@ async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: b
     for (slice, (head, _)) in slices.iter_mut().zip(claimed.iter().flatten()) {
         *slice = IoSlice::new(head);
     }
-    let (sent, failed) = match write_all_vectored(writer, &mut slices[..count]).await {
-        Ok(sent) => (sent, false),
-        Err(sent) => (sent, true),
-    };
-    if !failed {
+    let written = write_all_vectored(writer, &mut slices[..count]).await;
+    if written.is_ok() {
         guard.wrote_ahead();
     }
+    let (Ok(sent) | Err(sent)) = written;
     let whole = heads_sent_whole(claimed.iter().flatten().map(|(head, _)| head.len()), sent);
     for (index, (_, successor)) in claimed.into_iter().flatten().enumerate() {
         if index < whole {

@@ -51,7 +51,7 @@ use super::UpstreamError;
 pub(crate) const MAX_BEHIND: usize = 4;
 /// Requests are sent ahead onto a connection once no more than this many
 /// wait behind its running one, as many as fit in one write
-/// (`LeaseGuard::claim_successor`).
+/// (`LeaseGuard::places_to_fill`).
 pub(crate) const REFILL_AT: usize = 2;
 /// The largest request (head and inline body) sent ahead. With
 /// `MAX_BEHIND` of them a connection holds at most 32 KiB that php-fpm has

@@ -349,36 +349,41 @@ impl LeaseGuard {
 }
 
 impl LeaseGuard {
-    /// A request to write onto this connection behind those already there
-    /// and the `claimed` ones about to be, if fewer than `MAX_BEHIND` are
-    /// behind the running one, one waits and the pool allows it now. Once
-    /// this lease's own response has ended (`ended`), its first successor
-    /// is the one running.
+    /// How many waiting requests may be written onto this connection now,
+    /// behind those already there: the places free of `MAX_BEHIND` behind
+    /// the running one, if requests wait and the pool allows sending ahead.
+    /// Once this lease's own response has ended (`ended`), its first
+    /// successor is the one running.
     ///
-    /// While more than `REFILL_AT` wait behind the running one, nothing is
-    /// claimed (`claimed` = 0): the places freed meanwhile are filled
-    /// together later, in one write (`conn::send_ahead`), one syscall and,
-    /// over tcp, one pass through the loopback path for two or more
-    /// requests, while php-fpm still finds requests waiting.
-    pub(crate) fn claim_successor(
-        &self,
-        ended: bool,
-        claimed: usize,
-    ) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
+    /// While more than `REFILL_AT` wait behind the running one, none: the
+    /// places freed meanwhile are filled together later, in one write
+    /// (`conn::send_ahead`), one syscall and, over tcp, one pass through
+    /// the loopback path for two or more requests, while php-fpm still
+    /// finds requests waiting.
+    pub(crate) fn places_to_fill(&self, ended: bool) -> usize {
         let pipeline = &self.pool.shards[self.shard].pipeline;
-        let behind_running =
-            self.successors.len() + claimed - usize::from(ended && self.has_successor());
-        let wait_for_a_batch = claimed == 0 && behind_running > REFILL_AT;
-        if behind_running >= MAX_BEHIND
-            || wait_for_a_batch
+        let behind_running = self.successors.len() - usize::from(ended && self.has_successor());
+        if behind_running > REFILL_AT
             || !pipeline.has_queued()
             || pipeline.was_slow(self.route)
             || !self.pool.may_send_ahead()
-            || self.turn_is_over()
         {
-            return None;
+            return 0;
         }
-        pipeline.claim()
+        let places = MAX_BEHIND.saturating_sub(behind_running);
+        // No more than the rest of this thread's turn (`turn_is_over`).
+        let left_in_turn = MAX_BEHIND.saturating_sub(self.turn);
+        if places > left_in_turn && self.pool.others_starved(self.shard) {
+            left_in_turn
+        } else {
+            places
+        }
+    }
+
+    /// The oldest request waiting to be sent ahead, claimed for this
+    /// connection (after `places_to_fill` said how many may be).
+    pub(crate) fn claim_successor(&self) -> Option<(Bytes, oneshot::Sender<Handoff>)> {
+        self.pool.shards[self.shard].pipeline.claim()
     }
 
     /// Whether this thread should let the connection go to another whose
