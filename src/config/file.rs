@@ -14,7 +14,7 @@ use toml::{Table, Value};
 use super::settings::Layer;
 use super::values::{
     check_cache_control, check_count, check_ext, check_head_limit, check_uri_limit,
-    parse_pipelining, parse_size, ListenAddr,
+    parse_idle_poll, parse_pipelining, parse_size, ListenAddr,
 };
 use super::ConfigError;
 use crate::upstream::{UpstreamAddr, UpstreamSpec};
@@ -148,6 +148,14 @@ pub(super) fn pipelining(value: &Value) -> Result<Option<std::time::Duration>, S
         Value::Boolean(on) => parse_pipelining(if *on { "on" } else { "off" }),
         Value::String(s) => parse_pipelining(s),
         _ => Err(found("true, false or a duration", value)),
+    }
+}
+
+pub(super) fn idle_poll(value: &Value) -> Result<std::time::Duration, String> {
+    match value {
+        Value::Boolean(false) => parse_idle_poll("off"),
+        Value::String(s) => parse_idle_poll(s),
+        _ => Err(found("false or a duration", value)),
     }
 }
 

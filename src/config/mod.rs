@@ -144,6 +144,9 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Runtime worker threads; None: one per CPU.
     pub workers: Option<usize>,
+    /// How long a serving thread polls after work before it sleeps; zero:
+    /// it sleeps at once.
+    pub idle_poll: Duration,
     /// Requests may be sent ahead onto busy upstream connections while no
     /// exchange took longer than this; None: never.
     pub upstream_pipelining: Option<Duration>,
@@ -552,6 +555,7 @@ fn build(
         tls_key,
         listen_is_default,
         workers: layer.workers,
+        idle_poll: layer.idle_poll.ok_or(missing("idle-poll"))?,
         upstream_pipelining: layer
             .upstream_pipelining
             .ok_or(missing("upstream-pipelining"))?,

@@ -109,6 +109,7 @@ fn defaults_applied() {
             tls_cert: None,
             tls_key: None,
             workers: None,
+            idle_poll: Duration::from_micros(50),
             upstream_pipelining: Some(Duration::from_millis(10)),
             error_page: Vec::new(),
             intercept_errors: false,
@@ -213,6 +214,7 @@ APP_ENV = "prod"
             tls_key: None,
             listen_is_default: false,
             workers: None,
+            idle_poll: Duration::from_micros(50),
             upstream_pipelining: Some(Duration::from_millis(10)),
             error_page: Vec::new(),
             intercept_errors: false,
@@ -366,7 +368,7 @@ fn unknown_key_names_key_and_file() {
          cache-control, max-uri-length, max-header-size, max-headers, trusted-proxy, real-ip-header, \
          internal-location, sendfile-dir, compress, php-fpm, fpm-children, admin-listen, fpm-ping-path, \
          server-timing, access-log-format, tls-cert, tls-key, error-page, intercept-errors, \
-         add-header, redirect, deny, redirect-to-https, site, workers, upstream-pipelining)",
+         add-header, redirect, deny, redirect-to-https, site, workers, idle-poll, upstream-pipelining)",
         fx.file().display()
     );
     assert_eq!(text, expected);

@@ -221,3 +221,31 @@ fn upstream_pipelining_from_flag_and_file() {
     let (_dir, path) = file_with("upstream-pipelining = 3\n");
     assert!(message(check_file(&path)).contains("key `upstream-pipelining`"));
 }
+
+#[test]
+fn idle_poll_from_flag_and_file() {
+    use std::time::Duration;
+    // On by default: 50 µs.
+    assert_eq!(flags(&[]).unwrap().idle_poll, Duration::from_micros(50));
+    let off = flags(&["--idle-poll", "off"]).unwrap();
+    assert_eq!(off.idle_poll, Duration::ZERO);
+    let longer = flags(&["--idle-poll", "200us"]).unwrap();
+    assert_eq!(longer.idle_poll, Duration::from_micros(200));
+    let text = message(flags(&["--idle-poll", "1s"]));
+    assert!(text.starts_with("--idle-poll: "), "{text}");
+    assert!(text.contains("longer than 10ms"), "{text}");
+    let text = message(flags(&["--idle-poll", "briefly"]));
+    assert!(text.contains("off or a duration"), "{text}");
+
+    let (_dir, path) = file_with("idle-poll = false\n");
+    assert_eq!(check_file(&path).unwrap().idle_poll, Duration::ZERO);
+    let (_dir, path) = file_with("idle-poll = \"1ms\"\n");
+    assert_eq!(
+        check_file(&path).unwrap().idle_poll,
+        Duration::from_millis(1)
+    );
+    let (_dir, path) = file_with("idle-poll = \"20ms\"\n");
+    let text = message(check_file(&path));
+    assert!(text.contains("key `idle-poll`"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+}

@@ -171,6 +171,27 @@ pub(crate) fn parse_pipelining(s: &str) -> Result<Option<Duration>, String> {
     }
 }
 
+/// The longest `idle-poll`: a thread burns up to this much CPU after each
+/// burst of work.
+pub(crate) const IDLE_POLL_MAX: Duration = Duration::from_millis(10);
+
+pub(crate) fn parse_idle_poll(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "off" => Ok(Duration::ZERO),
+        other => {
+            let d = parse_duration(other)
+                .map_err(|_| format!("{other:?} is not off or a duration {DURATION_HINT}"))?;
+            if d > IDLE_POLL_MAX {
+                return Err(format!(
+                    "{other:?} is longer than 10ms: a thread would burn its CPU that long \
+                     after each burst of work"
+                ));
+            }
+            Ok(d)
+        }
+    }
+}
+
 pub(crate) fn parse_count(s: &str) -> Result<usize, String> {
     let n: usize = s
         .trim()

@@ -24,6 +24,7 @@ pub(crate) use per_thread::claim_slot;
 use per_thread::{ThreadCounter, ThreadHistogram};
 
 use crate::fpm::status::FpmStatus;
+use crate::server::idle_poll::IdlePollStats;
 use crate::upstream::{ExchangeObserver, Member, Pool, PoolSnapshot, Upstreams};
 
 /// `Content-Type` of what [`Metrics::encode`] returns.
@@ -49,6 +50,8 @@ pub struct Metrics {
     /// The upstreams the collector reads; a config reload may replace them.
     upstreams: Arc<ArcSwap<Upstreams>>,
     upstream_times: UpstreamFamilies,
+    /// What the serving threads' idle pollers did (`server::idle_poll`).
+    idle_poll: Arc<IdlePollStats>,
 }
 
 type FpmStatuses = Arc<Mutex<HashMap<String, FpmStatus>>>;
@@ -101,6 +104,8 @@ impl Metrics {
             upstreams: upstreams.clone(),
             fpm_status: fpm_status.clone(),
         }));
+        let idle_poll = Arc::new(IdlePollStats::default());
+        registry.register_collector(Box::new(IdlePollCollector(idle_poll.clone())));
         Metrics {
             registry,
             requests_by_class,
@@ -108,7 +113,13 @@ impl Metrics {
             fpm_status,
             upstreams,
             upstream_times,
+            idle_poll,
         }
+    }
+
+    /// Where the serving threads' idle pollers count.
+    pub(crate) fn idle_poll_stats(&self) -> Arc<IdlePollStats> {
+        self.idle_poll.clone()
     }
 
     /// Makes `pool` record its timings into the series of its upstream
@@ -367,6 +378,40 @@ impl Collector for UpstreamCollector {
             failovers.metric_type(),
         )?;
         failovers.encode(metric)
+    }
+}
+
+/// The idle pollers' counters, read at scrape time.
+#[derive(Debug)]
+struct IdlePollCollector(Arc<IdlePollStats>);
+
+impl Collector for IdlePollCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let series = [
+            (
+                "idle_poll_empty_polls",
+                "Polls of the sockets that serving threads made after work, before sleeping, \
+                 and that found nothing new (--idle-poll)",
+                self.0.empty_polls(),
+            ),
+            (
+                "idle_poll_windows_ended",
+                "Times a serving thread stopped polling because --idle-poll passed without work",
+                self.0.windows_ended(),
+            ),
+            (
+                "idle_poll_gave_way",
+                "Times a serving thread stopped polling (for 5 ms) because another task wanted \
+                 its CPU",
+                self.0.gave_way(),
+            ),
+        ];
+        for (name, help, value) in series {
+            let counter = ConstCounter::new(value);
+            let metric = e.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }
 

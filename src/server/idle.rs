@@ -158,7 +158,8 @@ impl Drop for InFlight {
     }
 }
 
-/// A client stream whose incoming bytes `Activity` sees.
+/// A client stream whose incoming bytes `Activity` sees, and whose reads
+/// and writes keep its thread polling (`idle_poll`).
 pub(crate) struct Watched<S> {
     stream: S,
     activity: Arc<Activity>,
@@ -180,6 +181,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
+            super::idle_poll::note_work();
             this.activity.bytes_in(&buf.filled()[before..]);
         }
         polled
@@ -192,6 +194,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        super::idle_poll::note_work();
         Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
     }
 
@@ -200,6 +203,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        super::idle_poll::note_work();
         Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
     }
 

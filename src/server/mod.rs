@@ -11,6 +11,7 @@ pub mod forwarded;
 mod framing;
 mod handler;
 mod idle;
+pub(crate) mod idle_poll;
 mod limits;
 mod listeners;
 pub mod reload;
@@ -391,8 +392,12 @@ async fn serve(
         reload,
         tls,
     } = server;
-    let workers = workers::Workers::start(workers::worker_count(config.workers))
-        .map_err(ServeError::Workers)?;
+    let workers = workers::Workers::start(
+        workers::worker_count(config.workers),
+        config.idle_poll,
+        metrics.idle_poll_stats(),
+    )
+    .map_err(ServeError::Workers)?;
     tracing::info!(workers = workers.len(), "threads started");
     start_upstreams(&config, &upstreams, &metrics);
     let state = Arc::new(AppState::new(

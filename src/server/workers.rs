@@ -4,6 +4,7 @@
 //! included (`upstream::set_worker_thread`). No request's path wakes
 //! another thread, as in nginx's process per core. The caller's runtime
 //! keeps the rest: signals, reload, the admin listener, the pool's timers.
+//! After work each thread polls briefly before it sleeps (`idle_poll`).
 
 use std::io;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
 use super::access_log;
+use super::idle_poll::{self, IdlePollStats};
 use crate::listen::Listener;
 
 /// How often each serving thread's event loop wakes by itself. tokio
@@ -44,19 +46,26 @@ struct Worker {
 }
 
 impl Workers {
-    /// Starts `count` serving threads (at least one).
-    pub(crate) fn start(count: usize) -> io::Result<Workers> {
+    /// Starts `count` serving threads (at least one), each polling for
+    /// `idle_poll` after work before it sleeps (zero: never).
+    pub(crate) fn start(
+        count: usize,
+        idle_poll: Duration,
+        idle_poll_stats: Arc<IdlePollStats>,
+    ) -> io::Result<Workers> {
         let mut threads = Vec::with_capacity(count.max(1));
         // The threads log where the starting thread does (a test's own
         // subscriber included, not only the process-wide one).
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         for index in 0..count.max(1) {
             let dispatch = dispatch.clone();
+            let idle_poll_stats = idle_poll_stats.clone();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 // Access lines are held while there is work, written before
                 // the thread waits (`access_log::ThreadStderr`).
                 .on_thread_park(access_log::write_held_lines)
+                .on_thread_unpark(idle_poll::wake_on_unpark)
                 .build()?;
             let handle = runtime.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
@@ -71,6 +80,9 @@ impl Workers {
                     // Runs the tasks spawned onto this runtime until told to stop.
                     runtime.block_on(async {
                         tokio::pin!(stopped);
+                        if !idle_poll.is_zero() {
+                            tokio::spawn(idle_poll::poll_while_idle(idle_poll, idle_poll_stats));
+                        }
                         let mut heartbeat = tokio::time::interval(HEARTBEAT);
                         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
                         loop {
