@@ -173,7 +173,7 @@ pub(crate) fn parse_pipelining(s: &str) -> Result<Option<Duration>, String> {
 
 /// The longest `idle-poll`: a thread burns up to this much CPU after each
 /// burst of work.
-pub(crate) const IDLE_POLL_MAX: Duration = Duration::from_millis(10);
+const IDLE_POLL_MAX: Duration = Duration::from_millis(10);
 
 pub(crate) fn parse_idle_poll(s: &str) -> Result<Duration, String> {
     match s.trim() {
@@ -183,8 +183,8 @@ pub(crate) fn parse_idle_poll(s: &str) -> Result<Duration, String> {
                 .map_err(|_| format!("{other:?} is not off or a duration {DURATION_HINT}"))?;
             if d > IDLE_POLL_MAX {
                 return Err(format!(
-                    "{other:?} is longer than 10ms: a thread would burn its CPU that long \
-                     after each burst of work"
+                    "{other:?} is longer than {IDLE_POLL_MAX:?}: a thread would burn its CPU \
+                     that long after each burst of work"
                 ));
             }
             Ok(d)

@@ -6,6 +6,7 @@
 //! process keep apart.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,6 @@ pub(crate) use per_thread::claim_slot;
 use per_thread::{ThreadCounter, ThreadHistogram};
 
 use crate::fpm::status::FpmStatus;
-use crate::server::idle_poll::IdlePollStats;
 use crate::upstream::{ExchangeObserver, Member, Pool, PoolSnapshot, Upstreams};
 
 /// `Content-Type` of what [`Metrics::encode`] returns.
@@ -378,6 +378,44 @@ impl Collector for UpstreamCollector {
             failovers.metric_type(),
         )?;
         failovers.encode(metric)
+    }
+}
+
+/// What a server's serving threads did while polling after work
+/// (`server::idle_poll`); written only by a thread with nothing to do.
+#[derive(Debug, Default)]
+pub struct IdlePollStats {
+    /// Polls that found nothing new to do.
+    empty_polls: AtomicU64,
+    /// Times polling stopped because the thread had been switched out.
+    gave_way: AtomicU64,
+    /// Times polling stopped because the window passed without work.
+    windows_ended: AtomicU64,
+}
+
+impl IdlePollStats {
+    pub(crate) fn empty_poll(&self) {
+        self.empty_polls.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn gave_way_once(&self) {
+        self.gave_way.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn window_ended(&self) {
+        self.windows_ended.fetch_add(1, Relaxed);
+    }
+
+    pub fn empty_polls(&self) -> u64 {
+        self.empty_polls.load(Relaxed)
+    }
+
+    pub fn gave_way(&self) -> u64 {
+        self.gave_way.load(Relaxed)
+    }
+
+    pub fn windows_ended(&self) -> u64 {
+        self.windows_ended.load(Relaxed)
     }
 }
 

@@ -19,9 +19,10 @@
 //! the thread wakes from a sleep.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+
+use crate::metrics::IdlePollStats;
 
 /// How long polling stays off once the thread gave way to another task.
 const PAUSE_AFTER_GIVING_WAY: Duration = Duration::from_millis(5);
@@ -33,31 +34,6 @@ thread_local! {
     static WAITING_POLLER: RefCell<Option<Waker>> = const { RefCell::new(None) };
     /// Until when polling is off after giving way.
     static PAUSED_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
-}
-
-/// What a server's pollers did, for /metrics.
-#[derive(Debug, Default)]
-pub struct IdlePollStats {
-    /// Polls that found nothing new to do.
-    empty_polls: AtomicU64,
-    /// Times polling stopped because the thread had been switched out.
-    gave_way: AtomicU64,
-    /// Times polling stopped because the window passed without work.
-    windows_ended: AtomicU64,
-}
-
-impl IdlePollStats {
-    pub fn empty_polls(&self) -> u64 {
-        self.empty_polls.load(Relaxed)
-    }
-
-    pub fn gave_way(&self) -> u64 {
-        self.gave_way.load(Relaxed)
-    }
-
-    pub fn windows_ended(&self) -> u64 {
-        self.windows_ended.load(Relaxed)
-    }
 }
 
 /// This thread did work for a client: polling goes on for a window from now.
@@ -91,7 +67,7 @@ pub(crate) async fn poll_while_idle(window: Duration, stats: std::sync::Arc<Idle
             tokio::task::yield_now().await;
             let next = episode.after_poll(WORK.with(Cell::get), Instant::now(), times_switched_out);
             if next != Next::Worked {
-                stats.empty_polls.fetch_add(1, Relaxed);
+                stats.empty_poll();
                 // What the runtime's park hook does before it sleeps.
                 super::access_log::write_held_lines();
             }
@@ -101,13 +77,13 @@ pub(crate) async fn poll_while_idle(window: Duration, stats: std::sync::Arc<Idle
                 // sees it as a switch.
                 Next::PollAgain => std::thread::yield_now(),
                 Next::WindowPassed => {
-                    stats.windows_ended.fetch_add(1, Relaxed);
+                    stats.window_ended();
                     break;
                 }
                 Next::GiveWay => {
                     let until = Instant::now() + PAUSE_AFTER_GIVING_WAY;
                     PAUSED_UNTIL.with(|p| p.set(Some(until)));
-                    stats.gave_way.fetch_add(1, Relaxed);
+                    stats.gave_way_once();
                     break;
                 }
             }
@@ -212,7 +188,7 @@ fn this_thread_usage() -> Option<libc::rusage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     use std::sync::Arc;
 
     const WINDOW: Duration = Duration::from_micros(50);

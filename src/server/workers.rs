@@ -18,8 +18,9 @@ use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
 use super::access_log;
-use super::idle_poll::{self, IdlePollStats};
+use super::idle_poll;
 use crate::listen::Listener;
+use crate::metrics::IdlePollStats;
 
 /// How often each serving thread's event loop wakes by itself. tokio
 /// writes to the loop's eventfd whenever a timer is set earlier than the
@@ -60,13 +61,16 @@ impl Workers {
         for index in 0..count.max(1) {
             let dispatch = dispatch.clone();
             let idle_poll_stats = idle_poll_stats.clone();
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            let mut builder = tokio::runtime::Builder::new_current_thread();
+            builder
                 .enable_all()
                 // Access lines are held while there is work, written before
                 // the thread waits (`access_log::ThreadStderr`).
-                .on_thread_park(access_log::write_held_lines)
-                .on_thread_unpark(idle_poll::wake_on_unpark)
-                .build()?;
+                .on_thread_park(access_log::write_held_lines);
+            if !idle_poll.is_zero() {
+                builder.on_thread_unpark(idle_poll::wake_on_unpark);
+            }
+            let runtime = builder.build()?;
             let handle = runtime.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();
             let (done, ended) = oneshot::channel::<()>();

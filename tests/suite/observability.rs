@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm, PhpFpmOptions};
-use support::wait;
+use support::wait::{self, sample};
 
 fn root() -> String {
     fixtures_dir().display().to_string()
@@ -101,18 +101,6 @@ async fn admin_gateway(upstream: &str, extra: &[&str]) -> (Gateway, SocketAddr) 
     let gw = Gateway::serve(upstream, &root(), &args).await;
     let admin = gw.admin.expect("admin listener");
     (gw, admin)
-}
-
-/// The value of the sample `series` (name with its labels).
-fn sample(text: &str, series: &str) -> u64 {
-    let prefix = format!("{series} ");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no `{series}` in:\n{text}"));
-    line[prefix.len()..]
-        .parse()
-        .unwrap_or_else(|_| panic!("not a count: {line}"))
 }
 
 fn labels_of(upstream: &str) -> String {

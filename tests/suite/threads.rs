@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::gateway::{self, Gateway};
 use support::php_fpm::{fixtures_dir, PhpFpm};
-use support::wait;
+use support::wait::{self, sample};
 
 #[tokio::test]
 async fn connections_are_served_on_every_thread() {
@@ -39,16 +39,6 @@ async fn connections_are_served_on_every_thread() {
     }
 }
 
-/// The value of the counter `name` (no labels) in a /metrics text.
-fn counter(text: &str, name: &str) -> u64 {
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no `{name}` in:\n{text}"))
-        .parse()
-        .unwrap_or_else(|_| panic!("`{name}` is not a count:\n{text}"))
-}
-
 const EMPTY_POLLS: &str = "fcgi_gateway_idle_poll_empty_polls_total";
 const WINDOWS_ENDED: &str = "fcgi_gateway_idle_poll_windows_ended_total";
 const GAVE_WAY: &str = "fcgi_gateway_idle_poll_gave_way_total";
@@ -72,8 +62,7 @@ async fn serving_threads_poll_after_work_unless_told_not_to() {
             assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
             if poll {
                 wait::scrape_until(admin, Duration::from_secs(10), |t| {
-                    counter(t, EMPTY_POLLS) > 0
-                        && counter(t, WINDOWS_ENDED) + counter(t, GAVE_WAY) > 0
+                    sample(t, EMPTY_POLLS) > 0 && sample(t, WINDOWS_ENDED) + sample(t, GAVE_WAY) > 0
                 })
                 .await;
             } else {
@@ -81,7 +70,7 @@ async fn serving_threads_poll_after_work_unless_told_not_to() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let text = wait::scrape_until(admin, Duration::from_secs(10), |_| true).await;
                 for name in [EMPTY_POLLS, WINDOWS_ENDED, GAVE_WAY] {
-                    assert_eq!(counter(&text, name), 0, "{upstream}: {name}\n{text}");
+                    assert_eq!(sample(&text, name), 0, "{upstream}: {name}\n{text}");
                 }
             }
             gw.shutdown().await;

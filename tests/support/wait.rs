@@ -114,6 +114,19 @@ pub async fn scrape_until(
     last
 }
 
+/// The value of the sample `series` (name with its labels) in a /metrics
+/// text.
+pub fn sample(text: &str, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `{series}` in:\n{text}"));
+    line[prefix.len()..]
+        .parse()
+        .unwrap_or_else(|_| panic!("not a count: {line}"))
+}
+
 /// Waits until the other end of `stream` has read everything written to
 /// it (the unread bytes a unix socket holds for its peer, `SIOCOUTQ`, are
 /// down to 0): a server has taken the request written just before.
