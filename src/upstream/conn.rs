@@ -58,6 +58,10 @@ pub struct Conn {
     /// after one response ends, what follows belongs to the request sent
     /// ahead (`pipeline`).
     read_buf: BytesMut,
+    /// php-fpm's last output is not ACKed and a request sent ahead will
+    /// answer on this connection: ACK before waiting for that answer
+    /// (`rearm_quickack`), unless a write of ours carries the ACK first.
+    ack_owed: bool,
 }
 
 impl Conn {
@@ -149,6 +153,7 @@ pub(crate) async fn dial_with(
             uses: 0,
             idle_since: Instant::now(),
             read_buf: BytesMut::new(),
+            ack_owed: false,
         }),
         Ok(Err(source)) => Err(UpstreamError::Connect {
             addr: addr.to_string(),
@@ -243,16 +248,16 @@ pub(crate) async fn exchange_leased(
         // php-fpm runs the request sent ahead now, so a place behind it is
         // free: refill here (if few enough wait, `places_to_fill`) rather
         // than after the hand-over.
-        let (reader, mut writer) = split(&mut conn.stream);
-        if !send_ahead(guard, &mut writer, true).await {
-            // php-fpm answers the request sent ahead with no write of ours
-            // to carry the ACK of this response, and its Nagle would hold
-            // that answer until our delayed ACK (~40 ms): ACK it now. A
-            // request written above carries the ACK, sparing the syscall
-            // and a segment (under load about every other response, as
-            // requests go out two or more to a write).
-            rearm_quickack(&reader);
-        }
+        let (_, mut writer) = split(&mut conn.stream);
+        // php-fpm answers the request sent ahead with no write of ours to
+        // carry the ACK of this response, and its Nagle would hold that
+        // answer until our delayed ACK (20-40 ms). A request written here
+        // carries the ACK (under load about every other response, as
+        // requests go out two or more to a write); else the request behind
+        // ACKs before it waits for its answer. Not now: its answer often
+        // came in the same read as this one (it then owes the ACK on in
+        // turn), and then nothing waits for that ACK.
+        conn.ack_owed = !send_ahead(guard, &mut writer, true).await;
     }
     Ok(outcome)
 }
@@ -268,6 +273,8 @@ async fn exchange_with(
 ) -> Result<Outcome, ExchangeFailure> {
     let sent_at = Instant::now();
     let reused = conn.is_reused();
+    // A request of ours written below carries the ACK.
+    let mut ack_owed = std::mem::take(&mut conn.ack_owed) && head.is_none();
     let buf = &mut conn.read_buf;
     let (mut reader, mut writer) = split(&mut conn.stream);
     let fail = |error, got, consumed| ExchangeFailure {
@@ -287,7 +294,9 @@ async fn exchange_with(
     // live worker's connection.
     if body_done && reused {
         if let Some(guard) = first_byte.as_deref_mut() {
-            send_ahead(guard, &mut writer, false).await;
+            if send_ahead(guard, &mut writer, false).await {
+                ack_owed = false;
+            }
         }
     }
     let mut body_consumed = false;
@@ -353,7 +362,8 @@ async fn exchange_with(
                             // next exchange, unless they are the response to
                             // the request sent ahead.
                             // (With one behind, `exchange_leased` sees
-                            // that this response's ACK goes out at once.)
+                            // that this response is ACKed before the
+                            // next is waited for: `Conn::ack_owed`.)
                             let requests_behind =
                                 first_byte.as_ref().is_some_and(|g| g.has_successor());
                             if body_done && (buf.is_empty() || requests_behind) {
@@ -376,7 +386,7 @@ async fn exchange_with(
         }
         // More of the response is to come: ACK it at once. Not before: a
         // response that came whole (most) would pay a syscall for nothing.
-        if std::mem::take(&mut just_read) {
+        if std::mem::take(&mut just_read) | std::mem::take(&mut ack_owed) {
             rearm_quickack(&reader);
         }
         if buf.capacity() - buf.len() < 4096 {
@@ -536,16 +546,21 @@ pub(crate) enum ReadAwayFailure {
 /// what follows (the next response) in the connection's buffer.
 pub(crate) async fn read_away(conn: &mut Conn, timeout: Duration) -> Result<(), ReadAwayFailure> {
     let mut decoder = ResponseDecoder::new(REQUEST_ID);
+    let ack_owed = &mut conn.ack_owed;
     let buf = &mut conn.read_buf;
     let (mut reader, _) = split(&mut conn.stream);
     loop {
         loop {
             match decoder.decode(buf) {
+                // An ACK still owed passes to the request behind.
                 Ok(Some(Event::EndRequest { .. })) => return Ok(()),
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => return Err(ReadAwayFailure::Other(UpstreamError::Protocol(e))),
             }
+        }
+        if std::mem::take(ack_owed) {
+            rearm_quickack(&reader);
         }
         buf.reserve(READ_CHUNK);
         match tokio::time::timeout(timeout, reader.read_buf(buf)).await {

@@ -340,6 +340,91 @@ async fn request_behind_a_dead_connection_is_sent_again() {
     }
 }
 
+/// php-fpm never sets TCP_NODELAY: while its last answer is not ACKed, its
+/// Nagle holds the next one until the gateway's delayed ACK, 20-40 ms
+/// later. An answer with a request sent ahead behind it, and no request
+/// written after it to carry the ACK, is ACKed at once all the same.
+/// Each round: `held` runs while three more queue; when it ends, the first
+/// takes the connection and the other two are sent ahead behind it, so
+/// the answers of the first two have a request behind them and none
+/// written after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_with_requests_behind_them_are_acked_at_once() {
+    const WARM: usize = 40;
+    const ROUNDS: usize = 6;
+    let answer =
+        |body: &str| Step::Answer(format!("Content-Type: text/plain\r\n\r\n{body}").into_bytes());
+    let held = Script::new(vec![
+        Step::AwaitAcked,
+        Step::Sleep(Duration::from_millis(200)),
+        answer("held"),
+    ]);
+    let behind = Script::new(vec![Step::AwaitAcked, answer("behind")]);
+    let mut scripts = vec![Script::new(vec![answer("warm")]); WARM];
+    for _ in 0..ROUNDS {
+        scripts.extend([held.clone(), behind.clone(), behind.clone(), behind.clone()]);
+    }
+    let fake = FakeFcgi::start_with_nagle(scripts).await;
+    let gw = gateway_for(
+        &tcp_of(&fake),
+        &[
+            "--max-upstream-conns",
+            "1",
+            "--upstream-pipelining",
+            "10s",
+            "--workers",
+            "1",
+        ],
+    )
+    .await;
+    let addr = gw.addr;
+    // Past the kernel's quick ACKs of a new connection, and into its
+    // interactive mode (our writes follow php-fpm's at once), where it
+    // delays an ACK no write of ours carries.
+    for _ in 0..WARM {
+        assert_eq!(gateway::get(addr, "/hello.php").await.text(), "warm");
+    }
+    for round in 0..ROUNDS {
+        let seen = fake.requests_seen();
+        let acquired = gw.pool.snapshot().acquired;
+        let mut replies = vec![tokio::spawn(async move {
+            gateway::get(addr, "/hello.php").await.text()
+        })];
+        wait::until("the held request to reach the fake", WAIT, || {
+            fake.requests_seen() == seen + 1
+        })
+        .await;
+        for before in 1..=3 {
+            let what = format!("{before} requests to reach the pool");
+            wait::until(&what, WAIT, || gw.reached_pool(acquired) >= before).await;
+            replies.push(tokio::spawn(async move {
+                gateway::get(addr, "/hello.php").await.text()
+            }));
+        }
+        let mut texts = Vec::new();
+        for reply in replies {
+            texts.push(reply.await.expect("client"));
+        }
+        assert_eq!(
+            texts,
+            ["held", "behind", "behind", "behind"],
+            "round {round}"
+        );
+    }
+    let snap = gw.pool.snapshot();
+    assert_eq!(snap.sent_ahead, 2 * ROUNDS as u64, "{snap:?}");
+    assert_eq!(fake.connections_seen(), 1, "{snap:?}");
+    // Each script's wait is for the answer before it: in a round, the
+    // second and third behind wait for an ACK no request carries.
+    let waits = fake.ack_waits();
+    assert_eq!(waits.len(), 4 * ROUNDS, "{waits:?}");
+    // A delayed ACK comes after 20 ms at the soonest; a quick one may be
+    // late on a busy machine now and then, not most of the time.
+    let late = waits.iter().filter(|w| **w >= Duration::from_millis(15));
+    assert!(late.count() <= 2, "ACK waits: {waits:?}");
+    gw.shutdown().await;
+}
+
 /// A connection with requests behind it is handed on, never released. A
 /// request that cannot be sent ahead (a streamed body) must still get a
 /// connection under a steady stream of ones that can: while it waits,

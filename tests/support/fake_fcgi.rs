@@ -77,8 +77,16 @@ pub enum Step {
         app_status: u32,
         protocol_status: u8,
     },
+    /// A whole short answer in one write, as php-fpm sends a small page:
+    /// FCGI_STDOUT with these bytes, the empty STDOUT record and
+    /// END_REQUEST (app status 0, REQUEST_COMPLETE). Counts as `End`.
+    Answer(Vec<u8>),
     /// Close the connection now (no further steps run).
     Close,
+    /// Wait until the peer has ACKed all this connection has written, and
+    /// note how long that took ([`FakeFcgi::ack_waits`]). Over tcp only;
+    /// nothing happens on a unix socket.
+    AwaitAcked,
     /// FCGI_END_REQUEST (app status 0, REQUEST_COMPLETE) carrying the given
     /// request id instead of the request's. Does not count as `End` for the
     /// connection's lifecycle.
@@ -131,6 +139,8 @@ struct Shared {
     /// Connections whose socket the fake has closed.
     ended: AtomicUsize,
     aborts: AtomicUsize,
+    /// What each `Step::AwaitAcked` waited.
+    ack_waits: Mutex<Vec<Duration>>,
     last: Mutex<LastRequest>,
     connection_tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -158,6 +168,17 @@ impl FakeFcgi {
     /// are served in order, one per request received (across all
     /// connections); once they are used up, the last one is reused.
     pub async fn start(scripts: Vec<Script>) -> FakeFcgi {
+        FakeFcgi::start_inner(scripts, true).await
+    }
+
+    /// As [`FakeFcgi::start`], but its tcp connections keep Nagle's
+    /// algorithm on, as php-fpm's do (it never sets TCP_NODELAY): a small
+    /// write waits while an earlier small one is not ACKed.
+    pub async fn start_with_nagle(scripts: Vec<Script>) -> FakeFcgi {
+        FakeFcgi::start_inner(scripts, false).await
+    }
+
+    async fn start_inner(scripts: Vec<Script>, tcp_nodelay: bool) -> FakeFcgi {
         assert!(
             !scripts.is_empty(),
             "FakeFcgi::start needs at least one Script"
@@ -186,6 +207,7 @@ impl FakeFcgi {
             connections: AtomicUsize::new(0),
             ended: AtomicUsize::new(0),
             aborts: AtomicUsize::new(0),
+            ack_waits: Mutex::new(Vec::new()),
             last: Mutex::new(LastRequest::default()),
             connection_tasks: Mutex::new(Vec::new()),
         });
@@ -204,7 +226,7 @@ impl FakeFcgi {
             loop {
                 match tcp.accept().await {
                     Ok((stream, _)) => {
-                        let _ = stream.set_nodelay(true);
+                        let _ = stream.set_nodelay(tcp_nodelay);
                         spawn_connection(stream, &tcp_shared)
                     }
                     Err(e) => accept_failed("tcp", e).await,
@@ -264,6 +286,16 @@ impl FakeFcgi {
         self.shared.last().stdin.clone()
     }
 
+    /// How long each [`Step::AwaitAcked`] waited for the gateway's ACK, in
+    /// the order they ran.
+    pub fn ack_waits(&self) -> Vec<Duration> {
+        self.shared
+            .ack_waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Whether the latest BEGIN_REQUEST had FCGI_KEEP_CONN.
     pub fn last_keep_conn(&self) -> bool {
         self.shared.last().keep_conn
@@ -292,9 +324,40 @@ async fn accept_failed(kind: &str, e: io::Error) {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
+/// Bytes written on a socket that its peer has not ACKed yet.
+trait SendQueue {
+    /// `None` where there are no ACKs to wait for (unix sockets) or the
+    /// kernel would not say.
+    fn unacked(&self) -> Option<usize>;
+}
+
+impl SendQueue for tokio::net::TcpStream {
+    fn unacked(&self) -> Option<usize> {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ for a socket) writes one c_int through
+        // the pointer, which points to a live local; the descriptor is open
+        // for the call, borrowed from `self`.
+        let rc = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(self),
+                libc::TIOCOUTQ,
+                &mut queued as *mut libc::c_int,
+            )
+        };
+        // For tcp: written and not yet ACKed (sent or not).
+        (rc == 0).then(|| usize::try_from(queued).unwrap_or(0))
+    }
+}
+
+impl SendQueue for tokio::net::UnixStream {
+    fn unacked(&self) -> Option<usize> {
+        None
+    }
+}
+
 fn spawn_connection<S>(stream: S, shared: &Arc<Shared>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + SendQueue + Unpin + Send + 'static,
 {
     shared.connections.fetch_add(1, Ordering::SeqCst);
     let counts = shared.clone();
@@ -441,7 +504,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 }
 
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+impl<S: SendQueue> Conn<S> {
+    /// How long until all written is ACKed (polled each millisecond, for
+    /// at most 5 s); `None` on a socket without ACKs.
+    async fn await_acked(&mut self) -> Option<Duration> {
+        let started = tokio::time::Instant::now();
+        while self.stream.unacked()? > 0 && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Some(started.elapsed())
+    }
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + SendQueue + Unpin>(
     mut conn: Conn<S>,
     shared: Arc<Shared>,
 ) {
@@ -473,8 +548,25 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     conn.write(&end_request(request.id, app_status, protocol_status))
                         .await
                 }
+                Step::Answer(data) => {
+                    ended = true;
+                    let mut bytes = stream_records(STDOUT, request.id, &data);
+                    bytes.extend(stream_records(STDOUT, request.id, &[]));
+                    bytes.extend(end_request(request.id, 0, REQUEST_COMPLETE));
+                    conn.write(&bytes).await
+                }
                 Step::EndWithId(id) => conn.write(&end_request(id, 0, REQUEST_COMPLETE)).await,
                 Step::Close => return,
+                Step::AwaitAcked => {
+                    if let Some(waited) = conn.await_acked().await {
+                        shared
+                            .ack_waits
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(waited);
+                    }
+                    Ok(())
+                }
             };
             if written.is_err() {
                 // The gateway went away; nothing more to do on this connection.
