@@ -44,18 +44,48 @@ use super::pool::Lease;
 use super::slowness::Slowness;
 use super::UpstreamError;
 
-/// The most requests written behind the running one on a connection. With
-/// 4 php-fpm workers under wrk -c32: 2 behind gave 1.45x nginx's hello.php
-/// rate, 4 gave 1.86x, 8 gave 2.0x; more also means more requests stuck
-/// behind an unexpectedly slow one.
-pub(crate) const MAX_BEHIND: usize = 4;
-/// Requests are sent ahead onto a connection once no more than this many
-/// wait behind its running one, as many as fit in one write
-/// (`LeaseGuard::places_to_fill`).
-pub(crate) const REFILL_AT: usize = 2;
+/// How many requests may wait on a connection behind its running one
+/// (`most`), and from how few behind it is refilled (`refill_at`: while
+/// more wait, places freed stay empty and are filled together later, as
+/// many as fit in one write; `LeaseGuard::places_to_fill`). More behind
+/// also means more requests stuck behind an unexpectedly slow one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Depth {
+    pub most: usize,
+    pub refill_at: usize,
+}
+
+/// The deepest a connection's pipeline gets (`Depth::for_threads`).
+pub(crate) const MAX_BEHIND: usize = 8;
+
+impl Depth {
+    /// With one serving thread, that thread does every client's HTTP work
+    /// and refills every connection: 4 behind (refilled at 2) left
+    /// php-fpm's workers out of requests, asleep in `read`, 0.45 times per
+    /// request (hello.php, wrk -c32, 4 workers, tcp); 8 (refilled at 4)
+    /// gave 1.4-1.7x nginx's rate against 1.15-1.35x, at less CPU per
+    /// request. With several threads, 8 keeps php-fpm so busy that the
+    /// threads run out of work and sleep about once per request, waking at
+    /// each answer (1.2 against 1.5x at c=256), so 4 there.
+    pub(crate) fn for_threads(threads: usize) -> Depth {
+        if threads <= 1 {
+            Depth {
+                most: MAX_BEHIND,
+                refill_at: MAX_BEHIND / 2,
+            }
+        } else {
+            Depth {
+                most: 4,
+                refill_at: 2,
+            }
+        }
+    }
+}
+
 /// The largest request (head and inline body) sent ahead. With
-/// `MAX_BEHIND` of them a connection holds at most 32 KiB that php-fpm has
-/// not read: less than any socket buffer, so writing them never waits.
+/// `MAX_BEHIND` of them a connection holds at most 64 KiB that php-fpm has
+/// not read: less than a socket's buffer (unix: 208 KiB, tcp: 128 KiB
+/// to start with), so writing them never waits.
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// What a request that was sent ahead learns when the request before it ends.
 /// The lease is kept inline: it travels in the oneshot channel's own

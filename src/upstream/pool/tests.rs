@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::super::capacity::PROBE_EVERY_MAX;
+use super::super::pipeline::Depth;
 use super::{Pool, PoolSettings};
 use crate::fastcgi::{self, ProtocolStatus, RecordType, RequestDecoder, RequestEvent, Role};
 use crate::upstream::conn::Stream;
@@ -379,8 +380,24 @@ async fn the_pool_shrinks_to_php_fpm_and_grows_with_it() {
 /// `workers` php-fpm workers, a pool of 8, 1 ms pages from 32 clients for
 /// 2 s, all answered and some sent ahead: php-fpm and the pool's counters.
 async fn fast_pages_pipelined(workers: usize) -> (Arc<FakeFpm>, super::PoolSnapshot) {
+    fast_pages_pipelined_for(workers, 1).await
+}
+
+/// As `fast_pages_pipelined`, with the pool made for `threads` serving
+/// threads (the requests all come from this test's one).
+async fn fast_pages_pipelined_for(
+    workers: usize,
+    threads: usize,
+) -> (Arc<FakeFpm>, super::PoolSnapshot) {
     let fpm = FakeFpm::start(workers);
-    let pool = pool_on(&fpm, true, settings(8, Duration::from_secs(60)));
+    let pool = pool_on(
+        &fpm,
+        true,
+        PoolSettings {
+            workers: threads,
+            ..settings(8, Duration::from_secs(60))
+        },
+    );
     let t0 = Instant::now();
     let failures = sustained(&pool, 32, 1, t0 + Duration::from_secs(2)).await;
     assert!(failures.is_empty(), "{failures:?}");
@@ -407,13 +424,17 @@ async fn nothing_is_sent_ahead_while_a_worker_is_free() {
 async fn no_more_than_max_behind_wait_behind_the_running_request() {
     // 2 workers: every connection fills up with requests sent ahead, and
     // is refilled as responses end, yet php-fpm never finds more than
-    // MAX_BEHIND waiting.
-    let (fpm, snap) = fast_pages_pipelined(2).await;
-    assert_eq!(
-        fpm.most_behind.load(Ordering::SeqCst),
-        crate::upstream::pipeline::MAX_BEHIND,
-        "{snap:?}"
-    );
+    // its depth waiting: 8 for one serving thread, 4 for several.
+    for (threads, most) in [(1, 8), (2, 4), (4, 4)] {
+        assert_eq!(Depth::for_threads(threads).most, most);
+        let (fpm, snap) = fast_pages_pipelined_for(2, threads).await;
+        assert_eq!(
+            fpm.most_behind.load(Ordering::SeqCst),
+            most,
+            "{threads} threads: {snap:?}"
+        );
+    }
+    assert_eq!(crate::upstream::pipeline::MAX_BEHIND, 8);
 }
 
 #[tokio::test(start_paused = true)]
