@@ -1,6 +1,6 @@
 //! Pipelining: when every pooled connection is busy, requests without a
 //! streamed body may be written onto a connection whose current request is
-//! still running (up to `MAX_BEHIND` of them). php-fpm then finds the next
+//! still running (up to `Depth::most` of them). php-fpm then finds the next
 //! request waiting when it ends the current one, instead of going to sleep
 //! in `read` and being woken by our write. Measured here (hello.php, wrk
 //! -c32, 4 workers): php-fpm's CPU per request 23 -> 11 µs, the gateway's
@@ -19,7 +19,7 @@
 //! - while the pool's recent exchanges were all fast: one that takes longer
 //!   than the threshold (`--upstream-pipelining`, 10 ms by default) pauses
 //!   pipelining for `slowness::PAUSE` on every serving thread. A slow
-//!   request thus delays at most the `MAX_BEHIND` requests already behind it;
+//!   request thus delays at most the `Depth::most` requests already behind it;
 //! - and never for or behind a request for a URL path that was slow in the
 //!   last minute (a long poll, an export): only the first slow request to
 //!   a path (the first two, for a path seen fast many times) can hold
