@@ -199,6 +199,24 @@ fn end() -> Step {
     }
 }
 
+/// One upstream connection, one serving thread, pipelining paused only by
+/// a 10 s request. Pipelining is per serving thread: on one, all clients'
+/// requests share its queue whichever connection they came on.
+async fn one_connection_gateway(upstream: &str) -> Gateway {
+    gateway_for(
+        upstream,
+        &[
+            "--max-upstream-conns",
+            "1",
+            "--upstream-pipelining",
+            "10s",
+            "--workers",
+            "1",
+        ],
+    )
+    .await
+}
+
 /// One connection: `hold` keeps it busy while `ahead` and then two more
 /// requests queue up, so those are written onto it behind `ahead`.
 /// `ahead`'s client reads its first bytes and leaves. Returns the gateway,
@@ -213,20 +231,7 @@ async fn ahead_and_behind(
         end(),
     ]);
     let fake = FakeFcgi::start(vec![Script::ok("warm"), hold, ahead, Script::ok("behind")]).await;
-    // Pipelining is per serving thread: on one, these clients' requests
-    // share its queue whichever connection they came on.
-    let gw = gateway_for(
-        &upstream_of(&fake),
-        &[
-            "--max-upstream-conns",
-            "1",
-            "--upstream-pipelining",
-            "10s",
-            "--workers",
-            "1",
-        ],
-    )
-    .await;
+    let gw = one_connection_gateway(&upstream_of(&fake)).await;
     let addr = gw.addr;
     assert_eq!(gateway::get(addr, "/hello.php").await.text(), "warm");
     let held = tokio::spawn(async move { gateway::get(addr, "/hello.php").await.text() });
@@ -365,18 +370,7 @@ async fn answers_with_requests_behind_them_are_acked_at_once() {
         scripts.extend([held.clone(), behind.clone(), behind.clone(), behind.clone()]);
     }
     let fake = FakeFcgi::start_with_nagle(scripts).await;
-    let gw = gateway_for(
-        &tcp_of(&fake),
-        &[
-            "--max-upstream-conns",
-            "1",
-            "--upstream-pipelining",
-            "10s",
-            "--workers",
-            "1",
-        ],
-    )
-    .await;
+    let gw = one_connection_gateway(&tcp_of(&fake)).await;
     let addr = gw.addr;
     // Past the kernel's quick ACKs of a new connection, and into its
     // interactive mode (our writes follow php-fpm's at once), where it
