@@ -62,11 +62,13 @@ impl Depth {
     /// With one serving thread, that thread does every client's HTTP work
     /// and refills every connection: 4 behind (refilled at 2) left
     /// php-fpm's workers out of requests, asleep in `read`, 0.45 times per
-    /// request (hello.php, wrk -c32, 4 workers, tcp); 8 (refilled at 4)
-    /// gave 1.4-1.7x nginx's rate against 1.15-1.35x, at less CPU per
-    /// request. With several threads, 8 keeps php-fpm so busy that the
-    /// threads run out of work and sleep about once per request, waking at
-    /// each answer (1.2 against 1.5x at c=256), so 4 there.
+    /// request (hello.php, wrk -c32, 4 workers, tcp). 8 (refilled at 4)
+    /// took hello over tcp at c=256 from 1.06x to 1.36x nginx's rate, at
+    /// 0.84x its CPU per request instead of 1.08x (one A/B run, 1 worker
+    /// each; docs/benchmarks.md). With several threads, 8 keeps php-fpm so
+    /// busy that the threads run out of work and sleep about once per
+    /// request, waking at each answer (tcp, c=256: 30-41k req/s against
+    /// 33-38k with 4), so 4 there.
     pub(crate) fn for_threads(threads: usize) -> Depth {
         if threads <= 1 {
             Depth {
