@@ -326,26 +326,14 @@ async fn accept_failed(kind: &str, e: io::Error) {
 
 /// Bytes written on a socket that its peer has not ACKed yet.
 trait SendQueue {
-    /// `None` where there are no ACKs to wait for (unix sockets) or the
-    /// kernel would not say.
+    /// `None` where there are no ACKs to wait for (unix sockets).
     fn unacked(&self) -> Option<usize>;
 }
 
 impl SendQueue for tokio::net::TcpStream {
     fn unacked(&self) -> Option<usize> {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: TIOCOUTQ (SIOCOUTQ for a socket) writes one c_int through
-        // the pointer, which points to a live local; the descriptor is open
-        // for the call, borrowed from `self`.
-        let rc = unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(self),
-                libc::TIOCOUTQ,
-                &mut queued as *mut libc::c_int,
-            )
-        };
         // For tcp: written and not yet ACKed (sent or not).
-        (rc == 0).then(|| usize::try_from(queued).unwrap_or(0))
+        Some(super::wait::send_queue(self))
     }
 }
 

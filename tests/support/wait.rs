@@ -138,13 +138,20 @@ pub fn peer_has_read(stream: &UnixStream, timeout: Duration) {
 
 /// Bytes written to `stream` that its peer has not read yet.
 fn unread_by_peer(stream: &UnixStream) -> usize {
-    let mut unread: libc::c_int = 0;
-    // SAFETY: ioctl(2) SIOCOUTQ (same number as TIOCOUTQ) on a socket we
-    // own, open for the whole call, writes one c_int through the pointer,
-    // which points at a live local of that type.
-    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut unread) };
+    send_queue(stream)
+}
+
+/// The bytes in `socket`'s send queue (`SIOCOUTQ`): on a unix socket,
+/// written and not yet read by the peer; on tcp, written and not yet
+/// ACKed by it.
+pub fn send_queue(socket: &impl AsRawFd) -> usize {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: ioctl(2) SIOCOUTQ (same number as TIOCOUTQ) on a socket the
+    // caller holds, open for the whole call, writes one c_int through the
+    // pointer, which points at a live local of that type.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
     assert_eq!(rc, 0, "SIOCOUTQ: {}", std::io::Error::last_os_error());
-    unread as usize
+    usize::try_from(queued).unwrap_or(0)
 }
 
 /// The async primitive the others build on.

@@ -362,7 +362,7 @@ impl LeaseGuard {
     /// finds requests waiting.
     pub(crate) fn places_to_fill(&self, ended: bool) -> usize {
         let pipeline = &self.pool.shards[self.shard].pipeline;
-        let depth = self.pool.depth;
+        let depth = self.pool.depth();
         let behind_running = self.successors.len() - usize::from(ended && self.has_successor());
         if behind_running > depth.refill_at
             || !pipeline.has_queued()
@@ -392,7 +392,7 @@ impl LeaseGuard {
     /// once it served `Depth::most` more requests on it. Each thread thus
     /// gets a turn of a few requests, pipelined, even on a pool of one.
     fn turn_is_over(&self) -> bool {
-        self.turn >= self.pool.depth.most && self.pool.others_starved(self.shard)
+        self.turn >= self.pool.depth().most && self.pool.others_starved(self.shard)
     }
 
     /// Claimed requests went onto the connection in one write.

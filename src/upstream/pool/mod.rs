@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use super::capacity::{AwaitingFresh, ExactSizing, Learning};
 use super::conn::{self, Conn, ExchangeTimeouts};
 use super::connect::{AddrConnector, Connect};
-use super::pipeline::{Depth, Handoff};
+use super::pipeline::Handoff;
 use super::{UpstreamAddr, UpstreamError};
 
 mod lease;
@@ -200,8 +200,6 @@ struct PoolInner {
     at_capacity: AtomicBool,
     /// Each serving thread's idle connections, pipelining queue and counts.
     shards: Box<[Shard]>,
-    /// How many requests go behind a running one (by the thread count).
-    pub(super) depth: Depth,
     /// Idle connections over all shards (kept with each list's changes).
     idle_count: AtomicUsize,
     /// Leases out, over all shards.
@@ -257,7 +255,6 @@ impl Pool {
                 shards: (0..settings.workers.max(1))
                     .map(|_| Shard::new(settings.pipelining))
                     .collect(),
-                depth: Depth::for_threads(settings.workers),
                 idle_count: AtomicUsize::new(0),
                 busy: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
