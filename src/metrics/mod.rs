@@ -387,7 +387,8 @@ impl Collector for UpstreamCollector {
 pub struct IdlePollStats {
     /// Polls that found nothing new to do.
     empty_polls: AtomicU64,
-    /// Times polling stopped because the thread had been switched out.
+    /// Times polling stopped because another task wanted a CPU (the thread
+    /// was switched out, or more tasks were runnable than CPUs).
     gave_way: AtomicU64,
     /// Times polling stopped because the window passed without work.
     windows_ended: AtomicU64,
