@@ -10,9 +10,9 @@
 //! ahead, however long they run. So requests are only sent ahead:
 //! - onto a reused connection (a live worker, not one in php-fpm's backlog)
 //!   whose own request has no streamed body (php-fpm has all of it);
-//! - when the request is small (`MAX_HEAD`): what waits in the socket
-//!   unread must never fill it, or our write would wait for php-fpm while
-//!   php-fpm waits for us to read its response;
+//! - when the request is small (`Depth::largest_head`): what waits in the
+//!   socket unread must never fill it, or our write would wait for php-fpm
+//!   while php-fpm waits for us to read its response;
 //! - while no request that cannot be sent ahead waits for a connection:
 //!   a connection with requests behind is handed on, never released, so it
 //!   would otherwise never come free for that one;
@@ -56,19 +56,32 @@ pub(crate) struct Depth {
 }
 
 /// The deepest a connection's pipeline gets (`Depth::for_threads`).
-pub(crate) const MAX_BEHIND: usize = 8;
+pub(crate) const MAX_BEHIND: usize = 16;
+
+/// The most a connection's requests behind may hold together, unread by
+/// php-fpm: less than a socket's buffer (unix: 208 KiB, tcp: 128 KiB to
+/// start with), so writing them never waits.
+const MOST_UNREAD: usize = 64 * 1024;
+
+/// The largest request (head and inline body) sent ahead at any depth.
+const MOST_HEAD: usize = 8 * 1024;
 
 impl Depth {
     /// With one serving thread, that thread does every client's HTTP work
-    /// and refills every connection: 4 behind (refilled at 2) left
-    /// php-fpm's workers out of requests, asleep in `read`, 0.45 times per
-    /// request (hello.php, wrk -c32, 4 workers, tcp). 8 (refilled at 4)
-    /// took hello over tcp at c=256 from 1.06x to 1.36x nginx's rate, at
-    /// 0.84x its CPU per request instead of 1.08x (one A/B run, 1 worker
-    /// each; docs/benchmarks.md). With several threads, 8 keeps php-fpm so
-    /// busy that the threads run out of work and sleep about once per
-    /// request, waking at each answer (tcp, c=256: 30-41k req/s against
-    /// 33-38k with 4), so 4 there.
+    /// and refills every connection: the deeper the pipelines, the more
+    /// requests each write carries and the fewer times php-fpm's workers
+    /// run dry and sleep in `read`, to be woken by the next write (over
+    /// tcp a wake of a halted CPU, paid in our `writev`). 4 behind
+    /// (refilled at 2) left them asleep 0.45 times per request (hello.php,
+    /// wrk -c32, 4 workers, tcp); 8 (refilled at 4) took hello over tcp at
+    /// c=256 from 1.06x to 1.36x nginx's rate, at 0.84x its CPU per
+    /// request instead of 1.08x (one A/B run, 1 worker each;
+    /// docs/benchmarks.md); 16 (refilled at 8) there 13.2-14.6 µs of our
+    /// CPU per request against 13.9-16.5 µs with 8 (4 interleaved rounds,
+    /// each server in its own session). With several threads, 8 kept
+    /// php-fpm so busy that the threads ran out of work and slept about
+    /// once per request, waking at each answer (tcp, c=256: 30-41k req/s
+    /// against 33-38k with 4), so 4 there.
     pub(crate) fn for_threads(threads: usize) -> Depth {
         if threads <= 1 {
             Depth {
@@ -82,13 +95,14 @@ impl Depth {
             }
         }
     }
+
+    /// The largest request (head and inline body) sent ahead: the most
+    /// behind (`most`) of them together hold no more than `MOST_UNREAD`.
+    pub(crate) fn largest_head(&self) -> usize {
+        (MOST_UNREAD / self.most.max(1)).min(MOST_HEAD)
+    }
 }
 
-/// The largest request (head and inline body) sent ahead. With
-/// `MAX_BEHIND` of them a connection holds at most 64 KiB that php-fpm has
-/// not read: less than a socket's buffer (unix: 208 KiB, tcp: 128 KiB
-/// to start with), so writing them never waits.
-pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// What a request that was sent ahead learns when the request before it ends.
 /// The lease is kept inline: it travels in the oneshot channel's own
 /// allocation, where a box would add one more per request sent ahead.
@@ -180,10 +194,10 @@ impl Pipeline {
 
     /// Queues a request (its whole FastCGI request in `head`) to be sent
     /// ahead by the next exchange that may. None when it may not be sent
-    /// ahead now (paused, too big, its path `route` was slow lately, or a
-    /// panic poisoned the queue): it then waits as usual.
-    pub(crate) fn enqueue(&self, head: &Bytes, route: u64) -> Option<Ticket> {
-        if !self.is_open() || head.len() > MAX_HEAD || self.was_slow(route) {
+    /// ahead now (paused, larger than `largest_head`, its path `route` was
+    /// slow lately, or a panic poisoned the queue): it then waits as usual.
+    pub(crate) fn enqueue(&self, head: &Bytes, route: u64, largest_head: usize) -> Option<Ticket> {
+        if !self.is_open() || head.len() > largest_head || self.was_slow(route) {
             return None;
         }
         let head = head.clone();
@@ -310,5 +324,38 @@ impl Drop for Ticket {
         let _ = self
             .state
             .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_requests_behind_hold_no_more_than_most_unread_together() {
+        for threads in [1, 2, 4, 64] {
+            let depth = Depth::for_threads(threads);
+            assert!(depth.most <= MAX_BEHIND, "{depth:?}");
+            assert!(
+                depth.largest_head() * depth.most <= MOST_UNREAD,
+                "{depth:?}"
+            );
+        }
+        // One thread: 16 behind, each at most 4 KiB; several: 4, at most 8.
+        assert_eq!(Depth::for_threads(1).largest_head(), 4 * 1024);
+        assert_eq!(Depth::for_threads(2).largest_head(), 8 * 1024);
+    }
+
+    #[test]
+    fn a_request_larger_than_the_largest_head_is_not_queued() {
+        let pipeline = Pipeline::new(Some(Duration::from_millis(10)));
+        let largest = Depth::for_threads(1).largest_head();
+        let fits = Bytes::from(vec![0u8; largest]);
+        let too_big = Bytes::from(vec![0u8; largest + 1]);
+        assert!(pipeline.enqueue(&too_big, 1, largest).is_none());
+        assert!(!pipeline.has_queued());
+        let ticket = pipeline.enqueue(&fits, 1, largest);
+        assert!(ticket.is_some());
+        assert!(pipeline.has_queued());
     }
 }

@@ -377,7 +377,7 @@ async fn the_pool_shrinks_to_php_fpm_and_grows_with_it() {
     );
 }
 
-/// `workers` php-fpm workers, a pool of 8, 1 ms pages from 32 clients for
+/// `workers` php-fpm workers, a pool of 8, 1 ms pages from 48 clients (enough to fill two workers' pipelines at depth 16) for
 /// 2 s, all answered and some sent ahead: php-fpm and the pool's counters.
 async fn fast_pages_pipelined(workers: usize) -> (Arc<FakeFpm>, super::PoolSnapshot) {
     fast_pages_pipelined_for(workers, 1).await
@@ -399,7 +399,7 @@ async fn fast_pages_pipelined_for(
         },
     );
     let t0 = Instant::now();
-    let failures = sustained(&pool, 32, 1, t0 + Duration::from_secs(2)).await;
+    let failures = sustained(&pool, 48, 1, t0 + Duration::from_secs(2)).await;
     assert!(failures.is_empty(), "{failures:?}");
     let snap = pool.snapshot();
     assert!(snap.sent_ahead > 0, "pipelining never ran: {snap:?}");
@@ -424,8 +424,8 @@ async fn nothing_is_sent_ahead_while_a_worker_is_free() {
 async fn no_more_than_max_behind_wait_behind_the_running_request() {
     // 2 workers: every connection fills up with requests sent ahead, and
     // is refilled as responses end, yet php-fpm never finds more than
-    // its depth waiting: 8 for one serving thread, 4 for several.
-    for (threads, most) in [(1, 8), (2, 4), (4, 4)] {
+    // its depth waiting: 16 for one serving thread, 4 for several.
+    for (threads, most) in [(1, 16), (2, 4), (4, 4)] {
         assert_eq!(Depth::for_threads(threads).most, most);
         let (fpm, snap) = fast_pages_pipelined_for(2, threads).await;
         assert_eq!(
@@ -434,12 +434,12 @@ async fn no_more_than_max_behind_wait_behind_the_running_request() {
             "{threads} threads: {snap:?}"
         );
     }
-    assert_eq!(crate::upstream::pipeline::MAX_BEHIND, 8);
+    assert_eq!(crate::upstream::pipeline::MAX_BEHIND, 16);
 }
 
 #[tokio::test(start_paused = true)]
 async fn requests_sent_ahead_go_out_several_to_a_write() {
-    // 2 workers, 32 clients: connections stay full. A place freed while
+    // 2 workers, 48 clients: connections stay full. A place freed while
     // more than REFILL_AT wait behind the running request is filled with
     // the next one's, in one write.
     let (_fpm, snap) = fast_pages_pipelined(2).await;

@@ -43,7 +43,8 @@ impl Pool {
         }
         let started = Instant::now();
         let pipeline = &local.pipeline;
-        let ticket = ahead.and_then(|head| pipeline.enqueue(head, route));
+        let largest_head = inner.depth().largest_head();
+        let ticket = ahead.and_then(|head| pipeline.enqueue(head, route, largest_head));
         // A request that may be sent ahead, on a thread holding its share
         // of the connections, waits for one of them only: a permit given
         // back elsewhere stays with that thread instead of pulling one of
