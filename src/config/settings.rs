@@ -861,7 +861,8 @@ settings! {
         reload: Restart,
         help: "After work, a serving thread keeps polling its sockets this long before it \
                sleeps, yielding its CPU at each empty poll and pausing when another task \
-               wants it: a reply that comes back within it is taken without waking a \
+               wants one (it was switched out, or more tasks are runnable than there are \
+               CPUs): a reply that comes back within it is taken without waking a \
                halted CPU (on a VM that wake costs more than a small request). At most \
                10ms; off: sleep at once",
     },
