@@ -83,7 +83,7 @@ pub(crate) async fn poll_while_idle(window: Duration, stats: std::sync::Arc<Idle
             if next != Next::Worked {
                 stats.empty_poll();
                 // What the runtime's park hook does before it sleeps.
-                super::access_log::write_held_lines();
+                super::access_log::write_held_lines_if_full();
             }
             match next {
                 Next::Worked => {}

@@ -64,9 +64,9 @@ impl Workers {
             let mut builder = tokio::runtime::Builder::new_current_thread();
             builder
                 .enable_all()
-                // Access lines are held while there is work, written before
-                // the thread waits (`access_log::ThreadStderr`).
-                .on_thread_park(access_log::write_held_lines);
+                // Access lines are held, written before the thread waits
+                // once they fill a write (`access_log::ThreadStderr`).
+                .on_thread_park(access_log::write_held_lines_if_full);
             if !idle_poll.is_zero() {
                 builder.on_thread_unpark(idle_poll::wake_on_unpark);
             }
@@ -87,6 +87,11 @@ impl Workers {
                         if !idle_poll.is_zero() {
                             tokio::spawn(idle_poll::poll_while_idle(idle_poll, idle_poll_stats));
                         }
+                        // And those that do not fill one, in time.
+                        tokio::spawn(access_log::write_held_lines_in_time(
+                            access_log::WRITTEN_WITHIN,
+                            access_log::write_whole_lines,
+                        ));
                         let mut heartbeat = tokio::time::interval(HEARTBEAT);
                         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
                         loop {
