@@ -1,6 +1,6 @@
 //! Pipelining: when every pooled connection is busy, requests without a
 //! streamed body may be written onto a connection whose current request is
-//! still running (up to `Depth::most` of them). php-fpm then finds the next
+//! still running (up to `MAX_BEHIND` of them). php-fpm then finds the next
 //! request waiting when it ends the current one, instead of going to sleep
 //! in `read` and being woken by our write. Measured here (hello.php, wrk
 //! -c32, 4 workers): php-fpm's CPU per request 23 -> 11 µs, the gateway's
@@ -10,16 +10,16 @@
 //! ahead, however long they run. So requests are only sent ahead:
 //! - onto a reused connection (a live worker, not one in php-fpm's backlog)
 //!   whose own request has no streamed body (php-fpm has all of it);
-//! - when the request is small (`Depth::largest_head`): what waits in the
-//!   socket unread must never fill it, or our write would wait for php-fpm
-//!   while php-fpm waits for us to read its response;
+//! - when the request is small (`MAX_HEAD`): what waits in the socket
+//!   unread must never fill it, or our write would wait for php-fpm while
+//!   php-fpm waits for us to read its response;
 //! - while no request that cannot be sent ahead waits for a connection:
 //!   a connection with requests behind is handed on, never released, so it
 //!   would otherwise never come free for that one;
 //! - while the pool's recent exchanges were all fast: one that takes longer
 //!   than the threshold (`--upstream-pipelining`, 10 ms by default) pauses
 //!   pipelining for `slowness::PAUSE` on every serving thread. A slow
-//!   request thus delays at most the `Depth::most` requests already behind it;
+//!   request thus delays at most the `MAX_BEHIND` requests already behind it;
 //! - and never for or behind a request for a URL path that was slow in the
 //!   last minute (a long poll, an export): only the first slow request to
 //!   a path (the first two, for a path seen fast many times) can hold
@@ -44,64 +44,31 @@ use super::pool::Lease;
 use super::slowness::Slowness;
 use super::UpstreamError;
 
-/// How many requests may wait on a connection behind its running one
-/// (`most`), and from how few behind it is refilled (`refill_at`: while
-/// more wait, places freed stay empty and are filled together later, as
-/// many as fit in one write; `LeaseGuard::places_to_fill`). More behind
-/// also means more requests stuck behind an unexpectedly slow one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Depth {
-    pub most: usize,
-    pub refill_at: usize,
-}
-
-/// The deepest a connection's pipeline gets (`Depth::for_threads`).
+/// The most requests waiting on a connection behind its running one. More
+/// behind means more requests stuck behind an unexpectedly slow one, and
+/// fewer refill writes, each one that finds a php-fpm worker asleep in
+/// `read` paying its wake (over tcp, a wake of a halted CPU, inside our
+/// `writev`). 4 (refilled at 2) left the workers asleep 0.45 times per
+/// request at one serving thread (hello.php, wrk -c32, 4 workers, tcp);
+/// 16 (refilled at 8), 2 serving threads, tcp, wrk -c256: 47-51k req/s at
+/// 15.9-17.3 µs of our CPU per request, php-fpm asleep 0.08-0.09 times per
+/// request, against 36-38k at 22.2-23.1 µs and 0.34-0.39 with 4 and 40-44k
+/// at 18.3-20.6 µs with 8 (three 3-s runs each against one process, each
+/// server in its own session). With one thread, 16 against 8 there: 13.2-
+/// 14.6 against 13.9-16.5 µs.
 pub(crate) const MAX_BEHIND: usize = 16;
 
-/// The most a connection's requests behind may hold together, unread by
-/// php-fpm: less than a socket's buffer (unix: 208 KiB, tcp: 128 KiB to
-/// start with), so writing them never waits.
-const MOST_UNREAD: usize = 64 * 1024;
+/// While more than this many wait behind the running request, places freed
+/// stay empty and are filled together later, as many as fit in one write
+/// (`LeaseGuard::places_to_fill`).
+pub(crate) const REFILL_AT: usize = MAX_BEHIND / 2;
 
-/// The largest request (head and inline body) sent ahead at any depth.
-const MOST_HEAD: usize = 8 * 1024;
-
-impl Depth {
-    /// With one serving thread, that thread does every client's HTTP work
-    /// and refills every connection: the deeper the pipelines, the more
-    /// requests each write carries and the fewer times php-fpm's workers
-    /// run dry and sleep in `read`, to be woken by the next write (over
-    /// tcp a wake of a halted CPU, paid in our `writev`). 4 behind
-    /// (refilled at 2) left them asleep 0.45 times per request (hello.php,
-    /// wrk -c32, 4 workers, tcp); 8 (refilled at 4) took hello over tcp at
-    /// c=256 from 1.06x to 1.36x nginx's rate, at 0.84x its CPU per
-    /// request instead of 1.08x (one A/B run, 1 worker each;
-    /// docs/benchmarks.md); 16 (refilled at 8) there 13.2-14.6 µs of our
-    /// CPU per request against 13.9-16.5 µs with 8 (4 interleaved rounds,
-    /// each server in its own session). With several threads, 8 kept
-    /// php-fpm so busy that the threads ran out of work and slept about
-    /// once per request, waking at each answer (tcp, c=256: 30-41k req/s
-    /// against 33-38k with 4), so 4 there.
-    pub(crate) fn for_threads(threads: usize) -> Depth {
-        if threads <= 1 {
-            Depth {
-                most: MAX_BEHIND,
-                refill_at: MAX_BEHIND / 2,
-            }
-        } else {
-            Depth {
-                most: 4,
-                refill_at: 2,
-            }
-        }
-    }
-
-    /// The largest request (head and inline body) sent ahead: the most
-    /// behind (`most`) of them together hold no more than `MOST_UNREAD`.
-    pub(crate) fn largest_head(&self) -> usize {
-        (MOST_UNREAD / self.most.max(1)).min(MOST_HEAD)
-    }
-}
+/// The largest request (head and inline body) sent ahead: `MAX_BEHIND` of
+/// them leave at most 64 KiB unread by php-fpm in its socket, less than a
+/// socket's buffer (unix: 208 KiB, tcp: 128 KiB to start with), so writing
+/// them never waits.
+pub(crate) const MAX_HEAD: usize = 64 * 1024 / MAX_BEHIND;
+const _: () = assert!(MAX_HEAD * MAX_BEHIND <= 64 * 1024 && MAX_HEAD >= 4 * 1024);
 
 /// What a request that was sent ahead learns when the request before it ends.
 /// The lease is kept inline: it travels in the oneshot channel's own
@@ -194,10 +161,10 @@ impl Pipeline {
 
     /// Queues a request (its whole FastCGI request in `head`) to be sent
     /// ahead by the next exchange that may. None when it may not be sent
-    /// ahead now (paused, larger than `largest_head`, its path `route` was
-    /// slow lately, or a panic poisoned the queue): it then waits as usual.
-    pub(crate) fn enqueue(&self, head: &Bytes, route: u64, largest_head: usize) -> Option<Ticket> {
-        if !self.is_open() || head.len() > largest_head || self.was_slow(route) {
+    /// ahead now (paused, larger than `MAX_HEAD`, its path `route` was slow
+    /// lately, or a panic poisoned the queue): it then waits as usual.
+    pub(crate) fn enqueue(&self, head: &Bytes, route: u64) -> Option<Ticket> {
+        if !self.is_open() || head.len() > MAX_HEAD || self.was_slow(route) {
             return None;
         }
         let head = head.clone();
@@ -332,30 +299,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_requests_behind_hold_no_more_than_most_unread_together() {
-        for threads in [1, 2, 4, 64] {
-            let depth = Depth::for_threads(threads);
-            assert!(depth.most <= MAX_BEHIND, "{depth:?}");
-            assert!(
-                depth.largest_head() * depth.most <= MOST_UNREAD,
-                "{depth:?}"
-            );
-        }
-        // One thread: 16 behind, each at most 4 KiB; several: 4, at most 8.
-        assert_eq!(Depth::for_threads(1).largest_head(), 4 * 1024);
-        assert_eq!(Depth::for_threads(2).largest_head(), 8 * 1024);
-    }
-
-    #[test]
-    fn a_request_larger_than_the_largest_head_is_not_queued() {
+    fn a_request_larger_than_max_head_is_not_queued() {
         let pipeline = Pipeline::new(Some(Duration::from_millis(10)));
-        let largest = Depth::for_threads(1).largest_head();
-        let fits = Bytes::from(vec![0u8; largest]);
-        let too_big = Bytes::from(vec![0u8; largest + 1]);
-        assert!(pipeline.enqueue(&too_big, 1, largest).is_none());
+        let fits = Bytes::from(vec![0u8; MAX_HEAD]);
+        let too_big = Bytes::from(vec![0u8; MAX_HEAD + 1]);
+        assert!(pipeline.enqueue(&too_big, 1).is_none());
         assert!(!pipeline.has_queued());
-        let ticket = pipeline.enqueue(&fits, 1, largest);
-        assert!(ticket.is_some());
+        assert!(pipeline.enqueue(&fits, 1).is_some());
         assert!(pipeline.has_queued());
     }
 }

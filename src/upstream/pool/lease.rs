@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::super::capacity::{AwaitingFresh, Stuck};
 use super::super::conn::{self, Conn, Outcome};
-use super::super::pipeline::Handoff;
+use super::super::pipeline::{Handoff, MAX_BEHIND, REFILL_AT};
 use super::super::slowness::Verdict;
 use super::super::UpstreamError;
 use super::sizing::learn_capacity;
@@ -350,30 +350,28 @@ impl LeaseGuard {
 
 impl LeaseGuard {
     /// How many waiting requests may be written onto this connection now,
-    /// behind those already there: the places free of the pool's
-    /// `Depth::most` behind the running one, if requests wait and the pool
-    /// allows sending ahead. Once this lease's own response has ended
+    /// behind those already there: the places free of `MAX_BEHIND` behind
+    /// the running one, if requests wait and the pool allows sending ahead. Once this lease's own response has ended
     /// (`ended`), its first successor is the one running.
     ///
-    /// While more than `Depth::refill_at` wait behind the running one, none: the
+    /// While more than `REFILL_AT` wait behind the running one, none: the
     /// places freed meanwhile are filled together later, in one write
     /// (`conn::send_ahead`), one syscall and, over tcp, one pass through
     /// the loopback path for two or more requests, while php-fpm still
     /// finds requests waiting.
     pub(crate) fn places_to_fill(&self, ended: bool) -> usize {
         let pipeline = &self.pool.shards[self.shard].pipeline;
-        let depth = self.pool.depth();
         let behind_running = self.successors.len() - usize::from(ended && self.has_successor());
-        if behind_running > depth.refill_at
+        if behind_running > REFILL_AT
             || !pipeline.has_queued()
             || pipeline.was_slow(self.route)
             || !self.pool.may_send_ahead()
         {
             return 0;
         }
-        let places = depth.most.saturating_sub(behind_running);
+        let places = MAX_BEHIND.saturating_sub(behind_running);
         // No more than the rest of this thread's turn (`turn_is_over`).
-        let left_in_turn = depth.most.saturating_sub(self.turn);
+        let left_in_turn = MAX_BEHIND.saturating_sub(self.turn);
         if places > left_in_turn && self.pool.others_starved(self.shard) {
             left_in_turn
         } else {
@@ -389,10 +387,10 @@ impl LeaseGuard {
 
     /// Whether this thread should let the connection go to another whose
     /// requests wait with too few connections (`PoolInner::others_starved`):
-    /// once it served `Depth::most` more requests on it. Each thread thus
+    /// once it served `MAX_BEHIND` more requests on it. Each thread thus
     /// gets a turn of a few requests, pipelined, even on a pool of one.
     fn turn_is_over(&self) -> bool {
-        self.turn >= self.pool.depth().most && self.pool.others_starved(self.shard)
+        self.turn >= MAX_BEHIND && self.pool.others_starved(self.shard)
     }
 
     /// Claimed requests went onto the connection in one write.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::super::conn::Conn;
-use super::super::pipeline::{Depth, Handoff, Pipeline};
+use super::super::pipeline::{Handoff, Pipeline};
 use super::PoolInner;
 
 thread_local! {
@@ -233,12 +233,6 @@ impl PoolInner {
             .load(Ordering::Relaxed)
             .div_ceil(self.shards.len());
         held > 0 && held >= share
-    }
-
-    /// How many requests go behind a running one, by the number of
-    /// serving threads (`Depth::for_threads`).
-    pub(super) fn depth(&self) -> Depth {
-        Depth::for_threads(self.shards.len())
     }
 
     /// Whether a thread whose requests wait holds too few connections next

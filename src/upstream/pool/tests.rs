@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::super::capacity::PROBE_EVERY_MAX;
-use super::super::pipeline::Depth;
+use super::super::pipeline::MAX_BEHIND;
 use super::{Pool, PoolSettings};
 use crate::fastcgi::{self, ProtocolStatus, RecordType, RequestDecoder, RequestEvent, Role};
 use crate::upstream::conn::Stream;
@@ -424,17 +424,16 @@ async fn nothing_is_sent_ahead_while_a_worker_is_free() {
 async fn no_more_than_max_behind_wait_behind_the_running_request() {
     // 2 workers: every connection fills up with requests sent ahead, and
     // is refilled as responses end, yet php-fpm never finds more than
-    // its depth waiting: 16 for one serving thread, 4 for several.
-    for (threads, most) in [(1, 16), (2, 4), (4, 4)] {
-        assert_eq!(Depth::for_threads(threads).most, most);
+    // MAX_BEHIND waiting, whatever the number of serving threads.
+    for threads in [1, 2, 4] {
         let (fpm, snap) = fast_pages_pipelined_for(2, threads).await;
         assert_eq!(
             fpm.most_behind.load(Ordering::SeqCst),
-            most,
+            MAX_BEHIND,
             "{threads} threads: {snap:?}"
         );
     }
-    assert_eq!(crate::upstream::pipeline::MAX_BEHIND, 16);
+    assert_eq!(MAX_BEHIND, 16);
 }
 
 #[tokio::test(start_paused = true)]

@@ -43,8 +43,7 @@ impl Pool {
         }
         let started = Instant::now();
         let pipeline = &local.pipeline;
-        let largest_head = inner.depth().largest_head();
-        let ticket = ahead.and_then(|head| pipeline.enqueue(head, route, largest_head));
+        let ticket = ahead.and_then(|head| pipeline.enqueue(head, route));
         // A request that may be sent ahead, on a thread holding its share
         // of the connections, waits for one of them only: a permit given
         // back elsewhere stays with that thread instead of pulling one of
