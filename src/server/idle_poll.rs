@@ -435,21 +435,43 @@ mod tests {
         assert_eq!(runnable_tasks(""), None);
     }
 
+    /// Threads that always want a CPU, one more than `cpus`, until dropped.
+    struct Spinners {
+        stop: Arc<AtomicBool>,
+        threads: Vec<std::thread::JoinHandle<()>>,
+    }
+
+    impl Spinners {
+        fn more_than(cpus: usize) -> Spinners {
+            let stop = Arc::new(AtomicBool::new(false));
+            let threads = (0..=cpus)
+                .map(|_| {
+                    let stop = stop.clone();
+                    std::thread::spawn(move || {
+                        while !stop.load(Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                })
+                .collect();
+            Spinners { stop, threads }
+        }
+    }
+
+    impl Drop for Spinners {
+        fn drop(&mut self) {
+            self.stop.store(true, Relaxed);
+            for thread in self.threads.drain(..) {
+                let _ = thread.join();
+            }
+        }
+    }
+
     #[test]
     fn spinning_threads_beyond_the_cpus_are_counted_as_crowded() {
-        let stop = Arc::new(AtomicBool::new(false));
         let cpus = usize::try_from(cpus_online()).expect("cpus");
         assert!(cpus >= 1);
-        let busy: Vec<_> = (0..=cpus)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(Relaxed) {
-                        std::hint::spin_loop();
-                    }
-                })
-            })
-            .collect();
+        let spinners = Spinners::more_than(cpus);
         // The count is a snapshot: some read soon sees them all runnable.
         let start = Instant::now();
         let mut seen = false;
@@ -457,10 +479,7 @@ mod tests {
             seen = more_runnable_than_cpus();
             std::thread::sleep(Duration::from_millis(1));
         }
-        stop.store(true, Relaxed);
-        for thread in busy {
-            thread.join().expect("busy thread");
-        }
+        drop(spinners);
         assert!(seen, "never more runnable tasks than {cpus} CPUs");
     }
 
@@ -507,19 +526,9 @@ mod tests {
     #[test]
     fn a_thread_gives_way_when_its_cpu_is_wanted() {
         let stats = Arc::new(IdlePollStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
         // More threads that always want a CPU than there are CPUs.
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let busy: Vec<_> = (0..=cpus)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(Relaxed) {
-                        std::hint::spin_loop();
-                    }
-                })
-            })
-            .collect();
+        let spinners = Spinners::more_than(cpus);
         serving_runtime().block_on(async {
             tokio::spawn(poll_while_idle(Duration::from_secs(1), stats.clone()));
             let start = Instant::now();
@@ -528,10 +537,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         });
-        stop.store(true, Relaxed);
-        for thread in busy {
-            thread.join().expect("busy thread");
-        }
+        drop(spinners);
         assert!(stats.gave_way() >= 1, "{stats:?}");
     }
 }
