@@ -172,11 +172,11 @@ impl Episode {
             self.counted_since_work = false;
             return Next::Worked;
         }
-        if now.saturating_duration_since(self.worked_at) >= self.window {
+        let since_work = now.saturating_duration_since(self.worked_at);
+        if since_work >= self.window {
             return Next::WindowPassed;
         }
-        if !self.counted_since_work && now.saturating_duration_since(self.worked_at) >= COUNT_AFTER
-        {
+        if !self.counted_since_work && since_work >= COUNT_AFTER {
             self.counted_since_work = true;
             if crowded() {
                 return Next::GiveWay;
@@ -217,8 +217,8 @@ fn times_switched_out() -> Option<i64> {
 
 thread_local! {
     /// This thread's handle on /proc/loadavg, opened at its first use
-    /// (None once it could not be opened: then nothing is counted).
-    static LOADAVG: RefCell<Option<Option<std::fs::File>>> = const { RefCell::new(None) };
+    /// (None when it could not be opened: then nothing is counted).
+    static LOADAVG: Option<std::fs::File> = std::fs::File::open("/proc/loadavg").ok();
 }
 
 /// Whether more tasks are runnable right now, this thread included, than
@@ -227,9 +227,7 @@ thread_local! {
 /// with the whole machine's CPUs; false when it cannot be read.
 fn more_runnable_than_cpus() -> bool {
     use std::os::unix::fs::FileExt;
-    LOADAVG.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let file = cell.get_or_insert_with(|| std::fs::File::open("/proc/loadavg").ok());
+    LOADAVG.with(|file| {
         let Some(file) = file else {
             return false;
         };

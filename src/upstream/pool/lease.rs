@@ -351,8 +351,9 @@ impl LeaseGuard {
 impl LeaseGuard {
     /// How many waiting requests may be written onto this connection now,
     /// behind those already there: the places free of `MAX_BEHIND` behind
-    /// the running one, if requests wait and the pool allows sending ahead. Once this lease's own response has ended
-    /// (`ended`), its first successor is the one running.
+    /// the running one, if requests wait and the pool allows sending ahead.
+    /// Once this lease's own response has ended (`ended`), its first
+    /// successor is the one running.
     ///
     /// While more than `REFILL_AT` wait behind the running one, none: the
     /// places freed meanwhile are filled together later, in one write

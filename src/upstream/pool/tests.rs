@@ -377,8 +377,9 @@ async fn the_pool_shrinks_to_php_fpm_and_grows_with_it() {
     );
 }
 
-/// `workers` php-fpm workers, a pool of 8, 1 ms pages from 48 clients (enough to fill two workers' pipelines at depth 16) for
-/// 2 s, all answered and some sent ahead: php-fpm and the pool's counters.
+/// `workers` php-fpm workers, a pool of 8, 1 ms pages from 48 clients
+/// (enough to fill two workers' pipelines, 16 behind each) for 2 s, all
+/// answered and some sent ahead: php-fpm and the pool's counters.
 async fn fast_pages_pipelined(workers: usize) -> (Arc<FakeFpm>, super::PoolSnapshot) {
     fast_pages_pipelined_for(workers, 1).await
 }
