@@ -14,6 +14,7 @@ mod idle;
 pub(crate) mod idle_poll;
 mod limits;
 mod listeners;
+mod nap_trial;
 pub mod reload;
 pub mod respond;
 mod site;

@@ -62,13 +62,17 @@ impl Workers {
             let dispatch = dispatch.clone();
             let idle_poll_stats = idle_poll_stats.clone();
             let mut builder = tokio::runtime::Builder::new_current_thread();
-            builder
-                .enable_all()
+            builder.enable_all();
+            if idle_poll.is_zero() {
                 // Access lines are held, written before the thread waits
                 // once they fill a write (`access_log::ThreadStderr`).
-                .on_thread_park(access_log::write_held_lines_if_full);
-            if !idle_poll.is_zero() {
-                builder.on_thread_unpark(idle_poll::wake_on_unpark);
+                builder.on_thread_park(access_log::write_held_lines_if_full);
+            } else {
+                // The same, and a nap first on a crowded machine.
+                let stats = idle_poll_stats.clone();
+                builder
+                    .on_thread_park(move || idle_poll::before_wait(&stats))
+                    .on_thread_unpark(idle_poll::wake_on_unpark);
             }
             let runtime = builder.build()?;
             let handle = runtime.handle().clone();
@@ -81,6 +85,9 @@ impl Workers {
                     crate::upstream::set_worker_thread(index);
                     crate::metrics::claim_slot();
                     access_log::hold_lines_on_this_thread();
+                    if !idle_poll.is_zero() {
+                        idle_poll::prepare_thread();
+                    }
                     // Runs the tasks spawned onto this runtime until told to stop.
                     runtime.block_on(async {
                         tokio::pin!(stopped);

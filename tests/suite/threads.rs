@@ -42,6 +42,7 @@ async fn connections_are_served_on_every_thread() {
 const EMPTY_POLLS: &str = "fcgi_gateway_idle_poll_empty_polls_total";
 const WINDOWS_ENDED: &str = "fcgi_gateway_idle_poll_windows_ended_total";
 const GAVE_WAY: &str = "fcgi_gateway_idle_poll_gave_way_total";
+const NAPS: &str = "fcgi_gateway_idle_poll_naps_total";
 
 /// After work a serving thread polls its sockets briefly before it sleeps
 /// (`--idle-poll`, on by default), and then stops: /metrics counts the
@@ -69,7 +70,7 @@ async fn serving_threads_poll_after_work_unless_told_not_to() {
                 // Idle a while: nothing polled, before or after.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let text = wait::scrape_until(admin, Duration::from_secs(10), |_| true).await;
-                for name in [EMPTY_POLLS, WINDOWS_ENDED, GAVE_WAY] {
+                for name in [EMPTY_POLLS, WINDOWS_ENDED, GAVE_WAY, NAPS] {
                     assert_eq!(sample(&text, name), 0, "{upstream}: {name}\n{text}");
                 }
             }
