@@ -72,7 +72,7 @@ const NAP_WHEN_CROWDED: Duration = Duration::from_micros(40);
 /// A serving thread's timer slack: how late the kernel may end its sleeps,
 /// to batch timer interrupts. The default, 50 µs, would more than double
 /// `NAP_WHEN_CROWDED`; the runtime's own timers are in milliseconds.
-const TIMER_SLACK: Duration = Duration::from_micros(1);
+const TIMER_SLACK_NS: u64 = 1_000;
 
 thread_local! {
     /// Bumped by every client read and write on this thread.
@@ -97,9 +97,7 @@ pub(crate) fn wake_on_unpark() {
         if Instant::now() < until {
             return;
         }
-        PAUSED_UNTIL.with(|p| p.set(None));
-        let (sleeps, work) = (times_slept(), WORK.with(Cell::get));
-        with_nap_trial(|trial| trial.end(sleeps, work));
+        end_pause();
     }
     if let Some(waker) = WAITING_POLLER.with(|w| w.borrow_mut().take()) {
         waker.wake();
@@ -110,11 +108,16 @@ pub(crate) fn wake_on_unpark() {
 /// them near `NAP_WHEN_CROWDED`. Best effort: the default slack only
 /// lengthens the naps.
 pub(crate) fn prepare_thread() {
-    let slack = libc::c_ulong::try_from(TIMER_SLACK.as_nanos()).unwrap_or(50_000);
     // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only the
     // calling thread's timer slack; no memory is passed to the kernel.
     unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, slack, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_TIMERSLACK,
+            TIMER_SLACK_NS as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
     }
 }
 
@@ -124,10 +127,26 @@ pub(crate) fn prepare_thread() {
 pub(crate) fn before_wait(stats: &IdlePollStats) {
     super::access_log::write_held_lines_if_full();
     let napping = with_nap_trial(|trial| trial.napping());
-    if napping && naps_now(PAUSED_UNTIL.with(Cell::get), Instant::now()) {
+    if napping && paused_at(PAUSED_UNTIL.with(Cell::get), Instant::now()) {
         stats.napped();
         std::thread::sleep(NAP_WHEN_CROWDED);
     }
+}
+
+/// Polling is off until `until`; the nap trial learns whether this pause
+/// naps.
+fn begin_pause(until: Instant) {
+    PAUSED_UNTIL.with(|p| p.set(Some(until)));
+    let (sleeps, work) = (times_slept(), WORK.with(Cell::get));
+    with_nap_trial(|trial| trial.begin(sleeps, work));
+}
+
+/// The pause is over: polling may start again; the nap trial counts what
+/// the pause cost.
+fn end_pause() {
+    PAUSED_UNTIL.with(|p| p.set(None));
+    let (sleeps, work) = (times_slept(), WORK.with(Cell::get));
+    with_nap_trial(|trial| trial.end(sleeps, work));
 }
 
 /// This thread's record of what naps cost it.
@@ -140,9 +159,9 @@ fn with_nap_trial<T>(f: impl FnOnce(&mut NapTrial) -> T) -> T {
     })
 }
 
-/// Whether a thread about to wait, its pauses napping, naps first: while
-/// polling is paused.
-fn naps_now(paused_until: Option<Instant>, now: Instant) -> bool {
+/// Whether polling is paused at `now` (it stays off, and a thread about to
+/// wait whose pauses nap naps first).
+fn paused_at(paused_until: Option<Instant>, now: Instant) -> bool {
     paused_until.is_some_and(|until| now < until)
 }
 
@@ -178,10 +197,7 @@ pub(crate) async fn poll_while_idle(window: Duration, stats: std::sync::Arc<Idle
                     break;
                 }
                 Next::GiveWay => {
-                    let until = Instant::now() + PAUSE_AFTER_GIVING_WAY;
-                    PAUSED_UNTIL.with(|p| p.set(Some(until)));
-                    let (sleeps, work) = (times_slept(), WORK.with(Cell::get));
-                    with_nap_trial(|trial| trial.begin(sleeps, work));
+                    begin_pause(Instant::now() + PAUSE_AFTER_GIVING_WAY);
                     stats.gave_way_once();
                     break;
                 }
@@ -629,12 +645,12 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_naps_before_waiting_only_while_polling_is_paused() {
+    fn polling_is_paused_until_the_instant_it_was_paused_to() {
         let now = Instant::now();
-        assert!(!naps_now(None, now));
-        assert!(naps_now(Some(now + us(1)), now));
-        assert!(!naps_now(Some(now), now));
-        assert!(!naps_now(Some(now), now + us(1)));
+        assert!(!paused_at(None, now));
+        assert!(paused_at(Some(now + us(1)), now));
+        assert!(!paused_at(Some(now), now));
+        assert!(!paused_at(Some(now), now + us(1)));
     }
 
     /// This thread's timer slack in nanoseconds.
@@ -654,11 +670,7 @@ mod tests {
         })
         .join()
         .expect("thread");
-        assert_eq!(
-            i64::from(after),
-            TIMER_SLACK.as_nanos() as i64,
-            "was {before}"
-        );
-        assert!(TIMER_SLACK < NAP_WHEN_CROWDED / 10);
+        assert_eq!(i64::from(after), TIMER_SLACK_NS as i64, "was {before}");
+        assert!(Duration::from_nanos(TIMER_SLACK_NS) < NAP_WHEN_CROWDED / 10);
     }
 }

@@ -29,7 +29,7 @@ const WEIGHT: f64 = 4.0;
 const NAPS_MUST_GATHER: f64 = 1.5;
 
 /// One thread's record of how often its pauses slept, napping or not.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct NapTrial {
     pauses: u64,
     napping: bool,
