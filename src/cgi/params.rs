@@ -1,8 +1,9 @@
 //! HTTP request → ordered CGI/1.1 params (RFC 3875 §4.1, plus the extra
 //! variables php-fpm expects, following nginx's `fastcgi_params`).
 //!
-//! The order is fixed so that the FastCGI PARAMS stream is byte-for-byte
-//! reproducible, which keeps golden tests stable.
+//! The order is fixed (the request's own headers in the order it sent
+//! them) so that the FastCGI PARAMS stream is byte-for-byte reproducible,
+//! which keeps golden tests stable.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
@@ -307,12 +308,12 @@ fn skip_header(name: &HeaderName) -> bool {
 const SHORT_PARAM_NAME: usize = 64;
 
 fn write_http_headers(out: &mut Emit<'_, '_, impl ParamSink>, headers: &HeaderMap) {
-    let mut names: Vec<&HeaderName> = headers.keys().filter(|n| !skip_header(n)).collect();
-    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-
     let mut short = [0u8; SHORT_PARAM_NAME];
     let mut long = Vec::new();
-    for name in names {
+    // In the order the client sent them (a `HeaderMap` keeps it), as nginx
+    // passes them: reproducible for the same request, and no list to
+    // collect and sort per request.
+    for name in headers.keys().filter(|n| !skip_header(n)) {
         let param = http_param_name(name.as_str(), &mut short, &mut long);
 
         // HTTP/2 sends each cookie pair as its own header; PHP parses "; ".
@@ -494,8 +495,9 @@ mod tests {
             ("SERVER_PORT", "8080"),
             ("SERVER_NAME", "example.test"),
             ("REDIRECT_STATUS", "200"),
-            ("HTTP_HOST", "example.test"),
+            // The headers in the order the request sent them.
             ("HTTP_USER_AGENT", "curl/8"),
+            ("HTTP_HOST", "example.test"),
         ];
         let want: Vec<(String, Vec<u8>)> = want
             .into_iter()
