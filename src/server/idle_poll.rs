@@ -137,7 +137,7 @@ pub(crate) fn before_wait(stats: &IdlePollStats) {
 /// naps.
 fn begin_pause(until: Instant) {
     PAUSED_UNTIL.with(|p| p.set(Some(until)));
-    let (sleeps, work) = (times_slept(), WORK.with(Cell::get));
+    let (sleeps, work) = sleeps_and_work();
     with_nap_trial(|trial| trial.begin(sleeps, work));
 }
 
@@ -145,8 +145,14 @@ fn begin_pause(until: Instant) {
 /// the pause cost.
 fn end_pause() {
     PAUSED_UNTIL.with(|p| p.set(None));
-    let (sleeps, work) = (times_slept(), WORK.with(Cell::get));
+    let (sleeps, work) = sleeps_and_work();
     with_nap_trial(|trial| trial.end(sleeps, work));
+}
+
+/// What the nap trial counts at either end of a pause: this thread's
+/// sleeps and its work so far.
+fn sleeps_and_work() -> (u64, u64) {
+    (times_slept(), WORK.with(Cell::get))
 }
 
 /// This thread's record of what naps cost it.

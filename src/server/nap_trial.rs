@@ -52,8 +52,9 @@ impl NapTrial {
     }
 
     /// A pause begins, the thread having slept `sleeps` times and done
-    /// `work` so far: whether it naps before its waits during this pause.
-    pub(crate) fn begin(&mut self, sleeps: u64, work: u64) -> bool {
+    /// `work` so far: decides whether it naps before its waits during this
+    /// pause (`napping`).
+    pub(crate) fn begin(&mut self, sleeps: u64, work: u64) {
         self.pauses = self.pauses.wrapping_add(1);
         self.napping = match (self.sleeps_waiting, self.sleeps_napping) {
             (Some(waiting), Some(napping)) => {
@@ -68,7 +69,6 @@ impl NapTrial {
             _ => self.pauses.is_multiple_of(2),
         };
         self.began = Some((sleeps, work));
-        self.napping
     }
 
     /// Whether the current (or last) pause naps.
@@ -107,7 +107,8 @@ mod tests {
     /// units waiting at once or `sleeps.1` napping; returns whether it
     /// napped.
     fn pause(trial: &mut NapTrial, counts: &mut (u64, u64), work: u64, sleeps: (u64, u64)) -> bool {
-        let napped = trial.begin(counts.0, counts.1);
+        trial.begin(counts.0, counts.1);
+        let napped = trial.napping();
         let per_100 = if napped { sleeps.1 } else { sleeps.0 };
         counts.0 += per_100 * work / 100;
         counts.1 += work;
