@@ -34,6 +34,15 @@
 //! 12-13 to 8-10 (woken once per batch of answers); with 2 workers the
 //! naps saved few sleeps, and only delayed answers.
 //!
+//! From the wake-up that starts a stretch of polling until it ends, the
+//! thread runs at SCHED_IDLE (`poll_priority`): the tasks its work wakes
+//! on its CPU (php-fpm's worker, the client) then preempt it at once,
+//! instead of waiting behind it while it polls, and it finds their answer
+//! without having slept. While it polls low, being switched out is no
+//! reason to stop; the crowding count (not counting itself) is taken every
+//! `COUNT_WHILE_LOW`, and a poll that finds it was kept off its CPU for
+//! `KEPT_OFF` ends the stretch.
+//!
 //! Work is what the client connections read and write (`note_work`, called
 //! by `idle::Watched`): a request read, a response written. The poller is a
 //! task on the thread's runtime; tokio wakes it (`wake_on_unpark`) whenever
@@ -44,6 +53,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::nap_trial::NapTrial;
+use super::poll_priority;
 use crate::metrics::IdlePollStats;
 
 /// How long after work the runnable tasks are counted: by then the tasks
@@ -57,8 +67,43 @@ use crate::metrics::IdlePollStats;
 /// 12.9-13.0).
 const COUNT_AFTER: Duration = Duration::from_micros(10);
 
+/// How often a thread that polls at SCHED_IDLE counts the tasks waiting for
+/// a CPU: under load its work does not stop, and it must not stay at
+/// SCHED_IDLE through it, preempted by every task woken on its CPU (wrk
+/// -c32, 2 threads, hello.php: p99 1.6 ms at its own policy, 3.9-12 ms at
+/// SCHED_IDLE counted only after work). A count is a read of
+/// /proc/loadavg: at one client, one per one to two requests.
+const COUNT_WHILE_LOW: Duration = Duration::from_micros(100);
+
+/// How long a thread that polls at SCHED_IDLE may go between two polls
+/// before it stops polling low, as kept off its CPU: above a small
+/// request's time in php-fpm and the client's turn (tens of µs each, the
+/// tasks that preempt it at one client), far below how long a SCHED_IDLE
+/// thread can wait for a turn behind a busy task of its own task group (up
+/// to 9 ms measured on this machine's kernel). A longer page, or more tasks
+/// queued on its CPU, is load: polling does not pay then. Also ends it
+/// after that much work between two polls.
+const KEPT_OFF: Duration = Duration::from_micros(200);
+
+/// How many polls in a row may find work while a thread polls at
+/// SCHED_IDLE: more is load, and under load a thread preempted by every
+/// task its work wakes on its CPU keeps its other clients waiting (wrk
+/// -c32, 2 threads: p99 1.8-3.1 ms polling at its own policy, 4.8-13.5 ms
+/// polling low with no such limit). At one client a poll finds the
+/// request, the next php-fpm's answer, and then nothing for a while.
+const BUSY_POLLS: u32 = 4;
+
 /// How long polling stays off once the thread gave way to another task.
 const PAUSE_AFTER_GIVING_WAY: Duration = Duration::from_millis(5);
+
+/// The longest pause after polling low ended with the thread kept off its
+/// CPU. Each such end doubles the thread's pause, each stretch that ends
+/// with its window (idle at last) resets it: under lasting load from tasks
+/// of the thread's own task group (clients or php-fpm started in the
+/// gateway's session), where SCHED_IDLE waits for turns, the thread soon
+/// stops trying (wrk -c32 in the gateway's session, 2 threads: p99 39 ms
+/// against 8 ms at its own policy, with 5 ms pauses alone).
+const LONGEST_PAUSE_AFTER_KEPT_OFF: Duration = Duration::from_millis(640);
 
 /// How long a thread naps before it waits for events while polling is
 /// paused. Long enough for a few answers and requests to gather, short
@@ -83,6 +128,8 @@ thread_local! {
     static PAUSED_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Whether naps pay on this thread, and whether this pause naps.
     static NAP_TRIAL: Cell<NapTrial> = const { Cell::new(NapTrial::new()) };
+    /// How long the next pause after a low stretch kept off its CPU lasts.
+    static PAUSE_AFTER_KEPT_OFF: Cell<Duration> = const { Cell::new(PAUSE_AFTER_GIVING_WAY) };
 }
 
 /// This thread did work for a client: polling goes on for a window from now.
@@ -93,6 +140,7 @@ pub(crate) fn note_work() {
 /// The runtime's unpark hook: the thread woke from a sleep, so it has work;
 /// the poller (if waiting, and not paused) starts polling after it.
 pub(crate) fn wake_on_unpark() {
+    poll_priority::awake();
     if let Some(until) = PAUSED_UNTIL.with(Cell::get) {
         if Instant::now() < until {
             return;
@@ -100,14 +148,19 @@ pub(crate) fn wake_on_unpark() {
         end_pause();
     }
     if let Some(waker) = WAITING_POLLER.with(|w| w.borrow_mut().take()) {
+        // Before the tasks run: a task woken on this CPU by their work
+        // preempts the thread at once (`poll_priority`).
+        poll_priority::lower();
         waker.wake();
     }
 }
 
-/// Prepares the calling serving thread for naps: a timer slack that keeps
-/// them near `NAP_WHEN_CROWDED`. Best effort: the default slack only
-/// lengthens the naps.
+/// Prepares the calling serving thread: it may poll at SCHED_IDLE
+/// (`poll_priority`), and its timer slack keeps naps near
+/// `NAP_WHEN_CROWDED`. Best effort: the default slack only lengthens the
+/// naps.
 pub(crate) fn prepare_thread() {
+    super::poll_priority::allow_on_this_thread();
     // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only the
     // calling thread's timer slack; no memory is passed to the kernel.
     unsafe {
@@ -121,10 +174,18 @@ pub(crate) fn prepare_thread() {
     }
 }
 
+/// The runtime's hook for the threads it starts (its blocking pool): they
+/// do not keep the SCHED_IDLE of a serving thread that started them while
+/// it polled low.
+pub(crate) fn reset_inherited_priority() {
+    poll_priority::reset_inherited();
+}
+
 /// The runtime's park hook: the thread has run out of work and is about
 /// to wait for events. Writes the held access lines if they fill a write,
 /// and naps first while polling is paused (the machine is crowded).
 pub(crate) fn before_wait(stats: &IdlePollStats) {
+    poll_priority::asleep();
     super::access_log::write_held_lines_if_full();
     let napping = with_nap_trial(|trial| trial.napping());
     if napping && paused_at(PAUSED_UNTIL.with(Cell::get), Instant::now()) {
@@ -176,7 +237,12 @@ fn paused_at(paused_until: Option<Instant>, now: Instant) -> bool {
 pub(crate) async fn poll_while_idle(window: Duration, stats: std::sync::Arc<IdlePollStats>) {
     loop {
         wait_for_wake_up().await;
-        let mut episode = Episode::new(window, WORK.with(Cell::get), Instant::now());
+        let mut episode = Episode::new(
+            window,
+            WORK.with(Cell::get),
+            Instant::now(),
+            poll_priority::is_low(),
+        );
         loop {
             // Back after tokio has polled the sockets (without blocking) and
             // run every task that became ready.
@@ -186,6 +252,7 @@ pub(crate) async fn poll_while_idle(window: Duration, stats: std::sync::Arc<Idle
                 Instant::now(),
                 times_switched_out,
                 more_runnable_than_cpus,
+                poll_priority::others_awake,
             );
             if next != Next::Worked {
                 stats.empty_poll();
@@ -199,11 +266,16 @@ pub(crate) async fn poll_while_idle(window: Duration, stats: std::sync::Arc<Idle
                 // sees it as a switch.
                 Next::PollAgain => std::thread::yield_now(),
                 Next::WindowPassed => {
+                    if episode.low {
+                        idle_at_last();
+                    }
+                    poll_priority::raise();
                     stats.window_ended();
                     break;
                 }
                 Next::GiveWay => {
-                    begin_pause(Instant::now() + PAUSE_AFTER_GIVING_WAY);
+                    poll_priority::raise();
+                    begin_pause(Instant::now() + pause_after_giving_way(episode.kept_off));
                     stats.gave_way_once();
                     break;
                 }
@@ -222,6 +294,15 @@ struct Episode {
     switched_out: Option<Option<i64>>,
     /// Whether the tasks waiting for a CPU were counted since the last work.
     counted_since_work: bool,
+    /// Whether the thread polls at SCHED_IDLE (`poll_priority`); then when
+    /// it last polled, and when it last counted the tasks waiting for a CPU.
+    low: bool,
+    polled_at: Instant,
+    counted_at: Instant,
+    /// Polls in a row that found work, while low.
+    busy_polls: u32,
+    /// Whether it gave way because it was kept off its CPU while low.
+    kept_off: bool,
 }
 
 /// What the poller does after a poll.
@@ -234,34 +315,55 @@ enum Next {
     /// Nothing new for the whole window: sleep.
     WindowPassed,
     /// Another task wants a CPU (the kernel switched the thread out, or
-    /// more tasks are runnable than there are CPUs): sleep, and pause
-    /// polling.
+    /// more tasks are runnable than there are CPUs, or a thread polling low
+    /// was kept off its CPU): sleep, and pause polling.
     GiveWay,
 }
 
 impl Episode {
-    fn new(window: Duration, work: u64, now: Instant) -> Episode {
+    /// `low`: the thread polls at SCHED_IDLE in this episode.
+    fn new(window: Duration, work: u64, now: Instant, low: bool) -> Episode {
         Episode {
             window,
             work_seen: work,
             worked_at: now,
             switched_out: None,
             counted_since_work: false,
+            low,
+            polled_at: now,
+            counted_at: now,
+            busy_polls: 0,
+            kept_off: false,
         }
     }
 
-    /// `work` is the thread's work count now; `switched_out` is read only
-    /// after a poll that found nothing (a syscall), `crowded` (are more
-    /// tasks runnable than there are CPUs?) only at the first such poll
+    /// `work` is the thread's work count now; `crowded` says whether more
+    /// tasks are runnable than there are CPUs (not counting this thread
+    /// when it polls low: it keeps no task waiting).
+    ///
+    /// At its own policy, `switched_out` is read only after a poll that
+    /// found nothing (a syscall), `crowded` only at the first such poll
     /// `COUNT_AFTER` or more after work: under load that is once before
     /// polling pauses, and while the thread waits alone, once per wait.
+    ///
+    /// At SCHED_IDLE, being switched out is what is meant (a task woken on
+    /// its CPU runs at once) and says nothing, but being kept off the CPU
+    /// for `KEPT_OFF` (by a busy task of its own task group, where
+    /// SCHED_IDLE gets only slivers) ends the episode; `crowded` is read
+    /// every `COUNT_WHILE_LOW`, work or not, since under load the work
+    /// never stops; and another serving thread awake (`others_awake`)
+    /// ends it, since at SCHED_IDLE this one would wait behind it.
     fn after_poll(
         &mut self,
         work: u64,
         now: Instant,
         switched_out: impl FnOnce() -> Option<i64>,
-        crowded: impl FnOnce() -> bool,
+        crowded: impl FnOnce(bool) -> bool,
+        others_awake: impl FnOnce() -> bool,
     ) -> Next {
+        if self.low {
+            return self.after_poll_low(work, now, crowded, others_awake);
+        }
         if work != self.work_seen {
             self.work_seen = work;
             self.worked_at = now;
@@ -274,7 +376,7 @@ impl Episode {
         }
         if !self.counted_since_work && since_work >= COUNT_AFTER {
             self.counted_since_work = true;
-            if crowded() {
+            if crowded(false) {
                 return Next::GiveWay;
             }
         }
@@ -289,6 +391,64 @@ impl Episode {
             Some(_) => Next::GiveWay,
         }
     }
+
+    fn after_poll_low(
+        &mut self,
+        work: u64,
+        now: Instant,
+        crowded: impl FnOnce(bool) -> bool,
+        others_awake: impl FnOnce() -> bool,
+    ) -> Next {
+        let since_poll = now.saturating_duration_since(self.polled_at);
+        self.polled_at = now;
+        if since_poll >= KEPT_OFF {
+            self.kept_off = true;
+            return Next::GiveWay;
+        }
+        if others_awake() {
+            return Next::GiveWay;
+        }
+        if now.saturating_duration_since(self.counted_at) >= COUNT_WHILE_LOW {
+            self.counted_at = now;
+            if crowded(true) {
+                return Next::GiveWay;
+            }
+        }
+        if work != self.work_seen {
+            self.work_seen = work;
+            self.worked_at = now;
+            self.busy_polls += 1;
+            if self.busy_polls >= BUSY_POLLS {
+                return Next::GiveWay;
+            }
+            return Next::Worked;
+        }
+        self.busy_polls = 0;
+        if now.saturating_duration_since(self.worked_at) >= self.window {
+            return Next::WindowPassed;
+        }
+        Next::PollAgain
+    }
+}
+
+/// How long polling stays off after this give-way: `PAUSE_AFTER_GIVING_WAY`,
+/// or after a low stretch kept off its CPU, twice the last such pause (up
+/// to `LONGEST_PAUSE_AFTER_KEPT_OFF`) until `idle_at_last`.
+fn pause_after_giving_way(kept_off: bool) -> Duration {
+    if !kept_off {
+        return PAUSE_AFTER_GIVING_WAY;
+    }
+    PAUSE_AFTER_KEPT_OFF.with(|p| {
+        let pause = p.get();
+        p.set((pause * 2).min(LONGEST_PAUSE_AFTER_KEPT_OFF));
+        pause
+    })
+}
+
+/// A low stretch ended with its window: the thread was idle at last, and
+/// the next pause after being kept off is the shortest again.
+fn idle_at_last() {
+    PAUSE_AFTER_KEPT_OFF.with(|p| p.set(PAUSE_AFTER_GIVING_WAY));
 }
 
 /// Pending until `wake_on_unpark` takes the waker it leaves.
@@ -320,8 +480,9 @@ thread_local! {
 /// Whether more tasks are runnable right now, this thread included, than
 /// the machine has CPUs online: then some task waits for a CPU. The count
 /// is the whole machine's (/proc/loadavg's fourth field), so it is compared
-/// with the whole machine's CPUs; false when it cannot be read.
-fn more_runnable_than_cpus() -> bool {
+/// with the whole machine's CPUs; false when it cannot be read. A thread
+/// that polls low (at SCHED_IDLE) keeps no task waiting: it is not counted.
+fn more_runnable_than_cpus(polling_low: bool) -> bool {
     use std::os::unix::fs::FileExt;
     LOADAVG.with(|file| {
         let Some(file) = file else {
@@ -335,7 +496,7 @@ fn more_runnable_than_cpus() -> bool {
         let runnable = std::str::from_utf8(&text[..len])
             .ok()
             .and_then(runnable_tasks);
-        runnable.is_some_and(|tasks| tasks > cpus_online())
+        runnable.is_some_and(|tasks| tasks > cpus_online() + u64::from(polling_low))
     })
 }
 
@@ -391,26 +552,26 @@ mod tests {
     #[test]
     fn work_restarts_the_window_and_an_empty_window_ends_it() {
         let t0 = Instant::now();
-        let mut episode = Episode::new(WINDOW, 7, t0);
+        let mut episode = Episode::new(WINDOW, 7, t0, false);
         assert_eq!(
-            episode.after_poll(7, t0 + us(10), || Some(3), || false),
+            episode.after_poll(7, t0 + us(10), || Some(3), |_| false, || false),
             Next::PollAgain
         );
         assert_eq!(
-            episode.after_poll(8, t0 + us(40), || Some(3), || false),
+            episode.after_poll(8, t0 + us(40), || Some(3), |_| false, || false),
             Next::Worked
         );
         // 50 µs after the start, but only 20 after the work.
         assert_eq!(
-            episode.after_poll(8, t0 + us(60), || Some(3), || false),
+            episode.after_poll(8, t0 + us(60), || Some(3), |_| false, || false),
             Next::PollAgain
         );
         assert_eq!(
-            episode.after_poll(8, t0 + us(89), || Some(3), || false),
+            episode.after_poll(8, t0 + us(89), || Some(3), |_| false, || false),
             Next::PollAgain
         );
         assert_eq!(
-            episode.after_poll(8, t0 + us(90), || Some(3), || false),
+            episode.after_poll(8, t0 + us(90), || Some(3), |_| false, || false),
             Next::WindowPassed
         );
     }
@@ -418,22 +579,22 @@ mod tests {
     #[test]
     fn being_switched_out_while_polling_gives_way() {
         let t0 = Instant::now();
-        let mut episode = Episode::new(WINDOW, 0, t0);
+        let mut episode = Episode::new(WINDOW, 0, t0, false);
         assert_eq!(
-            episode.after_poll(0, t0 + us(1), || Some(5), || false),
+            episode.after_poll(0, t0 + us(1), || Some(5), |_| false, || false),
             Next::PollAgain
         );
         assert_eq!(
-            episode.after_poll(0, t0 + us(2), || Some(5), || false),
+            episode.after_poll(0, t0 + us(2), || Some(5), |_| false, || false),
             Next::PollAgain
         );
         // Work in between does not excuse a switch.
         assert_eq!(
-            episode.after_poll(1, t0 + us(3), || Some(6), || false),
+            episode.after_poll(1, t0 + us(3), || Some(6), |_| false, || false),
             Next::Worked
         );
         assert_eq!(
-            episode.after_poll(1, t0 + us(4), || Some(6), || false),
+            episode.after_poll(1, t0 + us(4), || Some(6), |_| false, || false),
             Next::GiveWay
         );
     }
@@ -441,22 +602,22 @@ mod tests {
     #[test]
     fn an_unreadable_switch_count_gives_way() {
         let t0 = Instant::now();
-        let mut episode = Episode::new(WINDOW, 0, t0);
+        let mut episode = Episode::new(WINDOW, 0, t0, false);
         assert_eq!(
-            episode.after_poll(0, t0 + us(1), || None, || false),
+            episode.after_poll(0, t0 + us(1), || None, |_| false, || false),
             Next::PollAgain
         );
         assert_eq!(
-            episode.after_poll(0, t0 + us(2), || None, || false),
+            episode.after_poll(0, t0 + us(2), || None, |_| false, || false),
             Next::GiveWay
         );
-        let mut episode = Episode::new(WINDOW, 0, t0);
+        let mut episode = Episode::new(WINDOW, 0, t0, false);
         assert_eq!(
-            episode.after_poll(0, t0 + us(1), || Some(1), || false),
+            episode.after_poll(0, t0 + us(1), || Some(1), |_| false, || false),
             Next::PollAgain
         );
         assert_eq!(
-            episode.after_poll(0, t0 + us(2), || None, || false),
+            episode.after_poll(0, t0 + us(2), || None, |_| false, || false),
             Next::GiveWay
         );
     }
@@ -464,19 +625,21 @@ mod tests {
     #[test]
     fn the_switch_count_is_read_only_after_empty_polls() {
         let t0 = Instant::now();
-        let mut episode = Episode::new(WINDOW, 0, t0);
+        let mut episode = Episode::new(WINDOW, 0, t0, false);
         let next = episode.after_poll(
             1,
             t0 + us(1),
             || panic!("read after work"),
-            || panic!("counted after work"),
+            |_| panic!("counted after work"),
+            || false,
         );
         assert_eq!(next, Next::Worked);
         let next = episode.after_poll(
             1,
             t0 + us(60),
             || panic!("read after the window"),
-            || panic!("counted after the window"),
+            |_| panic!("counted after the window"),
+            || false,
         );
         assert_eq!(next, Next::WindowPassed);
     }
@@ -484,16 +647,16 @@ mod tests {
     #[test]
     fn a_crowded_machine_at_the_first_empty_poll_after_work_gives_way() {
         let t0 = Instant::now();
-        let mut episode = Episode::new(WINDOW, 0, t0);
+        let mut episode = Episode::new(WINDOW, 0, t0, false);
         let crowded = std::cell::Cell::new(true);
         let counted = std::cell::Cell::new(0);
-        let count = || {
+        let count = |_low: bool| {
             counted.set(counted.get() + 1);
             crowded.get()
         };
         // Not counted until COUNT_AFTER has passed since the work.
         assert_eq!(
-            episode.after_poll(0, t0 + us(1), || Some(2), count),
+            episode.after_poll(0, t0 + us(1), || Some(2), count, || false),
             Next::PollAgain
         );
         assert_eq!(counted.get(), 0);
@@ -501,29 +664,165 @@ mod tests {
         // work.
         crowded.set(false);
         assert_eq!(
-            episode.after_poll(0, t0 + COUNT_AFTER, || Some(2), count),
+            episode.after_poll(0, t0 + COUNT_AFTER, || Some(2), count, || false),
             Next::PollAgain
         );
         crowded.set(true);
         assert_eq!(
-            episode.after_poll(0, t0 + COUNT_AFTER + us(1), || Some(2), count),
+            episode.after_poll(0, t0 + COUNT_AFTER + us(1), || Some(2), count, || false),
             Next::PollAgain
         );
         assert_eq!(counted.get(), 1);
         // After work, the first empty poll past COUNT_AFTER counts again,
         // and now gives way though the thread was never switched out.
         let t1 = t0 + us(15);
-        assert_eq!(episode.after_poll(1, t1, || Some(2), count), Next::Worked);
         assert_eq!(
-            episode.after_poll(1, t1 + us(1), || Some(2), count),
+            episode.after_poll(1, t1, || Some(2), count, || false),
+            Next::Worked
+        );
+        assert_eq!(
+            episode.after_poll(1, t1 + us(1), || Some(2), count, || false),
             Next::PollAgain
         );
         assert_eq!(counted.get(), 1);
         assert_eq!(
-            episode.after_poll(1, t1 + COUNT_AFTER, || Some(2), count),
+            episode.after_poll(1, t1 + COUNT_AFTER, || Some(2), count, || false),
             Next::GiveWay
         );
         assert_eq!(counted.get(), 2);
+    }
+
+    #[test]
+    fn a_low_episode_counts_every_interval_work_or_not_and_never_reads_switches() {
+        let t0 = Instant::now();
+        let mut episode = Episode::new(WINDOW, 0, t0, true);
+        let no_switches = || -> Option<i64> { panic!("switches read while low") };
+        let counted = &Cell::new(Vec::new());
+        let count = |crowded: bool| {
+            move |low: bool| {
+                let mut seen = counted.take();
+                seen.push(low);
+                counted.set(seen);
+                crowded
+            }
+        };
+        // Work and empty polls by turns, 20 µs apart: no count until
+        // COUNT_WHILE_LOW has passed, then one, as a low thread.
+        let mut at = t0;
+        let mut work = 0;
+        while at + us(20) < t0 + COUNT_WHILE_LOW {
+            at += us(20);
+            work += 1;
+            let next = episode.after_poll(work, at, no_switches, count(false), || false);
+            assert_eq!(next, Next::Worked);
+            at += us(20);
+            if at >= t0 + COUNT_WHILE_LOW {
+                break;
+            }
+            let next = episode.after_poll(work, at, no_switches, count(false), || false);
+            assert_eq!(next, Next::PollAgain);
+        }
+        assert!(counted.take().is_empty());
+        let at = t0 + COUNT_WHILE_LOW;
+        let next = episode.after_poll(work + 1, at, no_switches, count(false), || false);
+        assert_eq!(next, Next::Worked);
+        assert_eq!(counted.take(), vec![true]);
+        // The next count finds the machine crowded: give way, work or not.
+        let next = episode.after_poll(
+            work + 2,
+            at + COUNT_WHILE_LOW,
+            no_switches,
+            count(true),
+            || false,
+        );
+        assert_eq!(next, Next::GiveWay);
+    }
+
+    #[test]
+    fn a_low_episode_ends_when_another_serving_thread_wakes() {
+        let t0 = Instant::now();
+        let never_crowded = |_: bool| false;
+        let no_switches = || -> Option<i64> { panic!("switches read while low") };
+        let mut episode = Episode::new(WINDOW, 0, t0, true);
+        let next = episode.after_poll(0, t0 + us(1), no_switches, never_crowded, || false);
+        assert_eq!(next, Next::PollAgain);
+        let next = episode.after_poll(1, t0 + us(2), no_switches, never_crowded, || true);
+        assert_eq!(next, Next::GiveWay);
+        // At its own policy, others awake do not matter.
+        let mut episode = Episode::new(WINDOW, 0, t0, false);
+        let next = episode.after_poll(0, t0 + us(1), || Some(1), never_crowded, || true);
+        assert_eq!(next, Next::PollAgain);
+    }
+
+    #[test]
+    fn pauses_after_being_kept_off_double_until_the_thread_is_idle_at_last() {
+        let pauses = std::thread::spawn(|| {
+            let mut pauses = vec![pause_after_giving_way(false)];
+            for _ in 0..9 {
+                pauses.push(pause_after_giving_way(true));
+            }
+            pauses.push(pause_after_giving_way(false));
+            idle_at_last();
+            pauses.push(pause_after_giving_way(true));
+            pauses
+        })
+        .join()
+        .expect("thread");
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(
+            pauses,
+            [5, 5, 10, 20, 40, 80, 160, 320, 640, 640, 5, 5].map(ms),
+            "longest {LONGEST_PAUSE_AFTER_KEPT_OFF:?}"
+        );
+    }
+
+    #[test]
+    fn a_low_episode_with_work_at_every_poll_gives_way() {
+        let t0 = Instant::now();
+        let never_crowded = |_: bool| false;
+        let no_switches = || -> Option<i64> { panic!("switches read while low") };
+        let mut episode = Episode::new(WINDOW, 0, t0, true);
+        // An empty poll between works resets the run.
+        for (work, at) in [(1, 1), (2, 2), (2, 3), (3, 4), (4, 5), (5, 6)] {
+            let next = episode.after_poll(work, t0 + us(at), no_switches, never_crowded, || false);
+            assert_ne!(next, Next::GiveWay, "work {work} at {at} µs");
+        }
+        let next = episode.after_poll(6, t0 + us(7), no_switches, never_crowded, || false);
+        assert_eq!(
+            next,
+            Next::GiveWay,
+            "{BUSY_POLLS} polls in a row found work"
+        );
+    }
+
+    #[test]
+    fn a_low_episode_ends_with_the_window_or_when_kept_off_its_cpu() {
+        let t0 = Instant::now();
+        let never_crowded = |_: bool| false;
+        let no_switches = || -> Option<i64> { panic!("switches read while low") };
+        let mut episode = Episode::new(WINDOW, 0, t0, true);
+        assert_eq!(
+            episode.after_poll(0, t0 + us(30), no_switches, never_crowded, || false),
+            Next::PollAgain
+        );
+        assert_eq!(
+            episode.after_poll(0, t0 + WINDOW, no_switches, never_crowded, || false),
+            Next::WindowPassed
+        );
+        // Preempted for a while (a task woken on its CPU ran): polls on.
+        let mut episode = Episode::new(WINDOW, 0, t0, true);
+        let back = t0 + us(40);
+        assert_eq!(
+            episode.after_poll(1, back, no_switches, never_crowded, || false),
+            Next::Worked
+        );
+        assert!(!episode.kept_off);
+        // Kept off for KEPT_OFF: gives way, though there was work.
+        assert_eq!(
+            episode.after_poll(2, back + KEPT_OFF, no_switches, never_crowded, || false),
+            Next::GiveWay
+        );
+        assert!(episode.kept_off);
     }
 
     #[test]
@@ -576,7 +875,7 @@ mod tests {
         let start = Instant::now();
         let mut seen = false;
         while !seen && start.elapsed() < Duration::from_secs(10) {
-            seen = more_runnable_than_cpus();
+            seen = more_runnable_than_cpus(false);
             std::thread::sleep(Duration::from_millis(1));
         }
         drop(spinners);
@@ -650,6 +949,83 @@ mod tests {
         assert!(stats.naps() >= 1, "{stats:?}");
     }
 
+    /// The calling thread's id.
+    fn this_tid() -> libc::pid_t {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        unsafe { libc::gettid() }
+    }
+
+    /// Thread `tid`'s scheduling policy.
+    fn policy_of(tid: libc::pid_t) -> libc::c_int {
+        // SAFETY: sched_getscheduler takes a thread id and touches no memory.
+        unsafe { libc::sched_getscheduler(tid) }
+    }
+
+    #[test]
+    fn a_prepared_thread_works_at_sched_idle_after_a_wake_up_and_sleeps_at_its_own_policy() {
+        let _turn = poll_priority::one_awake_thread_at_a_time();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let serving = std::thread::spawn(move || {
+            prepare_thread();
+            let stats = Arc::new(IdlePollStats::default());
+            serving_runtime(&stats).block_on(async {
+                tokio::spawn(poll_while_idle(WINDOW, stats.clone()));
+                // Each wake-up from a sleep starts a stretch of polling,
+                // at SCHED_IDLE from before the tasks run.
+                let mut policies = Vec::new();
+                for _ in 0..20 {
+                    note_work();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    policies.push(policy_of(0));
+                }
+                tid_tx.send(this_tid()).expect("send");
+                // Idle: the stretch ends and the thread sleeps.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                policies
+            })
+        });
+        let tid = tid_rx.recv().expect("tid");
+        std::thread::sleep(Duration::from_millis(200));
+        let asleep = policy_of(tid);
+        let policies = serving.join().expect("serving thread");
+        assert!(
+            policies.contains(&libc::SCHED_IDLE),
+            "never low after a wake-up: {policies:?}"
+        );
+        assert_eq!(asleep, libc::SCHED_OTHER, "asleep at SCHED_IDLE");
+    }
+
+    #[test]
+    fn a_low_thread_gives_way_when_its_cpu_is_wanted() {
+        let _turn = poll_priority::one_awake_thread_at_a_time();
+        let stats = Arc::new(IdlePollStats::default());
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // One more than a low thread leaves room for.
+        let spinners = Spinners::more_than(cpus + 1);
+        let was_low = {
+            let stats = stats.clone();
+            std::thread::spawn(move || {
+                prepare_thread();
+                serving_runtime(&stats).block_on(async {
+                    tokio::spawn(poll_while_idle(Duration::from_secs(1), stats.clone()));
+                    let start = Instant::now();
+                    let mut was_low = false;
+                    while stats.gave_way() == 0 && start.elapsed() < Duration::from_secs(20) {
+                        note_work();
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        was_low |= policy_of(0) == libc::SCHED_IDLE;
+                    }
+                    was_low
+                })
+            })
+            .join()
+            .expect("serving thread")
+        };
+        drop(spinners);
+        assert!(was_low, "the thread never polled low");
+        assert!(stats.gave_way() >= 1, "{stats:?}");
+    }
+
     #[test]
     fn polling_is_paused_until_the_instant_it_was_paused_to() {
         let now = Instant::now();
@@ -668,6 +1044,7 @@ mod tests {
 
     #[test]
     fn a_prepared_thread_naps_with_a_small_timer_slack() {
+        let _turn = poll_priority::one_awake_thread_at_a_time();
         // A fresh thread, so that no other test's thread is changed.
         let (before, after) = std::thread::spawn(|| {
             let before = timer_slack();

@@ -15,6 +15,7 @@ pub(crate) mod idle_poll;
 mod limits;
 mod listeners;
 mod nap_trial;
+mod poll_priority;
 pub mod reload;
 pub mod respond;
 mod site;

@@ -72,7 +72,10 @@ impl Workers {
                 let stats = idle_poll_stats.clone();
                 builder
                     .on_thread_park(move || idle_poll::before_wait(&stats))
-                    .on_thread_unpark(idle_poll::wake_on_unpark);
+                    .on_thread_unpark(idle_poll::wake_on_unpark)
+                    // Blocking-pool threads are started from the serving
+                    // thread, perhaps while it polls at SCHED_IDLE.
+                    .on_thread_start(idle_poll::reset_inherited_priority);
             }
             let runtime = builder.build()?;
             let handle = runtime.handle().clone();
