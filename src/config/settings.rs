@@ -863,8 +863,10 @@ settings! {
                sleeps, yielding its CPU at each empty poll and pausing when another task \
                wants one (it was switched out, or more tasks are runnable than there are \
                CPUs): a reply that comes back within it is taken without waking a \
-               halted CPU (on a VM that wake costs more than a small request). While \
-               paused, a thread may nap 40us before it waits, to take what arrived \
+               halted CPU (on a VM that wake costs more than a small request). While it \
+               is the only serving thread awake it polls at SCHED_IDLE (as root or with \
+               CAP_SYS_NICE), so that php-fpm and the clients woken on its CPU run at \
+               once. While paused, a thread may nap 40us before it waits, to take what arrived \
                meanwhile in one go, as long as that saves it sleeps. At most 10ms; off: \
                sleep at once, never nap",
     },

@@ -692,11 +692,19 @@ mod tests {
         assert_eq!(counted.get(), 2);
     }
 
+    /// A low episode never reads the switch count.
+    fn no_switches() -> Option<i64> {
+        panic!("switches read while low")
+    }
+
+    fn never_crowded(_polling_low: bool) -> bool {
+        false
+    }
+
     #[test]
     fn a_low_episode_counts_every_interval_work_or_not_and_never_reads_switches() {
         let t0 = Instant::now();
         let mut episode = Episode::new(WINDOW, 0, t0, true);
-        let no_switches = || -> Option<i64> { panic!("switches read while low") };
         let counted = &Cell::new(Vec::new());
         let count = |crowded: bool| {
             move |low: bool| {
@@ -741,8 +749,6 @@ mod tests {
     #[test]
     fn a_low_episode_ends_when_another_serving_thread_wakes() {
         let t0 = Instant::now();
-        let never_crowded = |_: bool| false;
-        let no_switches = || -> Option<i64> { panic!("switches read while low") };
         let mut episode = Episode::new(WINDOW, 0, t0, true);
         let next = episode.after_poll(0, t0 + us(1), no_switches, never_crowded, || false);
         assert_eq!(next, Next::PollAgain);
@@ -779,8 +785,6 @@ mod tests {
     #[test]
     fn a_low_episode_with_work_at_every_poll_gives_way() {
         let t0 = Instant::now();
-        let never_crowded = |_: bool| false;
-        let no_switches = || -> Option<i64> { panic!("switches read while low") };
         let mut episode = Episode::new(WINDOW, 0, t0, true);
         // An empty poll between works resets the run.
         for (work, at) in [(1, 1), (2, 2), (2, 3), (3, 4), (4, 5), (5, 6)] {
@@ -798,8 +802,6 @@ mod tests {
     #[test]
     fn a_low_episode_ends_with_the_window_or_when_kept_off_its_cpu() {
         let t0 = Instant::now();
-        let never_crowded = |_: bool| false;
-        let no_switches = || -> Option<i64> { panic!("switches read while low") };
         let mut episode = Episode::new(WINDOW, 0, t0, true);
         assert_eq!(
             episode.after_poll(0, t0 + us(30), no_switches, never_crowded, || false),
