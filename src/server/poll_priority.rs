@@ -32,8 +32,9 @@
 //! unit's `CPUSchedulingPolicy=`) keeps it.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Serving threads allowed to poll low that are not asleep.
 static AWAKE: AtomicUsize = AtomicUsize::new(0);
@@ -41,6 +42,19 @@ static AWAKE: AtomicUsize = AtomicUsize::new(0);
 /// The serving thread polling low now, by thread id (0: none). At most one:
 /// a thread polls low only while no other is awake.
 static LOW_THREAD: AtomicI32 = AtomicI32::new(0);
+
+/// When the thread polling low last polled, in ns since `epoch()`.
+static LOW_POLLED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// How often the watchdog looks at a thread polling low: one that has not
+/// polled for this long is given its own policy back. Where the thread
+/// shares a task group with more busy tasks than CPUs, SCHED_IDLE gets no
+/// turn for seconds (a test here: 2 polls in 20 s against 4 spinning
+/// threads of its process on 2 CPUs); the poller's own checks run only
+/// when it does. Rare enough to cost nothing measurable at one client
+/// (the watchdog wakes 20 times a second while a thread polls low; every
+/// 2 ms it cost a fifth of the rate), and it sleeps while none does.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
 
 /// Where a serving thread stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +151,7 @@ pub(crate) fn lower() -> bool {
             if others_awake() || LOW_THREAD.compare_exchange(0, tid, SeqCst, SeqCst).is_err() {
                 return false;
             }
+            LOW_POLLED_AT.store(since_epoch(Instant::now()), SeqCst);
             if !set_policy(libc::SCHED_IDLE) {
                 LOW_THREAD.store(0, SeqCst);
                 return false;
@@ -150,7 +165,69 @@ pub(crate) fn lower() -> bool {
                 return false;
             }
             STANDING.with(|s| s.set(Standing::Low));
+            #[cfg(test)]
+            TIMES_LOWERED.with(|n| n.set(n.get() + 1));
+            if let Some(watchdog) = watchdog() {
+                watchdog.unpark();
+            }
             true
+        }
+    }
+}
+
+/// The calling thread polled at `now`: while it polls low, the watchdog
+/// sees it is not kept off its CPU.
+pub(crate) fn note_poll(now: Instant) {
+    if is_low() {
+        LOW_POLLED_AT.store(since_epoch(now), Relaxed);
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The watchdog thread, started at the first lowering (None if it could
+/// not be started: the poller's own checks remain).
+fn watchdog() -> Option<&'static std::thread::Thread> {
+    static WATCHDOG: OnceLock<Option<std::thread::Thread>> = OnceLock::new();
+    WATCHDOG
+        .get_or_init(|| {
+            std::thread::Builder::new()
+                .name("poll-watchdog".into())
+                .spawn(watch)
+                .ok()
+                .map(|handle| handle.thread().clone())
+        })
+        .as_ref()
+}
+
+/// The watchdog's life: asleep while no thread polls low; otherwise looks
+/// every `WATCH_EVERY` and raises the low thread if it has not polled
+/// since the look before.
+fn watch() {
+    loop {
+        if LOW_THREAD.load(SeqCst) == 0 {
+            // `lower` unparks after setting LOW_THREAD: an unpark before
+            // this park makes it return at once.
+            std::thread::park();
+            continue;
+        }
+        std::thread::sleep(WATCH_EVERY);
+        let tid = LOW_THREAD.load(SeqCst);
+        let polled_at = LOW_POLLED_AT.load(SeqCst);
+        let now = since_epoch(Instant::now());
+        let window = u64::try_from(WATCH_EVERY.as_nanos()).unwrap_or(u64::MAX);
+        if tid != 0 && now.saturating_sub(polled_at) >= window {
+            // A thread id of this process (cleared by `Leaving` before a
+            // serving thread ends). The thread, still marked low, ends
+            // its stretch at its next poll (a gap past KEPT_OFF).
+            set_policy_of(tid, libc::SCHED_OTHER);
         }
     }
 }
@@ -226,6 +303,18 @@ fn set_policy_of(tid: libc::pid_t, policy: libc::c_int) -> bool {
 fn this_tid() -> libc::pid_t {
     // SAFETY: gettid takes no arguments and cannot fail.
     unsafe { libc::gettid() }
+}
+
+#[cfg(test)]
+thread_local! {
+    static TIMES_LOWERED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How often the calling thread went to SCHED_IDLE (for tests: the policy
+/// itself may be back to normal by the time a test looks).
+#[cfg(test)]
+pub(crate) fn times_lowered() -> u64 {
+    TIMES_LOWERED.with(Cell::get)
 }
 
 /// Held by the tests whose threads count in `AWAKE`: a thread polls low
