@@ -24,7 +24,10 @@
 //! took the p99 from 1.7-2.7 ms to 7-9 ms). Others, such as php-fpm started
 //! in the gateway's own session or both in one container's cgroup, the
 //! poller notices afterwards: it ends its stretch at the first poll that
-//! finds it was kept off its CPU (`idle_poll`).
+//! finds it was kept off its CPU (`idle_poll`). With more busy tasks in its
+//! group than CPUs it may get no turn to notice for seconds: a watchdog
+//! thread gives it its own policy back once it has not polled for
+//! `WATCH_EVERY`.
 //!
 //! Only where it can be undone: leaving SCHED_IDLE takes CAP_SYS_NICE (root
 //! has it) or a RLIMIT_NICE of 20, so it is tried once on a scratch thread;
