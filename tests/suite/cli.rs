@@ -331,8 +331,9 @@ fn workers_flag_sets_the_runtime_threads() {
     let root = fixtures_dir().display().to_string();
     let cpus = std::thread::available_parallelism().unwrap().get();
     // (flags, serving threads); besides them only the main thread (and
-    // tokio's blocking-pool threads, started on demand), never tokio's
-    // work-stealing scheduler.
+    // tokio's blocking-pool threads, started on demand, and the idle
+    // poller's probe and watchdog, `poll-*`), never tokio's work-stealing
+    // scheduler.
     for (extra, expected) in [
         (vec!["--workers", "1"], 1),
         (vec!["--workers", "3"], 3),
@@ -358,7 +359,10 @@ fn workers_flag_sets_the_runtime_threads() {
         });
         assert_eq!(threads_named(pid, "serve-"), expected, "{extra:?}");
         assert_eq!(threads_named(pid, "tokio-rt-worker"), 0, "{extra:?}");
-        let others = threads(pid) - expected - threads_named(pid, "tokio-runtime");
+        let others = threads(pid)
+            - expected
+            - threads_named(pid, "tokio-runtime")
+            - threads_named(pid, "poll-");
         assert_eq!(others, 1, "{extra:?}: the main thread besides");
         // And they serve PHP.
         let mut conn = std::net::TcpStream::connect(gw.listen_addr("http")).unwrap();
