@@ -174,13 +174,6 @@ pub(crate) fn prepare_thread() {
     }
 }
 
-/// The runtime's hook for the threads it starts (its blocking pool): they
-/// do not keep the SCHED_IDLE of a serving thread that started them while
-/// it polled low.
-pub(crate) fn reset_inherited_priority() {
-    poll_priority::reset_inherited();
-}
-
 /// The runtime's park hook: the thread has run out of work and is about
 /// to wait for events. Writes the held access lines if they fill a write,
 /// and naps first while polling is paused (the machine is crowded).
@@ -953,18 +946,6 @@ mod tests {
         assert!(stats.naps() >= 1, "{stats:?}");
     }
 
-    /// The calling thread's id.
-    fn this_tid() -> libc::pid_t {
-        // SAFETY: gettid takes no arguments and cannot fail.
-        unsafe { libc::gettid() }
-    }
-
-    /// Thread `tid`'s scheduling policy.
-    fn policy_of(tid: libc::pid_t) -> libc::c_int {
-        // SAFETY: sched_getscheduler takes a thread id and touches no memory.
-        unsafe { libc::sched_getscheduler(tid) }
-    }
-
     #[test]
     fn a_prepared_thread_works_at_sched_idle_after_a_wake_up_and_sleeps_at_its_own_policy() {
         let _turn = poll_priority::one_awake_thread_at_a_time();
@@ -980,9 +961,9 @@ mod tests {
                 for _ in 0..20 {
                     note_work();
                     tokio::time::sleep(Duration::from_millis(2)).await;
-                    policies.push(policy_of(0));
+                    policies.push(poll_priority::policy_of(0));
                 }
-                tid_tx.send(this_tid()).expect("send");
+                tid_tx.send(poll_priority::this_tid()).expect("send");
                 // Idle: the stretch ends and the thread sleeps.
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 policies
@@ -990,7 +971,7 @@ mod tests {
         });
         let tid = tid_rx.recv().expect("tid");
         std::thread::sleep(Duration::from_millis(200));
-        let asleep = policy_of(tid);
+        let asleep = poll_priority::policy_of(tid);
         let policies = serving.join().expect("serving thread");
         assert!(
             policies.contains(&libc::SCHED_IDLE),

@@ -303,9 +303,17 @@ fn set_policy_of(tid: libc::pid_t, policy: libc::c_int) -> bool {
 }
 
 /// The calling thread's id.
-fn this_tid() -> libc::pid_t {
+pub(super) fn this_tid() -> libc::pid_t {
     // SAFETY: gettid takes no arguments and cannot fail.
     unsafe { libc::gettid() }
+}
+
+/// Thread `tid`'s policy (0: the calling thread's), for tests that look
+/// at another thread.
+#[cfg(test)]
+pub(super) fn policy_of(tid: libc::pid_t) -> libc::c_int {
+    // SAFETY: sched_getscheduler takes a thread id and touches no memory.
+    unsafe { libc::sched_getscheduler(tid) }
 }
 
 #[cfg(test)]
@@ -337,12 +345,6 @@ mod tests {
     fn on_own_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         let _turn = one_awake_thread_at_a_time();
         std::thread::spawn(f).join().expect("thread")
-    }
-
-    /// Thread `tid`'s policy.
-    fn policy_of(tid: libc::pid_t) -> libc::c_int {
-        // SAFETY: sched_getscheduler takes a thread id and touches no memory.
-        unsafe { libc::sched_getscheduler(tid) }
     }
 
     #[test]

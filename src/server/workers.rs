@@ -19,6 +19,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::access_log;
 use super::idle_poll;
+use super::poll_priority;
 use crate::listen::Listener;
 use crate::metrics::IdlePollStats;
 
@@ -75,7 +76,7 @@ impl Workers {
                     .on_thread_unpark(idle_poll::wake_on_unpark)
                     // Blocking-pool threads are started from the serving
                     // thread, perhaps while it polls at SCHED_IDLE.
-                    .on_thread_start(idle_poll::reset_inherited_priority);
+                    .on_thread_start(poll_priority::reset_inherited);
             }
             let runtime = builder.build()?;
             let handle = runtime.handle().clone();
