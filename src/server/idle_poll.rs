@@ -160,7 +160,7 @@ pub(crate) fn wake_on_unpark() {
 /// `NAP_WHEN_CROWDED`. Best effort: the default slack only lengthens the
 /// naps.
 pub(crate) fn prepare_thread() {
-    super::poll_priority::allow_on_this_thread();
+    poll_priority::allow_on_this_thread();
     // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only the
     // calling thread's timer slack; no memory is passed to the kernel.
     unsafe {

@@ -285,9 +285,14 @@ fn idle_policy_can_be_left() -> bool {
 
 /// The calling thread's scheduling policy (-1 if it cannot be read).
 fn current_policy() -> libc::c_int {
-    // SAFETY: sched_getscheduler takes a thread id (0: the caller) and
-    // touches no memory.
-    unsafe { libc::sched_getscheduler(0) }
+    policy_of(0)
+}
+
+/// Thread `tid`'s scheduling policy (0: the caller's; -1 if it cannot be
+/// read).
+pub(super) fn policy_of(tid: libc::pid_t) -> libc::c_int {
+    // SAFETY: sched_getscheduler takes a thread id and touches no memory.
+    unsafe { libc::sched_getscheduler(tid) }
 }
 
 /// Sets the calling thread's policy (priority 0; its nice value is kept).
@@ -306,14 +311,6 @@ fn set_policy_of(tid: libc::pid_t, policy: libc::c_int) -> bool {
 pub(super) fn this_tid() -> libc::pid_t {
     // SAFETY: gettid takes no arguments and cannot fail.
     unsafe { libc::gettid() }
-}
-
-/// Thread `tid`'s policy (0: the calling thread's), for tests that look
-/// at another thread.
-#[cfg(test)]
-pub(super) fn policy_of(tid: libc::pid_t) -> libc::c_int {
-    // SAFETY: sched_getscheduler takes a thread id and touches no memory.
-    unsafe { libc::sched_getscheduler(tid) }
 }
 
 #[cfg(test)]
