@@ -35,8 +35,6 @@ pub trait BodyWatch: Send {
 pub struct GatewayBody {
     kind: Kind,
     watch: Option<Box<dyn BodyWatch>>,
-    /// Kept until the body is done with (sent or abandoned), then dropped.
-    held: Option<Box<dyn Send>>,
 }
 
 enum Kind {
@@ -65,7 +63,6 @@ impl GatewayBody {
         GatewayBody {
             kind: Kind::Full(Some(data)),
             watch: None,
-            held: None,
         }
     }
 
@@ -73,7 +70,6 @@ impl GatewayBody {
         GatewayBody {
             kind: Kind::Full(None),
             watch: None,
-            held: None,
         }
     }
 
@@ -94,7 +90,6 @@ impl GatewayBody {
                 ctx,
             },
             watch: None,
-            held: None,
         }
     }
 
@@ -129,15 +124,7 @@ impl GatewayBody {
         GatewayBody {
             kind: Kind::Boxed(UnsyncBoxBody::new(body)),
             watch: None,
-            held: None,
         }
-    }
-
-    /// Keeps `guard` until the body is dropped: its Drop tells when the
-    /// response is over (the connection's idle timer starts then).
-    pub fn holding(mut self, guard: Box<dyn Send>) -> Self {
-        self.held = Some(guard);
-        self
     }
 
     /// Reports what the body sends to `watch`, dropped with the body.

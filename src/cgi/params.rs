@@ -209,6 +209,7 @@ impl<'w, 'e, S: ParamSink> Emit<'w, 'e, S> {
         last
     }
 
+    #[inline]
     fn param(&mut self, name: &[u8], value: &[u8]) {
         let value = self.replacement(name).unwrap_or(value);
         self.writer.pair(name, value);

@@ -4,7 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::nvpair::{self, length_prefix};
+use super::nvpair::{self, length_prefix, short_len};
 use super::record::{
     padding_for, ProtocolStatus, RecordHeader, RecordType, Role, FLAG_KEEP_CONN, HEADER_LEN,
     MAX_CONTENT_LEN,
@@ -120,7 +120,30 @@ impl<'a> ParamsWriter<'a> {
     }
 
     /// One whole pair.
+    ///
+    /// Inlined, with a fast path for nearly every CGI param (both lengths
+    /// in one byte, the pair fits the open record): one room check and
+    /// three appends, the name's copy of a known size when the caller's
+    /// name is a constant. It writes exactly what the general path would.
+    #[inline(always)]
     pub fn pair(&mut self, name: &[u8], value: &[u8]) {
+        if let (Some(name_len), Some(value_len)) = (short_len(name.len()), short_len(value.len())) {
+            let total = 2 + name.len() + value.len();
+            if self.pending == 0 && self.stream.has_room(total) {
+                let out = &mut *self.stream.out;
+                out.reserve(total);
+                out.extend_from_slice(&[name_len, value_len]);
+                out.extend_from_slice(name);
+                out.extend_from_slice(value);
+                return;
+            }
+        }
+        self.pair_in_pieces(name, value);
+    }
+
+    /// [`ParamsWriter::pair`] for any lengths and wherever the open record
+    /// ends: announced, then split across records as needed.
+    fn pair_in_pieces(&mut self, name: &[u8], value: &[u8]) {
         if self.begin_pair(name.len(), value.len()) {
             self.piece(name);
             self.piece(value);
@@ -217,15 +240,23 @@ impl<'a> StreamWriter<'a> {
         }
     }
 
-    /// Inlined: it runs three times per pair, and the usual piece fits the
-    /// open record as it is (PARAMS are rarely over one record).
+    /// Whether `len` more bytes fit the open record without filling it (a
+    /// full record is closed by [`StreamWriter::write_split`]); `false`
+    /// when no record is open.
+    #[inline]
+    fn has_room(&self, len: usize) -> bool {
+        self.open
+            .is_some_and(|start| self.out.len() - start - HEADER_LEN + len < MAX_CONTENT_LEN)
+    }
+
+    /// Inlined: it runs for every piece of a pair written in pieces, and
+    /// the usual piece fits the open record as it is (PARAMS are rarely
+    /// over one record).
     #[inline]
     fn write(&mut self, data: &[u8]) {
-        if let Some(start) = self.open {
-            if self.out.len() - start - HEADER_LEN + data.len() < MAX_CONTENT_LEN {
-                self.out.extend_from_slice(data);
-                return;
-            }
+        if self.has_room(data.len()) {
+            self.out.extend_from_slice(data);
+            return;
         }
         self.write_split(data);
     }
@@ -508,6 +539,58 @@ mod tests {
         encode_params(&mut out, 1, &[(&b"N"[..], &value[..])]);
         let sizes: Vec<usize> = records(&out).iter().map(|(_, c)| c.len()).collect();
         assert_eq!(sizes, vec![65535, 0]);
+    }
+
+    /// The stream `pairs` must make: their encodings back to back, cut
+    /// into full records, then the empty one (built without ParamsWriter).
+    fn params_stream_reference(pairs: &[(Vec<u8>, Vec<u8>)]) -> BytesMut {
+        let mut content = BytesMut::new();
+        for (name, value) in pairs {
+            nvpair::encode_pair(&mut content, name, value);
+        }
+        let mut out = BytesMut::new();
+        encode_stream(&mut out, RecordType::Params, 1, &content);
+        encode_stream_end(&mut out, RecordType::Params, 1);
+        out
+    }
+
+    /// Short pairs take `pair`'s fast path while they fit the open record;
+    /// one that would fill it or cross its end goes the general way. Either
+    /// way the stream is the reference one, at every alignment.
+    #[test]
+    fn short_pairs_at_record_ends_match_the_reference() {
+        // Lengths 0..=127 on both sides, crossing two record ends.
+        let mut varied = Vec::new();
+        for i in 0..2000usize {
+            let name = vec![b'N'; 1 + i % 127];
+            let value = vec![b'v'; (i * 7) % 128];
+            varied.push((name, value));
+        }
+        let mut out = BytesMut::new();
+        let mut writer = ParamsWriter::new(&mut out, 1);
+        for (name, value) in &varied {
+            writer.pair(name, value);
+        }
+        writer.finish();
+        assert!(records(&out).len() >= 3, "the pairs cross a record end");
+        assert_eq!(out, params_stream_reference(&varied));
+
+        // A short pair that exactly fills the record, one short of filling
+        // it, and one a byte too long for it: 1 + 4 + 1 + long, then 4.
+        for long in [65525, 65524, 65526] {
+            let pairs = vec![
+                (b"L".to_vec(), vec![b'x'; long]),
+                (b"S".to_vec(), b"s".to_vec()),
+                (b"T".to_vec(), b"t".to_vec()),
+            ];
+            let mut out = BytesMut::new();
+            let mut writer = ParamsWriter::new(&mut out, 1);
+            for (name, value) in &pairs {
+                writer.pair(name, value);
+            }
+            writer.finish();
+            assert_eq!(out, params_stream_reference(&pairs), "long value {long}");
+        }
     }
 
     #[test]

@@ -55,6 +55,14 @@ pub fn encode_pair(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     }
 }
 
+/// A length in its 1-byte form, when it has one (up to 127).
+#[inline]
+pub(crate) fn short_len(len: usize) -> Option<u8> {
+    u8::try_from(len)
+        .ok()
+        .filter(|&b| usize::from(b) <= MAX_SHORT_LEN)
+}
+
 /// The encoded name and value lengths: up to 8 bytes, of which the first
 /// `.1` are used. `None` if either length is above [`MAX_NV_LEN`].
 ///
@@ -64,8 +72,8 @@ pub(crate) fn length_prefix(name_len: usize, value_len: usize) -> Option<([u8; 8
     let mut prefix = [0u8; 8];
     let mut used = 0;
     for len in [name_len, value_len] {
-        if len <= MAX_SHORT_LEN {
-            prefix[used] = u8::try_from(len).ok()?;
+        if let Some(short) = short_len(len) {
+            prefix[used] = short;
             used += 1;
         } else {
             let wide = u32::try_from(len)

@@ -39,6 +39,9 @@ pub struct AccessLog {
     /// From handing the request to the pool until the response head arrived.
     pub upstream_time: Option<Duration>,
     pub completed: bool,
+    /// The connection's request in progress: ended when the line is
+    /// written, with the body (the connection's idle timer starts then).
+    pub(crate) in_flight: Option<super::idle::InFlight>,
 }
 
 impl AccessLog {
@@ -49,6 +52,16 @@ impl AccessLog {
         remote: Endpoint,
         req: &http::Request<B>,
     ) -> Self {
+        // One pass over the headers, not two hashed lookups: cheaper for
+        // the few headers requests carry. The first value of each, as `get`.
+        let (mut referer, mut user_agent) = (None, None);
+        for (name, value) in req.headers() {
+            if name == header::REFERER {
+                referer.get_or_insert_with(|| value.clone());
+            } else if name == header::USER_AGENT {
+                user_agent.get_or_insert_with(|| value.clone());
+            }
+        }
         AccessLog {
             metrics,
             format,
@@ -57,12 +70,13 @@ impl AccessLog {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
-            referer: req.headers().get(header::REFERER).cloned(),
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+            referer,
+            user_agent,
             status: 0,
             bytes: 0,
             upstream_time: None,
             completed: false,
+            in_flight: None,
         }
     }
 }
@@ -1017,6 +1031,41 @@ mod tests {
             String::from_utf8(line).unwrap(),
             r#"127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] "GET /p.php?a=%22 HTTP/1.1" 404 1234 "-" "ua \x22quoted\x22" 0.005 0.003 aborted"#
         );
+    }
+
+    /// Referer and User-Agent are found among other headers, and of a
+    /// repeated one the first value is logged (as `HeaderMap::get` gives).
+    #[tokio::test]
+    async fn referer_and_agent_are_the_first_of_each() {
+        let req = http::Request::get("/")
+            .header(header::HOST, "example.com")
+            .header(header::USER_AGENT, "first agent")
+            .header("x-referer", "not this")
+            .header(header::ACCEPT, "*/*")
+            .header(header::USER_AGENT, "second agent")
+            .header(header::REFERER, "https://example.com/from")
+            .header(header::REFERER, "https://example.com/later")
+            .body(())
+            .unwrap();
+        let log = AccessLog::new(
+            metrics(),
+            AccessLogFormat::Combined,
+            Instant::now(),
+            Endpoint::Unix,
+            &req,
+        );
+        assert_eq!(log.user_agent.as_ref().unwrap(), "first agent");
+        assert_eq!(log.referer.as_ref().unwrap(), "https://example.com/from");
+
+        let bare = http::Request::get("/").body(()).unwrap();
+        let log = AccessLog::new(
+            metrics(),
+            AccessLogFormat::Combined,
+            Instant::now(),
+            Endpoint::Unix,
+            &bare,
+        );
+        assert!(log.user_agent.is_none() && log.referer.is_none());
     }
 
     /// A buffer grown by one huge line is given back; a usual one is kept.

@@ -19,6 +19,7 @@ use super::accel;
 use super::access_log::AccessLog;
 use super::forwarded::Client;
 use super::framing;
+use super::idle::InFlight;
 use super::respond;
 use super::site::SiteState;
 use super::site_rules;
@@ -45,6 +46,7 @@ pub(crate) async fn handle(
     local: Endpoint,
     tls: Option<TlsInfo>,
     mut req: Request<Incoming>,
+    in_flight: InFlight,
 ) -> Response<GatewayBody> {
     let start = Instant::now();
     framing::take_target_host(&mut req);
@@ -56,6 +58,8 @@ pub(crate) async fn handle(
         client.remote,
         &req,
     );
+    // Held by the log, which the response body holds: no allocation of its own.
+    log.in_flight = Some(in_flight);
     let dropped_length = req
         .extensions()
         .get::<framing::DroppedContentLength>()

@@ -491,11 +491,8 @@ async fn serve_conn<S>(
         // Boxed: hyper keeps a slot the size of this future for every
         // connection, idle ones too; the request's own state (~4 KB) is
         // better allocated only while a request runs.
-        let handling = Box::pin(handler::handle(state, remote, local, tls, req));
-        async move {
-            let resp = handling.await;
-            Ok::<_, std::convert::Infallible>(resp.map(|body| body.holding(Box::new(in_flight))))
-        }
+        let handling = Box::pin(handler::handle(state, remote, local, tls, req, in_flight));
+        async move { Ok::<_, std::convert::Infallible>(handling.await) }
     });
     // Once the listener stops, hyper finishes the request in flight (the
     // open streams, after a GOAWAY, on HTTP/2) and closes the connection.

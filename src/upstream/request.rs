@@ -69,6 +69,7 @@ pub fn encode_with(
 
 /// The CGI params go straight into the PARAMS stream.
 impl ParamSink for fastcgi::ParamsWriter<'_> {
+    #[inline]
     fn pair(&mut self, name: &[u8], value: &[u8]) {
         fastcgi::ParamsWriter::pair(self, name, value);
     }
