@@ -473,6 +473,9 @@ async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: b
     if count == 0 {
         return false;
     }
+    // Only the first `count` places are filled: the rest are not walked
+    // (usually one request goes ahead, of MAX_BEHIND places).
+    let claimed = &mut claimed[..count];
     let mut slices = [IoSlice::new(&[]); MAX_BEHIND];
     for (slice, (head, _)) in slices.iter_mut().zip(claimed.iter().flatten()) {
         *slice = IoSlice::new(head);
@@ -483,7 +486,7 @@ async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: b
     }
     let (Ok(sent) | Err(sent)) = written;
     let whole = heads_sent_whole(claimed.iter().flatten().map(|(head, _)| head.len()), sent);
-    for (index, (_, successor)) in claimed.into_iter().flatten().enumerate() {
+    for (index, (_, successor)) in claimed.iter_mut().filter_map(Option::take).enumerate() {
         if index < whole {
             // On the connection whole: php-fpm may run it, and the lease
             // answers for it from now on (even if the connection broke
