@@ -5,11 +5,13 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -40,14 +42,19 @@ const INLINE_BODY_LIMIT: u64 = 64 * 1024;
 
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
 
-pub(crate) async fn handle(
+/// Handles one request. A plain fn returning the future rather than an
+/// `async fn`: the checks before serving run here, and the future holds the
+/// request's head once, which the levels below borrow (an `async fn` keeps
+/// its arguments beside their moved copies, and each level took the request
+/// by value). The future is boxed and moved per request: smaller is cheaper.
+pub(crate) fn handle(
     state: Arc<AppState>,
     remote: Endpoint,
     local: Endpoint,
     tls: Option<TlsInfo>,
     mut req: Request<Incoming>,
     in_flight: InFlight,
-) -> Response<GatewayBody> {
+) -> impl Future<Output = Response<GatewayBody>> {
     let start = Instant::now();
     framing::take_target_host(&mut req);
     let client = state.forwarding.resolve(remote, req.headers());
@@ -68,14 +75,17 @@ pub(crate) async fn handle(
         Err(refusal) => Some(respond::refused(&refusal)),
         Ok(()) => state.limits.check(&req).err().map(respond::head_too_large),
     };
-    let (resp, upstream_time) = match refused {
-        None => serve(&state, start, client, local, tls, req).await,
-        Some(refused) => (refused, None),
-    };
-    let (parts, body) = resp.into_parts();
-    log.status = parts.status.as_u16();
-    log.upstream_time = upstream_time;
-    Response::from_parts(parts, body.watched(Box::new(log)))
+    let (head, body) = req.into_parts();
+    async move {
+        let (resp, upstream_time) = match refused {
+            None => serve(&state, start, client, local, tls, &head, body).await,
+            Some(refused) => (refused, None),
+        };
+        let (parts, body) = resp.into_parts();
+        log.status = parts.status.as_u16();
+        log.upstream_time = upstream_time;
+        Response::from_parts(parts, body.watched(Box::new(log)))
+    }
 }
 
 /// An answer, and whether the application gave it (error pages replace
@@ -96,13 +106,6 @@ impl Answer {
     }
 }
 
-/// What an error page's own request needs of the original one.
-struct OriginalHead {
-    uri: http::Uri,
-    version: http::Version,
-    headers: http::HeaderMap,
-}
-
 /// A request that passed framing, for the site its Host names: the site's
 /// rules, routing, then its error page and headers.
 async fn serve(
@@ -111,27 +114,22 @@ async fn serve(
     client: Client,
     local: Endpoint,
     tls: Option<TlsInfo>,
-    req: Request<Incoming>,
+    head: &Parts,
+    body: Incoming,
 ) -> (Response<GatewayBody>, Option<Duration>) {
     // Borrowed, not cloned: no shared reference count is touched per request.
     let site: &SiteState = state
         .sites
-        .for_host(site_rules::request_host(req.uri(), req.headers()));
+        .for_host(site_rules::request_host(&head.uri, &head.headers));
     let https = client.https || tls.is_some();
     // The path as rules match it, worked out only for a site with rules.
     let path = site_rules::has_path_rules(site)
-        .then(|| site_rules::normalised_path(req.uri().path()))
+        .then(|| site_rules::normalised_path(head.uri.path()))
         .flatten();
-    if let Some(mut resp) = site_rules::before_routing(site, &req, path.as_deref(), https) {
+    if let Some(mut resp) = site_rules::before_routing(site, head, path.as_deref(), https) {
         site_rules::add_headers(site, path.as_deref(), &mut resp);
         return (resp, None);
     }
-    // Kept for an error page's request, only when the site has pages.
-    let original = (!site.error_pages.is_empty()).then(|| OriginalHead {
-        uri: req.uri().clone(),
-        version: req.version(),
-        headers: req.headers().clone(),
-    });
     let ctx = Ctx {
         state,
         site,
@@ -140,20 +138,23 @@ async fn serve(
         local,
         tls,
     };
-    let answer = route_and_forward(&ctx, req).await;
+    let answer = route_and_forward(&ctx, head, body).await;
     let status = answer.resp.status().as_u16();
-    let page = original.and_then(|head| {
-        let wanted = !answer.from_app || site.intercept_errors;
-        let target = sites::error_page_for(&site.error_pages, status).filter(|_| wanted)?;
-        Some((head, target))
-    });
+    // An error page's request is made from the original head, which the
+    // caller keeps.
+    let page = (!site.error_pages.is_empty())
+        .then(|| {
+            let wanted = !answer.from_app || site.intercept_errors;
+            sites::error_page_for(&site.error_pages, status).filter(|_| wanted)
+        })
+        .flatten();
     let mut answer = match page {
         // The failed answer's body is dropped: its upstream exchange
         // finishes or is cancelled on its own.
         // Boxed: a rare path that runs a script of its own, whose future
         // would otherwise grow every request's by ~2 KB (moved by memcpy).
-        Some((head, target)) => {
-            match Box::pin(error_page(&ctx, &head, answer.resp.status(), target)).await {
+        Some(target) => {
+            match Box::pin(error_page(&ctx, head, answer.resp.status(), target)).await {
                 Some(page) => Answer {
                     upstream_time: page.upstream_time.or(answer.upstream_time),
                     ..page
@@ -183,7 +184,7 @@ struct Ctx<'a> {
 /// error page never loops.
 async fn error_page(
     ctx: &Ctx<'_>,
-    head: &OriginalHead,
+    head: &Parts,
     status: StatusCode,
     target: &ErrorTarget,
 ) -> Option<Answer> {
@@ -237,17 +238,17 @@ async fn error_page(
     Some(answer)
 }
 
-async fn route_and_forward(ctx: &Ctx<'_>, req: Request<Incoming>) -> Answer {
+async fn route_and_forward(ctx: &Ctx<'_>, head: &Parts, body: Incoming) -> Answer {
     let site = ctx.site;
     // This request's routing: a deploy switching the root's symlink
     // reaches the next requests, not this one.
     let routing = site.docroot.current(ctx.start);
-    let script = match route::resolve_at(&routing, req.uri().path(), req.uri().query(), ctx.start) {
+    let script = match route::resolve_at(&routing, head.uri.path(), head.uri.query(), ctx.start) {
         Route::Script(script) => script,
         Route::Static { path, seen } => {
             let seen = seen.as_ref().map(|s| &s.0);
             let served =
-                static_files::serve(&site.static_files, &path, seen, req.method(), req.headers())
+                static_files::serve(&site.static_files, &path, seen, &head.method, &head.headers)
                     .await;
             let resp = served.unwrap_or_else(|e| {
                 // Wrong methods and files gone since routing are the client's business.
@@ -263,17 +264,16 @@ async fn route_and_forward(ctx: &Ctx<'_>, req: Request<Incoming>) -> Answer {
         Route::BadRequest(why) => return Answer::ours(respond::bad_request(why)),
     };
 
-    let (parts, body) = req.into_parts();
-    let declared_length = parts.headers.get(header::CONTENT_LENGTH).is_some();
+    let declared_length = head.headers.get(header::CONTENT_LENGTH).is_some();
     let prepared = match prepare_body(body, declared_length, site.max_body_size).await {
         Ok(p) => p,
         Err(resp) => return Answer::ours(resp),
     };
     let request = ScriptRequest {
-        method: &parts.method,
-        uri: &parts.uri,
-        version: parts.version,
-        headers: &parts.headers,
+        method: &head.method,
+        uri: &head.uri,
+        version: head.version,
+        headers: &head.headers,
     };
     run_script(ctx, &routing, script, request, prepared).await
 }

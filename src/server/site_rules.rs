@@ -2,7 +2,8 @@
 //! redirects and deny patterns before routing; response headers after.
 //! Error pages, which run a request of their own, are in `handler`.
 
-use http::{header, HeaderMap, Request, Response, StatusCode, Uri};
+use http::request::Parts;
+use http::{header, HeaderMap, Response, StatusCode, Uri};
 
 use super::respond;
 use super::site::SiteState;
@@ -32,9 +33,9 @@ pub(crate) fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&
 }
 
 /// The answer a site's rules give before routing, if they do.
-pub(crate) fn before_routing<B>(
+pub(crate) fn before_routing(
     site: &SiteState,
-    req: &Request<B>,
+    req: &Parts,
     path: Option<&str>,
     https: bool,
 ) -> Option<Response<GatewayBody>> {
@@ -42,11 +43,11 @@ pub(crate) fn before_routing<B>(
     if site.redirects.is_empty() && site.deny.is_empty() && want_https.is_none() {
         return None;
     }
-    let host = request_host(req.uri(), req.headers())
+    let host = request_host(&req.uri, &req.headers)
         .map(sites::normalise_host)
         .or_else(|| site.server_name.clone())
         .unwrap_or_default();
-    let request_uri = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let request_uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     if let Some(port) = want_https {
         let authority = if port == 443 {
             host
@@ -68,7 +69,7 @@ pub(crate) fn before_routing<B>(
             server_name: site.server_name.as_deref().unwrap_or(&host),
             request_uri,
             uri: path_or_none,
-            args: req.uri().query().unwrap_or(""),
+            args: req.uri.query().unwrap_or(""),
         };
         let status = StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
         return Some(respond::redirect_with(status, &redirect.location(&vars)));

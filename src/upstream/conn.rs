@@ -6,10 +6,9 @@ use std::io::{self, IoSlice};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::oneshot;
 use tokio_util::either::Either;
 
 use super::body::RequestBody;
@@ -461,32 +460,40 @@ async fn exchange_with(
 /// successor is the one running). Whether any was written.
 async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: bool) -> bool {
     let places = guard.places_to_fill(ended).min(MAX_BEHIND);
-    let mut claimed: [Option<(Bytes, oneshot::Sender<Handoff>)>; MAX_BEHIND] = Default::default();
-    let mut count = 0;
-    while count < places {
+    if places == 0 {
+        return false;
+    }
+    let Some(first) = guard.claim_successor() else {
+        return false;
+    };
+    // Usually one request goes ahead: the others, when there are, in a list
+    // allocated only then. (Arrays of MAX_BEHIND places, held across the
+    // write, made every exchange's future ~0.9 KB larger.)
+    let mut rest = Vec::new();
+    while 1 + rest.len() < places {
         let Some(next) = guard.claim_successor() else {
             break;
         };
-        claimed[count] = Some(next);
-        count += 1;
+        rest.push(next);
     }
-    if count == 0 {
-        return false;
-    }
-    // Only the first `count` places are filled: the rest are not walked
-    // (usually one request goes ahead, of MAX_BEHIND places).
-    let claimed = &mut claimed[..count];
-    let mut slices = [IoSlice::new(&[]); MAX_BEHIND];
-    for (slice, (head, _)) in slices.iter_mut().zip(claimed.iter().flatten()) {
-        *slice = IoSlice::new(head);
-    }
-    let written = write_all_vectored(writer, &mut slices[..count]).await;
+    let written = if rest.is_empty() {
+        write_all_vectored(writer, &mut [IoSlice::new(&first.0)]).await
+    } else {
+        let mut slices: Vec<IoSlice<'_>> = std::iter::once(&first)
+            .chain(&rest)
+            .map(|(head, _)| IoSlice::new(head))
+            .collect();
+        write_all_vectored(writer, &mut slices).await
+    };
     if written.is_ok() {
         guard.wrote_ahead();
     }
     let (Ok(sent) | Err(sent)) = written;
-    let whole = heads_sent_whole(claimed.iter().flatten().map(|(head, _)| head.len()), sent);
-    for (index, (_, successor)) in claimed.iter_mut().filter_map(Option::take).enumerate() {
+    let lengths = std::iter::once(&first)
+        .chain(&rest)
+        .map(|(head, _)| head.len());
+    let whole = heads_sent_whole(lengths, sent);
+    for (index, (_, successor)) in std::iter::once(first).chain(rest).enumerate() {
         if index < whole {
             // On the connection whole: php-fpm may run it, and the lease
             // answers for it from now on (even if the connection broke
