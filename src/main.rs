@@ -7,7 +7,9 @@ use clap::Parser;
 use fcgi_gateway::cli::{Cli, Command};
 use fcgi_gateway::config;
 use fcgi_gateway::fpm::embedded::{EmbeddedFpm, FpmError, FpmSettings};
-use fcgi_gateway::server::{activation, BareAccessLines, Reload, Server, ThreadStderr};
+use fcgi_gateway::server::{
+    activation, AccessLinesBeside, BareAccessLines, Reload, Server, ThreadStderr,
+};
 use fcgi_gateway::shutdown;
 use tracing_subscriber::EnvFilter;
 
@@ -67,25 +69,21 @@ fn main() -> ExitCode {
 
 fn init_tracing(level: &str) {
     use std::io::IsTerminal;
-    use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::prelude::*;
     // RUST_LOG wins when set, so one module can be turned up without a restart of habits.
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let is_access = |meta: &tracing::Metadata<'_>| meta.target() == "access";
     // Access lines carry their own time and format (combined or JSON): they
     // are printed bare, so each line is exactly that format.
-    let access = BareAccessLines::new(ThreadStderr).with_filter(filter_fn(is_access));
+    let access = BareAccessLines::new(ThreadStderr);
     // Colours only for a person at a terminal, never into a file or journal.
     let rest = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter_fn(move |meta| !is_access(meta)));
+        .with_ansi(std::io::stderr().is_terminal());
     tracing_subscriber::registry()
         .with(filter)
-        .with(access)
-        .with(rest)
+        .with(AccessLinesBeside::new(access, rest))
         .init();
 }
 

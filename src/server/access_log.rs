@@ -98,7 +98,7 @@ impl Drop for AccessLog {
         let elapsed = self.start.elapsed();
         self.metrics.observe_request(self.status, elapsed);
         // With access lines filtered out (`--log-level warn`), build none.
-        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
             return;
         }
         // When the request came in, as the combined format has it.
@@ -110,12 +110,12 @@ impl Drop for AccessLog {
                 // A `str` message reaches a visitor as it is; "{text}"
                 // would go through `fmt` (~350 instructions a line).
                 match std::str::from_utf8(line) {
-                    Ok(text) => tracing::info!(target: "access", message = text),
+                    Ok(text) => tracing::info!(target: ACCESS_TARGET, message = text),
                     Err(e) => tracing::warn!(error = %e, "access log line not encoded"),
                 }
             }),
             AccessLogFormat::Json => match serde_json::to_string(&self.json(received, elapsed)) {
-                Ok(line) => tracing::info!(target: "access", message = line.as_str()),
+                Ok(line) => tracing::info!(target: ACCESS_TARGET, message = line.as_str()),
                 Err(e) => tracing::warn!(error = %e, "access log line not encoded"),
             },
         }
@@ -425,6 +425,135 @@ where
             // A log that cannot be written has nowhere to say so.
             let _ = std::io::Write::write_all(&mut self.make_writer.make_writer(), out);
         });
+    }
+}
+
+/// The target access lines are logged with.
+pub const ACCESS_TARGET: &str = "access";
+
+fn is_access(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == ACCESS_TARGET
+}
+
+/// Access lines to [`BareAccessLines`], every other event and all spans to
+/// `rest` (the `fmt` layer). One layer that routes by target rather than
+/// two behind per-layer filters: with those, an event one layer takes and
+/// the other refuses leaves its callsite's interest at "sometimes", so each
+/// access line asked the filters again, twice (~300 instructions a
+/// request); routed here, the interest is settled once per callsite.
+pub struct AccessLinesBeside<W, R> {
+    access: BareAccessLines<W>,
+    rest: R,
+}
+
+impl<W, R> AccessLinesBeside<W, R> {
+    pub fn new(access: BareAccessLines<W>, rest: R) -> Self {
+        AccessLinesBeside { access, rest }
+    }
+}
+
+impl<S, W, R> tracing_subscriber::Layer<S> for AccessLinesBeside<W, R>
+where
+    S: tracing::Subscriber,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+    R: tracing_subscriber::Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.rest.on_register_dispatch(subscriber);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.rest.on_layer(subscriber);
+    }
+
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if is_access(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            self.rest.register_callsite(meta)
+        }
+    }
+
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        is_access(meta) || self.rest.enabled(meta, ctx)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        // Access lines are INFO.
+        self.rest
+            .max_level_hint()
+            .map(|rest| rest.max(tracing::level_filters::LevelFilter::INFO))
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.rest.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(
+        &self,
+        span: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.rest.on_record(span, values, ctx);
+    }
+
+    fn on_follows_from(
+        &self,
+        span: &tracing::span::Id,
+        follows: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.rest.on_follows_from(span, follows, ctx);
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        is_access(event.metadata()) || self.rest.event_enabled(event, ctx)
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if is_access(event.metadata()) {
+            self.access.on_event(event, ctx);
+        } else {
+            self.rest.on_event(event, ctx);
+        }
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        self.rest.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        self.rest.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        self.rest.on_close(id, ctx);
+    }
+
+    fn on_id_change(
+        &self,
+        old: &tracing::span::Id,
+        new: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.rest.on_id_change(old, new, ctx);
     }
 }
 
@@ -1079,6 +1208,57 @@ mod tests {
         usual.extend_from_slice(b"line");
         keep_small(&mut usual);
         assert_eq!((usual.capacity(), &usual[..]), (2048, &b"line"[..]));
+    }
+
+    /// Access lines go bare to their writer and nowhere else; every other
+    /// event, and spans, go to the other layer alone. The global filter
+    /// still decides for both.
+    #[test]
+    fn access_lines_and_the_rest_are_routed_apart() {
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (lines, others) = (Sink::default(), Sink::default());
+        let (lines_w, others_w) = (lines.clone(), others.clone());
+        let rest = tracing_subscriber::fmt::layer()
+            .with_writer(move || others_w.clone())
+            .with_ansi(false)
+            .without_time();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("info"))
+            .with(AccessLinesBeside::new(
+                BareAccessLines::new(move || lines_w.clone()),
+                rest,
+            ));
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO));
+            let span = tracing::info_span!("conn", client = 7);
+            let _entered = span.enter();
+            tracing::info!(target: ACCESS_TARGET, message = "the line");
+            tracing::warn!(code = 3, "something else");
+            // Below the filter's level: neither gets it.
+            tracing::debug!(target: ACCESS_TARGET, message = "hidden line");
+            tracing::debug!("hidden other");
+        });
+        let lines = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let others = String::from_utf8(others.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(lines, "the line\n");
+        assert!(others.contains("something else"), "{others}");
+        assert!(others.contains("conn{client=7}"), "span context: {others}");
+        assert!(
+            !others.contains("the line") && !others.contains("hidden"),
+            "{others}"
+        );
+        assert_eq!(others.lines().count(), 1, "{others}");
     }
 
     /// The layer prints each access event's message alone on its line,

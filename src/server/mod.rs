@@ -44,7 +44,7 @@ use listeners::ListenerSet;
 pub use reload::Reload;
 use tls::ReloadableTls;
 
-pub use access_log::{AccessLogFormat, BareAccessLines, ThreadStderr};
+pub use access_log::{AccessLinesBeside, AccessLogFormat, BareAccessLines, ThreadStderr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
