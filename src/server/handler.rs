@@ -117,22 +117,23 @@ async fn serve(
     head: &Parts,
     body: Incoming,
 ) -> (Response<GatewayBody>, Option<Duration>) {
+    // Looked up once: the site, its rules and SERVER_NAME all use it.
+    let host = site_rules::request_host(&head.uri, &head.headers);
     // Borrowed, not cloned: no shared reference count is touched per request.
-    let site: &SiteState = state
-        .sites
-        .for_host(site_rules::request_host(&head.uri, &head.headers));
+    let site: &SiteState = state.sites.for_host(host);
     let https = client.https || tls.is_some();
     // The path as rules match it, worked out only for a site with rules.
     let path = site_rules::has_path_rules(site)
         .then(|| site_rules::normalised_path(head.uri.path()))
         .flatten();
-    if let Some(mut resp) = site_rules::before_routing(site, head, path.as_deref(), https) {
+    if let Some(mut resp) = site_rules::before_routing(site, head, host, path.as_deref(), https) {
         site_rules::add_headers(site, path.as_deref(), &mut resp);
         return (resp, None);
     }
     let ctx = Ctx {
         state,
         site,
+        host,
         start,
         client,
         local,
@@ -172,6 +173,8 @@ async fn serve(
 struct Ctx<'a> {
     state: &'a AppState,
     site: &'a SiteState,
+    /// The host the request names (`site_rules::request_host`).
+    host: Option<&'a str>,
     start: Instant,
     client: Client,
     local: Endpoint,
@@ -296,7 +299,7 @@ async fn run_script(
     prepared: PreparedBody,
 ) -> Answer {
     let (state, site) = (ctx.state, ctx.site);
-    let server_name = choose_server_name(site, req.uri, req.headers, ctx.local);
+    let server_name = choose_server_name(site, ctx.host, ctx.local);
     let info = RequestInfo {
         method: req.method,
         uri: req.uri,
@@ -571,15 +574,13 @@ async fn drain(mut rx: UpstreamResponse, ctx: StderrContext) {
 /// (without port), else the local address.
 fn choose_server_name<'a>(
     site: &'a SiteState,
-    uri: &'a http::Uri,
-    headers: &'a http::HeaderMap,
+    host: Option<&'a str>,
     local: Endpoint,
 ) -> Cow<'a, str> {
     if let Some(name) = &site.server_name {
         return Cow::Borrowed(name);
     }
-    let host = site_rules::request_host(uri, headers).map(strip_port);
-    match host {
+    match host.map(strip_port) {
         Some(h) if !h.is_empty() => Cow::Borrowed(h),
         _ => Cow::Owned(match local {
             Endpoint::Tcp(a) => a.ip().to_string(),

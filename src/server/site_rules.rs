@@ -32,10 +32,12 @@ pub(crate) fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&
         .filter(|h| !h.is_empty())
 }
 
-/// The answer a site's rules give before routing, if they do.
+/// The answer a site's rules give before routing, if they do; `host` is
+/// [`request_host`]'s.
 pub(crate) fn before_routing(
     site: &SiteState,
     req: &Parts,
+    host: Option<&str>,
     path: Option<&str>,
     https: bool,
 ) -> Option<Response<GatewayBody>> {
@@ -43,7 +45,7 @@ pub(crate) fn before_routing(
     if site.redirects.is_empty() && site.deny.is_empty() && want_https.is_none() {
         return None;
     }
-    let host = request_host(&req.uri, &req.headers)
+    let host = host
         .map(sites::normalise_host)
         .or_else(|| site.server_name.clone())
         .unwrap_or_default();
