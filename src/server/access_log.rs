@@ -15,6 +15,8 @@ use serde::Serialize;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
+use tracing::span;
+use tracing_subscriber::layer::Context;
 
 use crate::ascii;
 use crate::cgi::params::Endpoint;
@@ -418,7 +420,7 @@ where
     S: tracing::Subscriber,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
 {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         with_thread_buffer(&OUT, |out| {
             event.record(&mut MessageInto(out));
             out.push(b'\n');
@@ -477,11 +479,7 @@ where
         }
     }
 
-    fn enabled(
-        &self,
-        meta: &tracing::Metadata<'_>,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) -> bool {
+    fn enabled(&self, meta: &tracing::Metadata<'_>, ctx: Context<'_, S>) -> bool {
         is_access(meta) || self.rest.enabled(meta, ctx)
     }
 
@@ -492,42 +490,23 @@ where
             .map(|rest| rest.max(tracing::level_filters::LevelFilter::INFO))
     }
 
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         self.rest.on_new_span(attrs, id, ctx);
     }
 
-    fn on_record(
-        &self,
-        span: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
+    fn on_record(&self, span: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
         self.rest.on_record(span, values, ctx);
     }
 
-    fn on_follows_from(
-        &self,
-        span: &tracing::span::Id,
-        follows: &tracing::span::Id,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
+    fn on_follows_from(&self, span: &span::Id, follows: &span::Id, ctx: Context<'_, S>) {
         self.rest.on_follows_from(span, follows, ctx);
     }
 
-    fn event_enabled(
-        &self,
-        event: &tracing::Event<'_>,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) -> bool {
+    fn event_enabled(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) -> bool {
         is_access(event.metadata()) || self.rest.event_enabled(event, ctx)
     }
 
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         if is_access(event.metadata()) {
             self.access.on_event(event, ctx);
         } else {
@@ -535,24 +514,19 @@ where
         }
     }
 
-    fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
         self.rest.on_enter(id, ctx);
     }
 
-    fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
         self.rest.on_exit(id, ctx);
     }
 
-    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
         self.rest.on_close(id, ctx);
     }
 
-    fn on_id_change(
-        &self,
-        old: &tracing::span::Id,
-        new: &tracing::span::Id,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
+    fn on_id_change(&self, old: &span::Id, new: &span::Id, ctx: Context<'_, S>) {
         self.rest.on_id_change(old, new, ctx);
     }
 }
@@ -1210,23 +1184,26 @@ mod tests {
         assert_eq!((usual.capacity(), &usual[..]), (2048, &b"line"[..]));
     }
 
+    /// A writer that keeps what the layers write, for the tests to read.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     /// Access lines go bare to their writer and nowhere else; every other
     /// event, and spans, go to the other layer alone. The global filter
     /// still decides for both.
     #[test]
     fn access_lines_and_the_rest_are_routed_apart() {
         use tracing_subscriber::layer::SubscriberExt;
-        #[derive(Clone, Default)]
-        struct Sink(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Sink {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let (lines, others) = (Sink::default(), Sink::default());
         let (lines_w, others_w) = (lines.clone(), others.clone());
         let rest = tracing_subscriber::fmt::layer()
@@ -1267,17 +1244,6 @@ mod tests {
     #[test]
     fn bare_lines_print_the_message_alone() {
         use tracing_subscriber::layer::SubscriberExt;
-        #[derive(Clone, Default)]
-        struct Sink(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Sink {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let sink = Sink::default();
         let writer = sink.clone();
         let subscriber =
