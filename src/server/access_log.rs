@@ -41,9 +41,6 @@ pub struct AccessLog {
     /// From handing the request to the pool until the response head arrived.
     pub upstream_time: Option<Duration>,
     pub completed: bool,
-    /// The connection's request in progress: ended when the line is
-    /// written, with the body (the connection's idle timer starts then).
-    pub(crate) in_flight: Option<super::idle::InFlight>,
 }
 
 impl AccessLog {
@@ -78,7 +75,6 @@ impl AccessLog {
             bytes: 0,
             upstream_time: None,
             completed: false,
-            in_flight: None,
         }
     }
 }

@@ -65,8 +65,6 @@ pub(crate) fn handle(
         client.remote,
         &req,
     );
-    // Held by the log, which the response body holds: no allocation of its own.
-    log.in_flight = Some(in_flight);
     let dropped_length = req
         .extensions()
         .get::<framing::DroppedContentLength>()
@@ -84,7 +82,31 @@ pub(crate) fn handle(
         let (parts, body) = resp.into_parts();
         log.status = parts.status.as_u16();
         log.upstream_time = upstream_time;
-        Response::from_parts(parts, body.watched(Box::new(log)))
+        let end = RequestEnd {
+            log,
+            _in_flight: in_flight,
+        };
+        Response::from_parts(parts, body.watched(Box::new(end)))
+    }
+}
+
+/// What the response body holds until it is sent or abandoned: the access
+/// record, told what goes out, then the connection's in-flight guard. One
+/// allocation for both; fields drop in order, so the line is written
+/// before the connection's idle timer starts.
+struct RequestEnd {
+    log: AccessLog,
+    /// Held for its drop only.
+    _in_flight: InFlight,
+}
+
+impl crate::body::BodyWatch for RequestEnd {
+    fn sent(&mut self, bytes: usize) {
+        self.log.sent(bytes);
+    }
+
+    fn completed(&mut self) {
+        self.log.completed();
     }
 }
 

@@ -476,23 +476,18 @@ async fn send_ahead(guard: &mut LeaseGuard, writer: &mut WriteHalf<'_>, ended: b
         };
         rest.push(next);
     }
+    let heads = || std::iter::once(&first).chain(&rest).map(|(head, _)| head);
     let written = if rest.is_empty() {
         write_all_vectored(writer, &mut [IoSlice::new(&first.0)]).await
     } else {
-        let mut slices: Vec<IoSlice<'_>> = std::iter::once(&first)
-            .chain(&rest)
-            .map(|(head, _)| IoSlice::new(head))
-            .collect();
+        let mut slices: Vec<IoSlice<'_>> = heads().map(|head| IoSlice::new(head)).collect();
         write_all_vectored(writer, &mut slices).await
     };
     if written.is_ok() {
         guard.wrote_ahead();
     }
     let (Ok(sent) | Err(sent)) = written;
-    let lengths = std::iter::once(&first)
-        .chain(&rest)
-        .map(|(head, _)| head.len());
-    let whole = heads_sent_whole(lengths, sent);
+    let whole = heads_sent_whole(heads().map(|head| head.len()), sent);
     for (index, (_, successor)) in std::iter::once(first).chain(rest).enumerate() {
         if index < whole {
             // On the connection whole: php-fpm may run it, and the lease
