@@ -16,6 +16,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio_util::either::Either;
 
 use super::accel;
 use super::access_log::AccessLog;
@@ -129,16 +130,18 @@ impl Answer {
 }
 
 /// A request that passed framing, for the site its Host names: the site's
-/// rules, routing, then its error page and headers.
-async fn serve(
-    state: &AppState,
+/// rules, routing, then its error page and headers. A plain fn returning
+/// the future, so that what the rules need stays out of it: the future is
+/// boxed and moved per request: smaller is cheaper.
+fn serve<'a>(
+    state: &'a AppState,
     start: Instant,
     client: Client,
     local: Endpoint,
     tls: Option<TlsInfo>,
-    head: &Parts,
+    head: &'a Parts,
     body: Incoming,
-) -> (Response<GatewayBody>, Option<Duration>) {
+) -> impl Future<Output = (Response<GatewayBody>, Option<Duration>)> + 'a {
     // Looked up once: the site, its rules and SERVER_NAME all use it.
     let host = site_rules::request_host(&head.uri, &head.headers);
     // Borrowed, not cloned: no shared reference count is touched per request.
@@ -150,7 +153,7 @@ async fn serve(
         .flatten();
     if let Some(mut resp) = site_rules::before_routing(site, head, host, path.as_deref(), https) {
         site_rules::add_headers(site, path.as_deref(), &mut resp);
-        return (resp, None);
+        return Either::Left(std::future::ready((resp, None)));
     }
     let ctx = Ctx {
         state,
@@ -161,34 +164,27 @@ async fn serve(
         local,
         tls,
     };
-    let answer = route_and_forward(&ctx, head, body).await;
-    let status = answer.resp.status().as_u16();
-    // An error page's request is made from the original head, which the
-    // caller keeps.
-    let page = (!site.error_pages.is_empty())
-        .then(|| {
-            let wanted = !answer.from_app || site.intercept_errors;
-            sites::error_page_for(&site.error_pages, status).filter(|_| wanted)
-        })
-        .flatten();
-    let mut answer = match page {
-        // The failed answer's body is dropped: its upstream exchange
-        // finishes or is cancelled on its own.
-        // Boxed: a rare path that runs a script of its own, whose future
-        // would otherwise grow every request's by ~2 KB (moved by memcpy).
-        Some(target) => {
-            match Box::pin(error_page(&ctx, head, answer.resp.status(), target)).await {
-                Some(page) => Answer {
-                    upstream_time: page.upstream_time.or(answer.upstream_time),
-                    ..page
-                },
-                None => answer,
-            }
-        }
-        None => answer,
-    };
-    site_rules::add_headers(site, path.as_deref(), &mut answer.resp);
-    (answer.resp, answer.upstream_time)
+    Either::Right(async move {
+        let answer = route_and_forward(&ctx, head, body).await;
+        let status = answer.resp.status().as_u16();
+        // An error page's request is made from the original head, which the
+        // caller keeps.
+        let page = (!site.error_pages.is_empty())
+            .then(|| {
+                let wanted = !answer.from_app || site.intercept_errors;
+                sites::error_page_for(&site.error_pages, status).filter(|_| wanted)
+            })
+            .flatten();
+        let mut answer = match page {
+            // Boxed, with the answer it may replace: a rare path that runs a
+            // script of its own, whose future would otherwise grow every
+            // request's, which is boxed and moved by memcpy.
+            Some(target) => Box::pin(answer_with_error_page(&ctx, head, answer, target)).await,
+            None => answer,
+        };
+        site_rules::add_headers(site, path.as_deref(), &mut answer.resp);
+        (answer.resp, answer.upstream_time)
+    })
 }
 
 /// What running a request for a site needs besides the request.
@@ -201,6 +197,24 @@ struct Ctx<'a> {
     client: Client,
     local: Endpoint,
     tls: Option<TlsInfo>,
+}
+
+/// `answer` replaced by the error page `target`, or as it is when the page
+/// cannot be served. The failed answer's body is dropped: its upstream
+/// exchange finishes or is cancelled on its own.
+async fn answer_with_error_page(
+    ctx: &Ctx<'_>,
+    head: &Parts,
+    answer: Answer,
+    target: &ErrorTarget,
+) -> Answer {
+    match error_page(ctx, head, answer.resp.status(), target).await {
+        Some(page) => Answer {
+            upstream_time: page.upstream_time.or(answer.upstream_time),
+            ..page
+        },
+        None => answer,
+    }
 }
 
 /// The error page `target` for an answer with `status`: a file or a script
@@ -239,11 +253,7 @@ async fn error_page(
             Answer::ours(served)
         }
         Route::Script(script) => {
-            let empty = PreparedBody {
-                content_length: None,
-                inline: Bytes::new(),
-                body: RequestBody::Empty,
-            };
+            let empty = PreparedBody::empty(false);
             let request = ScriptRequest {
                 method: &Method::GET,
                 uri: &head.uri,
@@ -271,10 +281,14 @@ async fn route_and_forward(ctx: &Ctx<'_>, head: &Parts, body: Incoming) -> Answe
     let script = match route::resolve_at(&routing, head.uri.path(), head.uri.query(), ctx.start) {
         Route::Script(script) => script,
         Route::Static { path, seen } => {
-            let seen = seen.as_ref().map(|s| &s.0);
-            let served =
+            // Boxed with the path and validators it borrows: held across
+            // the await here, they would grow every request's future.
+            let served = Box::pin(async move {
+                let seen = seen.as_ref().map(|s| &s.0);
                 static_files::serve(&site.static_files, &path, seen, &head.method, &head.headers)
-                    .await;
+                    .await
+            })
+            .await;
             let resp = served.unwrap_or_else(|e| {
                 // Wrong methods and files gone since routing are the client's business.
                 if let static_files::StaticError::Io { .. } = e {
@@ -290,9 +304,15 @@ async fn route_and_forward(ctx: &Ctx<'_>, head: &Parts, body: Incoming) -> Answe
     };
 
     let declared_length = head.headers.get(header::CONTENT_LENGTH).is_some();
-    let prepared = match prepare_body(body, declared_length, site.max_body_size).await {
-        Ok(p) => p,
-        Err(resp) => return Answer::ours(resp),
+    let prepared = if body.is_end_stream() {
+        PreparedBody::empty(declared_length)
+    } else {
+        // Boxed: most requests have no body, and reading one would grow
+        // every request's future by ~750 bytes.
+        match Box::pin(prepare_body(body, declared_length, site.max_body_size)).await {
+            Ok(p) => p,
+            Err(resp) => return Answer::ours(resp),
+        }
     };
     let request = ScriptRequest {
         method: &head.method,
@@ -313,13 +333,17 @@ struct ScriptRequest<'a> {
 }
 
 /// Runs `script` through the site's upstreams and answers with its output.
-async fn run_script(
-    ctx: &Ctx<'_>,
-    routing: &route::RouteConfig,
+/// A plain fn returning the future: the request is encoded and handed to
+/// the upstream here, so what that needs (the script, its CGI variables,
+/// the prepared body) is never part of the future, which waits on php-fpm
+/// for every PHP request and is moved and kept per request.
+fn run_script<'a>(
+    ctx: &'a Ctx<'a>,
+    routing: &'a route::RouteConfig,
     script: route::Script,
-    req: ScriptRequest<'_>,
+    req: ScriptRequest<'a>,
     prepared: PreparedBody,
-) -> Answer {
+) -> impl Future<Output = Answer> + 'a {
     let (state, site) = (ctx.state, ctx.site);
     let server_name = choose_server_name(site, ctx.host, ctx.local);
     let info = RequestInfo {
@@ -366,52 +390,54 @@ async fn run_script(
         script: script.script_name,
         script_filename: script.script_filename,
     };
-    let (mut head, first, rx, timing) = match read_head(rx, &stderr_ctx).await {
-        Ok(read) => read,
-        Err(resp) => {
+    async move {
+        let (mut head, first, rx, timing) = match read_head(rx, &stderr_ctx).await {
+            Ok(read) => read,
+            Err(resp) => {
+                return Answer {
+                    resp,
+                    upstream_time: Some(upstream_start.elapsed()),
+                    from_app: false,
+                }
+            }
+        };
+        let upstream_time = Some(upstream_start.elapsed());
+        let directives = accel::take_directives(&mut head);
+        if let Some(target) = directives
+            .file
+            .as_ref()
+            .and_then(|f| accel::resolve(site, routing, f))
+        {
+            // The file replaces the body: read the rest so the connection can be reused.
+            tokio::spawn(drain(rx, stderr_ctx));
+            // Boxed, as a rare path: it would grow every PHP request's future.
+            let mut resp = Box::pin(accel::serve(
+                site,
+                target,
+                head.headers,
+                req.method,
+                req.headers,
+            ))
+            .await;
+            add_server_timing(&mut resp, timing, ctx.start);
             return Answer {
                 resp,
-                upstream_time: Some(upstream_start.elapsed()),
-                from_app: false,
-            }
+                upstream_time,
+                from_app: true,
+            };
         }
-    };
-    let upstream_time = Some(upstream_start.elapsed());
-    let directives = accel::take_directives(&mut head);
-    if let Some(target) = directives
-        .file
-        .as_ref()
-        .and_then(|f| accel::resolve(site, routing, f))
-    {
-        // The file replaces the body: read the rest so the connection can be reused.
-        tokio::spawn(drain(rx, stderr_ctx));
-        // Boxed, as a rare path: it would grow every PHP request's future.
-        let mut resp = Box::pin(accel::serve(
-            site,
-            target,
-            head.headers,
-            req.method,
-            req.headers,
-        ))
-        .await;
+        let resp = build_response(head, first, rx, stderr_ctx, req.method);
+        let mut resp = if site.compress {
+            compress::apply(resp, req.headers, directives.unbuffered)
+        } else {
+            resp
+        };
         add_server_timing(&mut resp, timing, ctx.start);
-        return Answer {
+        Answer {
             resp,
             upstream_time,
             from_app: true,
-        };
-    }
-    let resp = build_response(head, first, rx, stderr_ctx, req.method);
-    let mut resp = if site.compress {
-        compress::apply(resp, req.headers, directives.unbuffered)
-    } else {
-        resp
-    };
-    add_server_timing(&mut resp, timing, ctx.start);
-    Answer {
-        resp,
-        upstream_time,
-        from_app: true,
+        }
     }
 }
 
@@ -445,6 +471,17 @@ struct PreparedBody {
     body: RequestBody,
 }
 
+impl PreparedBody {
+    /// No body; CONTENT_LENGTH 0 when the request declared a length.
+    fn empty(declared_length: bool) -> PreparedBody {
+        PreparedBody {
+            content_length: declared_length.then_some(0),
+            inline: Bytes::new(),
+            body: RequestBody::Empty,
+        }
+    }
+}
+
 /// Decides how the request body travels: small ones inline with the head,
 /// large ones with a Content-Length streamed, unknown lengths spooled first.
 async fn prepare_body(
@@ -452,11 +489,7 @@ async fn prepare_body(
     declared_length: bool,
     max_body_size: u64,
 ) -> Result<PreparedBody, Response<GatewayBody>> {
-    let empty = PreparedBody {
-        content_length: declared_length.then_some(0),
-        inline: Bytes::new(),
-        body: RequestBody::Empty,
-    };
+    let empty = PreparedBody::empty(declared_length);
     if body.is_end_stream() {
         return Ok(empty);
     }

@@ -141,41 +141,46 @@ pub async fn forward(pool: Pool, mut request: FcgiRequest, out: OutputSink, meas
 /// Like [`forward`], over several upstreams: each attempt goes to the one
 /// `Upstreams::pick` chooses; a request that never reached php-fpm goes to
 /// another one, each upstream at most once. One whose fate is unknown is
-/// not sent again (502), as with one upstream.
-pub async fn forward_balanced(
+/// not sent again (502), as with one upstream. (A plain fn returning the
+/// future: an `async fn` would keep its arguments twice, and this future
+/// is boxed per request.)
+#[allow(clippy::manual_async_fn)] // see above: not the same future
+pub fn forward_balanced(
     upstreams: Upstreams,
     mut request: FcgiRequest,
     out: OutputSink,
     measure: Measure,
-) {
-    let mut watch = Stopwatch::new(measure);
-    let policy = upstreams.health_policy();
-    let mut tried = Vec::new();
-    let mut last_error = None;
-    loop {
-        let Some((member, _in_flight)) = upstreams.pick(&tried) else {
-            let error = last_error.unwrap_or(UpstreamError::NoUpstream);
-            report(&out, error).await;
-            return;
-        };
-        watch.pool = Some(member.pool().clone());
-        let result = attempt(member.pool(), &mut request, &out, &mut watch, measure).await;
-        balance::judge(
-            &member,
-            policy,
-            result.as_ref().map(|_| ()).map_err(|f| &f.error),
-        );
-        let Err(failed) = result else { return };
-        if !failed.may_go_elsewhere {
-            report(&out, failed.error).await;
-            return;
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let mut watch = Stopwatch::new(measure);
+        let policy = upstreams.health_policy();
+        let mut tried = Vec::new();
+        let mut last_error = None;
+        loop {
+            let Some((member, _in_flight)) = upstreams.pick(&tried) else {
+                let error = last_error.unwrap_or(UpstreamError::NoUpstream);
+                report(&out, error).await;
+                return;
+            };
+            watch.pool = Some(member.pool().clone());
+            let result = attempt(member.pool(), &mut request, &out, &mut watch, measure).await;
+            balance::judge(
+                &member,
+                policy,
+                result.as_ref().map(|_| ()).map_err(|f| &f.error),
+            );
+            let Err(failed) = result else { return };
+            if !failed.may_go_elsewhere {
+                report(&out, failed.error).await;
+                return;
+            }
+            tracing::debug!(upstream = %member.addr(), error = %failed.error, "the request did not reach this upstream; trying another");
+            tried.push(member);
+            if upstreams.members().len() > tried.len() {
+                upstreams.note_failover();
+            }
+            last_error = Some(failed.error);
         }
-        tracing::debug!(upstream = %member.addr(), error = %failed.error, "the request did not reach this upstream; trying another");
-        tried.push(member);
-        if upstreams.members().len() > tried.len() {
-            upstreams.note_failover();
-        }
-        last_error = Some(failed.error);
     }
 }
 
@@ -253,7 +258,7 @@ async fn attempt(
 }
 
 /// How many response records may wait between php-fpm and a slow client.
-const RESPONSE_QUEUE_DEPTH: usize = 8;
+const RESPONSE_QUEUE_DEPTH: usize = output::MAX_QUEUED;
 
 /// A request on its way through the pool, driven by whoever reads its
 /// output: no task of its own, so no cross-thread hand-off per request.

@@ -2,7 +2,6 @@
 //! goes (`OutputSink`): a channel read by another task, or the queue of an
 //! `UpstreamResponse` whose reader drives the exchange itself.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
@@ -79,7 +78,7 @@ impl OutputSink {
 #[derive(Debug)]
 pub struct InlineQueue {
     depth: usize,
-    items: Mutex<VecDeque<Output>>,
+    items: Mutex<Queued>,
     /// The queue may hold something: set by a push, cleared when a pop
     /// empties it, both under the lock. Read without it by the reader, on
     /// the thread that just polled the exchange (the only place anything
@@ -87,16 +86,74 @@ pub struct InlineQueue {
     pushed: AtomicBool,
 }
 
+/// The most an inline queue holds.
+pub const MAX_QUEUED: usize = 8;
+
+/// Output in arrival order: a ring of `MAX_QUEUED` places inside the
+/// queue's own allocation (a `VecDeque` would allocate again per request).
+#[derive(Debug)]
+pub struct Queued {
+    places: [Option<Output>; MAX_QUEUED],
+    /// Where the oldest is.
+    front: usize,
+    len: usize,
+}
+
+impl Queued {
+    fn new() -> Queued {
+        Queued {
+            places: [const { None }; MAX_QUEUED],
+            front: 0,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `out`; false, leaving it, when full.
+    fn push_back(&mut self, out: &mut Option<Output>) -> bool {
+        if self.len == MAX_QUEUED {
+            return false;
+        }
+        self.places[(self.front + self.len) % MAX_QUEUED] = out.take();
+        self.len += 1;
+        true
+    }
+
+    fn pop_front(&mut self) -> Option<Output> {
+        if self.len == 0 {
+            return None;
+        }
+        let out = self.places[self.front].take();
+        self.front = (self.front + 1) % MAX_QUEUED;
+        self.len -= 1;
+        out
+    }
+
+    /// The queued output, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Output> {
+        (0..self.len).filter_map(|i| self.places[(self.front + i) % MAX_QUEUED].as_ref())
+    }
+}
+
 impl InlineQueue {
+    /// A queue holding at most `depth` pieces (at most `MAX_QUEUED`).
     pub fn new(depth: usize) -> Arc<InlineQueue> {
+        debug_assert!(depth <= MAX_QUEUED);
         Arc::new(InlineQueue {
-            depth,
-            items: Mutex::new(VecDeque::new()),
+            depth: depth.min(MAX_QUEUED),
+            items: Mutex::new(Queued::new()),
             pushed: AtomicBool::new(false),
         })
     }
 
-    fn items(&self) -> MutexGuard<'_, VecDeque<Output>> {
+    fn items(&self) -> MutexGuard<'_, Queued> {
         // A panic while the lock was held left a queue of whole items.
         self.items
             .lock()
@@ -111,8 +168,7 @@ impl InlineQueue {
         if items.len() >= self.depth {
             return Poll::Pending;
         }
-        if let Some(out) = out.take() {
-            items.push_back(out);
+        if out.is_some() && items.push_back(out) {
             self.pushed.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Ok(()))
@@ -131,13 +187,11 @@ impl InlineQueue {
         item
     }
 
-    /// Everything queued, taken at once, if `wanted` says so of it.
-    pub fn take_all_if(
-        &self,
-        wanted: impl FnOnce(&VecDeque<Output>) -> bool,
-    ) -> Option<Vec<Output>> {
+    /// Everything queued, taken at once, if `wanted` says so of it (an
+    /// empty list allocates nothing).
+    pub fn take_all_if(&self, wanted: impl FnOnce(&Queued) -> bool) -> Option<Vec<Output>> {
         let mut items = self.items();
-        let taken = wanted(&items).then(|| items.drain(..).collect());
+        let taken = wanted(&items).then(|| std::iter::from_fn(|| items.pop_front()).collect());
         if items.is_empty() {
             self.pushed.store(false, Ordering::Relaxed);
         }
@@ -206,6 +260,61 @@ mod tests {
         assert_eq!(texts, ["a", "b"]);
         assert_eq!(third.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
         assert!(matches!(queue.pop(), Some(Output::Stdout(b)) if b == "c"));
+        assert!(queue.pop().is_none());
+    }
+
+    #[test]
+    fn inline_queue_keeps_order_around_its_ring_and_holds_back_when_full() {
+        let queue = InlineQueue::new(MAX_QUEUED);
+        let sink = OutputSink::Inline(queue.clone());
+        let mut cx = Context::from_waker(Waker::noop());
+        let texts = [
+            "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
+        ];
+        let mut sent = 0;
+        let mut taken = Vec::new();
+        // Push until full, take three, push again: the places go round.
+        while taken.len() < texts.len() {
+            while sent < texts.len() {
+                let mut send = pin!(sink.send(stdout(texts[sent])));
+                if send.as_mut().poll(&mut cx).is_pending() {
+                    assert_eq!(queue.items().len(), MAX_QUEUED, "pending only when full");
+                    break;
+                }
+                sent += 1;
+            }
+            for _ in 0..3 {
+                match queue.pop() {
+                    Some(Output::Stdout(b)) => taken.push(b),
+                    Some(other) => panic!("unexpected {other:?}"),
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(taken, texts);
+        assert!(queue.pop().is_none());
+        assert!(!queue.pushed.load(Ordering::Relaxed));
+
+        // Taken whole after going round: oldest first, then empty.
+        for text in ["a", "b", "c", "d", "e", "f"] {
+            assert!(pin!(sink.send(stdout(text))).poll(&mut cx).is_ready());
+        }
+        for _ in 0..5 {
+            queue.pop();
+        }
+        for text in ["g", "h"] {
+            assert!(pin!(sink.send(stdout(text))).poll(&mut cx).is_ready());
+        }
+        let rest: Vec<_> = queue
+            .take_all_if(|q| q.iter().count() == 3)
+            .expect("taken")
+            .into_iter()
+            .map(|o| match o {
+                Output::Stdout(b) => b,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(rest, ["f", "g", "h"]);
         assert!(queue.pop().is_none());
     }
 
