@@ -561,7 +561,8 @@ def main():
              f"Machine: {machine}. One php-fpm, a pool per server and socket (static, 4 children); "
              f"wrk {args.duration}s per cell; median of {args.rounds} interleaved rounds; "
              f"'per round': the lowest and highest of the round-by-round ratios to {base_kind} "
-             f"(each pair ran back to back), a gauge of the machine's noise. "
+             f"(each pair ran back to back), a gauge of the machine's noise; 'cpu vs {base_kind}': "
+             f"the median of those ratios. "
              f"CPU = the server's own CPU per request (all its processes); the JSON also has its "
              f"voluntary and involuntary context switches per request (switches_per_req). "
              f"Each server runs in a session of its own, as systemd starts a service. "
@@ -589,14 +590,16 @@ def main():
                     f"(p50), {l['held_ms']['p99']:.3f} ms (p99)" for l in link_stats) + "."
                 if delays else ""), "",
              f"| scenario | c | socket | server | req/s | vs {base_kind} | vs {base_kind} per round "
-             f"| p50 ms | p99 ms | cpu µs/req | cpu vs {base_kind} per round | failed | peak RSS KiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| p50 ms | p99 ms | cpu µs/req | cpu vs {base_kind} | cpu vs {base_kind} per round "
+             f"| failed | peak RSS KiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(
             f"| {row['scenario']} | {row['concurrency']} | {row['socket']} | {row['server']} | {fmt(row['rps'])} "
             f"| {fmt(row['rps_ratio_vs_' + base_kind], 2)} | {spread(row['rps_ratio_per_round'])} "
             f"| {fmt(row['p50_ms'], 2)} | {fmt(row['p99_ms'], 2)} "
-            f"| {fmt(row['cpu_us_per_req'], 1)} | {spread(row['cpu_ratio_per_round'])} "
+            f"| {fmt(row['cpu_us_per_req'], 1)} | {fmt(med(row['cpu_ratio_per_round']), 2)} "
+            f"| {spread(row['cpu_ratio_per_round'])} "
             f"| {row['failed_total']} | {fmt(row['rss_peak_kib'])} |")
     if idle:
         lines += ["", f"Idle keep-alive clients: {args.idle_clients} connections opened before the cells, "
