@@ -144,7 +144,7 @@ pub async fn forward(pool: Pool, mut request: FcgiRequest, out: OutputSink, meas
 /// not sent again (502), as with one upstream. (A plain fn returning the
 /// future: an `async fn` would keep its arguments twice, and this future
 /// is boxed per request.)
-#[allow(clippy::manual_async_fn)] // see above: not the same future
+#[allow(clippy::manual_async_fn)] // deliberate: an async fn keeps its arguments twice
 pub fn forward_balanced(
     upstreams: Upstreams,
     mut request: FcgiRequest,
