@@ -131,8 +131,8 @@ impl Answer {
 
 /// A request that passed framing, for the site its Host names: the site's
 /// rules, routing, then its error page and headers. A plain fn returning
-/// the future, so that what the rules need stays out of it: the future is
-/// boxed and moved per request: smaller is cheaper.
+/// its future: the rules run before it, so what they need is not kept in
+/// it (it is part of the future boxed and moved per request).
 fn serve<'a>(
     state: &'a AppState,
     start: Instant,
@@ -169,12 +169,8 @@ fn serve<'a>(
         let status = answer.resp.status().as_u16();
         // An error page's request is made from the original head, which the
         // caller keeps.
-        let page = (!site.error_pages.is_empty())
-            .then(|| {
-                let wanted = !answer.from_app || site.intercept_errors;
-                sites::error_page_for(&site.error_pages, status).filter(|_| wanted)
-            })
-            .flatten();
+        let wanted = !answer.from_app || site.intercept_errors;
+        let page = sites::error_page_for(&site.error_pages, status).filter(|_| wanted);
         let mut answer = match page {
             // Boxed, with the answer it may replace: a rare path that runs a
             // script of its own, whose future would otherwise grow every
@@ -489,10 +485,8 @@ async fn prepare_body(
     declared_length: bool,
     max_body_size: u64,
 ) -> Result<PreparedBody, Response<GatewayBody>> {
+    // (A body already at its end is the caller's `PreparedBody::empty`.)
     let empty = PreparedBody::empty(declared_length);
-    if body.is_end_stream() {
-        return Ok(empty);
-    }
     match body.size_hint().exact() {
         Some(len) if len > max_body_size => Err(respond::too_large()),
         Some(0) => Ok(empty),

@@ -116,14 +116,12 @@ impl Queued {
         self.len == 0
     }
 
-    /// Appends `out`; false, leaving it, when full.
-    fn push_back(&mut self, out: &mut Option<Output>) -> bool {
-        if self.len == MAX_QUEUED {
-            return false;
-        }
-        self.places[(self.front + self.len) % MAX_QUEUED] = out.take();
+    /// Appends `out`; the caller has checked there is room (`depth` is at
+    /// most `MAX_QUEUED`).
+    fn push_back(&mut self, out: Output) {
+        debug_assert!(self.len < MAX_QUEUED);
+        self.places[(self.front + self.len) % MAX_QUEUED] = Some(out);
         self.len += 1;
-        true
     }
 
     fn pop_front(&mut self) -> Option<Output> {
@@ -168,7 +166,8 @@ impl InlineQueue {
         if items.len() >= self.depth {
             return Poll::Pending;
         }
-        if out.is_some() && items.push_back(out) {
+        if let Some(out) = out.take() {
+            items.push_back(out);
             self.pushed.store(true, Ordering::Relaxed);
         }
         Poll::Ready(Ok(()))
