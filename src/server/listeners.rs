@@ -3,13 +3,13 @@
 //! accepting. Every request reads the per-request state in force at that
 //! moment, so a reload reaches keep-alive connections too.
 //!
-//! A stopped listener's connections drain through hyper-util's
-//! `GracefulShutdown`, one per listener: each accept loop takes a
-//! `Watcher` from it for every connection it accepts (connections may be
-//! served on another serving thread; the watcher goes along), and stopping
-//! the listener tells them all to finish the request in flight and close.
-//! It watches only hyper connections, so the accept loops and TLS
-//! handshakes stop on a watch channel of the listener's own.
+//! A stopped listener's connections drain through its `Drain`
+//! (`conn_watch`): each accept loop takes a watcher from it for every
+//! connection it accepts (connections may be served on another serving
+//! thread; the watcher goes along), and stopping the listener tells them
+//! all to finish the request in flight and close. It watches only hyper
+//! connections, so the accept loops and TLS handshakes stop on a watch
+//! channel of the listener's own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,13 +20,13 @@ use http::{header, Request};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::runtime::Handle;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::either::Either;
 
+use super::conn_watch::{self, Drain, DrainWatcher, Ended};
 use super::idle::{self, Activity, Watched};
 use super::workers::{Balance, Placed, SharedListener};
 use super::{framing, handler, AppState, Listener};
@@ -49,7 +49,7 @@ struct Running {
     stop: watch::Sender<bool>,
     /// Drains its connections once the accept loops have ended; each
     /// accept loop holds a clone while it runs.
-    graceful: Arc<GracefulShutdown>,
+    graceful: Arc<Drain>,
     /// One accept loop per serving thread, each on its own copy of the socket.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -63,7 +63,7 @@ pub(super) struct ListenerSet {
     permits: Arc<Semaphore>,
     /// The `max-connections` the permits were sized for.
     max_connections: usize,
-    /// The drains of stopped listeners (`GracefulShutdown::shutdown`), each
+    /// The drains of stopped listeners (`Drain::shutdown`), each
     /// done once all of that listener's connections have closed.
     draining: JoinSet<()>,
     /// The serving threads' runtimes (`workers`): every listener accepts on
@@ -104,7 +104,7 @@ impl ListenerSet {
                 return;
             }
         };
-        let graceful = Arc::new(GracefulShutdown::new());
+        let graceful = Arc::new(Drain::new());
         let shared_state = AcceptShared {
             state: self.state.clone(),
             graceful: graceful.clone(),
@@ -308,7 +308,7 @@ pub(super) fn address_of(listener: &Listener) -> ListenAddr {
 #[derive(Clone)]
 struct AcceptShared {
     state: Arc<ArcSwap<AppState>>,
-    graceful: Arc<GracefulShutdown>,
+    graceful: Arc<Drain>,
     permits: Arc<Semaphore>,
     workers: Arc<[Handle]>,
     balance: Arc<Balance>,
@@ -390,7 +390,7 @@ async fn accept_loop(
 struct Conn {
     permit: OwnedSemaphorePermit,
     placed: Placed,
-    drain: Watcher,
+    drain: DrainWatcher,
     state: Arc<ArcSwap<AppState>>,
     /// Its listener's stop, which abandons a TLS handshake in progress.
     stop: watch::Receiver<bool>,
@@ -438,7 +438,7 @@ async fn serve_tls_conn(
     tcp: tokio::net::TcpStream,
     state: Arc<ArcSwap<AppState>>,
     mut stop: watch::Receiver<bool>,
-    drain: Watcher,
+    drain: DrainWatcher,
     remote: Endpoint,
     local: Endpoint,
 ) {
@@ -460,7 +460,7 @@ async fn serve_tls_conn(
 async fn serve_conn<S>(
     stream: S,
     state: Arc<ArcSwap<AppState>>,
-    drain: Watcher,
+    drain: DrainWatcher,
     remote: Endpoint,
     local: Endpoint,
     tls: Option<TlsInfo>,
@@ -496,14 +496,20 @@ async fn serve_conn<S>(
     });
     // Once the listener stops, hyper finishes the request in flight (the
     // open streams, after a GOAWAY, on HTTP/2) and closes the connection.
-    let conn = drain.watch(builder.serve_connection(io, service));
-    tokio::select! {
-        res = conn => {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "client connection ended with an error");
-            }
+    let conn = builder.serve_connection(io, service);
+    match conn_watch::serve(
+        conn,
+        |conn| conn.graceful_shutdown(),
+        drain,
+        activity.expired(limits),
+    )
+    .await
+    {
+        Ended::Served(Ok(())) => {}
+        Ended::Served(Err(e)) => {
+            tracing::debug!(error = %e, "client connection ended with an error");
         }
-        () = activity.expired(limits) => {
+        Ended::Idle => {
             // Idle, or a head too slow: closing it frees its slot.
             tracing::debug!(client = ?remote, "client connection closed: idle or slow past its limit");
         }

@@ -6,6 +6,7 @@
 mod accel;
 mod access_log;
 pub mod activation;
+mod conn_watch;
 mod docroot;
 pub mod forwarded;
 mod framing;

@@ -3,8 +3,9 @@
 //! This is the only place that does upstream socket I/O.
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::time::Duration;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,6 +62,11 @@ pub struct Conn {
     /// answer on this connection: ACK before waiting for that answer
     /// (`rearm_quickack`), unless a write of ours carries the ACK first.
     ack_owed: bool,
+    /// The read deadline's timer, kept from one exchange to the next: set
+    /// to a later deadline it only stores the new time, where a timer per
+    /// exchange went into the runtime's timer wheel and out again. Belongs
+    /// to the event loop of `home`.
+    read_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -82,6 +88,8 @@ impl Conn {
         Ok(Conn {
             stream,
             home: this_thread(),
+            // Its timer belongs to the other thread's runtime.
+            read_timer: None,
             ..self
         })
     }
@@ -153,6 +161,7 @@ pub(crate) async fn dial_with(
             idle_since: Instant::now(),
             read_buf: BytesMut::new(),
             ack_owed: false,
+            read_timer: None,
         }),
         Ok(Err(source)) => Err(UpstreamError::Connect {
             addr: addr.to_string(),
@@ -309,7 +318,7 @@ async fn exchange_with(
     let mut decoder = ResponseDecoder::new(REQUEST_ID);
     let mut got_bytes = false;
     let mut just_read = false;
-    let mut deadline = Instant::now() + timeouts.read;
+    let mut read_timer = arm(&mut conn.read_timer, Instant::now() + timeouts.read);
     // When the bytes being decoded were read: the times below are taken
     // from it rather than from a clock read of their own each.
     let mut read_at = sent_at;
@@ -397,7 +406,7 @@ async fn exchange_with(
         };
         tokio::select! {
             biased;
-            _ = tokio::time::sleep_until(stuck_check.unwrap_or(deadline)), if stuck_check.is_some() => {
+            _ = sleep_if_some(stuck_check), if stuck_check.is_some() => {
                 if let Some(guard) = first_byte.as_deref_mut() {
                     guard.free_a_worker();
                 }
@@ -410,7 +419,7 @@ async fn exchange_with(
                     return Err(fail(e, got_bytes, true));
                 }
                 // The read timeout counts from the moment php-fpm has the whole request.
-                deadline = Instant::now() + timeouts.read;
+                read_timer.as_mut().reset(Instant::now() + timeouts.read);
             }
             res = reader.read_buf(buf) => {
                 match res {
@@ -430,7 +439,7 @@ async fn exchange_with(
                             }
                         }
                         got_bytes = true;
-                        deadline = read_at + timeouts.read;
+                        read_timer.as_mut().reset(read_at + timeouts.read);
                     }
                     Err(e) => {
                         return Err(fail(UpstreamError::Read(e), got_bytes, body_consumed || !body_done));
@@ -442,7 +451,7 @@ async fn exchange_with(
             _ = out.closed() => {
                 return Err(fail(UpstreamError::Client(ClientError::Gone), got_bytes, true));
             }
-            _ = tokio::time::sleep_until(deadline), if body_done => {
+            _ = read_timer.as_mut(), if body_done => {
                 let error = if got_bytes {
                     UpstreamError::ReadTimeout { after: timeouts.read }
                 } else {
@@ -451,6 +460,26 @@ async fn exchange_with(
                 return Err(fail(error, got_bytes, body_consumed));
             }
         }
+    }
+}
+
+/// The connection's read timer, set to `at`.
+fn arm(slot: &mut Option<Pin<Box<Sleep>>>, at: Instant) -> Pin<&mut Sleep> {
+    match slot {
+        Some(timer) => {
+            timer.as_mut().reset(at);
+            timer.as_mut()
+        }
+        None => slot.insert(Box::pin(tokio::time::sleep_until(at))).as_mut(),
+    }
+}
+
+/// Sleeps until `at`; never resolves without one. (`select!` builds a
+/// disabled branch's future too: this one costs nothing until polled.)
+async fn sleep_if_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -634,3 +634,34 @@ async fn a_thread_without_connections_gets_one_under_the_others_load() {
     );
     answered(load).await;
 }
+
+/// One connection serves one request after another, its read timer kept
+/// from one exchange to the next and set again each time: a response that
+/// comes after the earlier exchange's deadline but within its own still
+/// arrives, and one later than its own still times out.
+#[tokio::test(start_paused = true)]
+async fn each_exchange_on_a_kept_connection_has_a_read_deadline_of_its_own() {
+    let fpm = FakeFpm::start(1);
+    let pool = pool_on(&fpm, true, settings(1, Duration::from_secs(10)));
+    request(pool.clone(), 0).await.expect("answered at once");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Answered at 14 s: past the first exchange's deadline (10 s), within
+    // its own (18 s).
+    request(pool.clone(), 6_000)
+        .await
+        .expect("the second exchange's own deadline holds");
+    let started = Instant::now();
+    let late = request(pool.clone(), 11_000).await;
+    assert!(
+        late.as_ref()
+            .is_err_and(|e| e.contains("no response head from upstream within 10s")),
+        "{late:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    let seen = pool.snapshot();
+    assert_eq!(
+        (seen.connects, seen.reused),
+        (1, 2),
+        "all three on one connection"
+    );
+}
