@@ -383,12 +383,21 @@ fn walk_plain(root: &Path, path: &Path) -> Walk {
     let Some(rel) = below(root, path) else {
         return Walk::NotPlain;
     };
-    let mut current = PathBuf::with_capacity(path.as_os_str().len());
-    current.push(root);
+    // Each level is a prefix of `path` itself (`rel` is its tail): no copy
+    // to build. A prefix may keep a `.` or an empty segment that `segments`
+    // skips; the kernel resolves it the same.
+    let bytes = path.as_os_str().as_bytes();
+    let rel_start = bytes.len() - rel.len();
     let mut last = None;
-    for segment in segments(rel) {
-        current.push(OsStr::from_bytes(segment));
-        let meta = match fs::symlink_metadata(&current) {
+    let mut end = 0;
+    for segment in rel.split(|b| *b == b'/') {
+        end += segment.len();
+        let level = &bytes[..rel_start + end];
+        end += 1;
+        if segment.is_empty() || segment == b"." {
+            continue;
+        }
+        let meta = match fs::symlink_metadata(OsStr::from_bytes(level)) {
             Ok(meta) => meta,
             Err(e) => return Walk::Missing(e),
         };
