@@ -71,15 +71,16 @@ pub(crate) enum Ended<T> {
 
 /// Drives `conn` to its end; when `drain` begins, calls `graceful_close`
 /// on it once and keeps driving it; when `idle` resolves first, stops.
-pub(crate) async fn serve<C: Future>(
-    conn: C,
+/// The caller pins `conn` and `idle` where they are made: passed by value,
+/// an async fn keeps its argument and the pinned copy both, and the
+/// connection future is most of a connection task's memory.
+pub(crate) async fn serve<C: Future, I: Future<Output = ()>>(
+    conn: Pin<&mut C>,
     graceful_close: fn(Pin<&mut C>),
-    mut drain: DrainWatcher,
-    idle: impl Future<Output = ()>,
+    drain: &mut DrainWatcher,
+    idle: Pin<&mut I>,
 ) -> Ended<C::Output> {
-    let conn = std::pin::pin!(conn);
     let drained = std::pin::pin!(drain.drained());
-    let idle = std::pin::pin!(idle);
     let side = Arc::new(SideWake {
         // Polled once at the start, to register their wakers.
         woken: AtomicBool::new(true),
@@ -241,6 +242,17 @@ mod tests {
         (conn, probe)
     }
 
+    /// `serve` with the futures owned, for spawning.
+    async fn serve_owned<I: Future<Output = ()>>(
+        conn: Conn,
+        mut drain: DrainWatcher,
+        idle: I,
+    ) -> Ended<usize> {
+        let conn = std::pin::pin!(conn);
+        let idle = std::pin::pin!(idle);
+        serve(conn, close, &mut drain, idle).await
+    }
+
     async fn settle() {
         for _ in 0..4 {
             tokio::task::yield_now().await;
@@ -252,7 +264,7 @@ mod tests {
         let drain = Drain::new();
         let (conn, conn_probe) = conn();
         let idle = Arc::new(Probe::default());
-        let served = tokio::spawn(serve(conn, close, drain.watcher(), Side(idle.clone())));
+        let served = tokio::spawn(serve_owned(conn, drain.watcher(), Side(idle.clone())));
         settle().await;
         assert_eq!((conn_probe.polls(), idle.polls()), (1, 1));
         // The connection's task woken again and again, as reads and the
@@ -286,7 +298,7 @@ mod tests {
         let drain = Drain::new();
         let (conn, conn_probe) = conn();
         let idle = Arc::new(Probe::default());
-        let served = tokio::spawn(serve(conn, close, drain.watcher(), Side(idle.clone())));
+        let served = tokio::spawn(serve_owned(conn, drain.watcher(), Side(idle.clone())));
         settle().await;
         idle.fire();
         let ended = tokio::time::timeout(Duration::from_secs(5), served)
@@ -313,7 +325,7 @@ mod tests {
         let (conn, _) = conn();
         let ended = tokio::time::timeout(
             Duration::from_secs(5),
-            serve(conn, close, watcher, std::future::pending()),
+            serve_owned(conn, watcher, std::future::pending()),
         )
         .await
         .expect("ends");

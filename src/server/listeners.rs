@@ -460,7 +460,7 @@ async fn serve_tls_conn(
 async fn serve_conn<S>(
     stream: S,
     state: Arc<ArcSwap<AppState>>,
-    drain: DrainWatcher,
+    mut drain: DrainWatcher,
     remote: Endpoint,
     local: Endpoint,
     tls: Option<TlsInfo>,
@@ -496,15 +496,10 @@ async fn serve_conn<S>(
     });
     // Once the listener stops, hyper finishes the request in flight (the
     // open streams, after a GOAWAY, on HTTP/2) and closes the connection.
-    let conn = builder.serve_connection(io, service);
-    match conn_watch::serve(
-        conn,
-        |conn| conn.graceful_shutdown(),
-        drain,
-        activity.expired(limits),
-    )
-    .await
-    {
+    // Pinned here, each future once in this task's memory (`conn_watch::serve`).
+    let conn = std::pin::pin!(builder.serve_connection(io, service));
+    let idle = std::pin::pin!(activity.expired(limits));
+    match conn_watch::serve(conn, |conn| conn.graceful_shutdown(), &mut drain, idle).await {
         Ended::Served(Ok(())) => {}
         Ended::Served(Err(e)) => {
             tracing::debug!(error = %e, "client connection ended with an error");
