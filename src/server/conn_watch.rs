@@ -253,6 +253,31 @@ mod tests {
         serve(conn, close, &mut drain, idle).await
     }
 
+    /// A watched connection running in a task of its own, past its first poll.
+    async fn started() -> (
+        Drain,
+        Arc<Probe>,
+        Arc<Probe>,
+        tokio::task::JoinHandle<Ended<usize>>,
+    ) {
+        let drain = Drain::new();
+        let (conn, conn_probe) = conn();
+        let idle = Arc::new(Probe::default());
+        let served = tokio::spawn(serve_owned(conn, drain.watcher(), Side(idle.clone())));
+        settle().await;
+        (drain, conn_probe, idle, served)
+    }
+
+    /// The connection ended after one graceful close, and the drain then
+    /// saw its watcher gone.
+    async fn closed_once_then_drained(ended: Ended<usize>, shutting: tokio::task::JoinHandle<()>) {
+        assert!(matches!(ended, Ended::Served(1)), "{ended:?}");
+        tokio::time::timeout(Duration::from_secs(5), shutting)
+            .await
+            .expect("the drain completes")
+            .expect("no panic");
+    }
+
     async fn settle() {
         for _ in 0..4 {
             tokio::task::yield_now().await;
@@ -261,11 +286,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_side_futures_are_polled_again_only_when_their_waker_fires() {
-        let drain = Drain::new();
-        let (conn, conn_probe) = conn();
-        let idle = Arc::new(Probe::default());
-        let served = tokio::spawn(serve_owned(conn, drain.watcher(), Side(idle.clone())));
-        settle().await;
+        let (drain, conn_probe, idle, served) = started().await;
         assert_eq!((conn_probe.polls(), idle.polls()), (1, 1));
         // The connection's task woken again and again, as reads and the
         // upstream wake it: the idle watch is not polled for that.
@@ -285,21 +306,12 @@ mod tests {
             .await
             .expect("the drained connection ends")
             .expect("no panic");
-        assert!(matches!(ended, Ended::Served(1)), "{ended:?}");
-        // And the drain sees its watcher gone.
-        tokio::time::timeout(Duration::from_secs(5), shutting)
-            .await
-            .expect("the drain completes")
-            .expect("no panic");
+        closed_once_then_drained(ended, shutting).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_watch_that_fires_ends_the_connection_without_a_close() {
-        let drain = Drain::new();
-        let (conn, conn_probe) = conn();
-        let idle = Arc::new(Probe::default());
-        let served = tokio::spawn(serve_owned(conn, drain.watcher(), Side(idle.clone())));
-        settle().await;
+        let (drain, conn_probe, idle, served) = started().await;
         idle.fire();
         let ended = tokio::time::timeout(Duration::from_secs(5), served)
             .await
@@ -329,10 +341,6 @@ mod tests {
         )
         .await
         .expect("ends");
-        assert!(matches!(ended, Ended::Served(1)), "{ended:?}");
-        tokio::time::timeout(Duration::from_secs(5), shutting)
-            .await
-            .expect("the drain completes")
-            .expect("no panic");
+        closed_once_then_drained(ended, shutting).await;
     }
 }
