@@ -384,19 +384,13 @@ fn walk_plain(root: &Path, path: &Path) -> Walk {
         return Walk::NotPlain;
     };
     // Each level is a prefix of `path` itself (`rel` is its tail): no copy
-    // to build. A prefix may keep a `.` or an empty segment that `segments`
-    // skips; the kernel resolves it the same.
+    // to build. A prefix may keep a `.` or an empty segment that
+    // `named_levels` skips; the kernel resolves it the same.
     let bytes = path.as_os_str().as_bytes();
     let rel_start = bytes.len() - rel.len();
     let mut last = None;
-    let mut end = 0;
-    for segment in rel.split(|b| *b == b'/') {
-        end += segment.len();
+    for (_, end) in named_levels(rel) {
         let level = &bytes[..rel_start + end];
-        end += 1;
-        if segment.is_empty() || segment == b"." {
-            continue;
-        }
         let meta = match fs::symlink_metadata(OsStr::from_bytes(level)) {
             Ok(meta) => meta,
             Err(e) => return Walk::Missing(e),
@@ -437,8 +431,18 @@ fn has_hidden_name(rel: &[u8]) -> bool {
 /// The names in a relative path, as `Path::components` yields them for the
 /// paths built here (no empty names, no `.`).
 fn segments(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
+    named_levels(rel).map(|(name, _)| name)
+}
+
+/// `segments`, each with where it ends in `rel`.
+fn named_levels(rel: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
     rel.split(|b| *b == b'/')
-        .filter(|name| !name.is_empty() && *name != b".")
+        .scan(0, |start, name| {
+            let end = *start + name.len();
+            *start = end + 1;
+            Some((name, end))
+        })
+        .filter(|(name, _)| !name.is_empty() && *name != b".")
 }
 
 /// Inside the root once symlinks (of the file or any parent) are resolved,

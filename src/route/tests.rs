@@ -520,3 +520,12 @@ fn a_removed_script_is_seen_once_the_interval_has_passed() {
     std::thread::sleep(Duration::from_millis(60));
     assert_eq!(resolve(&c, "/sub/page.php", None), Route::NotFound);
 }
+
+/// The lstat walk's levels: each name with the offset where it ends in the
+/// path, empty and `.` names skipped but counted.
+#[test]
+fn named_levels_end_where_each_name_ends() {
+    let levels: Vec<_> = named_levels(b"a//./bc/d").collect();
+    assert_eq!(levels, [(&b"a"[..], 1), (&b"bc"[..], 7), (&b"d"[..], 9)]);
+    assert_eq!(named_levels(b"").count(), 0);
+}
